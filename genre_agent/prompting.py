@@ -1,0 +1,93 @@
+"""The one place prompts are rendered: Jinja files in ``genre_agent.prompts``, StrictUndefined."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+from genre_agent.errors import ConfigError
+
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_WS = re.compile(r"\s+")
+
+
+def data_filter(value: Any, limit: int = 400) -> str:
+    """Make untrusted text safe to place inside <data>...</data>.
+
+    Angle brackets become look-alikes so the text cannot close the data block or open a fake
+    one; control characters and newlines collapse to spaces; the text is truncated.
+    """
+    text = _CTRL.sub(" ", str(value))
+    text = text.replace("<", "\u2039").replace(">", "\u203a")
+    text = _WS.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_source),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+    env.filters["data"] = data_filter
+    return env
+
+
+def _load_source(name: str) -> str:
+    try:
+        return (resources.files("genre_agent.prompts") / name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise jinja2.TemplateNotFound(name) from None
+
+
+def list_templates() -> list[str]:
+    names = set()
+    for entry in resources.files("genre_agent.prompts").iterdir():
+        if entry.name.endswith(".j2"):
+            names.add(entry.name.split(".")[0])
+    return sorted(names)
+
+
+def template_sha256(name: str) -> str:
+    """SHA-256 over the template's source files (system then user)."""
+    digest = hashlib.sha256()
+    for part in ("system", "user"):
+        digest.update(_load_source(f"{name}.{part}.j2").encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    template: str
+    template_sha256: str
+    system: str
+    user: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(f"{self.system}\x00{self.user}".encode()).hexdigest()
+
+
+def render(name: str, **context: Any) -> RenderedPrompt:
+    """Render ``<name>.system.j2`` and ``<name>.user.j2`` with StrictUndefined."""
+    env = _env()
+    try:
+        system = env.get_template(f"{name}.system.j2").render(**context).strip()
+        user = env.get_template(f"{name}.user.j2").render(**context).strip()
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(
+            f"prompt template {name!r} not found ({exc}); known: {list_templates()}"
+        ) from None
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(f"prompt template {name!r}: {exc}") from None
+    return RenderedPrompt(name, template_sha256(name), system, user)

