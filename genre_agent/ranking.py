@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -303,3 +303,38 @@ class ListwiseRanker:
             )
             results.append((ranked, trace))
         return results
+
+
+class Ranker(Protocol):
+    """The ranking seam: every mode ranks many requests in one batched pass."""
+
+    def rank_many(
+        self, requests: Sequence[RankRequest], temperature: float = 0.0, seed: int = 0
+    ) -> list[tuple[list[RankedItem], Trace]]: ...
+
+
+RankerFactory = Callable[[LLM, RankingConfig], Ranker]
+RANKERS: dict[str, RankerFactory] = {"listwise": ListwiseRanker}
+
+
+def register_ranker(mode: str) -> Callable[[RankerFactory], RankerFactory]:
+    def deco(factory: RankerFactory) -> RankerFactory:
+        RANKERS[mode] = factory
+        return factory
+
+    return deco
+
+
+def make_ranker(llm: LLM, cfg: RankingConfig) -> Ranker:
+    """The ranker that ``ranking.mode`` names ("retrieval" mode has no LLM ranker)."""
+    if cfg.mode not in RANKERS:
+        # Optional modes register themselves on import.
+        import importlib
+
+        try:
+            importlib.import_module(f"genre_agent.{cfg.mode}")
+        except ImportError:
+            pass
+    if cfg.mode not in RANKERS:
+        raise RankingValidationError(f"ranking.mode {cfg.mode!r} has no ranker; known: {sorted(RANKERS)}")
+    return RANKERS[cfg.mode](llm, cfg)

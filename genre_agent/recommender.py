@@ -13,7 +13,7 @@ from genre_agent.errors import GenreError
 from genre_agent.interactions import Interaction, InteractionStore
 from genre_agent.items import Item, load_items
 from genre_agent.llm.base import LLM, get_engine
-from genre_agent.ranking import ListwiseRanker, RankRequest
+from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
 from genre_agent.retrievers.embedding import EmbeddingRetriever
 from genre_agent.store import ChromaStore, Embedder, IndexReport, get_embedder
@@ -173,7 +173,7 @@ class Recommender:
                 trace = Trace(candidates=cands, timings=[StageTiming(stage="retrieve", seconds=t_ret)])
                 results.append(Recommendation(user_id=req.user_id, items=items, trace=trace))
             return results
-        ranker = ListwiseRanker(self.llm, cfg.ranking)
+        ranker = make_ranker(self.llm, cfg.ranking)
         todo = [
             RankRequest(cands, history, req.query, req.profile, k)
             for req, history, cands, k, _ in prepared
