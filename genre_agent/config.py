@@ -93,6 +93,53 @@ class RankingConfig(_Frozen):
     max_repair_rounds: int = Field(3, ge=0, le=20)
 
 
+MOVIELENS_GENRES = (
+    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)
+
+
+class ProfileConfig(_Frozen):
+    """LLM-written user interest profiles (see genre_agent.profiles)."""
+
+    path: Path = Path(".genre/profiles.sqlite")
+    template: str = "profile"
+    max_history: int = Field(30, ge=1, le=500)
+    max_topics: int = Field(4, ge=1, le=20)
+    max_evidence: int = Field(3, ge=1, le=10)
+    summary_chars: int = Field(200, ge=20, le=2000)
+    # Feed the profile text into the retrieval query and/or the rerank prompt.
+    use_in_retrieval: bool = False
+    use_in_rerank: bool = False
+
+
+class EnrichConfig(_Frozen):
+    """LLM item enrichment batch job (see genre_agent.enrichment)."""
+
+    enabled: bool = False
+    template: str = "enrich"
+    checkpoint: Path = Path(".genre/enrich.jsonl")
+    batch_size: int = Field(8, ge=1, le=512)
+    summary_chars: int = Field(160, ge=20, le=1000)
+    max_keywords: int = Field(5, ge=1, le=20)
+    # Put summary + keywords into the embedded text (True) or only into metadata (False).
+    embed: bool = True
+
+
+class ChatConfig(_Frozen):
+    """Multi-turn chat sessions (see genre_agent.chat)."""
+
+    sessions_path: Path = Path(".genre/chat.sqlite")
+    template: str = "intent"
+    k: int = Field(5, ge=1, le=50)
+    # Earlier user turns shown to the intent extractor.
+    context_turns: int = Field(4, ge=0, le=50)
+    query_chars: int = Field(120, ge=10, le=1000)
+    genres: tuple[str, ...] = MOVIELENS_GENRES
+    max_intent_tokens: int = Field(256, ge=32, le=4096)
+
+
 class Config(_Frozen):
     """The whole configuration tree."""
 
@@ -101,6 +148,9 @@ class Config(_Frozen):
     embedder: EmbedderConfig = EmbedderConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     ranking: RankingConfig = RankingConfig()
+    profile: ProfileConfig = ProfileConfig()
+    enrich: EnrichConfig = EnrichConfig()
+    chat: ChatConfig = ChatConfig()
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of this config (recorded with results)."""
