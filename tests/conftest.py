@@ -1,0 +1,35 @@
+"""Shared fixtures: the project's own small catalog, fake and real recommenders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CATALOG = FIXTURES / "catalog.jsonl"
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture()
+def catalog_path() -> Path:
+    return CATALOG
+
+
+@pytest.fixture()
+def fake_rec(tmp_path: Path):
+    """A Recommender with an in-memory Chroma, the hashing embedder and a scripted LLM."""
+    from genre_agent import Recommender
+    from genre_agent.llm import FakeLLM
+    from genre_agent.store import FakeEmbedder
+
+    rec = Recommender.from_config(
+        {"store": {"kind": "memory", "collection": f"t{tmp_path.name[-20:]}"}, "llm": {"engine": "fake"}},
+        llm=FakeLLM("first"),
+        embedder=FakeEmbedder(),
+    )
+    rec.index(CATALOG)
+    yield rec
+    rec.close()

@@ -1,0 +1,47 @@
+"""Golden tests: a prompt change shows up as a reviewed diff of tests/golden/*.txt.
+
+Regenerate with GENRE_UPDATE_GOLDEN=1 pytest tests/test_prompts_golden.py, then review.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from genre_agent.errors import ConfigError
+from genre_agent.prompting import render
+
+GOLDEN = Path(__file__).parent / "golden"
+
+CONTEXT = {
+    "query": "something funny",
+    "profile": None,
+    "history": [{"title": "Alien (1979)", "genres": "Horror|Sci-Fi"}],
+    "candidates": [
+        {"id": "m6", "title": "Men in Black (1997)", "text": "Genres: Action, Comedy, Sci-Fi."},
+        {"id": "m7", "title": "Evolution (2001)", "text": "Genres: Comedy, Sci-Fi."},
+    ],
+    "k": 2,
+    "max_item_chars": 160,
+}
+
+
+def _check(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.txt"
+    if os.environ.get("GENRE_UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path}; run with GENRE_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{name} changed; review and regenerate the golden file"
+
+
+def test_rerank_listwise_golden():
+    p = render("rerank_listwise", **CONTEXT)
+    _check("rerank_listwise", f"## system\n{p.system}\n## user\n{p.user}\n")
+
+
+def test_strict_undefined_names_the_variable():
+    ctx = dict(CONTEXT)
+    del ctx["k"]
+    with pytest.raises(ConfigError, match="'k' is undefined"):
+        render("rerank_listwise", **ctx)

@@ -1,0 +1,54 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from genre_agent import Item, Recommender
+from genre_agent.errors import CatalogError
+from genre_agent.store import FakeEmbedder
+
+
+def _rec(path: Path) -> Recommender:
+    return Recommender.from_config(
+        {"store": {"kind": "embedded", "path": str(path / "chroma"),
+                   "interactions_path": str(path / "i.sqlite")}, "llm": {"engine": "fake"}},
+        embedder=FakeEmbedder(),
+    )
+
+
+def test_upsert_is_idempotent_and_updates_changed(tmp_path: Path, catalog_path: Path):
+    rec = _rec(tmp_path)
+    first = rec.index(catalog_path)
+    assert (first.added, first.updated, first.unchanged) == (50, 0, 0)
+    again = rec.index(catalog_path)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 50)
+    changed = Item(id="m1", title="Alien (1979)", text="Director's cut.", metadata={"year": 1979})
+    report = rec.index([changed])
+    assert (report.added, report.updated) == (0, 1)
+    assert rec.store.get(["m1"])["m1"].text == "Director's cut."
+    assert rec.store.count() == 50
+
+
+def test_bad_catalog_keeps_previous_index(tmp_path: Path, catalog_path: Path):
+    rec = _rec(tmp_path)
+    rec.index(catalog_path)
+    before = [r.item.id for r in rec.recommend(history=["m1"], k=5).items]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "m1", "title": "Replaced"}) + "\n" + json.dumps({"id": "n2"}) + "\n")
+    with pytest.raises(CatalogError, match=r"bad.jsonl:2: field 'title'"):
+        rec.index(bad)
+    assert rec.store.count() == 50
+    assert rec.store.get(["m1"])["m1"].title == "Alien (1979)"
+    # Reopen from disk: the persisted index still answers the same.
+    rec2 = _rec(tmp_path)
+    assert [r.item.id for r in rec2.recommend(history=["m1"], k=5).items] == before
+
+
+def test_where_filter_and_history_exclusion(fake_rec):
+    result = fake_rec.recommend(
+        history=["m1", "m2"], k=5, filters={"$and": [{"year": {"$gte": 2000}}, {"genre_comedy": True}]}
+    )
+    ids = [r.item.id for r in result.items]
+    assert "m1" not in ids and "m2" not in ids and len(ids) == 5
+    for r in result.items:
+        assert r.item.metadata["year"] >= 2000 and r.item.metadata["genre_comedy"] is True
