@@ -33,3 +33,11 @@ def fake_rec(tmp_path: Path):
     rec.index(CATALOG)
     yield rec
     rec.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_engines():
+    yield
+    from genre_agent.llm import clear_engines
+
+    clear_engines()

@@ -1,0 +1,61 @@
+"""Start real servers on 127.0.0.1 for tests: `chroma run` and vLLM's OpenAI server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} not up after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def serve(cmd: list[str], health: str, log: Path, timeout: float, env: dict | None = None) -> Iterator[None]:
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        try:
+            _wait(health, proc, timeout, log)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def chroma_cmd(path: Path, port: int) -> list[str]:
+    exe = Path(sys.executable).parent / "chroma"
+    return [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+
+
+def vllm_cmd(model: str, port: int, name: str) -> list[str]:
+    return [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1",
+        "--port", str(port), "--model", model, "--served-model-name", name, "--dtype", "bfloat16",
+        "--max-model-len", "4096", "--enforce-eager", "--seed", "0",
+    ]

@@ -1,0 +1,120 @@
+"""The user-facing path on the real default model (vLLM in process and behind its OpenAI
+server) and real Chroma (embedded and `chroma run`). Slow: a few minutes on 2 cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genre_agent import Recommender
+from genre_agent.config import LLMConfig, load_config
+from genre_agent.llm import get_engine
+from genre_agent.models import prepare_model
+
+from servers import chroma_cmd, free_port, serve, vllm_cmd
+
+pytestmark = pytest.mark.real
+
+HISTORY = ["m1", "m3", "m14", "m44"]  # Alien, The Terminator, Predator, The Matrix
+
+
+@pytest.fixture(scope="module")
+def vllm_engine():
+    return get_engine(LLMConfig(engine="vllm"))
+
+
+def _check(result, k: int) -> None:
+    ids = [r.item.id for r in result.items]
+    cand_ids = {c.item.id for c in result.trace.candidates}
+    assert len(ids) == k and len(set(ids)) == k, ids
+    assert not set(ids) & set(HISTORY)
+    assert set(ids) <= cand_ids
+    assert all(r.rationale and r.rationale.strip() for r in result.items)
+    assert result.trace.template_sha256 and result.trace.prompt_tokens > 100
+    assert result.trace.completion_tokens > 0
+    assert result.trace.model_revision.startswith("1d9614638d18")
+
+
+def _config(tmp_path: Path, **store):
+    return load_config(
+        {
+            "store": {"interactions_path": str(tmp_path / "i.sqlite"), **store},
+            "retrieval": {"n_candidates": 20},
+        },
+        use_env=False,
+    )
+
+
+def test_embedded_chroma_vllm(tmp_path: Path, catalog_path: Path, vllm_engine):
+    cfg = _config(tmp_path, kind="embedded", path=str(tmp_path / "chroma"))
+    rec = Recommender.from_config(cfg, llm=vllm_engine)
+    rec.index(catalog_path)
+    result = rec.recommend(history=HISTORY, k=5)
+    _check(result, 5)
+    # With a metadata filter and a free-text query.
+    result = rec.recommend(history=HISTORY, query="funny", k=3, filters={"genre_comedy": True})
+    _check(result, 3)
+    assert all(r.item.metadata.get("genre_comedy") for r in result.items)
+
+
+def test_chroma_server_vllm(tmp_path: Path, catalog_path: Path, vllm_engine):
+    port = free_port()
+    with serve(
+        chroma_cmd(tmp_path / "srv", port),
+        f"http://127.0.0.1:{port}/api/v2/heartbeat",
+        tmp_path / "chroma.log",
+        timeout=90,
+    ):
+        cfg = _config(tmp_path, kind="http", port=port)
+        rec = Recommender.from_config(cfg, llm=vllm_engine)
+        report = rec.index(catalog_path)
+        assert report.added == 50
+        assert rec.index(catalog_path).unchanged == 50
+        _check(rec.recommend(history=HISTORY, k=5), 5)
+
+
+def test_openai_engine_against_vllm_server(tmp_path: Path, catalog_path: Path):
+    model = str(prepare_model())
+    port = free_port()
+    with serve(
+        vllm_cmd(model, port, "genre-default"),
+        f"http://127.0.0.1:{port}/health",
+        tmp_path / "vllm.log",
+        timeout=420,
+        env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+    ):
+        cfg = _config(tmp_path, kind="embedded", path=str(tmp_path / "chroma"))
+        cfg = load_config(
+            cfg,
+            overrides={
+                "llm.engine": "openai",
+                "llm.base_url": f"http://127.0.0.1:{port}/v1",
+                "llm.served_model_name": "genre-default",
+            },
+            use_env=False,
+        )
+        rec = Recommender.from_config(cfg)
+        rec.index(catalog_path)
+        result = rec.recommend(history=HISTORY, k=5)
+        ids = [r.item.id for r in result.items]
+        assert len(set(ids)) == 5 and not set(ids) & set(HISTORY)
+        assert all(r.rationale for r in result.items)
+        assert result.trace.engine == "openai" and result.trace.completion_tokens > 0
+
+
+def test_transformers_engine_smollm2(tmp_path: Path, catalog_path: Path):
+    cfg = load_config(
+        {
+            "store": {"kind": "memory", "collection": "smol_test"},
+            "llm": {"engine": "transformers", "model": "smollm2-135m", "dtype": "float32"},
+            "retrieval": {"n_candidates": 10},
+            "ranking": {"max_rationale_chars": 40},
+        },
+        use_env=False,
+    )
+    rec = Recommender.from_config(cfg)
+    rec.index(catalog_path)
+    result = rec.recommend(history=HISTORY, k=3)
+    ids = [r.item.id for r in result.items]
+    assert len(set(ids)) == 3 and not set(ids) & set(HISTORY)
