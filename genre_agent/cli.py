@@ -270,7 +270,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except GenreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        # Plain print: rich would wrap long file paths and break "file:line: field" lines.
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)

@@ -1,0 +1,39 @@
+"""Shared set-up for benchmarks: ml-latest-small indexed once into a reusable Chroma dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DATA = Path(os.environ.get("GENRE_DEMO_DATA", Path(__file__).resolve().parents[2] / "shared/data/ml-latest-small"))
+
+
+def ml_recommender(workdir: Path, **overrides: Any):
+    from genre_agent import Recommender, load_movielens_items
+    from genre_agent.config import load_config
+    from genre_agent.interactions import read_interactions
+
+    cfg = load_config(
+        {
+            "store": {
+                "kind": "embedded",
+                "path": str(workdir / "chroma"),
+                "interactions_path": str(workdir / "interactions.sqlite"),
+                "collection": "ml_latest_small",
+            }
+        },
+        overrides=overrides,
+    )
+    rec = Recommender.from_config(cfg)
+    rec.index(load_movielens_items(DATA))  # idempotent: a no-op after the first run
+    if not rec.interactions.history("1"):
+        rec.add_interactions(read_interactions(DATA / "ratings.csv"))
+    return rec
+
+
+def sample_users(rec, n: int, seed: int = 0) -> list[str]:
+    import random
+
+    users = sorted(rec.interactions.users(), key=int)
+    return random.Random(seed).sample(users, min(n, len(users)))

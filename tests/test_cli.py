@@ -1,0 +1,60 @@
+"""The CLI end to end on fakes (CliRunner), plus the error paths users hit first."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from genre_agent.cli import app
+
+runner = CliRunner()
+
+
+def _sets(tmp_path: Path) -> list[str]:
+    return [
+        "--set", "llm.engine=fake",
+        "--set", "embedder.kind=fake",
+        "--set", f"store.path={tmp_path / 'chroma'}",
+        "--set", f"store.interactions_path={tmp_path / 'i.sqlite'}",
+    ]
+
+
+def test_index_then_recommend_json(tmp_path: Path, catalog_path: Path):
+    inter = tmp_path / "inter.csv"
+    inter.write_text("user_id,item_id,timestamp,rating\nu1,m1,1,5\nu1,m3,2,4.5\nu1,m20,3,1\n")
+    res = runner.invoke(app, ["index", str(catalog_path), "--interactions", str(inter), *_sets(tmp_path)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["recommend", "--user", "u1", "-k", "4", "--json", *_sets(tmp_path)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    ids = [i["item"]["id"] for i in data["items"]]
+    assert len(ids) == 4 and not {"m1", "m3", "m20"} & set(ids)
+    assert data["trace"]["template"] == "rerank_listwise"
+
+
+def test_recommend_table_with_where(tmp_path: Path, catalog_path: Path):
+    assert runner.invoke(app, ["index", str(catalog_path), *_sets(tmp_path)]).exit_code == 0
+    res = runner.invoke(
+        app,
+        ["recommend", "--history", "m1", "-k", "2", "--where", '{"genre_romance": true}', *_sets(tmp_path)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "Recommendations" in res.stdout
+
+
+def test_bad_config_key_and_bad_catalog_are_clear_errors(tmp_path: Path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,title\nx1,Fine\nx2,\n")
+    exe = Path(sys.executable).parent / "genre"
+    proc = subprocess.run(
+        [str(exe), "index", str(bad), *_sets(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "bad.csv:3: field 'title'" in proc.stderr.replace("\n", " ")
+    proc = subprocess.run(
+        [str(exe), "recommend", "-q", "x", "--set", "llm.engnie=fake"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "llm.engnie: unknown key" in proc.stderr
