@@ -1,0 +1,438 @@
+"""Multi-turn chat sessions: constrained intent extraction, filtered retrieval, SQLite state.
+
+Each user message becomes an ``Intent`` by one constrained generation (a regex built from
+the schema: genres are an enum of the configured genres, references are an enum of the
+positions of the last reply's picks). The intent has no item-id field at all, so a user
+message cannot make the model pick items; picks come only from Recommender.recommend, whose
+ranker is constrained to its candidates. Every intent is re-validated: schema failures raise
+IntentError, softer problems (year_min > year_max, a genre both wanted and excluded) are
+dropped and listed in the turn's ``violations``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genre_agent.config import ChatConfig
+from genre_agent.errors import GenreError
+from genre_agent.items import genre_key
+from genre_agent.llm.base import GenRequest, Message
+from genre_agent.profiles import recommend_with_profile
+from genre_agent.prompting import render
+from genre_agent.recommender import Recommender
+
+
+class IntentError(GenreError):
+    """The LLM's intent failed validation."""
+
+
+class Intent(BaseModel):
+    """What one user message asks for (positions refer to the last reply's picks, 1-based)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    query: str = Field("", max_length=1000)
+    year_min: int | None = Field(None, ge=1800, le=2100)
+    year_max: int | None = Field(None, ge=1800, le=2100)
+    genres_include: list[str] = Field(default_factory=list, max_length=10)
+    genres_exclude: list[str] = Field(default_factory=list, max_length=10)
+    more_like: list[int] = Field(default_factory=list, max_length=50)
+    exclude_picks: list[int] = Field(default_factory=list, max_length=50)
+    repeat_ok: bool = False
+    reset: bool = False
+
+
+def _alt(options: Sequence[str]) -> str:
+    return "(" + "|".join(o.replace(".", r"\.").replace("+", r"\+") for o in options) + ")"
+
+
+def intent_regex(cfg: ChatConfig, n_last: int) -> str:
+    """Regex of an intent answer, keys in schema order."""
+    text = r'"[^"\\\n\r\t<>]{0,' + str(cfg.query_chars) + '}"'
+    year = r"(null|1[89]\d\d|20\d\d)"
+    g = '"' + _alt(cfg.genres) + '"'
+    genres = r"\[(" + g + "(, " + g + r"){0,4})?\]"
+    if n_last:
+        p = _alt([str(i) for i in range(1, n_last + 1)])
+        pos = r"\[(" + p + "(, " + p + "){0," + str(n_last - 1) + r"})?\]"
+    else:
+        pos = r"\[\]"
+    boolean = "(true|false)"
+    return (
+        r'\{"query": ' + text + r', "year_min": ' + year + r', "year_max": ' + year
+        + r', "genres_include": ' + genres + r', "genres_exclude": ' + genres
+        + r', "more_like": ' + pos + r', "exclude_picks": ' + pos
+        + r', "repeat_ok": ' + boolean + r', "reset": ' + boolean + r"\}"
+    )
+
+
+def validate_intent(
+    text: str, cfg: ChatConfig, n_last: int
+) -> tuple[Intent, list[dict[str, Any]]]:
+    """Parse and re-validate an intent; hard failures raise, soft ones are dropped + listed."""
+    try:
+        intent = Intent.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as exc:
+        raise IntentError(f"intent failed schema: {str(exc)[:300]}") from exc
+    hard = [g for g in [*intent.genres_include, *intent.genres_exclude] if g not in cfg.genres]
+    hard += [p for p in [*intent.more_like, *intent.exclude_picks] if not 1 <= p <= n_last]
+    if hard:
+        raise IntentError(f"intent names unknown genres or positions: {hard}")
+    violations: list[dict[str, Any]] = []
+    upd: dict[str, Any] = {}
+    if intent.year_min and intent.year_max and intent.year_min > intent.year_max:
+        violations.append({"reason": "year_min > year_max", "value": [intent.year_min,
+                                                                     intent.year_max]})
+        upd.update(year_min=None, year_max=None)
+    both = set(intent.genres_include) & set(intent.genres_exclude)
+    if both:
+        violations.append({"reason": "genre both included and excluded", "value": sorted(both)})
+        upd["genres_include"] = [g for g in intent.genres_include if g not in both]
+        upd["genres_exclude"] = [g for g in intent.genres_exclude if g not in both]
+    for name in ("genres_include", "genres_exclude", "more_like", "exclude_picks"):
+        values = upd.get(name, getattr(intent, name))
+        if len(set(values)) != len(values):
+            violations.append({"reason": f"duplicate in {name}", "value": values})
+            upd[name] = list(dict.fromkeys(values))
+    return (intent.model_copy(update=upd) if upd else intent), violations
+
+
+def build_where(
+    year_min: int | None,
+    year_max: int | None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> dict[str, Any] | None:
+    """Chroma ``where``: year bounds and genre flags (``genre_x`` is set only when True)."""
+    clauses: list[dict[str, Any]] = []
+    if year_min is not None:
+        clauses.append({"year": {"$gte": year_min}})
+    if year_max is not None:
+        clauses.append({"year": {"$lte": year_max}})
+    clauses += [{genre_key(g): True} for g in include]
+    clauses += [{genre_key(g): {"$ne": True}} for g in exclude]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def matches_where(meta: dict[str, Any], where: dict[str, Any] | None) -> bool:
+    """Whether item metadata satisfies a ``build_where`` filter (for checks and tests)."""
+    if where is None:
+        return True
+    for clause in where.get("$and", [where]):
+        ((key, cond),) = clause.items()
+        val = meta.get(key)
+        if not isinstance(cond, dict):
+            ok = val == cond
+        elif "$gte" in cond:
+            ok = val is not None and val >= cond["$gte"]
+        elif "$lte" in cond:
+            ok = val is not None and val <= cond["$lte"]
+        else:
+            ok = val != cond["$ne"]
+        if not ok:
+            return False
+    return True
+
+
+class Pick(BaseModel):
+    id: str
+    title: str
+    rationale: str | None = None
+    year: int | None = None
+    genres: str = ""
+
+
+class Turn(BaseModel):
+    n: int
+    message: str
+    intent: Intent | None = None
+    where: dict[str, Any] | None = None
+    picks: list[Pick] = Field(default_factory=list)
+    violations: list[dict[str, Any]] = Field(default_factory=list)
+    intent_prompt_sha256: str = ""
+    intent_template_sha256: str = ""
+    rank_prompt_sha256: str = ""
+    model_id: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class SessionState(BaseModel):
+    """Everything a session needs to resume: active wishes, seeds, rejections, what was shown."""
+
+    id: str
+    user_id: str | None = None
+    created: float = 0.0
+    query: str = ""
+    year_min: int | None = None
+    year_max: int | None = None
+    genres_include: list[str] = Field(default_factory=list)
+    genres_exclude: list[str] = Field(default_factory=list)
+    seeds: list[str] = Field(default_factory=list)
+    rejected: list[str] = Field(default_factory=list)
+    shown: list[str] = Field(default_factory=list)
+    last_picks: list[Pick] = Field(default_factory=list)
+    turns: list[Turn] = Field(default_factory=list)
+
+    def where(self) -> dict[str, Any] | None:
+        return build_where(self.year_min, self.year_max, self.genres_include, self.genres_exclude)
+
+    def active_text(self) -> str:
+        parts = []
+        if self.query:
+            parts.append(f"query: {self.query}")
+        if self.year_min is not None:
+            parts.append(f"year >= {self.year_min}")
+        if self.year_max is not None:
+            parts.append(f"year <= {self.year_max}")
+        if self.genres_include:
+            parts.append("genres: " + ", ".join(self.genres_include))
+        if self.genres_exclude:
+            parts.append("not: " + ", ".join(self.genres_exclude))
+        return "; ".join(parts)
+
+    def apply(self, intent: Intent) -> None:
+        """Merge one turn's intent into the active search."""
+        last = [p.id for p in self.last_picks]
+        if intent.reset:
+            self.query, self.year_min, self.year_max = "", None, None
+            self.genres_include, self.genres_exclude, self.seeds = [], [], []
+        if intent.query.strip():
+            self.query = intent.query.strip()
+        if intent.year_min is not None:
+            self.year_min = intent.year_min
+        if intent.year_max is not None:
+            self.year_max = intent.year_max
+        if intent.genres_include:
+            self.genres_include = list(intent.genres_include)
+            self.genres_exclude = [g for g in self.genres_exclude if g not in intent.genres_include]
+        for g in intent.genres_exclude:
+            if g not in self.genres_exclude:
+                self.genres_exclude.append(g)
+            if g in self.genres_include:
+                self.genres_include.remove(g)
+        for pos in intent.more_like:
+            iid = last[pos - 1]
+            if iid not in self.seeds:
+                self.seeds.append(iid)
+        for pos in intent.exclude_picks:
+            iid = last[pos - 1]
+            if iid not in self.rejected:
+                self.rejected.append(iid)
+            if iid in self.seeds:
+                self.seeds.remove(iid)
+
+
+class SessionStore:
+    """SQLite: one row per session holding its whole state (small; rewritten per turn)."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.lock = threading.Lock()
+        with self.lock, self.db:
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, user_id TEXT,"
+                " updated REAL, state TEXT)"
+            )
+
+    def save(self, state: SessionState) -> None:
+        with self.lock, self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)",
+                (state.id, state.user_id, time.time(), state.model_dump_json()),
+            )
+
+    def load(self, session_id: str) -> SessionState:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT state FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        if row is None:
+            raise GenreError(f"no chat session {session_id!r}")
+        return SessionState.model_validate_json(row[0])
+
+    def list(self) -> list[tuple[str, str | None, float]]:
+        with self.lock:
+            return list(
+                self.db.execute("SELECT id, user_id, updated FROM sessions ORDER BY updated")
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class ChatSession:
+    """One conversation. Sessions share the Recommender but no state; resumable by id."""
+
+    def __init__(
+        self,
+        rec: Recommender,
+        store: SessionStore,
+        state: SessionState,
+        cfg: ChatConfig | None = None,
+        profile: str | None = None,
+    ) -> None:
+        self.rec = rec
+        self.store = store
+        self.state = state
+        self.cfg = cfg or rec.config.chat
+        self.profile = profile
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(
+        cls,
+        rec: Recommender,
+        store: SessionStore,
+        user_id: str | None = None,
+        profile: str | None = None,
+        session_id: str | None = None,
+    ) -> ChatSession:
+        state = SessionState(id=session_id or uuid.uuid4().hex[:12], user_id=user_id,
+                             created=time.time())
+        store.save(state)
+        return cls(rec, store, state, profile=profile)
+
+    @classmethod
+    def resume(
+        cls, rec: Recommender, store: SessionStore, session_id: str, profile: str | None = None
+    ) -> ChatSession:
+        return cls(rec, store, store.load(session_id), profile=profile)
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    def intent_request(self, message: str) -> tuple[GenRequest, Any]:
+        st = self.state
+        earlier = [t.message for t in st.turns][-self.cfg.context_turns :] if (
+            self.cfg.context_turns
+        ) else []
+        prompt = render(
+            self.cfg.template,
+            genres=list(self.cfg.genres),
+            earlier=earlier,
+            last_picks=[{"title": p.title, "genres": p.genres} for p in st.last_picks],
+            active=st.active_text(),
+            message=message,
+        )
+        n_last = len(st.last_picks)
+        req = GenRequest(
+            messages=(Message("system", prompt.system), Message("user", prompt.user)),
+            regex=intent_regex(self.cfg, n_last),
+            max_tokens=self.cfg.max_intent_tokens,
+            temperature=self.rec.config.llm.temperature,
+            seed=self.rec.config.llm.seed,
+            hint={"task": "intent", "message": message, "n_last": n_last,
+                  "genres": list(self.cfg.genres)},
+        )
+        return req, prompt
+
+    def send(self, message: str) -> Turn:
+        """One user turn: intent -> merged search -> recommend -> saved turn."""
+        with self._lock:
+            return self._send(message)
+
+    def _send(self, message: str) -> Turn:
+        t0 = time.perf_counter()
+        st = self.state
+        turn = Turn(n=len(st.turns) + 1, message=message)
+        req, prompt = self.intent_request(message)
+        turn.intent_prompt_sha256 = prompt.sha256
+        turn.intent_template_sha256 = prompt.template_sha256
+        llm = self.rec.llm
+        turn.model_id = llm.model_id
+        try:
+            out = llm.generate([req])[0]
+            intent, violations = validate_intent(out.text, self.cfg, len(st.last_picks))
+        except IntentError as exc:
+            turn.error = str(exc)
+            turn.violations.append({"reason": "invalid intent", "detail": str(exc)[:300]})
+            turn.seconds = time.perf_counter() - t0
+            st.turns.append(turn)
+            self.store.save(st)
+            raise
+        turn.intent = intent
+        turn.violations = violations
+        st.apply(intent)
+        turn.where = st.where()
+        exclude = set(st.rejected)
+        if not intent.repeat_ok:
+            exclude |= set(st.shown)
+        seeds = [i for i in st.seeds if i not in st.rejected]
+        if not seeds and not st.query and not st.user_id and not self.profile:
+            turn.error = "tell me what you would like (a title, a mood, a genre)"
+        else:
+            try:
+                rec = recommend_with_profile(
+                    self.rec,
+                    self.profile,
+                    user_id=st.user_id,
+                    history=seeds or None,
+                    query=st.query or None,
+                    k=self.cfg.k,
+                    filters=turn.where,
+                    exclude=sorted(exclude),
+                )
+            except GenreError as exc:
+                turn.error = str(exc)
+            else:
+                turn.rank_prompt_sha256 = rec.trace.prompt_sha256
+                for it in rec.items:
+                    year = it.item.metadata.get("year")
+                    turn.picks.append(
+                        Pick(
+                            id=it.item.id,
+                            title=it.item.title,
+                            rationale=it.rationale,
+                            year=year if isinstance(year, int) else None,
+                            genres=str(it.item.metadata.get("genres", "")),
+                        )
+                    )
+                st.last_picks = list(turn.picks)
+                for p in turn.picks:
+                    if p.id not in st.shown:
+                        st.shown.append(p.id)
+        turn.seconds = time.perf_counter() - t0
+        st.turns.append(turn)
+        self.store.save(st)
+        return turn
+
+    @property
+    def turns(self) -> list[Turn]:
+        return list(self.state.turns)
+
+
+def scripted_intents(
+    intents: dict[str, dict[str, Any]] | None = None, default_query: bool = True
+) -> Any:
+    """A FakeLLM script for tests and demos: intent requests are answered from ``intents``
+    (message -> partial intent), or with the message as the query; ranking requests in
+    candidate order (see genre_agent.llm.fake)."""
+    from genre_agent.llm.fake import _ranking_text
+
+    table = intents or {}
+
+    def script(req: GenRequest) -> str:
+        if req.hint.get("task") == "intent":
+            msg = str(req.hint.get("message", ""))
+            partial = table.get(msg, {"query": msg} if default_query else {})
+            return json.dumps(Intent.model_validate(partial).model_dump())
+        if req.hint.get("task") == "rank":
+            return _ranking_text(req, "first")
+        return str(req.hint.get("reply", "{}"))
+
+    return script

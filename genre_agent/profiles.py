@@ -1,0 +1,388 @@
+"""LLM-written user interest profiles: constrained JSON, re-validated, stored in SQLite.
+
+A profile is built from a user's history by one constrained generation whose evidence ids are
+an enum of that user's real history ids. The answer is re-validated with pydantic; every
+problem (bad JSON, unknown or duplicate evidence ids) is counted in ``violations`` and never
+silently patched: a profile whose JSON cannot be read raises ProfileError.
+
+Profiles are cached per (user, template sha256, model id) together with a hash of the history
+they were built from, so they are reused until the history, the prompt or the model changes.
+Forgetting an item removes it from the stored evidence *and* from every history used to
+rebuild the profile (its influence is gone: the next ``get`` rebuilds without it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genre_agent.config import ProfileConfig
+from genre_agent.errors import GenreError
+from genre_agent.items import Item
+from genre_agent.llm.base import LLM, GenRequest, Message
+from genre_agent.prompting import render
+from genre_agent.retrievers.base import RetrievalQuery, Retriever
+from genre_agent.types import Candidate, Recommendation
+
+if TYPE_CHECKING:
+    from genre_agent.recommender import Recommender
+
+_TOPIC_CHARS = r"[A-Za-z0-9 ,'&/\-]"
+
+
+class ProfileError(GenreError):
+    """A profile could not be built or edited."""
+
+
+class NoCandidates(GenreError):
+    """Retrieval found nothing (filters too strict, or everything already shown)."""
+
+
+class Topic(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str = Field(min_length=1, max_length=40)
+    evidence: list[str] = Field(default_factory=list, max_length=10)
+
+
+class UserProfile(BaseModel):
+    """What the LLM writes: liked / disliked topics with evidence ids, and a summary."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    liked: list[Topic] = Field(default_factory=list, max_length=20)
+    disliked: list[Topic] = Field(default_factory=list, max_length=20)
+    summary: str = Field("", max_length=2000)
+
+    def evidence_ids(self) -> set[str]:
+        return {i for t in [*self.liked, *self.disliked] for i in t.evidence}
+
+    def as_text(self) -> str:
+        """Plain text for the retrieval query and the rerank prompt."""
+        parts = []
+        if self.liked:
+            parts.append("Likes: " + "; ".join(t.topic for t in self.liked) + ".")
+        if self.disliked:
+            parts.append("Dislikes: " + "; ".join(t.topic for t in self.disliked) + ".")
+        if self.summary:
+            parts.append(self.summary)
+        return " ".join(parts)
+
+
+class ProfileRecord(BaseModel):
+    """A stored profile with its provenance."""
+
+    user_id: str
+    profile: UserProfile
+    template_sha256: str
+    model_id: str
+    history_sha256: str
+    violations: list[dict[str, Any]] = Field(default_factory=list)
+    edited: bool = False
+    created: float = 0.0
+    raw_output: str = ""
+
+
+def _quote_ids(ids: Sequence[str]) -> str:
+    # Ids are [A-Za-z0-9_.:-]; only '.' is special outside a character class.
+    return '"(' + "|".join(i.replace(".", r"\.") for i in ids) + ')"'
+
+
+def profile_regex(ids: Sequence[str], cfg: ProfileConfig) -> str:
+    """Regex of a profile answer; evidence ids are an enum of the user's history ids."""
+    idre = _quote_ids(ids)
+    evidence = r"\[" + idre + "(, " + idre + "){0," + str(cfg.max_evidence - 1) + r"}\]"
+    topic = r'\{"topic": "' + _TOPIC_CHARS + r'{2,40}", "evidence": ' + evidence + r"\}"
+    topics = r"\[(" + topic + "(, " + topic + "){0," + str(cfg.max_topics - 1) + r"})?\]"
+    liked = r"\[" + topic + "(, " + topic + "){0," + str(cfg.max_topics - 1) + r"}\]"
+    summary = r'"[^"\\\n\r\t]{10,' + str(cfg.summary_chars) + '}"'
+    return r'\{"liked": ' + liked + r', "disliked": ' + topics + r', "summary": ' + summary + r"\}"
+
+
+def validate_profile(text: str, allowed: set[str]) -> tuple[UserProfile, list[dict[str, Any]]]:
+    """Parse and re-validate; drop unknown/duplicate evidence ids but report each one."""
+    violations: list[dict[str, Any]] = []
+    try:
+        raw = json.loads(text)
+        prof = UserProfile.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        raise ProfileError(f"profile answer failed schema: {str(exc)[:300]}") from exc
+    fixed: dict[str, list[Topic]] = {"liked": [], "disliked": []}
+    for side in ("liked", "disliked"):
+        for t in getattr(prof, side):
+            seen: list[str] = []
+            for i in t.evidence:
+                if i not in allowed:
+                    violations.append({"reason": "unknown evidence id", "id": i, "topic": t.topic})
+                elif i in seen:
+                    violations.append({"reason": "duplicate evidence id", "id": i})
+                else:
+                    seen.append(i)
+            fixed[side].append(Topic(topic=t.topic, evidence=seen))
+    return UserProfile(liked=fixed["liked"], disliked=fixed["disliked"], summary=prof.summary), (
+        violations
+    )
+
+
+def history_sha256(liked: Sequence[Item], disliked: Sequence[Item]) -> str:
+    blob = json.dumps([[i.id for i in liked], [i.id for i in disliked]])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _without(profile: UserProfile, item_id: str) -> UserProfile:
+    def strip(topics: list[Topic]) -> list[Topic]:
+        out = []
+        for t in topics:
+            ev = [i for i in t.evidence if i != item_id]
+            if ev or not t.evidence:
+                out.append(Topic(topic=t.topic, evidence=ev))
+        return out
+
+    return UserProfile(
+        liked=strip(profile.liked), disliked=strip(profile.disliked), summary=profile.summary
+    )
+
+
+class ProfileStore:
+    """SQLite: one current profile per user, and the items each user asked to forget."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.lock = threading.Lock()
+        with self.lock, self.db:
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, record TEXT)"
+            )
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS forgotten (user_id TEXT, item_id TEXT,"
+                " PRIMARY KEY (user_id, item_id))"
+            )
+
+    def get(self, user_id: str) -> ProfileRecord | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT record FROM profiles WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        return ProfileRecord.model_validate_json(row[0]) if row else None
+
+    def put(self, record: ProfileRecord) -> None:
+        with self.lock, self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO profiles VALUES (?, ?)",
+                (record.user_id, record.model_dump_json()),
+            )
+
+    def delete(self, user_id: str) -> bool:
+        with self.lock, self.db:
+            cur = self.db.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+        return cur.rowcount > 0
+
+    def forget(self, user_id: str, item_id: str) -> None:
+        with self.lock, self.db:
+            self.db.execute("INSERT OR IGNORE INTO forgotten VALUES (?, ?)", (user_id, item_id))
+
+    def forgotten(self, user_id: str) -> set[str]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT item_id FROM forgotten WHERE user_id = ?", (user_id,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Profiles:
+    """Build, reuse, view, edit and forget user profiles."""
+
+    def __init__(self, llm: LLM | None, store: ProfileStore, cfg: ProfileConfig | None = None):
+        self._llm = llm
+        self.store = store
+        self.cfg = cfg or ProfileConfig()
+
+    @classmethod
+    def from_config(cls, cfg: ProfileConfig, llm: LLM | None = None) -> Profiles:
+        return cls(llm, ProfileStore(cfg.path), cfg)
+
+    @property
+    def llm(self) -> LLM:
+        if self._llm is None:
+            raise ProfileError("building a profile needs an LLM")
+        return self._llm
+
+    def _clean(
+        self, user_id: str, liked: Sequence[Item], disliked: Sequence[Item]
+    ) -> tuple[list[Item], list[Item]]:
+        gone = self.store.forgotten(user_id)
+        n = self.cfg.max_history
+        keep_l = [i for i in liked if i.id not in gone][-n:]
+        keep_d = [i for i in disliked if i.id not in gone][-n:]
+        return keep_l, keep_d
+
+    def request(self, liked: Sequence[Item], disliked: Sequence[Item]) -> GenRequest:
+        def view(items: Sequence[Item]) -> list[dict[str, str]]:
+            return [
+                {"id": i.id, "title": i.title, "genres": str(i.metadata.get("genres", ""))}
+                for i in items
+            ]
+
+        prompt = render(
+            self.cfg.template,
+            liked=view(liked),
+            disliked=view(disliked),
+            max_topics=self.cfg.max_topics,
+            summary_chars=self.cfg.summary_chars,
+        )
+        ids = [i.id for i in [*liked, *disliked]]
+        return GenRequest(
+            messages=(Message("system", prompt.system), Message("user", prompt.user)),
+            regex=profile_regex(ids, self.cfg),
+            max_tokens=60 * self.cfg.max_topics * 2 + self.cfg.summary_chars // 2 + 40,
+            hint={"task": "profile", "history_ids": ids, "template_sha256": prompt.template_sha256},
+        )
+
+    def build(
+        self,
+        user_id: str,
+        liked: Sequence[Item],
+        disliked: Sequence[Item] = (),
+        force: bool = False,
+    ) -> ProfileRecord:
+        """The user's profile; reused when history, template and model are unchanged."""
+        liked, disliked = self._clean(user_id, liked, disliked)
+        if not liked and not disliked:
+            raise ProfileError(f"user {user_id!r} has no history to build a profile from")
+        h = history_sha256(liked, disliked)
+        from genre_agent.prompting import template_sha256
+
+        tsha = template_sha256(self.cfg.template)
+        old = self.store.get(user_id)
+        if old and not force:
+            if old.edited or (
+                old.history_sha256 == h
+                and old.template_sha256 == tsha
+                and old.model_id == self.llm.model_id
+            ):
+                return old
+        req = self.request(liked, disliked)
+        out = self.llm.generate([req])[0]
+        allowed = {i.id for i in [*liked, *disliked]}
+        profile, violations = validate_profile(out.text, allowed)
+        rec = ProfileRecord(
+            user_id=user_id,
+            profile=profile,
+            template_sha256=tsha,
+            model_id=self.llm.model_id,
+            history_sha256=h,
+            violations=violations,
+            created=time.time(),
+            raw_output=out.text,
+        )
+        self.store.put(rec)
+        return rec
+
+    def get(self, user_id: str) -> ProfileRecord | None:
+        return self.store.get(user_id)
+
+    def edit(self, user_id: str, profile: UserProfile | dict[str, Any] | str) -> ProfileRecord:
+        """Replace the profile by hand (kept until ``forget_profile`` or a forced rebuild)."""
+        try:
+            if isinstance(profile, str):
+                profile = UserProfile.model_validate_json(profile)
+            elif isinstance(profile, dict):
+                profile = UserProfile.model_validate(profile)
+        except ValidationError as exc:
+            raise ProfileError(f"invalid profile: {exc}") from None
+        old = self.store.get(user_id)
+        rec = ProfileRecord(
+            user_id=user_id,
+            profile=profile,
+            template_sha256=old.template_sha256 if old else "",
+            model_id=old.model_id if old else "",
+            history_sha256=old.history_sha256 if old else "",
+            edited=True,
+            created=time.time(),
+        )
+        self.store.put(rec)
+        return rec
+
+    def forget_item(self, user_id: str, item_id: str) -> ProfileRecord | None:
+        """Remove an item from the evidence now and from every future rebuild's history."""
+        self.store.forget(user_id, item_id)
+        old = self.store.get(user_id)
+        if old is None:
+            return None
+        rec = old.model_copy(
+            update={"profile": _without(old.profile, item_id), "history_sha256": "forgotten"}
+        )
+        # An edited profile stays the user's; an LLM-built one is rebuilt on the next build()
+        # because its history hash no longer matches.
+        self.store.put(rec)
+        return rec
+
+    def forget_profile(self, user_id: str) -> bool:
+        return self.store.delete(user_id)
+
+    def forgotten(self, user_id: str) -> set[str]:
+        return self.store.forgotten(user_id)
+
+
+
+# -- feeding profiles into recommend() -----------------------------------------------------
+# Recommender.recommend has one ``profile=`` argument that reaches both the retrieval query and
+# the rerank prompt. ProfileGate wraps the retriever so the two ProfileConfig switches act
+# separately; the per-call profile travels in a ContextVar, so threads never share it.
+_RETRIEVAL_PROFILE: ContextVar[str | None] = ContextVar("genre_retrieval_profile", default=None)
+
+
+class ProfileGate:
+    """Retriever wrapper: the retrieval query sees the profile only if ``use_in_retrieval``."""
+
+    def __init__(self, inner: Retriever, cfg: ProfileConfig) -> None:
+        self.inner = inner
+        self.cfg = cfg
+        self.name = inner.name
+
+    def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        text = _RETRIEVAL_PROFILE.get() if self.cfg.use_in_retrieval else None
+        found = self.inner.search(replace(query, profile=text), k)
+        if not found:
+            # Stop before the ranker: an empty candidate list has nothing to rank.
+            raise NoCandidates("no items match these wishes and filters")
+        return found
+
+
+def install_profile_gate(rec: Recommender) -> None:
+    """Route profiles through ProfileConfig's switches (idempotent)."""
+    if not isinstance(rec.retriever, ProfileGate):
+        rec.retriever = ProfileGate(rec.retriever, rec.config.profile)
+
+
+def recommend_with_profile(rec: Recommender, profile: str | None, **kwargs: Any) -> Recommendation:
+    """``rec.recommend(**kwargs)`` with the profile applied as the config switches say."""
+    install_profile_gate(rec)
+    cfg = rec.config.profile
+    token = _RETRIEVAL_PROFILE.set(profile if cfg.use_in_retrieval else None)
+    try:
+        rerank_profile = profile if cfg.use_in_rerank else None
+        if rerank_profile is None and cfg.use_in_retrieval and profile:
+            # Recommender refuses a request without history/query/profile; the gate still
+            # keeps this profile out of the rerank prompt only if rerank is off, so pass it on
+            # only when nothing else can seed retrieval.
+            if not kwargs.get("history") and not kwargs.get("query") and not kwargs.get("user_id"):
+                rerank_profile = profile
+        return rec.recommend(profile=rerank_profile, **kwargs)
+    finally:
+        _RETRIEVAL_PROFILE.reset(token)
