@@ -136,9 +136,7 @@ SMOLLM2_135M = GGUFModel(
     aliases=("smollm2",),
 )
 
-REGISTRY: dict[str, GGUFModel] = {
-    m.name: m for m in (QWEN_05B, QWEN_15B, SMOLLM2_135M)
-}
+REGISTRY: dict[str, GGUFModel] = {m.name: m for m in (QWEN_05B, QWEN_15B, SMOLLM2_135M)}
 
 
 def register(model: GGUFModel) -> None:
@@ -247,7 +245,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Non
     )
     # transformers marks GGUF-loaded models as quantized; they are dequantized in memory,
     # and save_pretrained refuses until the marker is gone.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -270,7 +268,9 @@ def prepare_model(
     work = cache_dir(home) / f".work-{model.name}"
     work.mkdir(parents=True, exist_ok=True)
     gguf = work / f"{model.name}.gguf"
-    if not (gguf.exists() and gguf.stat().st_size == model.size and _sha256_file(gguf) == model.sha256):
+    if not (
+        gguf.exists() and gguf.stat().st_size == model.size and _sha256_file(gguf) == model.sha256
+    ):
         assemble_gguf(model, gguf, progress)
     if progress:
         progress(f"converting {model.name} to safetensors", 0, 1)

@@ -70,7 +70,7 @@ def output_model(candidate_ids: Sequence[str], k: int, max_chars: int) -> type[B
     entry = create_model(
         "RankedEntry",
         __config__=ConfigDict(extra="forbid"),
-        item_id=(id_type, ...),
+        item_id=(id_type, ...),  # type: ignore[arg-type]
         rationale=(str, Field(min_length=1, max_length=max_chars)),
     )
     return create_model(
@@ -111,9 +111,39 @@ class _State:
 
 
 _COMMON = {
-    "the", "this", "it", "its", "user", "users", "you", "your", "both", "like", "likes",
-    "liked", "since", "because", "as", "a", "an", "and", "with", "if", "fans", "fan", "its",
-    "given", "based", "similar", "also", "for", "in", "their", "they", "he", "she", "i",
+    "the",
+    "this",
+    "it",
+    "its",
+    "user",
+    "users",
+    "you",
+    "your",
+    "both",
+    "like",
+    "likes",
+    "liked",
+    "since",
+    "because",
+    "as",
+    "a",
+    "an",
+    "and",
+    "with",
+    "if",
+    "fans",
+    "fan",
+    "given",
+    "based",
+    "similar",
+    "also",
+    "for",
+    "in",
+    "their",
+    "they",
+    "he",
+    "she",
+    "i",
 }
 _TERM_RE = re.compile(r"\b(?:[A-Z][\w'\-]+|\d{2,})\b")
 
@@ -195,10 +225,15 @@ class ListwiseRanker:
             item_id = entry.get("item_id") if isinstance(entry, dict) else None
             why = entry.get("rationale") if isinstance(entry, dict) else None
             reason = None
-            if not isinstance(item_id, str) or not isinstance(why, str) or set(entry) != {
-                "item_id",
-                "rationale",
-            }:
+            if (
+                not isinstance(item_id, str)
+                or not isinstance(why, str)
+                or set(entry)
+                != {
+                    "item_id",
+                    "rationale",
+                }
+            ):
                 reason = "malformed"
             elif item_id not in allowed:
                 reason = "off-list"
@@ -209,6 +244,7 @@ class ListwiseRanker:
             if reason:
                 st.rejected.append({"reason": reason, "entry": entry})
                 break
+            assert isinstance(item_id, str) and isinstance(why, str)
             seen.add(item_id)
             accepted.append((item_id, why))
             if len(accepted) >= st.k:
@@ -336,5 +372,7 @@ def make_ranker(llm: LLM, cfg: RankingConfig) -> Ranker:
         except ImportError:
             pass
     if cfg.mode not in RANKERS:
-        raise RankingValidationError(f"ranking.mode {cfg.mode!r} has no ranker; known: {sorted(RANKERS)}")
+        raise RankingValidationError(
+            f"ranking.mode {cfg.mode!r} has no ranker; known: {sorted(RANKERS)}"
+        )
     return RANKERS[cfg.mode](llm, cfg)

@@ -169,7 +169,10 @@ class ChromaStore:
 
     def _existing_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         got = self.collection.get(ids=list(ids), include=["metadatas"])
-        return {i: str((m or {}).get("_hash", "")) for i, m in zip(got["ids"], got["metadatas"])}
+        return {
+            i: str((m or {}).get("_hash", ""))
+            for i, m in zip(got["ids"], got["metadatas"], strict=True)
+        }
 
     def upsert(
         self, items: Iterable[Item], batch_size: int = 256, progress: Progress | None = None
@@ -206,13 +209,15 @@ class ChromaStore:
         if not ids:
             return {}
         got = self.collection.get(ids=list(ids), include=["metadatas"])
-        return {i: _from_record(i, m) for i, m in zip(got["ids"], got["metadatas"])}
+        return {i: _from_record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)}
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, list[float]]:
         if not ids:
             return {}
         got = self.collection.get(ids=list(ids), include=["embeddings"])
-        return {i: [float(x) for x in e] for i, e in zip(got["ids"], got["embeddings"])}
+        return {
+            i: [float(x) for x in e] for i, e in zip(got["ids"], got["embeddings"], strict=True)
+        }
 
     def all_items(self, batch: int = 5000) -> list[Item]:
         out: list[Item] = []
@@ -221,7 +226,9 @@ class ChromaStore:
             got = self.collection.get(include=["metadatas"], limit=batch, offset=offset)
             if not got["ids"]:
                 return out
-            out.extend(_from_record(i, m) for i, m in zip(got["ids"], got["metadatas"]))
+            out.extend(
+                _from_record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)
+            )
             offset += len(got["ids"])
 
     def query(
@@ -244,7 +251,7 @@ class ChromaStore:
         except Exception as exc:
             raise StoreError(f"Chroma query failed (where={where!r}): {exc}") from exc
         out = []
-        for i, m, d in zip(got["ids"][0], got["metadatas"][0], got["distances"][0]):
+        for i, m, d in zip(got["ids"][0], got["metadatas"][0], got["distances"][0], strict=True):
             if i in exclude:
                 continue
             out.append((_from_record(i, m), 1.0 - float(d)))

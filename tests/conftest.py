@@ -26,7 +26,10 @@ def fake_rec(tmp_path: Path):
     from genre_agent.store import FakeEmbedder
 
     rec = Recommender.from_config(
-        {"store": {"kind": "memory", "collection": f"t{tmp_path.name[-20:]}"}, "llm": {"engine": "fake"}},
+        {
+            "store": {"kind": "memory", "collection": f"t{tmp_path.name[-20:]}"},
+            "llm": {"engine": "fake"},
+        },
         llm=FakeLLM("first"),
         embedder=FakeEmbedder(),
     )

@@ -34,9 +34,13 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
 
 
 @contextmanager
-def serve(cmd: list[str], health: str, log: Path, timeout: float, env: dict | None = None) -> Iterator[None]:
+def serve(
+    cmd: list[str], health: str, log: Path, timeout: float, env: dict | None = None
+) -> Iterator[None]:
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
         try:
             _wait(health, proc, timeout, log)
             yield
@@ -55,7 +59,22 @@ def chroma_cmd(path: Path, port: int) -> list[str]:
 
 def vllm_cmd(model: str, port: int, name: str) -> list[str]:
     return [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1",
-        "--port", str(port), "--model", model, "--served-model-name", name, "--dtype", "bfloat16",
-        "--max-model-len", "4096", "--enforce-eager", "--seed", "0",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        model,
+        "--served-model-name",
+        name,
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        "4096",
+        "--enforce-eager",
+        "--seed",
+        "0",
     ]

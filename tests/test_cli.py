@@ -12,17 +12,23 @@ runner = CliRunner()
 
 def _sets(tmp_path: Path) -> list[str]:
     return [
-        "--set", "llm.engine=fake",
-        "--set", "embedder.kind=fake",
-        "--set", f"store.path={tmp_path / 'chroma'}",
-        "--set", f"store.interactions_path={tmp_path / 'i.sqlite'}",
+        "--set",
+        "llm.engine=fake",
+        "--set",
+        "embedder.kind=fake",
+        "--set",
+        f"store.path={tmp_path / 'chroma'}",
+        "--set",
+        f"store.interactions_path={tmp_path / 'i.sqlite'}",
     ]
 
 
 def test_index_then_recommend_json(tmp_path: Path, catalog_path: Path):
     inter = tmp_path / "inter.csv"
     inter.write_text("user_id,item_id,timestamp,rating\nu1,m1,1,5\nu1,m3,2,4.5\nu1,m20,3,1\n")
-    res = runner.invoke(app, ["index", str(catalog_path), "--interactions", str(inter), *_sets(tmp_path)])
+    res = runner.invoke(
+        app, ["index", str(catalog_path), "--interactions", str(inter), *_sets(tmp_path)]
+    )
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["recommend", "--user", "u1", "-k", "4", "--json", *_sets(tmp_path)])
     assert res.exit_code == 0, res.output
@@ -36,7 +42,16 @@ def test_recommend_table_with_where(tmp_path: Path, catalog_path: Path):
     assert runner.invoke(app, ["index", str(catalog_path), *_sets(tmp_path)]).exit_code == 0
     res = runner.invoke(
         app,
-        ["recommend", "--history", "m1", "-k", "2", "--where", '{"genre_romance": true}', *_sets(tmp_path)],
+        [
+            "recommend",
+            "--history",
+            "m1",
+            "-k",
+            "2",
+            "--where",
+            '{"genre_romance": true}',
+            *_sets(tmp_path),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "Recommendations" in res.stdout
@@ -55,6 +70,8 @@ def test_bad_config_key_and_bad_catalog_are_clear_errors(tmp_path: Path):
     assert proc.returncode == 2
     assert "bad.csv:3: field 'title'" in proc.stderr.replace("\n", " ")
     proc = subprocess.run(
-        [str(exe), "recommend", "-q", "x", "--set", "llm.engnie=fake"], capture_output=True, text=True
+        [str(exe), "recommend", "-q", "x", "--set", "llm.engnie=fake"],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2 and "llm.engnie: unknown key" in proc.stderr

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from genre_agent.config import Config, load_config
 from genre_agent.errors import ConfigError
@@ -37,6 +38,6 @@ def test_precedence_defaults_file_env_overrides(tmp_path: Path, monkeypatch):
 
 def test_config_is_frozen_and_fingerprinted():
     cfg = Config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.llm.engine = "fake"  # type: ignore[misc]
     assert cfg.fingerprint() != load_config({"ranking": {"k": 5}}, use_env=False).fingerprint()

@@ -49,7 +49,9 @@ def test_csv_and_parquet(tmp_path: Path):
         w.writerow(["c2", "", "missing title", "2002"])
     with pytest.raises(CatalogError, match=r"items.csv:3: field 'title'"):
         load_items(path)
-    table = pa.table({"id": ["p1", "p2"], "title": ["P one", "P two"], "text": ["a", "b"], "year": [1, 2]})
+    table = pa.table(
+        {"id": ["p1", "p2"], "title": ["P one", "P two"], "text": ["a", "b"], "year": [1, 2]}
+    )
     pq.write_table(table, tmp_path / "items.parquet")
     items = load_items(tmp_path / "items.parquet")
     assert [i.id for i in items] == ["p1", "p2"] and items[1].metadata["year"] == 2
@@ -62,7 +64,10 @@ def test_movielens_loader(tmp_path: Path):
     (tmp_path / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,1,pixar,1\n2,1,Pixar,2\n")
     items = load_movielens_items(tmp_path)
     assert items[0].metadata == {
-        "genres": "Adventure|Animation", "year": 1995, "genre_adventure": True, "genre_animation": True,
+        "genres": "Adventure|Animation",
+        "year": 1995,
+        "genre_adventure": True,
+        "genre_animation": True,
     }
     assert "Tags: pixar." in items[0].text and items[1].title == "Heat, The (1995)"
 

@@ -16,14 +16,24 @@ def _fake_model(tmp_path: Path, payloads: list[bytes], monkeypatch) -> models.GG
         d = tmp_path / f"pkg{i}" / "data"
         d.mkdir(parents=True)
         (d / f"part{i:02d}.bin").write_bytes(data)
-        parts.append(models.Part(f"pkg-{i}", f"pkg{i}", f"data/part{i:02d}.bin", hashlib.sha256(data).hexdigest()))
+        parts.append(
+            models.Part(
+                f"pkg-{i}", f"pkg{i}", f"data/part{i:02d}.bin", hashlib.sha256(data).hexdigest()
+            )
+        )
     monkeypatch.syspath_prepend(str(tmp_path))
     for i in range(1, len(payloads) + 1):
         (tmp_path / f"pkg{i}" / "__init__.py").write_text("")
     whole = b"".join(payloads)
     return models.GGUFModel(
-        name="tiny", description="", upstream="", licence="", parts=tuple(parts),
-        size=len(whole), sha256=hashlib.sha256(whole).hexdigest(), install_hint="pip install tiny",
+        name="tiny",
+        description="",
+        upstream="",
+        licence="",
+        parts=tuple(parts),
+        size=len(whole),
+        sha256=hashlib.sha256(whole).hexdigest(),
+        install_hint="pip install tiny",
     )
 
 
@@ -43,9 +53,14 @@ def test_tampered_chunk_is_refused(tmp_path: Path, monkeypatch):
 
 def test_missing_package_names_the_install_command(tmp_path: Path):
     model = models.GGUFModel(
-        name="x", description="", upstream="", licence="",
+        name="x",
+        description="",
+        upstream="",
+        licence="",
         parts=(models.Part("no-such-pkg", "no_such_pkg_mod", "a.bin", "0" * 64),),
-        size=1, sha256="0" * 64, install_hint="pip install no-such-pkg",
+        size=1,
+        sha256="0" * 64,
+        install_hint="pip install no-such-pkg",
     )
     with pytest.raises(ModelError, match="no-such-pkg.*pip install no-such-pkg"):
         models.assemble_gguf(model, tmp_path / "x.gguf")

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from servers import chroma_cmd, free_port, serve, vllm_cmd
 
 from genre_agent import Recommender
 from genre_agent.config import LLMConfig, load_config
 from genre_agent.llm import get_engine
 from genre_agent.models import prepare_model
-
-from servers import chroma_cmd, free_port, serve, vllm_cmd
 
 pytestmark = pytest.mark.real
 

@@ -10,8 +10,14 @@ from genre_agent.store import FakeEmbedder
 
 def _rec(path: Path) -> Recommender:
     return Recommender.from_config(
-        {"store": {"kind": "embedded", "path": str(path / "chroma"),
-                   "interactions_path": str(path / "i.sqlite")}, "llm": {"engine": "fake"}},
+        {
+            "store": {
+                "kind": "embedded",
+                "path": str(path / "chroma"),
+                "interactions_path": str(path / "i.sqlite"),
+            },
+            "llm": {"engine": "fake"},
+        },
         embedder=FakeEmbedder(),
     )
 
@@ -34,7 +40,9 @@ def test_bad_catalog_keeps_previous_index(tmp_path: Path, catalog_path: Path):
     rec.index(catalog_path)
     before = [r.item.id for r in rec.recommend(history=["m1"], k=5).items]
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"id": "m1", "title": "Replaced"}) + "\n" + json.dumps({"id": "n2"}) + "\n")
+    bad.write_text(
+        json.dumps({"id": "m1", "title": "Replaced"}) + "\n" + json.dumps({"id": "n2"}) + "\n"
+    )
     with pytest.raises(CatalogError, match=r"bad.jsonl:2: field 'title'"):
         rec.index(bad)
     assert rec.store.count() == 50
@@ -46,7 +54,9 @@ def test_bad_catalog_keeps_previous_index(tmp_path: Path, catalog_path: Path):
 
 def test_where_filter_and_history_exclusion(fake_rec):
     result = fake_rec.recommend(
-        history=["m1", "m2"], k=5, filters={"$and": [{"year": {"$gte": 2000}}, {"genre_comedy": True}]}
+        history=["m1", "m2"],
+        k=5,
+        filters={"$and": [{"year": {"$gte": 2000}}, {"genre_comedy": True}]},
     )
     ids = [r.item.id for r in result.items]
     assert "m1" not in ids and "m2" not in ids and len(ids) == 5
