@@ -63,10 +63,13 @@ def main() -> None:
     batch = rec.recommend_many([RecRequest(user_id=u, k=args.k) for u in users])
     batch_total = time.perf_counter() - t_b
     btoks = sum(r.trace.completion_tokens for r in batch)
-    rss_gb = max(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-    ) / 1024**2
+    rss_gb = (
+        max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
+        / 1024**2
+    )
 
     rows = [
         ("model", f"{rec.llm.model_id} ({args.engine})"),
@@ -76,7 +79,10 @@ def main() -> None:
         ("recommend p50 (s)", f"{statistics.median(seq):.1f}"),
         ("recommend p95 (s)", f"{pct(seq, 0.95):.1f}"),
         ("time to candidates p50 (s)", f"{statistics.median(ret_s):.2f}"),
-        ("time to ranked list p50 (s)", f"{statistics.median(llm_s):.1f}  (listwise: ids and rationales interleave, so = full)"),
+        (
+            "time to ranked list p50 (s)",
+            f"{statistics.median(llm_s):.1f}  (listwise: ids and rationales interleave, so = full)",
+        ),
         ("time to full response p50 (s)", f"{statistics.median(seq):.1f}"),
         ("decode tokens/s, sequential", f"{toks / seq_total:.1f}"),
         ("decode tokens/s, batched", f"{btoks / batch_total:.1f}"),

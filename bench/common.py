@@ -6,7 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-DATA = Path(os.environ.get("GENRE_DEMO_DATA", Path(__file__).resolve().parents[2] / "shared/data/ml-latest-small"))
+DATA = Path(
+    os.environ.get(
+        "GENRE_DEMO_DATA", Path(__file__).resolve().parents[2] / "shared/data/ml-latest-small"
+    )
+)
 
 
 def ml_recommender(workdir: Path, **overrides: Any):

@@ -28,9 +28,19 @@ def main() -> None:
 
     rec = ml_recommender(args.workdir, **{"retrieval.n_candidates": args.candidates})
     users = sample_users(rec, args.users, seed=1)
-    counts = {"results": 0, "items": 0, "off_list": 0, "duplicate": 0, "wrong_length": 0,
-              "in_history": 0, "empty_rationale": 0, "with_unsupported_terms": 0,
-              "answers_with_repair": 0, "rejected_entries": 0, "failed_requests": 0}
+    counts = {
+        "results": 0,
+        "items": 0,
+        "off_list": 0,
+        "duplicate": 0,
+        "wrong_length": 0,
+        "in_history": 0,
+        "empty_rationale": 0,
+        "with_unsupported_terms": 0,
+        "answers_with_repair": 0,
+        "rejected_entries": 0,
+        "failed_requests": 0,
+    }
     t0 = time.perf_counter()
     for start in range(0, len(users), args.batch):
         chunk = users[start : start + args.batch]
@@ -49,7 +59,9 @@ def main() -> None:
             counts["with_unsupported_terms"] += sum(bool(i.unsupported_terms) for i in r.items)
             counts["answers_with_repair"] += r.trace.repair_rounds > 0
             counts["rejected_entries"] += len(r.trace.rejected_entries)
-        print(f"{counts['results']}/{len(users)} users, {time.perf_counter() - t0:.0f}s", flush=True)
+        print(
+            f"{counts['results']}/{len(users)} users, {time.perf_counter() - t0:.0f}s", flush=True
+        )
     for key, value in counts.items():
         print(f"{key:>24}: {value}")
     print(f"{'users/min':>24}: {60 * counts['results'] / (time.perf_counter() - t0):.2f}")

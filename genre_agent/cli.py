@@ -92,7 +92,9 @@ def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
 
 @app.command()
 def index(
-    catalog: Annotated[Path, typer.Argument(help="Items: .jsonl/.csv/.parquet or a MovieLens dir.")],
+    catalog: Annotated[
+        Path, typer.Argument(help="Items: .jsonl/.csv/.parquet or a MovieLens dir.")
+    ],
     interactions: Annotated[
         Path | None, typer.Option(help="user,item[,timestamp,rating] CSV/JSONL or ratings.csv.")
     ] = None,
@@ -131,14 +133,17 @@ def _print_recommendation(result: Any, as_json: bool) -> None:
 
 @app.command()
 def recommend(
-    user: Annotated[str | None, typer.Option("--user", "-u", help="User id with stored history.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="User id with stored history.")
+    ] = None,
     history: Annotated[
         str | None, typer.Option(help="Comma-separated item ids the user liked (oldest first).")
     ] = None,
     query: Annotated[str | None, typer.Option("--query", "-q", help="Free-text request.")] = None,
     k: Annotated[int | None, typer.Option("-k", help="How many items.")] = None,
     where: Annotated[
-        str | None, typer.Option(help='Chroma metadata filter as JSON, e.g. {"year": {"$gte": 2000}}')
+        str | None,
+        typer.Option(help='Chroma metadata filter as JSON, e.g. {"year": {"$gte": 2000}}'),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     config: ConfigOpt = None,
@@ -172,7 +177,8 @@ def _demo_data() -> Path | None:
 @app.command()
 def demo(
     data: Annotated[
-        Path | None, typer.Option(help="MovieLens directory (default: ../shared/data/ml-latest-small).")
+        Path | None,
+        typer.Option(help="MovieLens directory (default: ../shared/data/ml-latest-small)."),
     ] = None,
     user: Annotated[str, typer.Option("--user", "-u")] = "1",
     k: Annotated[int, typer.Option("-k")] = 10,

@@ -103,7 +103,11 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CatalogError(
-                    [RowProblem(str(path), line_no, "<json>", f"invalid JSON: {exc.msg}", line[:80])]
+                    [
+                        RowProblem(
+                            str(path), line_no, "<json>", f"invalid JSON: {exc.msg}", line[:80]
+                        )
+                    ]
                 ) from None
             if not isinstance(raw, dict):
                 raise CatalogError(
@@ -202,7 +206,11 @@ def load_movielens_items(directory: str | Path, max_tags: int = 8) -> list[Item]
             for row in csv.DictReader(fh):
                 tag = (row.get("tag") or "").strip()
                 bucket = tags[row["movieId"]]
-                if tag and tag.lower() not in {t.lower() for t in bucket} and len(bucket) < max_tags:
+                if (
+                    tag
+                    and tag.lower() not in {t.lower() for t in bucket}
+                    and len(bucket) < max_tags
+                ):
                     bucket.append(tag)
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
@@ -210,7 +218,11 @@ def load_movielens_items(directory: str | Path, max_tags: int = 8) -> list[Item]
             reader = csv.DictReader(fh)
             for row in reader:
                 title = (row.get("title") or "").strip()
-                genres = [] if row.get("genres") in (None, "(no genres listed)") else row["genres"].split("|")
+                genres = (
+                    []
+                    if row.get("genres") in (None, "(no genres listed)")
+                    else row["genres"].split("|")
+                )
                 meta: dict[str, Any] = {"genres": "|".join(genres)}
                 match = _YEAR_RE.search(title)
                 if match:
@@ -222,11 +234,14 @@ def load_movielens_items(directory: str | Path, max_tags: int = 8) -> list[Item]
                     text_parts.append("Genres: " + ", ".join(genres) + ".")
                 if tags.get(row.get("movieId", "")):
                     text_parts.append("Tags: " + ", ".join(tags[row["movieId"]]) + ".")
-                yield reader.line_num, {
-                    "id": row.get("movieId"),
-                    "title": title,
-                    "text": " ".join(text_parts),
-                    "metadata": meta,
-                }
+                yield (
+                    reader.line_num,
+                    {
+                        "id": row.get("movieId"),
+                        "title": title,
+                        "text": " ".join(text_parts),
+                        "metadata": meta,
+                    },
+                )
 
     return validate_rows(rows(), str(movies))

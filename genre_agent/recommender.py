@@ -170,7 +170,9 @@ class Recommender:
                     RankedItem(rank=i + 1, item=c.item, score=c.score)
                     for i, c in enumerate(cands[:k])
                 ]
-                trace = Trace(candidates=cands, timings=[StageTiming(stage="retrieve", seconds=t_ret)])
+                trace = Trace(
+                    candidates=cands, timings=[StageTiming(stage="retrieve", seconds=t_ret)]
+                )
                 results.append(Recommendation(user_id=req.user_id, items=items, trace=trace))
             return results
         ranker = make_ranker(self.llm, cfg.ranking)
