@@ -356,7 +356,7 @@ class ProfileGate:
         self.name = inner.name
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        text = _RETRIEVAL_PROFILE.get() if self.cfg.use_in_retrieval else None
+        text = _RETRIEVAL_PROFILE.get()
         found = self.inner.search(replace(query, profile=text), k)
         if not found:
             # Stop before the ranker: an empty candidate list has nothing to rank.
@@ -370,14 +370,19 @@ def install_profile_gate(rec: Recommender) -> None:
         rec.retriever = ProfileGate(rec.retriever, rec.config.profile)
 
 
-def recommend_with_profile(rec: Recommender, profile: str | None, **kwargs: Any) -> Recommendation:
-    """``rec.recommend(**kwargs)`` with the profile applied as the config switches say."""
+def recommend_with_profile(
+    rec: Recommender, profile: str | None, force: bool = False, **kwargs: Any
+) -> Recommendation:
+    """``rec.recommend(**kwargs)`` with the profile applied as the config switches say
+    (``force``: in both retrieval and rerank). Once gated, a Recommender's retrieval query
+    sees a profile only through this function."""
     install_profile_gate(rec)
     cfg = rec.config.profile
-    token = _RETRIEVAL_PROFILE.set(profile if cfg.use_in_retrieval else None)
+    use_ret, use_rank = (True, True) if force else (cfg.use_in_retrieval, cfg.use_in_rerank)
+    token = _RETRIEVAL_PROFILE.set(profile if use_ret else None)
     try:
-        rerank_profile = profile if cfg.use_in_rerank else None
-        if rerank_profile is None and cfg.use_in_retrieval and profile:
+        rerank_profile = profile if use_rank else None
+        if rerank_profile is None and use_ret and profile:
             # Recommender refuses a request without history/query/profile; the gate still
             # keeps this profile out of the rerank prompt only if rerank is off, so pass it on
             # only when nothing else can seed retrieval.

@@ -1,0 +1,127 @@
+"""Profiles: constrained regex, re-validation, reuse, edit, forget; cold start strategies."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_chat import catalog, make_rec  # noqa: E402
+
+from genre_agent.coldstart import recommend_cold, strategy_for  # noqa: E402
+from genre_agent.config import ProfileConfig  # noqa: E402
+from genre_agent.errors import GenreError  # noqa: E402
+from genre_agent.items import Item  # noqa: E402
+from genre_agent.llm.fake import FakeLLM, _ranking_text  # noqa: E402
+from genre_agent.profiles import (  # noqa: E402
+    ProfileError,
+    Profiles,
+    ProfileStore,
+    profile_regex,
+    validate_profile,
+)
+
+
+def profile_answer(ids: list[str], extra_bad: bool = False) -> str:
+    ev = ids[:2] + (["999", ids[0]] if extra_bad else [])
+    return json.dumps({"liked": [{"topic": "Sci-Fi", "evidence": ev}],
+                       "disliked": [], "summary": "Likes science fiction films."})
+
+
+def script(req):
+    if req.hint.get("task") == "profile":
+        return profile_answer(req.hint["history_ids"])
+    if req.hint.get("task") == "rank":
+        return _ranking_text(req, "first")
+    return json.dumps({"query": str(req.hint.get("message", ""))})
+
+
+def test_regex_constrains_evidence_to_history_ids() -> None:
+    cfg = ProfileConfig()
+    rx = profile_regex(["1", "2", "3"], cfg)
+    assert re.fullmatch(rx, profile_answer(["1", "2"]))
+    assert not re.fullmatch(rx, profile_answer(["1", "999"]))
+    assert not re.fullmatch(rx, profile_answer(["1", "2"])[:-1] + ', "x": 1}')
+
+
+def test_validate_reports_unknown_and_duplicate_evidence() -> None:
+    prof, v = validate_profile(profile_answer(["1", "2"], extra_bad=True), {"1", "2"})
+    assert prof.liked[0].evidence == ["1", "2"]
+    assert sorted(x["reason"] for x in v) == ["duplicate evidence id", "unknown evidence id"]
+    with pytest.raises(ProfileError):
+        validate_profile('{"liked": [', {"1"})
+    with pytest.raises(ProfileError):
+        validate_profile('{"liked": [], "disliked": [], "summary": "x", "ids": []}', {"1"})
+
+
+def test_build_reuse_edit_forget(tmp_path) -> None:
+    llm = FakeLLM(script=script)
+    items = catalog()[:4]
+    profiles = Profiles(llm, ProfileStore(tmp_path / "p.sqlite"))
+    rec = profiles.build("u1", items)
+    assert rec.profile.liked[0].evidence == [items[0].id, items[1].id]
+    assert rec.template_sha256 and rec.model_id == llm.model_id and not rec.violations
+    n = len(llm.requests)
+    assert profiles.build("u1", items).created == rec.created  # reused, no LLM call
+    assert len(llm.requests) == n
+    # Forget an item: gone from evidence now, and from the history of the rebuild.
+    after = profiles.forget_item("u1", items[0].id)
+    assert after is not None and items[0].id not in after.profile.evidence_ids()
+    rebuilt = profiles.build("u1", items)
+    assert len(llm.requests) == n + 1
+    assert items[0].id not in llm.requests[-1].hint["history_ids"]
+    assert items[0].title not in llm.requests[-1].messages[1].content
+    assert items[0].id not in rebuilt.profile.evidence_ids()
+    # Persisted: a new store on the same file sees the forgotten item and the profile.
+    again = Profiles(llm, ProfileStore(tmp_path / "p.sqlite"))
+    assert again.forgotten("u1") == {items[0].id}
+    edited = again.edit("u1", {"liked": [{"topic": "Comedy", "evidence": []}], "summary": "x"})
+    assert edited.edited and again.build("u1", items).profile.liked[0].topic == "Comedy"
+    with pytest.raises(ProfileError):
+        again.edit("u1", {"liked": [], "bogus": 1})
+    assert again.forget_profile("u1") and again.get("u1") is None
+
+
+def test_profile_switch_feeds_rerank_prompt(tmp_path) -> None:
+    rec = make_rec(tmp_path, script, name="profsw", **{"profile.use_in_rerank": True})
+    from genre_agent.profiles import recommend_with_profile
+
+    recommend_with_profile(rec, "Likes: QUIRKYWORD.", query="comedy", k=2)
+    assert "QUIRKYWORD" in rec.llm.requests[-1].messages[1].content
+    rec2 = make_rec(tmp_path, script, name="profsw2")
+    recommend_with_profile(rec2, "Likes: QUIRKYWORD.", query="comedy", k=2)
+    assert "QUIRKYWORD" not in rec2.llm.requests[-1].messages[1].content
+
+
+def test_cold_start_strategies(tmp_path) -> None:
+    assert [strategy_for(n) for n in (0, 1, 5, 6)] == ["stated", "few", "few", "history"]
+    rec = make_rec(tmp_path, script, name="coldcol")
+    profiles = Profiles(rec.llm, ProfileStore(":memory:"))
+    with pytest.raises(GenreError):
+        recommend_cold(rec, profiles, user_id="new")
+    r0 = recommend_cold(rec, profiles, user_id="new", stated="sci-fi horror", k=3)
+    assert r0.strategy == "stated" and len(r0.recommendation.items) == 3
+    ids = [it.id for it in catalog()[:2]]
+    r1 = recommend_cold(rec, profiles, user_id="few", history=ids, k=3)
+    assert r1.strategy == "few" and r1.profile_text and "Sci-Fi" in r1.profile_text
+    assert "Likes science fiction films." in rec.llm.requests[-1].messages[1].content
+    assert not set(ids) & {it.item.id for it in r1.recommendation.items}
+    r6 = recommend_cold(rec, profiles, user_id="many", history=[it.id for it in catalog()[:8]])
+    assert r6.strategy == "history" and r6.profile_text is None
+
+
+def test_new_item_retrievable_as_soon_as_indexed(tmp_path) -> None:
+    rec = make_rec(tmp_path, script, name="newitem", **{"ranking.mode": "retrieval"})
+    query = "zorblax quantum penguin documentary"
+    before = rec.recommend(query=query, k=3, history=[])
+    assert "new-1" not in {it.item.id for it in before.items}
+    rec.index([Item(id="new-1", title="Zorblax Quantum Penguin", text="A penguin documentary.",
+                    metadata={"year": 2026, "genres": "Documentary"})])
+    after = rec.recommend(query=query, k=3, history=[])
+    assert after.items[0].item.id == "new-1"
+    r = recommend_cold(rec, None, user_id="n", stated=query, k=1)
+    assert r.recommendation.items[0].item.id == "new-1"
