@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_chat import catalog, make_rec  # noqa: E402
+from test_chat import catalog, make_rec
 
-from genre_agent.config import EnrichConfig  # noqa: E402
-from genre_agent.enrichment import Enricher, enrich_regex  # noqa: E402
-from genre_agent.llm.fake import FakeLLM  # noqa: E402
+from genre_agent.config import EnrichConfig
+from genre_agent.enrichment import Enricher, enrich_regex
+from genre_agent.llm.fake import FakeLLM
 
 
 def answer(req) -> str:

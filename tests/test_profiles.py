@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
+from test_chat import catalog, make_rec
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_chat import catalog, make_rec  # noqa: E402
-
-from genre_agent.coldstart import recommend_cold, strategy_for  # noqa: E402
-from genre_agent.config import ProfileConfig  # noqa: E402
-from genre_agent.errors import GenreError  # noqa: E402
-from genre_agent.items import Item  # noqa: E402
-from genre_agent.llm.fake import FakeLLM, _ranking_text  # noqa: E402
-from genre_agent.profiles import (  # noqa: E402
+from genre_agent.coldstart import recommend_cold, strategy_for
+from genre_agent.config import ProfileConfig
+from genre_agent.errors import GenreError
+from genre_agent.items import Item
+from genre_agent.llm.fake import FakeLLM, _ranking_text
+from genre_agent.profiles import (
     ProfileError,
     Profiles,
     ProfileStore,
