@@ -193,9 +193,9 @@ class SessionState(BaseModel):
         if self.query:
             parts.append(f"query: {self.query}")
         if self.year_min is not None:
-            parts.append(f"year >= {self.year_min}")
+            parts.append(f"year from {self.year_min}")
         if self.year_max is not None:
-            parts.append(f"year <= {self.year_max}")
+            parts.append(f"year up to {self.year_max}")
         if self.genres_include:
             parts.append("genres: " + ", ".join(self.genres_include))
         if self.genres_exclude:
