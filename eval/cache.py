@@ -1,0 +1,75 @@
+"""On-disk LLM response cache: a wrapper around the LLM Protocol, keyed by request hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from genre_agent.llm.base import LLM, Generation, GenRequest
+
+
+def request_key(req: GenRequest, model_id: str, revision: str) -> str:
+    """SHA-256 of the canonical request (messages, constraint, sampling) and model.
+
+    ``hint`` is excluded: it is metadata for fakes and logs, never sent to a model.
+    """
+    blob = {
+        "model": [model_id, revision],
+        "messages": [[m.role, m.content] for m in req.messages],
+        "regex": req.regex,
+        "assistant_prefix": req.assistant_prefix,
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "seed": req.seed,
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+class CachingLLM:
+    """Answers repeated requests from a SQLite file; forwards misses in one batch.
+
+    A replayed run therefore produces bit-identical text (and metrics) without the model.
+    """
+
+    def __init__(self, inner: LLM, path: str | Path) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.revision = inner.revision
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False)
+        self.db.execute("CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT)")
+        self.db.commit()
+        self.lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _get(self, key: str) -> Generation | None:
+        row = self.db.execute("SELECT value FROM gen WHERE key = ?", (key,)).fetchone()
+        return Generation(**json.loads(row[0])) if row else None
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        keys = [request_key(r, self.model_id, self.revision) for r in requests]
+        with self.lock:
+            found = [self._get(k) for k in keys]
+        todo = [n for n, g in enumerate(found) if g is None]
+        self.hits += len(requests) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = self.inner.generate([requests[n] for n in todo])
+            with self.lock, self.db:
+                for n, gen in zip(todo, fresh, strict=True):
+                    found[n] = gen
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO gen VALUES (?, ?)",
+                        (keys[n], json.dumps(asdict(gen), sort_keys=True)),
+                    )
+        return [g for g in found if g is not None]
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,227 @@
+"""Evaluation datasets: interactions + item text from MovieLens, RecBole or JSONL files.
+
+Every loader returns a :class:`Dataset` whose ``sha256`` is computed over the canonical
+interactions and items, so a result file says exactly which data it was measured on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from genre_agent.errors import CatalogError, RowProblem
+from genre_agent.interactions import Interaction, read_interactions
+from genre_agent.items import Item, genre_key, load_items, load_movielens_items
+
+DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "jsonl"]
+
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)
+
+
+class DatasetConfig(BaseModel):
+    """Which dataset to load. ``path`` is a directory (or a RecBole file prefix)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: DatasetKind = "movielens"
+    path: Path
+    # Interactions rated below this are dropped (None keeps all, as implicit feedback).
+    min_rating: float | None = None
+
+
+@dataclass
+class Dataset:
+    name: str
+    interactions: list[Interaction]
+    items: dict[str, Item]
+    sha256: str = ""
+    by_user: dict[str, list[Interaction]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = dataset_hash(self.interactions, self.items)
+        if not self.by_user:
+            grouped: dict[str, list[Interaction]] = {}
+            for row in self.interactions:
+                grouped.setdefault(row.user_id, []).append(row)
+            # Ties in time are broken by item id so the split never depends on file order.
+            self.by_user = {
+                u: sorted(rows, key=lambda r: (r.timestamp, r.item_id))
+                for u, rows in sorted(grouped.items())
+            }
+
+
+def dataset_hash(interactions: list[Interaction], items: dict[str, Item]) -> str:
+    """SHA-256 of sorted interaction tuples then sorted items (canonical JSON)."""
+    digest = hashlib.sha256()
+    for r in sorted(interactions, key=lambda r: (r.user_id, r.item_id, r.timestamp)):
+        digest.update(json.dumps([r.user_id, r.item_id, r.timestamp, r.rating]).encode())
+    digest.update(b"\x00items\x00")
+    for key in sorted(items):
+        digest.update(json.dumps(items[key].model_dump(mode="json"), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _finish(name: str, rows: list[Interaction], items: list[Item], cfg: DatasetConfig) -> Dataset:
+    by_id = {it.id: it for it in items}
+    if cfg.min_rating is not None:
+        rows = [r for r in rows if r.rating is None or r.rating >= cfg.min_rating]
+    unknown = sorted({r.item_id for r in rows} - set(by_id))
+    if unknown:
+        raise CatalogError(
+            [RowProblem(str(cfg.path), 0, "item_id", "interaction names an unknown item", u)
+             for u in unknown]
+        )
+    return Dataset(name, rows, by_id)
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise CatalogError([RowProblem(str(path), 0, "<file>", "file not found")])
+    return path
+
+
+def _int_field(path: Path, line: int, name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise CatalogError([RowProblem(str(path), line, name, "not a number", raw)]) from None
+
+
+def _ml_items(path: Path, sep: str, encoding: str, genre_flags: bool) -> list[Item]:
+    items = []
+    with _need(path).open(encoding=encoding) as fh:
+        for n, line in enumerate(fh, start=1):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            parts = line.split(sep)
+            if len(parts) < 3:
+                raise CatalogError([RowProblem(str(path), n, "<row>", "too few fields", line)])
+            if genre_flags:  # ML-100K: 19 trailing 0/1 genre columns
+                genres = [g for g, f in zip(ML100K_GENRES, parts[-19:], strict=True) if f == "1"]
+                genres = [g for g in genres if g != "unknown"]
+            else:
+                genres = [g for g in parts[2].split("|") if g]
+            meta: dict[str, str | int | float | bool] = {"genres": "|".join(genres)}
+            for g in genres:
+                meta[genre_key(g)] = True
+            text = ("Genres: " + ", ".join(genres) + ".") if genres else ""
+            items.append(Item(id=parts[0], title=parts[1] or parts[0], text=text, metadata=meta))
+    return items
+
+
+def _ml_ratings(path: Path, sep: str) -> list[Interaction]:
+    rows = []
+    with _need(path).open(encoding="latin-1") as fh:
+        for n, line in enumerate(fh, start=1):
+            parts = line.strip().split(sep)
+            if len(parts) != 4:
+                raise CatalogError(
+                    [RowProblem(str(path), n, "<row>", "expected user, item, rating, time", line)]
+                )
+            rating = _int_field(path, n, "rating", parts[2])
+            ts = _int_field(path, n, "timestamp", parts[3])
+            rows.append(Interaction(parts[0], parts[1], ts, rating))
+    return rows
+
+
+def load_movielens(cfg: DatasetConfig) -> Dataset:
+    """ml-latest-small style: ratings.csv + movies.csv (+ tags.csv)."""
+    items = load_movielens_items(cfg.path)
+    return _finish(cfg.path.name, read_interactions(_need(cfg.path / "ratings.csv")), items, cfg)
+
+
+def load_ml100k(cfg: DatasetConfig) -> Dataset:
+    """ML-100K: tab-separated u.data and '|'-separated u.item (latin-1)."""
+    items = _ml_items(cfg.path / "u.item", "|", "latin-1", genre_flags=True)
+    return _finish(cfg.path.name, _ml_ratings(cfg.path / "u.data", "\t"), items, cfg)
+
+
+def load_ml1m(cfg: DatasetConfig) -> Dataset:
+    """ML-1M: '::'-separated ratings.dat and movies.dat (latin-1)."""
+    items = _ml_items(cfg.path / "movies.dat", "::", "latin-1", genre_flags=False)
+    return _finish(cfg.path.name, _ml_ratings(cfg.path / "ratings.dat", "::"), items, cfg)
+
+
+def _recbole_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A RecBole atomic file: tab-separated, header ``name:type`` per column."""
+    with _need(path).open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        header = next(reader, None)
+        if not header:
+            raise CatalogError([RowProblem(str(path), 1, "<header>", "empty file")])
+        names = [h.split(":")[0] for h in header]
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(names):
+                raise CatalogError(
+                    [RowProblem(str(path), reader.line_num, "<row>",
+                                f"{len(row)} fields, header has {len(names)}", "\t".join(row))]
+                )
+            rows.append((reader.line_num, row))
+    return names, rows
+
+
+def load_recbole(cfg: DatasetConfig) -> Dataset:
+    """RecBole atomic files: ``<dir>/<name>.inter`` and ``<dir>/<name>.item``."""
+    base = cfg.path if cfg.path.is_dir() else cfg.path.parent
+    stem = cfg.path.name if cfg.path.is_dir() else cfg.path.name.split(".")[0]
+    inter_path, item_path = base / f"{stem}.inter", base / f"{stem}.item"
+    names, rows = _recbole_table(inter_path)
+    for col in ("user_id", "item_id"):
+        if col not in names:
+            raise CatalogError([RowProblem(str(inter_path), 1, col, "column missing in header")])
+    col = {n: i for i, n in enumerate(names)}
+    inter = []
+    for line, row in rows:
+        ts = _int_field(inter_path, line, "timestamp", row[col["timestamp"]]) if "timestamp" in col else 0.0
+        rating = _int_field(inter_path, line, "rating", row[col["rating"]]) if "rating" in col else None
+        inter.append(Interaction(row[col["user_id"]], row[col["item_id"]], ts, rating))
+    inames, irows = _recbole_table(item_path)
+    icol = {n: i for i, n in enumerate(inames)}
+    if "item_id" not in icol:
+        raise CatalogError([RowProblem(str(item_path), 1, "item_id", "column missing in header")])
+    title_col = next((c for c in ("movie_title", "title", "name") if c in icol), None)
+    items = []
+    for _line, row in irows:
+        genres = row[icol["genre"]].split() if "genre" in icol else []
+        meta: dict[str, str | int | float | bool] = {"genres": "|".join(genres)}
+        title = row[icol[title_col]] if title_col else row[icol["item_id"]]
+        text = ("Genres: " + ", ".join(genres) + ".") if genres else ""
+        items.append(Item(id=row[icol["item_id"]], title=title or row[icol["item_id"]],
+                          text=text, metadata=meta))
+    return _finish(stem, inter, items, cfg)
+
+
+def load_jsonl(cfg: DatasetConfig) -> Dataset:
+    """``interactions.jsonl`` (user_id, item_id, timestamp, rating) + ``items.jsonl`` (Item)."""
+    items = load_items(_need(cfg.path / "items.jsonl"))
+    rows = read_interactions(_need(cfg.path / "interactions.jsonl"))
+    return _finish(cfg.path.name, rows, items, cfg)
+
+
+LOADERS: dict[str, Callable[[DatasetConfig], Dataset]] = {
+    "movielens": load_movielens,
+    "ml-100k": load_ml100k,
+    "ml-1m": load_ml1m,
+    "recbole": load_recbole,
+    "jsonl": load_jsonl,
+}
+
+
+def load_dataset(cfg: DatasetConfig) -> Dataset:
+    return LOADERS[cfg.kind](cfg)

@@ -1,0 +1,122 @@
+"""Experiment files (TOML or YAML): dataset, protocol, prompt variants and baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from genre_agent.eval.baselines import ALL_BASELINES, BaselineKind
+from genre_agent.eval.datasets import DatasetConfig
+from genre_agent.eval.protocols import ProtocolConfig, Split
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from genre_agent.config import Config, EngineKind, load_config, read_config_file
+from genre_agent.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VariantSpec(_Frozen):
+    """One prompt configuration under test. Unset fields keep the base config's value."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    template: str | None = None
+    model: str | None = None
+    engine: EngineKind | None = None
+    mode: Literal["listwise", "scoring"] | None = None
+    k: int | None = Field(None, ge=1, le=100)
+    history_len: int | None = Field(None, ge=0, le=500)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    # Final order = weighted RRF of the LLM ranking (1 - w) and the fusion retriever (w).
+    fusion_weight: float = Field(0.0, ge=0.0, le=1.0)
+    # Any other config key, dotted: {"ranking.max_item_chars" = 120}.
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    def dotted(self) -> dict[str, Any]:
+        out = dict(self.overrides)
+        for key, dotted in (
+            ("template", "ranking.template"),
+            ("model", "llm.model"),
+            ("engine", "llm.engine"),
+            ("mode", "ranking.mode"),
+            ("k", "ranking.k"),
+            ("history_len", "retrieval.history_len"),
+            ("temperature", "llm.temperature"),
+        ):
+            value = getattr(self, key)
+            if value is not None:
+                out[dotted] = value
+        return out
+
+
+class Experiment(_Frozen):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    dataset: DatasetConfig
+    protocol: ProtocolConfig = ProtocolConfig()
+    split: Split = "test"
+    # The base genre_agent Config tree every variant starts from.
+    config: dict[str, Any] = Field(default_factory=dict)
+    variants: list[VariantSpec] = Field(default_factory=list)
+    baselines: list[BaselineKind] = Field(default_factory=lambda: list(ALL_BASELINES))
+    fusion_weights: dict[str, float] = Field(
+        default_factory=lambda: {"itemknn": 1.0, "bm25": 0.5, "popularity": 0.5}
+    )
+    # LLM sampling seeds: all are run when a variant samples (temperature > 0), else the first.
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
+    primary: str = "ndcg@10"
+    batch_size: int = Field(16, ge=1, le=4096)
+    bootstrap: int = Field(2000, ge=100)
+    permutations: int = Field(5000, ge=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> Experiment:
+        names = [v.name for v in self.variants] + list(self.baselines)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant/baseline names must be unique; repeated: {dupes}")
+        for name in self.fusion_weights:
+            if name not in ALL_BASELINES or name in {"fusion", "random"}:
+                raise ValueError(f"fusion_weights: {name!r} is not a fusable retriever")
+        return self
+
+    def base_config(self, overrides: dict[str, Any] | None = None) -> Config:
+        return load_config(self.config, overrides=overrides, use_env=False)
+
+    def variant_config(self, variant: VariantSpec, overrides: dict[str, Any] | None = None) -> Config:
+        """Base config < variant fields < CLI overrides."""
+        merged = {**variant.dotted(), **(overrides or {})}
+        try:
+            return load_config(self.config, overrides=merged, use_env=False)
+        except ConfigError as exc:
+            raise ConfigError(f"variant {variant.name!r}: {exc}") from None
+
+
+def _format(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid experiment"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<top>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_experiment(source: str | Path | dict[str, Any]) -> Experiment:
+    """Load and validate; a relative dataset path is resolved against the file's folder."""
+    if isinstance(source, dict):
+        data, name, base = dict(source), "experiment", Path.cwd()
+    else:
+        path = Path(source)
+        data, name, base = read_config_file(path), str(path), path.parent
+    ds = data.get("dataset")
+    if isinstance(ds, dict) and "path" in ds and not Path(str(ds["path"])).is_absolute():
+        data["dataset"] = {**ds, "path": str((base / str(ds["path"])).resolve())}
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(name, exc)) from None
+    for v in exp.variants:  # fail early on a bad config key in any variant
+        exp.variant_config(v)
+    return exp

@@ -1,0 +1,141 @@
+"""Evaluation protocols: leave-one-out by time, then candidate sets per user.
+
+Split: each user's interactions sorted by (timestamp, item id); the last one is the test
+target, the one before it the validation target. The history shown for the test split is
+everything before the test target; for validation, everything before the validation target.
+Training data for baselines and hard-negative retrievers is every user's interactions minus
+their last two, so no held-out target leaks into popularity or item-item similarity.
+
+Candidate sets (``protocol.kind``):
+- ``sampled``: target + (n-1) unseen items drawn uniformly, shuffled (LLMRank style).
+- ``popularity``: target + (n-1) unseen items drawn with probability proportional to training
+  popularity (popularity-matched hard negatives), shuffled.
+- ``retriever``: target + the retriever's top (n-1) unseen items, shuffled.
+- ``two-stage``: the retriever's top n unseen items, in retriever order; the target may be
+  missing (then every metric is 0), and the retriever's recall@n is reported.
+Every draw uses a generator seeded by (seed, user id), so reruns and variants see identical
+candidates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from genre_agent.eval.datasets import Dataset
+from pydantic import BaseModel, ConfigDict, Field
+
+from genre_agent.errors import ConfigError
+from genre_agent.interactions import Interaction
+
+ProtocolKind = Literal["sampled", "popularity", "retriever", "two-stage"]
+RetrieverKind = Literal["popularity", "bm25", "itemknn", "embedding", "fusion"]
+Split = Literal["valid", "test"]
+
+
+class ProtocolConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ProtocolKind = "sampled"
+    n_candidates: int = Field(20, ge=2, le=1000)
+    retriever: RetrieverKind = "fusion"
+    min_history: int = Field(5, ge=1)
+    users: int = Field(200, ge=1)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    user_id: str
+    split: str
+    history: tuple[str, ...]
+    target: str
+    candidates: tuple[str, ...]
+
+    @property
+    def target_in_candidates(self) -> bool:
+        return self.target in self.candidates
+
+
+def user_seed(seed: int, user_id: str, salt: str = "") -> int:
+    """A 64-bit seed from (seed, user, salt), stable across processes."""
+    blob = f"{seed}\x00{user_id}\x00{salt}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
+
+
+def train_interactions(ds: Dataset) -> list[Interaction]:
+    """Every user's interactions minus the last two (validation and test targets)."""
+    return [r for rows in ds.by_user.values() for r in rows[:-2]]
+
+
+def eligible_users(ds: Dataset, cfg: ProtocolConfig) -> list[str]:
+    """Users with at least ``min_history`` items before the validation target, then a seeded
+    sample of ``users`` of them (all of them if fewer), in sorted order."""
+    users = sorted(u for u, rows in ds.by_user.items() if len(rows) >= cfg.min_history + 2)
+    if len(users) > cfg.users:
+        users = sorted(random.Random(cfg.seed).sample(users, cfg.users))
+    return users
+
+
+def split_user(rows: Sequence[Interaction], split: Split) -> tuple[tuple[str, ...], str]:
+    cut = len(rows) - (1 if split == "test" else 2)
+    return tuple(r.item_id for r in rows[:cut]), rows[cut].item_id
+
+
+# (history ids, exclude ids, n) -> ranked ids
+RetrieveFn = Callable[[Sequence[str], set[str], int], list[str]]
+
+
+def build_cases(
+    ds: Dataset,
+    cfg: ProtocolConfig,
+    split: Split,
+    popularity: dict[str, int] | None = None,
+    retrieve: RetrieveFn | None = None,
+) -> list[EvalCase]:
+    """Candidate sets for every eligible user (see the module docstring)."""
+    if cfg.kind in {"retriever", "two-stage"} and retrieve is None:
+        raise ConfigError(f"protocol.kind {cfg.kind!r} needs a retriever")
+    if cfg.kind == "popularity" and popularity is None:
+        raise ConfigError("protocol.kind 'popularity' needs training popularity counts")
+    all_ids = sorted(ds.items)
+    cases = []
+    for user in eligible_users(ds, cfg):
+        rows = ds.by_user[user]
+        history, target = split_user(rows, split)
+        # Everything the user ever interacted with is "seen": never a negative.
+        seen = {r.item_id for r in rows}
+        n_neg = cfg.n_candidates - 1
+        rng = random.Random(user_seed(cfg.seed, user, split))
+        if cfg.kind == "two-stage":
+            assert retrieve is not None
+            cands = retrieve(history, set(history), cfg.n_candidates)
+            cases.append(EvalCase(user, split, history, target, tuple(cands)))
+            continue
+        if cfg.kind == "sampled":
+            pool = [i for i in all_ids if i not in seen]
+            negatives = rng.sample(pool, min(n_neg, len(pool)))
+        elif cfg.kind == "popularity":
+            assert popularity is not None
+            pool = [i for i in all_ids if i not in seen and popularity.get(i, 0) > 0]
+            weights = np.array([popularity[i] for i in pool], dtype=float)
+            gen = np.random.default_rng(user_seed(cfg.seed, user, split + ":pop"))
+            picked = gen.choice(len(pool), size=min(n_neg, len(pool)), replace=False,
+                                p=weights / weights.sum())
+            negatives = [pool[int(n)] for n in picked]
+        else:
+            assert retrieve is not None
+            negatives = retrieve(history, seen, n_neg)
+        cands = [target, *negatives]
+        rng.shuffle(cands)
+        cases.append(EvalCase(user, split, history, target, tuple(cands)))
+    return cases
+
+
+def retriever_recall(cases: Sequence[EvalCase]) -> float:
+    """Share of cases whose target is among the candidates (two-stage recall@N)."""
+    return sum(c.target_in_candidates for c in cases) / len(cases) if cases else 0.0

@@ -1,0 +1,258 @@
+"""Run an experiment: baselines and LLM variants on the same cases, one JSONL line per user.
+
+Resuming: ``results.jsonl`` is appended after every batch; a rerun skips (system, seed, user)
+keys already present. LLM answers go through ``CachingLLM``, so a rerun in a fresh directory
+with the same cache replays bit-identical rankings.
+
+Label-blindness: the ranker gets a ``RankRequest`` built from the candidate ids and the
+history only; the target id never reaches it, and a failed request is retried with the same
+request, never with knowledge of the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genre_agent.eval.baselines import BaselineSuite
+from genre_agent.eval.cache import CachingLLM
+from genre_agent.eval.datasets import Dataset, load_dataset
+from genre_agent.eval.experiment import Experiment, VariantSpec
+from genre_agent.eval.metrics import order_by_scores, user_metrics
+from genre_agent.eval.protocols import EvalCase, build_cases, retriever_recall
+from genre_agent.retrievers.fusion import ranks_of, rrf
+
+from genre_agent.config import Config, LLMConfig
+from genre_agent.errors import GenreError
+from genre_agent.llm.base import LLM
+from genre_agent.ranking import RankRequest, make_ranker
+from genre_agent.types import Candidate
+
+LLMFactory = Callable[[LLMConfig], LLM]
+Progress = Callable[[str, int, int], None]
+RESULTS = "results.jsonl"
+
+
+def default_llm_factory(cfg: LLMConfig) -> LLM:
+    from genre_agent.llm.base import get_engine
+
+    return get_engine(cfg)
+
+
+@dataclass
+class Prepared:
+    ds: Dataset
+    suite: BaselineSuite
+    cases: list[EvalCase]
+    retriever_recall: float | None
+
+
+def prepare(exp: Experiment, split: str | None = None, overrides: dict[str, Any] | None = None) -> Prepared:
+    """Load the data, fit baselines on the training part, build the cases."""
+    ds = load_dataset(exp.dataset)
+    base = exp.base_config(overrides)
+    suite = BaselineSuite(ds, embedder=base.embedder, fusion_weights=dict(exp.fusion_weights),
+                          seed=exp.protocol.seed, history_len=base.retrieval.history_len)
+    proto = exp.protocol
+    retrieve = suite.retrieve_fn(proto.retriever) if proto.kind in {"retriever", "two-stage"} else None
+    cases = build_cases(ds, proto, split or exp.split,  # type: ignore[arg-type]
+                        popularity=suite.popularity, retrieve=retrieve)
+    recall = retriever_recall(cases) if proto.kind == "two-stage" else None
+    return Prepared(ds, suite, cases, recall)
+
+
+def _record(system: str, kind: str, seed: int, case: EvalCase, ranked: list[str],
+            ks: Sequence[int], **extra: Any) -> dict[str, Any]:
+    return {
+        "system": system,
+        "kind": kind,
+        "seed": seed,
+        "user_id": case.user_id,
+        "split": case.split,
+        "target": case.target,
+        "ranked": ranked,
+        "metrics": user_metrics(ranked, {case.target}, case.candidates, ks),
+        **extra,
+    }
+
+
+def _batches(seq: Sequence[EvalCase], size: int) -> Iterator[list[EvalCase]]:
+    for start in range(0, len(seq), size):
+        yield list(seq[start : start + size])
+
+
+def rank_requests(case: EvalCase, ds: Dataset, history_len: int, k: int) -> RankRequest:
+    """The model's whole input: candidates (presented order) and recent history, no target."""
+    hist = [ds.items[h] for h in case.history][-history_len:] if history_len else []
+    cands = [Candidate(item=ds.items[c], score=0.0, source="eval") for c in case.candidates]
+    return RankRequest(candidates=cands, history=hist, k=min(k, len(cands)))
+
+
+def _rank_isolated(ranker: Any, reqs: list[RankRequest], temperature: float, seed: int) -> list[Any]:
+    """rank_many on the batch; if it fails, once more per request so one bad answer costs
+    one user. A request that still fails yields its exception (scored 0 by the caller)."""
+    try:
+        return list(ranker.rank_many(reqs, temperature=temperature, seed=seed))
+    except GenreError:
+        if len(reqs) == 1:
+            try:
+                return list(ranker.rank_many(reqs, temperature=temperature, seed=seed))
+            except GenreError as exc:
+                return [exc]
+    out: list[Any] = []
+    for req in reqs:
+        try:
+            out.extend(ranker.rank_many([req], temperature=temperature, seed=seed))
+        except GenreError as exc:
+            out.append(exc)
+    return out
+
+
+def _rejections(entries: Sequence[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in entries:
+        reason = str(e.get("reason", "invalid"))
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+class Runner:
+    """Executes an experiment into ``out_dir`` (results.jsonl + manifest.json)."""
+
+    def __init__(self, exp: Experiment, out_dir: str | Path, overrides: dict[str, Any] | None = None,
+                 llm_factory: LLMFactory | None = None, progress: Progress | None = None,
+                 split: str | None = None, cache_path: str | Path | None = None) -> None:
+        self.exp = exp
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.overrides = dict(overrides or {})
+        self.llm_factory = llm_factory or default_llm_factory
+        self.progress = progress
+        self.split = split or exp.split
+        self.cache_path = Path(cache_path) if cache_path else self.out / "llm_cache.sqlite"
+        self.prepared = prepare(exp, self.split, self.overrides)
+        self.results_path = self.out / RESULTS
+        self.done = self._done_keys()
+        self.variant_meta: dict[str, dict[str, Any]] = {}
+
+    def _done_keys(self) -> set[tuple[str, int, str]]:
+        keys = set()
+        if self.results_path.exists():
+            for line in self.results_path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    keys.add((rec["system"], rec["seed"], rec["user_id"]))
+        return keys
+
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        with self.results_path.open("a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                self.done.add((rec["system"], rec["seed"], rec["user_id"]))
+
+    def _todo(self, system: str, seed: int) -> list[EvalCase]:
+        return [c for c in self.prepared.cases if (system, seed, c.user_id) not in self.done]
+
+    def _tick(self, label: str, done: int, total: int) -> None:
+        if self.progress:
+            self.progress(label, done, total)
+
+    def run_baselines(self) -> None:
+        ds, suite, ks = self.prepared.ds, self.prepared.suite, self.exp.ks
+        for name in self.exp.baselines:
+            todo = self._todo(name, 0)
+            total = len(self.prepared.cases)
+            self._tick(name, total - len(todo), total)
+            for batch in _batches(todo, self.exp.batch_size):
+                recs = []
+                for case in batch:
+                    t0 = time.perf_counter()
+                    ranked = suite.rank(name, case)
+                    seconds = time.perf_counter() - t0
+                    recs.append(_record(name, "baseline", 0, case, ranked, ks, failed=False,
+                                        latency_s=seconds, wall_s=seconds,
+                                        dataset_sha256=ds.sha256))
+                self._append(recs)
+                self._tick(name, total - len(self._todo(name, 0)), total)
+
+    def run_variant(self, variant: VariantSpec) -> None:
+        cfg: Config = self.exp.variant_config(variant, self.overrides)
+        llm = CachingLLM(self.llm_factory(cfg.llm), self.cache_path)
+        ranker = make_ranker(llm, cfg.ranking)
+        seeds = self.exp.seeds if cfg.llm.temperature > 0 else self.exp.seeds[:1]
+        ds, ks = self.prepared.ds, self.exp.ks
+        meta = {"variant": variant.name, "config_sha256": cfg.fingerprint(),
+                "model_id": llm.model_id, "model_revision": llm.revision,
+                "dataset_sha256": ds.sha256, "mode": cfg.ranking.mode,
+                "template": cfg.ranking.template, "engine": cfg.llm.engine,
+                "config": cfg.model_dump(mode="json")}
+        self.variant_meta[variant.name] = meta
+        total = len(self.prepared.cases) * len(seeds)
+        for seed in seeds:
+            for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
+                reqs = [rank_requests(c, ds, cfg.retrieval.history_len, cfg.ranking.k) for c in batch]
+                t0 = time.perf_counter()
+                outs = _rank_isolated(ranker, reqs, cfg.llm.temperature, cfg.llm.seed + seed)
+                wall = (time.perf_counter() - t0) / len(batch)
+                recs = [self._variant_record(variant, meta, seed, c, o, wall)
+                        for c, o in zip(batch, outs, strict=True)]
+                self._append(recs)
+                left = sum(len(self._todo(variant.name, s)) for s in seeds)
+                self._tick(variant.name, total - left, total)
+        llm.close()
+
+    def _variant_record(self, variant: VariantSpec, meta: dict[str, Any], seed: int,
+                        case: EvalCase, out: Any, wall: float) -> dict[str, Any]:
+        common = {k: meta[k] for k in ("config_sha256", "model_id", "model_revision",
+                                        "dataset_sha256", "variant")}
+        if isinstance(out, Exception):
+            return _record(variant.name, "llm", seed, case, [], self.exp.ks, failed=True,
+                           error=str(out)[:500], latency_s=wall, wall_s=wall, prompt_tokens=0,
+                           completion_tokens=0, rejected={}, template_sha256="", **common)
+        ranked_items, trace = out
+        llm_ids = [r.item.id for r in ranked_items]
+        rest = [c for c in case.candidates if c not in set(llm_ids)]
+        # Unranked candidates follow in presented order (label-blind), so AUC is defined.
+        ranked = llm_ids + rest
+        if variant.fusion_weight > 0:
+            fusion = self.prepared.suite.scores("fusion", case)
+            fused = rrf([{i: r for r, i in enumerate(llm_ids, start=1)},
+                         ranks_of(list(fusion.values()), list(fusion))],
+                        [1 - variant.fusion_weight, variant.fusion_weight])
+            ranked = order_by_scores({c: fused.get(c, 0.0) for c in case.candidates})
+        return _record(
+            variant.name, "llm", seed, case, ranked, self.exp.ks, failed=False,
+            latency_s=trace.seconds("llm") + trace.seconds("render"), wall_s=wall,
+            prompt_tokens=trace.prompt_tokens, completion_tokens=trace.completion_tokens,
+            rejected=_rejections(trace.rejected_entries), llm_calls=trace.llm_calls,
+            template_sha256=trace.template_sha256, **common,
+        )
+
+    def write_manifest(self) -> None:
+        manifest = {
+            "experiment": self.exp.model_dump(mode="json"),
+            "split": self.split,
+            "dataset": {"name": self.prepared.ds.name, "sha256": self.prepared.ds.sha256,
+                        "items": len(self.prepared.ds.items),
+                        "interactions": len(self.prepared.ds.interactions)},
+            "users": len(self.prepared.cases),
+            "retriever_recall": self.prepared.retriever_recall,
+            "variants": self.variant_meta,
+        }
+        (self.out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+    def run(self) -> Path:
+        self.run_baselines()
+        for variant in self.exp.variants:
+            self.run_variant(variant)
+        self.write_manifest()
+        return self.out
+
+
+def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / RESULTS
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
