@@ -29,7 +29,12 @@ from genre_agent.types import Candidate
 
 BaselineKind = Literal["random", "popularity", "bm25", "embedding", "itemknn", "fusion"]
 ALL_BASELINES: tuple[BaselineKind, ...] = (
-    "random", "popularity", "bm25", "embedding", "itemknn", "fusion",
+    "random",
+    "popularity",
+    "bm25",
+    "embedding",
+    "itemknn",
+    "fusion",
 )
 
 
@@ -56,13 +61,19 @@ class EmbeddingScorer:
     def score(self, history_ids: Sequence[str], candidate_ids: Sequence[str]) -> list[float]:
         q = self.retriever.query_vector(self._query(history_ids))
         vecs = self.store.embeddings(list(candidate_ids))
-        return [sum(a * b for a, b in zip(q, vecs[c], strict=True)) if c in vecs else -math.inf
-                for c in candidate_ids]
+        return [
+            sum(a * b for a, b in zip(q, vecs[c], strict=True)) if c in vecs else -math.inf
+            for c in candidate_ids
+        ]
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
         return self.retriever.search(
-            RetrievalQuery(history=query.history[-self.history_len :], text=query.text,
-                           exclude_ids=query.exclude_ids | {h.id for h in query.history}), k
+            RetrievalQuery(
+                history=query.history[-self.history_len :],
+                text=query.text,
+                exclude_ids=query.exclude_ids | {h.id for h in query.history},
+            ),
+            k,
         )
 
 

@@ -23,9 +23,25 @@ from genre_agent.items import Item, genre_key, load_items, load_movielens_items
 DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "jsonl"]
 
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 
 
@@ -80,8 +96,10 @@ def _finish(name: str, rows: list[Interaction], items: list[Item], cfg: DatasetC
     unknown = sorted({r.item_id for r in rows} - set(by_id))
     if unknown:
         raise CatalogError(
-            [RowProblem(str(cfg.path), 0, "item_id", "interaction names an unknown item", u)
-             for u in unknown]
+            [
+                RowProblem(str(cfg.path), 0, "item_id", "interaction names an unknown item", u)
+                for u in unknown
+            ]
         )
     return Dataset(name, rows, by_id)
 
@@ -169,8 +187,15 @@ def _recbole_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
                 continue
             if len(row) != len(names):
                 raise CatalogError(
-                    [RowProblem(str(path), reader.line_num, "<row>",
-                                f"{len(row)} fields, header has {len(names)}", "\t".join(row))]
+                    [
+                        RowProblem(
+                            str(path),
+                            reader.line_num,
+                            "<row>",
+                            f"{len(row)} fields, header has {len(names)}",
+                            "\t".join(row),
+                        )
+                    ]
                 )
             rows.append((reader.line_num, row))
     return names, rows
@@ -188,8 +213,14 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
     col = {n: i for i, n in enumerate(names)}
     inter = []
     for line, row in rows:
-        ts = _int_field(inter_path, line, "timestamp", row[col["timestamp"]]) if "timestamp" in col else 0.0
-        rating = _int_field(inter_path, line, "rating", row[col["rating"]]) if "rating" in col else None
+        ts = (
+            _int_field(inter_path, line, "timestamp", row[col["timestamp"]])
+            if "timestamp" in col
+            else 0.0
+        )
+        rating = (
+            _int_field(inter_path, line, "rating", row[col["rating"]]) if "rating" in col else None
+        )
         inter.append(Interaction(row[col["user_id"]], row[col["item_id"]], ts, rating))
     inames, irows = _recbole_table(item_path)
     icol = {n: i for i, n in enumerate(inames)}
@@ -202,8 +233,14 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
         meta: dict[str, str | int | float | bool] = {"genres": "|".join(genres)}
         title = row[icol[title_col]] if title_col else row[icol["item_id"]]
         text = ("Genres: " + ", ".join(genres) + ".") if genres else ""
-        items.append(Item(id=row[icol["item_id"]], title=title or row[icol["item_id"]],
-                          text=text, metadata=meta))
+        items.append(
+            Item(
+                id=row[icol["item_id"]],
+                title=title or row[icol["item_id"]],
+                text=text,
+                metadata=meta,
+            )
+        )
     return _finish(stem, inter, items, cfg)
 
 

@@ -85,7 +85,9 @@ class Experiment(_Frozen):
     def base_config(self, overrides: dict[str, Any] | None = None) -> Config:
         return load_config(self.config, overrides=overrides, use_env=False)
 
-    def variant_config(self, variant: VariantSpec, overrides: dict[str, Any] | None = None) -> Config:
+    def variant_config(
+        self, variant: VariantSpec, overrides: dict[str, Any] | None = None
+    ) -> Config:
         """Base config < variant fields < CLI overrides."""
         merged = {**variant.dotted(), **(overrides or {})}
         try:

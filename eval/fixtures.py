@@ -9,16 +9,22 @@ from pathlib import Path
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Sci-Fi", "Romance")
 
 
-def tiny_rows(n_users: int = 12, n_items: int = 40, per_user: int = 10, seed: int = 7
-              ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+def tiny_rows(
+    n_users: int = 12, n_items: int = 40, per_user: int = 10, seed: int = 7
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """Items with one or two genres; users who mostly pick from one favourite genre."""
     rng = random.Random(seed)
     items = []
     for i in range(1, n_items + 1):
         genres = sorted({GENRES[i % len(GENRES)], GENRES[(i * 7) % len(GENRES)]})
-        items.append({"id": str(i), "title": f"Movie {i} ({1980 + i})",
-                      "text": "Genres: " + ", ".join(genres) + ".",
-                      "metadata": {"genres": "|".join(genres)}})
+        items.append(
+            {
+                "id": str(i),
+                "title": f"Movie {i} ({1980 + i})",
+                "text": "Genres: " + ", ".join(genres) + ".",
+                "metadata": {"genres": "|".join(genres)},
+            }
+        )
     inter = []
     for u in range(1, n_users + 1):
         fav = GENRES[u % len(GENRES)]
@@ -26,8 +32,14 @@ def tiny_rows(n_users: int = 12, n_items: int = 40, per_user: int = 10, seed: in
         pool = liked + rng.sample([it["id"] for it in items], 6)
         chosen = list(dict.fromkeys(rng.sample(pool, len(pool))))[:per_user]
         for t, item_id in enumerate(chosen):
-            inter.append({"user_id": f"u{u}", "item_id": item_id, "timestamp": 1000 + t,
-                          "rating": float(rng.choice([3, 4, 5]))})
+            inter.append(
+                {
+                    "user_id": f"u{u}",
+                    "item_id": item_id,
+                    "timestamp": 1000 + t,
+                    "rating": float(rng.choice([3, 4, 5])),
+                }
+            )
     return inter, items
 
 

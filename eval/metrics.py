@@ -123,9 +123,7 @@ def jaccard_distance(a: set[str], b: set[str]) -> float:
     return 1.0 - len(a & b) / len(union) if union else 0.0
 
 
-def intra_list_diversity(
-    ranked: Sequence[str], features: Mapping[str, set[str]], k: int
-) -> float:
+def intra_list_diversity(ranked: Sequence[str], features: Mapping[str, set[str]], k: int) -> float:
     """ILD@k = mean pairwise Jaccard distance of item features (genres) in the top k."""
     top = [features.get(i, set()) for i in ranked[:k]]
     pairs = list(combinations(top, 2))

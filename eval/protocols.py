@@ -124,8 +124,9 @@ def build_cases(
             pool = [i for i in all_ids if i not in seen and popularity.get(i, 0) > 0]
             weights = np.array([popularity[i] for i in pool], dtype=float)
             gen = np.random.default_rng(user_seed(cfg.seed, user, split + ":pop"))
-            picked = gen.choice(len(pool), size=min(n_neg, len(pool)), replace=False,
-                                p=weights / weights.sum())
+            picked = gen.choice(
+                len(pool), size=min(n_neg, len(pool)), replace=False, p=weights / weights.sum()
+            )
             negatives = [pool[int(n)] for n in picked]
         else:
             assert retrieve is not None

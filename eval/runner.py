@@ -51,22 +51,43 @@ class Prepared:
     retriever_recall: float | None
 
 
-def prepare(exp: Experiment, split: str | None = None, overrides: dict[str, Any] | None = None) -> Prepared:
+def prepare(
+    exp: Experiment, split: str | None = None, overrides: dict[str, Any] | None = None
+) -> Prepared:
     """Load the data, fit baselines on the training part, build the cases."""
     ds = load_dataset(exp.dataset)
     base = exp.base_config(overrides)
-    suite = BaselineSuite(ds, embedder=base.embedder, fusion_weights=dict(exp.fusion_weights),
-                          seed=exp.protocol.seed, history_len=base.retrieval.history_len)
+    suite = BaselineSuite(
+        ds,
+        embedder=base.embedder,
+        fusion_weights=dict(exp.fusion_weights),
+        seed=exp.protocol.seed,
+        history_len=base.retrieval.history_len,
+    )
     proto = exp.protocol
-    retrieve = suite.retrieve_fn(proto.retriever) if proto.kind in {"retriever", "two-stage"} else None
-    cases = build_cases(ds, proto, split or exp.split,  # type: ignore[arg-type]
-                        popularity=suite.popularity, retrieve=retrieve)
+    retrieve = (
+        suite.retrieve_fn(proto.retriever) if proto.kind in {"retriever", "two-stage"} else None
+    )
+    cases = build_cases(
+        ds,
+        proto,
+        split or exp.split,  # type: ignore[arg-type]
+        popularity=suite.popularity,
+        retrieve=retrieve,
+    )
     recall = retriever_recall(cases) if proto.kind == "two-stage" else None
     return Prepared(ds, suite, cases, recall)
 
 
-def _record(system: str, kind: str, seed: int, case: EvalCase, ranked: list[str],
-            ks: Sequence[int], **extra: Any) -> dict[str, Any]:
+def _record(
+    system: str,
+    kind: str,
+    seed: int,
+    case: EvalCase,
+    ranked: list[str],
+    ks: Sequence[int],
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "system": system,
         "kind": kind,
@@ -92,7 +113,9 @@ def rank_requests(case: EvalCase, ds: Dataset, history_len: int, k: int) -> Rank
     return RankRequest(candidates=cands, history=hist, k=min(k, len(cands)))
 
 
-def _rank_isolated(ranker: Any, reqs: list[RankRequest], temperature: float, seed: int) -> list[Any]:
+def _rank_isolated(
+    ranker: Any, reqs: list[RankRequest], temperature: float, seed: int
+) -> list[Any]:
     """rank_many on the batch; if it fails, once more per request so one bad answer costs
     one user. A request that still fails yields its exception (scored 0 by the caller)."""
     try:
@@ -123,9 +146,16 @@ def _rejections(entries: Sequence[dict[str, Any]]) -> dict[str, int]:
 class Runner:
     """Executes an experiment into ``out_dir`` (results.jsonl + manifest.json)."""
 
-    def __init__(self, exp: Experiment, out_dir: str | Path, overrides: dict[str, Any] | None = None,
-                 llm_factory: LLMFactory | None = None, progress: Progress | None = None,
-                 split: str | None = None, cache_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        exp: Experiment,
+        out_dir: str | Path,
+        overrides: dict[str, Any] | None = None,
+        llm_factory: LLMFactory | None = None,
+        progress: Progress | None = None,
+        split: str | None = None,
+        cache_path: str | Path | None = None,
+    ) -> None:
         self.exp = exp
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -173,9 +203,20 @@ class Runner:
                     t0 = time.perf_counter()
                     ranked = suite.rank(name, case)
                     seconds = time.perf_counter() - t0
-                    recs.append(_record(name, "baseline", 0, case, ranked, ks, failed=False,
-                                        latency_s=seconds, wall_s=seconds,
-                                        dataset_sha256=ds.sha256))
+                    recs.append(
+                        _record(
+                            name,
+                            "baseline",
+                            0,
+                            case,
+                            ranked,
+                            ks,
+                            failed=False,
+                            latency_s=seconds,
+                            wall_s=seconds,
+                            dataset_sha256=ds.sha256,
+                        )
+                    )
                 self._append(recs)
                 self._tick(name, total - len(self._todo(name, 0)), total)
 
@@ -184,35 +225,68 @@ class Runner:
         llm = CachingLLM(self.llm_factory(cfg.llm), self.cache_path)
         ranker = make_ranker(llm, cfg.ranking)
         seeds = self.exp.seeds if cfg.llm.temperature > 0 else self.exp.seeds[:1]
-        ds, ks = self.prepared.ds, self.exp.ks
-        meta = {"variant": variant.name, "config_sha256": cfg.fingerprint(),
-                "model_id": llm.model_id, "model_revision": llm.revision,
-                "dataset_sha256": ds.sha256, "mode": cfg.ranking.mode,
-                "template": cfg.ranking.template, "engine": cfg.llm.engine,
-                "config": cfg.model_dump(mode="json")}
+        ds = self.prepared.ds
+        meta = {
+            "variant": variant.name,
+            "config_sha256": cfg.fingerprint(),
+            "model_id": llm.model_id,
+            "model_revision": llm.revision,
+            "dataset_sha256": ds.sha256,
+            "mode": cfg.ranking.mode,
+            "template": cfg.ranking.template,
+            "engine": cfg.llm.engine,
+            "config": cfg.model_dump(mode="json"),
+        }
         self.variant_meta[variant.name] = meta
         total = len(self.prepared.cases) * len(seeds)
         for seed in seeds:
             for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
-                reqs = [rank_requests(c, ds, cfg.retrieval.history_len, cfg.ranking.k) for c in batch]
+                reqs = [
+                    rank_requests(c, ds, cfg.retrieval.history_len, cfg.ranking.k) for c in batch
+                ]
                 t0 = time.perf_counter()
                 outs = _rank_isolated(ranker, reqs, cfg.llm.temperature, cfg.llm.seed + seed)
                 wall = (time.perf_counter() - t0) / len(batch)
-                recs = [self._variant_record(variant, meta, seed, c, o, wall)
-                        for c, o in zip(batch, outs, strict=True)]
+                recs = [
+                    self._variant_record(variant, meta, seed, c, o, wall)
+                    for c, o in zip(batch, outs, strict=True)
+                ]
                 self._append(recs)
                 left = sum(len(self._todo(variant.name, s)) for s in seeds)
                 self._tick(variant.name, total - left, total)
         llm.close()
 
-    def _variant_record(self, variant: VariantSpec, meta: dict[str, Any], seed: int,
-                        case: EvalCase, out: Any, wall: float) -> dict[str, Any]:
-        common = {k: meta[k] for k in ("config_sha256", "model_id", "model_revision",
-                                        "dataset_sha256", "variant")}
+    def _variant_record(
+        self,
+        variant: VariantSpec,
+        meta: dict[str, Any],
+        seed: int,
+        case: EvalCase,
+        out: Any,
+        wall: float,
+    ) -> dict[str, Any]:
+        common = {
+            k: meta[k]
+            for k in ("config_sha256", "model_id", "model_revision", "dataset_sha256", "variant")
+        }
         if isinstance(out, Exception):
-            return _record(variant.name, "llm", seed, case, [], self.exp.ks, failed=True,
-                           error=str(out)[:500], latency_s=wall, wall_s=wall, prompt_tokens=0,
-                           completion_tokens=0, rejected={}, template_sha256="", **common)
+            return _record(
+                variant.name,
+                "llm",
+                seed,
+                case,
+                [],
+                self.exp.ks,
+                failed=True,
+                error=str(out)[:500],
+                latency_s=wall,
+                wall_s=wall,
+                prompt_tokens=0,
+                completion_tokens=0,
+                rejected={},
+                template_sha256="",
+                **common,
+            )
         ranked_items, trace = out
         llm_ids = [r.item.id for r in ranked_items]
         rest = [c for c in case.candidates if c not in set(llm_ids)]
@@ -220,25 +294,42 @@ class Runner:
         ranked = llm_ids + rest
         if variant.fusion_weight > 0:
             fusion = self.prepared.suite.scores("fusion", case)
-            fused = rrf([{i: r for r, i in enumerate(llm_ids, start=1)},
-                         ranks_of(list(fusion.values()), list(fusion))],
-                        [1 - variant.fusion_weight, variant.fusion_weight])
+            fused = rrf(
+                [
+                    {i: r for r, i in enumerate(llm_ids, start=1)},
+                    ranks_of(list(fusion.values()), list(fusion)),
+                ],
+                [1 - variant.fusion_weight, variant.fusion_weight],
+            )
             ranked = order_by_scores({c: fused.get(c, 0.0) for c in case.candidates})
         return _record(
-            variant.name, "llm", seed, case, ranked, self.exp.ks, failed=False,
-            latency_s=trace.seconds("llm") + trace.seconds("render"), wall_s=wall,
-            prompt_tokens=trace.prompt_tokens, completion_tokens=trace.completion_tokens,
-            rejected=_rejections(trace.rejected_entries), llm_calls=trace.llm_calls,
-            template_sha256=trace.template_sha256, **common,
+            variant.name,
+            "llm",
+            seed,
+            case,
+            ranked,
+            self.exp.ks,
+            failed=False,
+            latency_s=trace.seconds("llm") + trace.seconds("render"),
+            wall_s=wall,
+            prompt_tokens=trace.prompt_tokens,
+            completion_tokens=trace.completion_tokens,
+            rejected=_rejections(trace.rejected_entries),
+            llm_calls=trace.llm_calls,
+            template_sha256=trace.template_sha256,
+            **common,
         )
 
     def write_manifest(self) -> None:
         manifest = {
             "experiment": self.exp.model_dump(mode="json"),
             "split": self.split,
-            "dataset": {"name": self.prepared.ds.name, "sha256": self.prepared.ds.sha256,
-                        "items": len(self.prepared.ds.items),
-                        "interactions": len(self.prepared.ds.interactions)},
+            "dataset": {
+                "name": self.prepared.ds.name,
+                "sha256": self.prepared.ds.sha256,
+                "items": len(self.prepared.ds.items),
+                "interactions": len(self.prepared.ds.interactions),
+            },
             "users": len(self.prepared.cases),
             "retriever_recall": self.prepared.retriever_recall,
             "variants": self.variant_meta,

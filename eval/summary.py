@@ -20,8 +20,12 @@ def _per_user(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
     return {u: mean(v) for u, v in acc.items()}
 
 
-def summarize(out_dir: str | Path, features: dict[str, set[str]] | None = None,
-              popularity: dict[str, float] | None = None, catalog_size: int | None = None) -> dict[str, Any]:
+def summarize(
+    out_dir: str | Path,
+    features: dict[str, set[str]] | None = None,
+    popularity: dict[str, float] | None = None,
+    catalog_size: int | None = None,
+) -> dict[str, Any]:
     """Write and return ``summary.json``: per system means + 95% CIs, list-level aggregates,
     rates, cost, and every variant compared (paired by user) with every other system."""
     out = Path(out_dir)
@@ -58,7 +62,9 @@ def summarize(out_dir: str | Path, features: dict[str, set[str]] | None = None,
         if popularity is not None:
             entry[f"avg_popularity@{kmax}"] = average_popularity(lists, popularity, kmax)
         if features is not None:
-            entry[f"ild@{kmax}"] = mean([intra_list_diversity(lst, features, kmax) for lst in lists])
+            entry[f"ild@{kmax}"] = mean(
+                [intra_list_diversity(lst, features, kmax) for lst in lists]
+            )
         n = len(recs)
         entry["failure_rate"] = sum(bool(r.get("failed")) for r in recs) / n
         rejected: dict[str, int] = defaultdict(int)
@@ -72,8 +78,18 @@ def summarize(out_dir: str | Path, features: dict[str, set[str]] | None = None,
         entry["prompt_tokens_per_request"] = mean([r.get("prompt_tokens", 0) for r in recs])
         entry["completion_tokens_per_request"] = mean([r.get("completion_tokens", 0) for r in recs])
         if recs[0]["kind"] == "llm":
-            entry.update({k: recs[0].get(k) for k in (
-                "template_sha256", "model_id", "model_revision", "config_sha256", "variant")})
+            entry.update(
+                {
+                    k: recs[0].get(k)
+                    for k in (
+                        "template_sha256",
+                        "model_id",
+                        "model_revision",
+                        "config_sha256",
+                        "variant",
+                    )
+                }
+            )
         entry["dataset_sha256"] = recs[0].get("dataset_sha256")
         systems[name] = entry
     variants = [n for n, e in systems.items() if e["kind"] == "llm"]
@@ -87,13 +103,28 @@ def summarize(out_dir: str | Path, features: dict[str, set[str]] | None = None,
                 common = sorted(set(ua) & set(ub))
                 xa, xb = [ua[u] for u in common], [ub[u] for u in common]
                 ci = paired_bootstrap_ci(xa, xb, n_boot)
-                comparisons.append({
-                    "a": a, "b": b, "metric": m, "users": len(common), "diff": ci.mean,
-                    "low": ci.low, "high": ci.high, "p": paired_permutation_p(xa, xb, n_perm),
-                })
-    summary = {"dataset": manifest["dataset"], "users": len(users), "split": manifest["split"],
-               "retriever_recall": manifest.get("retriever_recall"), "ks": ks,
-               "primary": exp["primary"], "systems": systems, "comparisons": comparisons,
-               "variants": manifest.get("variants", {})}
+                comparisons.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "metric": m,
+                        "users": len(common),
+                        "diff": ci.mean,
+                        "low": ci.low,
+                        "high": ci.high,
+                        "p": paired_permutation_p(xa, xb, n_perm),
+                    }
+                )
+    summary = {
+        "dataset": manifest["dataset"],
+        "users": len(users),
+        "split": manifest["split"],
+        "retriever_recall": manifest.get("retriever_recall"),
+        "ks": ks,
+        "primary": exp["primary"],
+        "systems": systems,
+        "comparisons": comparisons,
+        "variants": manifest.get("variants", {}),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary

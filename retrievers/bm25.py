@@ -29,8 +29,9 @@ class BM25Retriever:
         corpus = [items[i].document() for i in self.ids]
         tokens = bm25s.tokenize(corpus, stopwords="en", return_ids=False, show_progress=False)
         self.model = bm25s.BM25()
-        self.model.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False),
-                         show_progress=False)
+        self.model.index(
+            bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False
+        )
         self._vocab = {t for doc in tokens for t in doc}
 
     def _query_text(self, history: Sequence[Item], text: str | None) -> list[str]:

@@ -20,7 +20,9 @@ def ranks_of(scores: Sequence[float], ids: Sequence[str]) -> dict[str, int]:
     return {ids[n]: r for r, n in enumerate(order, start=1)}
 
 
-def rrf(rank_lists: Sequence[dict[str, int]], weights: Sequence[float], c: float = 60.0) -> dict[str, float]:
+def rrf(
+    rank_lists: Sequence[dict[str, int]], weights: Sequence[float], c: float = 60.0
+) -> dict[str, float]:
     """Weighted RRF: ``score(i) = sum_j w_j / (c + rank_j(i))``; unranked items add 0."""
     out: dict[str, float] = {}
     for ranks, w in zip(rank_lists, weights, strict=True):
