@@ -128,3 +128,14 @@ def summarize(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary
+
+
+def summarize_prepared(out_dir: str | Path, prepared: Any) -> dict[str, Any]:
+    """``summarize`` with genre features, training popularity and catalog size of the data."""
+    items = prepared.ds.items
+    features = {
+        i: {g for g in str(it.metadata.get("genres", "")).split("|") if g}
+        for i, it in items.items()
+    }
+    pop = {i: float(c) for i, c in prepared.suite.popularity.items()}
+    return summarize(out_dir, features=features, popularity=pop, catalog_size=len(items))

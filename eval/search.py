@@ -1,0 +1,141 @@
+"""Parameter search (random or Optuna TPE) on the validation split, then one test run.
+
+Only the validation split is used to choose; the test split is scored once, for the best
+trial. The winner is written as a usable genre_agent config TOML.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+from genre_agent.eval.experiment import Experiment, VariantSpec
+from genre_agent.eval.runner import LLMFactory, Runner
+from genre_agent.eval.summary import summarize_prepared
+from pydantic import BaseModel, ConfigDict, Field
+
+from genre_agent.config import Config
+
+
+class SearchSpace(BaseModel):
+    """Bounds of the knobs searched; a knob whose bounds are equal is fixed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    history_len: tuple[int, int] = (5, 40)
+    temperature: tuple[float, float] = (0.0, 0.0)
+    fusion_weight: tuple[float, float] = (0.0, 1.0)
+    k: tuple[int, int] = (10, 10)
+    templates: list[str] = Field(default_factory=lambda: ["rerank_listwise"])
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def config_toml(cfg: Config) -> str:
+    """The config as TOML (one table per section; None values omitted)."""
+    lines = []
+    for section, values in cfg.model_dump(mode="json").items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _suggest(space: SearchSpace, trial: Any | None, rng: random.Random) -> dict[str, Any]:
+    def num(name: str, lo: float, hi: float, integer: bool) -> Any:
+        if lo == hi:
+            return lo
+        if trial is not None:
+            return (trial.suggest_int if integer else trial.suggest_float)(name, lo, hi)
+        return rng.randint(int(lo), int(hi)) if integer else rng.uniform(lo, hi)
+
+    tpl = space.templates[0]
+    if len(space.templates) > 1:
+        tpl = (
+            trial.suggest_categorical("template", space.templates)
+            if trial is not None
+            else rng.choice(space.templates)
+        )
+    return {
+        "history_len": num("history_len", *space.history_len, True),
+        "temperature": num("temperature", *space.temperature, False),
+        "fusion_weight": num("fusion_weight", *space.fusion_weight, False),
+        "k": num("k", *space.k, True),
+        "template": tpl,
+    }
+
+
+def search(
+    exp: Experiment,
+    out_dir: str | Path,
+    base: VariantSpec,
+    trials: int,
+    sampler: Literal["random", "tpe"] = "tpe",
+    space: SearchSpace | None = None,
+    overrides: dict[str, Any] | None = None,
+    llm_factory: LLMFactory | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run ``trials`` variants on the validation split; score the best on test."""
+    out = Path(out_dir)
+    space = space or SearchSpace()
+    cache = out / "llm_cache.sqlite"
+    quiet = exp.model_copy(update={"baselines": [], "variants": []})
+    history: list[dict[str, Any]] = []
+
+    def evaluate(params: dict[str, Any], name: str, split: str) -> float:
+        variant = base.model_copy(update={**params, "name": name})
+        run = Runner(quiet, out / name, overrides, llm_factory, split=split, cache_path=cache)
+        run.run_variant(variant)
+        run.write_manifest()
+        summary = summarize_prepared(out / name, run.prepared)
+        return float(summary["systems"][name]["metrics"][exp.primary]["mean"])
+
+    rng = random.Random(seed)
+    if sampler == "tpe":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
+        )
+
+        def objective(trial: Any) -> float:
+            params = _suggest(space, trial, rng)
+            value = evaluate(params, f"trial{trial.number:03d}", "valid")
+            history.append({"trial": trial.number, "params": params, "valid": value})
+            return value
+
+        study.optimize(objective, n_trials=trials)
+    else:
+        for n in range(trials):
+            params = _suggest(space, None, rng)
+            history.append(
+                {"trial": n, "params": params, "valid": evaluate(params, f"trial{n:03d}", "valid")}
+            )
+    best = max(history, key=lambda h: (h["valid"], -h["trial"]))
+    test_value = evaluate(best["params"], "final", "test")
+    variant = base.model_copy(update={**best["params"], "name": "best"})
+    cfg = exp.variant_config(variant, overrides)
+    (out / "best_config.toml").write_text(config_toml(cfg), encoding="utf-8")
+    result = {
+        "primary": exp.primary,
+        "sampler": sampler,
+        "trials": history,
+        "best": best,
+        "test": test_value,
+        "best_fusion_weight": best["params"]["fusion_weight"],
+        "best_config": str(out / "best_config.toml"),
+    }
+    (out / "search.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result

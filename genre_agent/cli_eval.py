@@ -1,0 +1,186 @@
+"""``genre eval``: run experiments, write reports, search parameters (parses and prints only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from genre_agent.errors import GenreError
+
+app = typer.Typer(
+    help="Offline evaluation: experiments, reports, parameter search.", no_args_is_help=True
+)
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+class _Bar:
+    """A rich progress bar with ETA, one task per system."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=total, completed=done)
+        self.progress.update(self.tasks[label], completed=done, total=total)
+
+
+def _fail(exc: GenreError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+Sets = Annotated[list[str] | None, typer.Option("--set", help="config override key=value")]
+
+
+@app.command()
+def run(
+    experiment: Annotated[Path, typer.Argument(help="experiment TOML/YAML")],
+    out: Annotated[Path | None, typer.Option(help="run directory (resumed if it exists)")] = None,
+    users: Annotated[int | None, typer.Option(help="override protocol.users")] = None,
+    split: Annotated[str | None, typer.Option(help="valid or test")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="run only these systems")] = None,
+    cache: Annotated[Path | None, typer.Option(help="LLM cache file (replay)")] = None,
+    sets: Sets = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Run baselines and prompt variants; write results.jsonl, summary.json and the report."""
+    from genre_agent.eval.experiment import load_experiment
+    from genre_agent.eval.report import write_report
+    from genre_agent.eval.runner import Runner
+    from genre_agent.eval.summary import summarize_prepared
+
+    try:
+        exp = load_experiment(experiment)
+        if users is not None:
+            exp = exp.model_copy(
+                update={"protocol": exp.protocol.model_copy(update={"users": users})}
+            )
+        if only:
+            exp = exp.model_copy(
+                update={
+                    "baselines": [b for b in exp.baselines if b in only],
+                    "variants": [v for v in exp.variants if v.name in only],
+                }
+            )
+        out_dir = out or Path("runs") / exp.name
+        bar = _Bar() if progress else None
+        runner = Runner(exp, out_dir, _overrides(sets), progress=bar, split=split, cache_path=cache)
+        if bar:
+            with bar.progress:
+                runner.run()
+        else:
+            runner.run()
+        summary = summarize_prepared(out_dir, runner.prepared)
+        md, html = write_report(out_dir)
+    except GenreError as exc:
+        _fail(exc)
+        return
+    _print_summary(summary)
+    typer.echo(f"wrote {out_dir / 'results.jsonl'}, {md}, {html}")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    primary = summary["primary"]
+    typer.echo(f"{summary['users']} users, split {summary['split']}, metric {primary}")
+    for name, e in summary["systems"].items():
+        m = e["metrics"][primary]
+        upm = e.get("users_per_min")
+        typer.echo(
+            f"  {name:14s} {m['mean']:.4f} [{m['low']:.4f}, {m['high']:.4f}]"
+            f"  fail {e['failure_rate']:.3f}  users/min {upm or 0:.1f}"
+        )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory with summary.json")],
+    out: Annotated[Path | None, typer.Option(help="where to write report.md/html")] = None,
+) -> None:
+    """Write report.md and a self-contained report.html for a finished run."""
+    from genre_agent.eval.report import write_report
+
+    if not (run_dir / "summary.json").exists():
+        _fail(GenreError(f"{run_dir}: no summary.json; run `genre eval run` first"))
+    md, html = write_report(run_dir, out)
+    typer.echo(f"wrote {md} and {html}")
+
+
+@app.command("search")
+def search_cmd(
+    experiment: Annotated[Path, typer.Argument(help="experiment TOML/YAML")],
+    variant: Annotated[str | None, typer.Option(help="variant to tune (default: first)")] = None,
+    trials: Annotated[int, typer.Option(min=1)] = 10,
+    sampler: Annotated[str, typer.Option(help="tpe or random")] = "tpe",
+    out: Annotated[Path | None, typer.Option(help="search directory")] = None,
+    users: Annotated[int | None, typer.Option(help="override protocol.users")] = None,
+    sets: Sets = None,
+) -> None:
+    """Tune knobs on the validation split, score the best once on test, write its config."""
+    from genre_agent.eval.experiment import VariantSpec, load_experiment
+    from genre_agent.eval.search import search
+
+    if sampler not in {"tpe", "random"}:
+        raise typer.BadParameter("--sampler must be tpe or random")
+    try:
+        exp = load_experiment(experiment)
+        if users is not None:
+            exp = exp.model_copy(
+                update={"protocol": exp.protocol.model_copy(update={"users": users})}
+            )
+        names = [v.name for v in exp.variants]
+        if variant is not None and variant not in names:
+            raise GenreError(f"--variant {variant!r} not in {experiment}; known: {names}")
+        base = (
+            next((v for v in exp.variants if v.name == variant), None)
+            if variant
+            else (exp.variants[0] if exp.variants else VariantSpec(name="base"))
+        )
+        assert base is not None
+        result = search(
+            exp,
+            out or Path("runs") / f"{exp.name}-search",
+            base,
+            trials,
+            sampler,
+            overrides=_overrides(sets),
+        )  # type: ignore[arg-type]
+    except GenreError as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"best valid {result['primary']} = {result['best']['valid']:.4f} "
+        f"params {result['best']['params']}"
+    )
+    typer.echo(f"test {result['primary']} = {result['test']:.4f}; config {result['best_config']}")
