@@ -68,16 +68,29 @@ def intent_regex(cfg: ChatConfig, n_last: int) -> str:
         pos = r"\[\]"
     boolean = "(true|false)"
     return (
-        r'\{"query": ' + text + r', "year_min": ' + year + r', "year_max": ' + year
-        + r', "genres_include": ' + genres + r', "genres_exclude": ' + genres
-        + r', "more_like": ' + pos + r', "exclude_picks": ' + pos
-        + r', "repeat_ok": ' + boolean + r', "reset": ' + boolean + r"\}"
+        r'\{"query": '
+        + text
+        + r', "year_min": '
+        + year
+        + r', "year_max": '
+        + year
+        + r', "genres_include": '
+        + genres
+        + r', "genres_exclude": '
+        + genres
+        + r', "more_like": '
+        + pos
+        + r', "exclude_picks": '
+        + pos
+        + r', "repeat_ok": '
+        + boolean
+        + r', "reset": '
+        + boolean
+        + r"\}"
     )
 
 
-def validate_intent(
-    text: str, cfg: ChatConfig, n_last: int
-) -> tuple[Intent, list[dict[str, Any]]]:
+def validate_intent(text: str, cfg: ChatConfig, n_last: int) -> tuple[Intent, list[dict[str, Any]]]:
     """Parse and re-validate an intent; hard failures raise, soft ones are dropped + listed."""
     try:
         intent = Intent.model_validate(json.loads(text))
@@ -90,8 +103,9 @@ def validate_intent(
     violations: list[dict[str, Any]] = []
     upd: dict[str, Any] = {}
     if intent.year_min and intent.year_max and intent.year_min > intent.year_max:
-        violations.append({"reason": "year_min > year_max", "value": [intent.year_min,
-                                                                     intent.year_max]})
+        violations.append(
+            {"reason": "year_min > year_max", "value": [intent.year_min, intent.year_max]}
+        )
         upd.update(year_min=None, year_max=None)
     both = set(intent.genres_include) & set(intent.genres_exclude)
     if both:
@@ -301,8 +315,9 @@ class ChatSession:
         profile: str | None = None,
         session_id: str | None = None,
     ) -> ChatSession:
-        state = SessionState(id=session_id or uuid.uuid4().hex[:12], user_id=user_id,
-                             created=time.time())
+        state = SessionState(
+            id=session_id or uuid.uuid4().hex[:12], user_id=user_id, created=time.time()
+        )
         store.save(state)
         return cls(rec, store, state, profile=profile)
 
@@ -318,9 +333,11 @@ class ChatSession:
 
     def intent_request(self, message: str) -> tuple[GenRequest, Any]:
         st = self.state
-        earlier = [t.message for t in st.turns][-self.cfg.context_turns :] if (
-            self.cfg.context_turns
-        ) else []
+        earlier = (
+            [t.message for t in st.turns][-self.cfg.context_turns :]
+            if (self.cfg.context_turns)
+            else []
+        )
         prompt = render(
             self.cfg.template,
             genres=list(self.cfg.genres),
@@ -336,8 +353,12 @@ class ChatSession:
             max_tokens=self.cfg.max_intent_tokens,
             temperature=self.rec.config.llm.temperature,
             seed=self.rec.config.llm.seed,
-            hint={"task": "intent", "message": message, "n_last": n_last,
-                  "genres": list(self.cfg.genres)},
+            hint={
+                "task": "intent",
+                "message": message,
+                "n_last": n_last,
+                "genres": list(self.cfg.genres),
+            },
         )
         return req, prompt
 

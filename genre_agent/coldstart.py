@@ -64,8 +64,13 @@ def recommend_cold(
         profile_text = rec_profile.profile.as_text()
     # Few items say little on their own: their profile drives both retrieval and rerank.
     out = recommend_with_profile(
-        rec, profile_text, force=strategy == "few",
-        history=list(history), query=stated, k=k, filters=filters,
+        rec,
+        profile_text,
+        force=strategy == "few",
+        history=list(history),
+        query=stated,
+        k=k,
+        filters=filters,
     )
     return ColdStartResult(strategy, out, profile_text)
 

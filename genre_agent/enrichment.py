@@ -48,8 +48,12 @@ def enriched_item(item: Item, e: Enrichment, embed: bool) -> Item:
     """The item with summary/keywords in metadata and, if ``embed``, in the embedded text."""
     meta = dict(item.metadata)
     meta.update(
-        {"enriched": True, "summary": e.summary, "keywords": "|".join(e.keywords),
-         "source_hash": source_hash(item)}
+        {
+            "enriched": True,
+            "summary": e.summary,
+            "keywords": "|".join(e.keywords),
+            "source_hash": source_hash(item),
+        }
     )
     text = item.text
     if embed:
@@ -138,15 +142,24 @@ class Enricher:
                     for it, out in zip(batch, outs, strict=True):
                         try:
                             e = Enrichment.model_validate(json.loads(out.text))
-                            if len(e.summary) > self.cfg.summary_chars or len(
-                                e.keywords
-                            ) > self.cfg.max_keywords:
+                            if (
+                                len(e.summary) > self.cfg.summary_chars
+                                or len(e.keywords) > self.cfg.max_keywords
+                            ):
                                 raise ValueError("summary or keyword list too long")
                         except (ValueError, ValidationError) as exc:
                             report.invalid.append({"item_id": it.id, "error": str(exc)[:200]})
                             continue
-                        fh.write(json.dumps({"key": self._key(it), "item_id": it.id,
-                                             "enrichment": e.model_dump()}) + "\n")
+                        fh.write(
+                            json.dumps(
+                                {
+                                    "key": self._key(it),
+                                    "item_id": it.id,
+                                    "enrichment": e.model_dump(),
+                                }
+                            )
+                            + "\n"
+                        )
                         fh.flush()
                         report.done += 1
                         ready.append(enriched_item(it, e, self.cfg.embed))

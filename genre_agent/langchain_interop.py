@@ -52,9 +52,7 @@ class GenreRetriever(BaseRetriever):
     ) -> list[Document]:
         rec = self.recommender.recommend(
             user_id=self.user_id,
-            history=self.history if self.history is not None else (
-                None if self.user_id else []
-            ),
+            history=self.history if self.history is not None else (None if self.user_id else []),
             query=query or None,
             k=self.k,
             filters=self.filters,

@@ -339,7 +339,6 @@ class Profiles:
         return self.store.forgotten(user_id)
 
 
-
 # -- feeding profiles into recommend() -----------------------------------------------------
 # Recommender.recommend has one ``profile=`` argument that reaches both the retrieval query and
 # the rerank prompt. ProfileGate wraps the retriever so the two ProfileConfig switches act

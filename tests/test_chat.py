@@ -32,24 +32,38 @@ GENRES = ["Sci-Fi", "Comedy", "Horror", "Drama", "Action"]
 def movie(i: int, title: str, year: int, genres: list[str]) -> Item:
     meta: dict[str, object] = {"year": year, "genres": "|".join(genres)}
     meta.update({genre_key(g): True for g in genres})
-    return Item(id=str(i), title=f"{title} ({year})", text="Genres: " + ", ".join(genres) + ".",
-                metadata=meta)  # type: ignore[arg-type]
+    return Item(
+        id=str(i),
+        title=f"{title} ({year})",
+        text="Genres: " + ", ".join(genres) + ".",
+        metadata=meta,
+    )  # type: ignore[arg-type]
 
 
 def catalog() -> list[Item]:
     items = []
     n = 1
     for year in (1979, 1986, 1995, 2001, 2005, 2010, 2015, 2020):
-        for combo in (["Sci-Fi", "Horror"], ["Sci-Fi", "Comedy"], ["Comedy"], ["Drama"],
-                      ["Action", "Sci-Fi"]):
+        for combo in (
+            ["Sci-Fi", "Horror"],
+            ["Sci-Fi", "Comedy"],
+            ["Comedy"],
+            ["Drama"],
+            ["Action", "Sci-Fi"],
+        ):
             items.append(movie(n, f"Film {n} {' '.join(combo)}", year, combo))
             n += 1
     return items
 
 
 def make_rec(tmp_path, script, name="chatcol", **over) -> Recommender:
-    overrides = {"store.kind": "memory", "store.collection": name, "chat.k": 3,
-                 "retrieval.n_candidates": 10, **over}
+    overrides = {
+        "store.kind": "memory",
+        "store.collection": name,
+        "chat.k": 3,
+        "retrieval.n_candidates": 10,
+        **over,
+    }
     cfg = load_config(None, overrides=overrides, use_env=False)
     store = ChromaStore(make_client(cfg.store), name, FakeEmbedder())
     rec = Recommender(cfg, store, InteractionStore(":memory:"), llm=FakeLLM(script=script))
@@ -60,15 +74,23 @@ def make_rec(tmp_path, script, name="chatcol", **over) -> Recommender:
 def test_where_builder() -> None:
     assert build_where(None, None) is None
     assert build_where(2000, None) == {"year": {"$gte": 2000}}
-    assert build_where(2000, 2010, ["Sci-Fi"], ["Horror"]) == {"$and": [
-        {"year": {"$gte": 2000}}, {"year": {"$lte": 2010}}, {"genre_sci_fi": True},
-        {"genre_horror": {"$ne": True}}]}
+    assert build_where(2000, 2010, ["Sci-Fi"], ["Horror"]) == {
+        "$and": [
+            {"year": {"$gte": 2000}},
+            {"year": {"$lte": 2010}},
+            {"genre_sci_fi": True},
+            {"genre_horror": {"$ne": True}},
+        ]
+    }
 
 
 def test_intent_regex_accepts_valid_and_rejects_ids() -> None:
     cfg = ChatConfig(genres=tuple(GENRES))
-    good = json.dumps(Intent(query="like Alien but funnier", year_min=2000, genres_include=["Comedy"],
-                  more_like=[2]).model_dump())
+    good = json.dumps(
+        Intent(
+            query="like Alien but funnier", year_min=2000, genres_include=["Comedy"], more_like=[2]
+        ).model_dump()
+    )
     assert re.fullmatch(intent_regex(cfg, 3), good)
     assert not re.fullmatch(intent_regex(cfg, 0), good)  # no picks yet: no references
     bad_genre = good.replace('"Comedy"', '"Western"')
@@ -79,8 +101,11 @@ def test_intent_regex_accepts_valid_and_rejects_ids() -> None:
 
 def test_validate_intent_counts_violations() -> None:
     cfg = ChatConfig(genres=tuple(GENRES))
-    intent, v = validate_intent(json.dumps({"year_min": 2010, "year_max": 2000,
-                                            "genres_include": ["Comedy", "Comedy"]}), cfg, 0)
+    intent, v = validate_intent(
+        json.dumps({"year_min": 2010, "year_max": 2000, "genres_include": ["Comedy", "Comedy"]}),
+        cfg,
+        0,
+    )
     assert intent.year_min is None and intent.genres_include == ["Comedy"]
     assert {x["reason"] for x in v} == {"year_min > year_max", "duplicate in genres_include"}
     with pytest.raises(IntentError):
@@ -95,7 +120,10 @@ def test_validate_intent_counts_violations() -> None:
 
 SCRIPT = {
     "something like Alien but funnier, not older than 2000": {
-        "query": "Alien sci-fi funny", "year_min": 2000, "genres_include": ["Sci-Fi", "Comedy"]},
+        "query": "Alien sci-fi funny",
+        "year_min": 2000,
+        "genres_include": ["Sci-Fi", "Comedy"],
+    },
     "more like the second one": {"more_like": [2]},
     "not that one, the first one": {"exclude_picks": [1]},
     "show me older ones again": {"year_min": 1980, "year_max": 1999, "genres_include": ["Sci-Fi"]},
@@ -144,10 +172,16 @@ def test_four_turn_chat_filters_references_no_repeats(tmp_path) -> None:
 
 
 def test_repeat_ok_allows_earlier_picks(tmp_path) -> None:
-    rec = make_rec(tmp_path, scripted_intents({
-        "comedies": {"query": "comedy", "genres_include": ["Comedy"]},
-        "again please": {"repeat_ok": True},
-    }), name="repeatcol")
+    rec = make_rec(
+        tmp_path,
+        scripted_intents(
+            {
+                "comedies": {"query": "comedy", "genres_include": ["Comedy"]},
+                "again please": {"repeat_ok": True},
+            }
+        ),
+        name="repeatcol",
+    )
     s = ChatSession.start(rec, SessionStore(":memory:"))
     t1 = s.send("comedies")
     t2 = s.send("again please")
@@ -186,8 +220,9 @@ def test_injection_cannot_add_items(tmp_path) -> None:
 
 def test_eight_parallel_sessions_share_no_state(tmp_path) -> None:
     genres = ["Comedy", "Drama", "Horror", "Action"] * 2
-    intents = {f"only {g} #{n}": {"query": g.lower(), "genres_include": [g]}
-               for n, g in enumerate(genres)}
+    intents = {
+        f"only {g} #{n}": {"query": g.lower(), "genres_include": [g]} for n, g in enumerate(genres)
+    }
     rec = make_rec(tmp_path, scripted_intents(intents), name="parcol")
     store = SessionStore(tmp_path / "par.sqlite")
     results: dict[int, tuple[str, list]] = {}

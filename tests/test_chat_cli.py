@@ -51,8 +51,13 @@ def test_profile_commands(tmp_path, monkeypatch) -> None:
     def script(req):
         if req.hint.get("task") == "profile":
             ids = req.hint["history_ids"]
-            return json.dumps({"liked": [{"topic": "Sci-Fi", "evidence": ids[:2]}],
-                               "disliked": [], "summary": "Likes science fiction."})
+            return json.dumps(
+                {
+                    "liked": [{"topic": "Sci-Fi", "evidence": ids[:2]}],
+                    "disliked": [],
+                    "summary": "Likes science fiction.",
+                }
+            )
         return scripted_intents()(req)
 
     rec = make_rec(tmp_path, script, name="cliprof")

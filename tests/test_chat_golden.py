@@ -21,14 +21,18 @@ CONTEXTS = {
     "intent": {
         "genres": list(MOVIELENS_GENRES),
         "earlier": ["something like Alien but funnier, not older than 2000"],
-        "last_picks": [{"title": "Evolution (2001)", "genres": "Comedy|Sci-Fi"},
-                       {"title": "Galaxy Quest (1999)", "genres": "Adventure|Comedy|Sci-Fi"}],
+        "last_picks": [
+            {"title": "Evolution (2001)", "genres": "Comedy|Sci-Fi"},
+            {"title": "Galaxy Quest (1999)", "genres": "Adventure|Comedy|Sci-Fi"},
+        ],
         "active": "query: Alien funny; year from 2000; genres: Comedy",
         "message": "more like the second one",
     },
     "profile": {
-        "liked": [{"id": "1214", "title": "Alien (1979)", "genres": "Horror|Sci-Fi"},
-                  {"id": "2571", "title": "Matrix, The (1999)", "genres": "Action|Sci-Fi"}],
+        "liked": [
+            {"id": "1214", "title": "Alien (1979)", "genres": "Horror|Sci-Fi"},
+            {"id": "2571", "title": "Matrix, The (1999)", "genres": "Action|Sci-Fi"},
+        ],
         "disliked": [{"id": "2", "title": "Jumanji (1995)", "genres": "Adventure|Children"}],
         "max_topics": 4,
         "summary_chars": 200,

@@ -59,8 +59,13 @@ def _run(tmp: Path, lines: list[str], session: str | None = None) -> list[str]:
         cmd += ["--session", session]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     proc = subprocess.run(
-        cmd, input="\n".join([*lines, "/quit"]) + "\n", capture_output=True, text=True,
-        cwd=tmp, env=env, timeout=1500,
+        cmd,
+        input="\n".join([*lines, "/quit"]) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        env=env,
+        timeout=1500,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.splitlines()
@@ -68,10 +73,17 @@ def _run(tmp: Path, lines: list[str], session: str | None = None) -> list[str]:
 
 def test_four_turn_chat_real_model(tmp_path: Path) -> None:
     items = _subset()
-    cfg = load_config({"store": {"kind": "embedded", "path": str(tmp_path / "chroma"),
-                                 "collection": "chatreal",
-                                 "interactions_path": str(tmp_path / "i.sqlite")}},
-                      use_env=False)
+    cfg = load_config(
+        {
+            "store": {
+                "kind": "embedded",
+                "path": str(tmp_path / "chroma"),
+                "collection": "chatreal",
+                "interactions_path": str(tmp_path / "i.sqlite"),
+            }
+        },
+        use_env=False,
+    )
     rec = Recommender.from_config(cfg)
     rec.index(items)
     rec.close()

@@ -15,8 +15,9 @@ from genre_agent.llm.fake import FakeLLM
 def answer(req) -> str:
     if req.hint["item_id"] == "3":
         return '{"summary": "oops", "keywords": []}'  # invalid: empty keyword list
-    return json.dumps({"summary": f"A film called {req.hint['title']}.",
-                       "keywords": ["zzkeyword", "film"]})
+    return json.dumps(
+        {"summary": f"A film called {req.hint['title']}.", "keywords": ["zzkeyword", "film"]}
+    )
 
 
 def test_regex() -> None:
@@ -33,7 +34,8 @@ def test_enrich_resume_and_cache(tmp_path) -> None:
     llm = FakeLLM(script=answer)
     ticks: list[tuple[int, int]] = []
     rep = Enricher(llm, EnrichConfig(batch_size=2)).run(
-        items[:4], store=rec.store, checkpoint=ck, progress=lambda d, t: ticks.append((d, t)))
+        items[:4], store=rec.store, checkpoint=ck, progress=lambda d, t: ticks.append((d, t))
+    )
     assert rep.done == 3 and [x["item_id"] for x in rep.invalid] == ["3"]
     assert ticks[-1] == (4, 4)
     stored = rec.store.get(["1", "3"])

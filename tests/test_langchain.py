@@ -36,15 +36,15 @@ def test_tool_call(tmp_path) -> None:
     rec = make_rec(tmp_path, scripted_intents(), name="lctool")
     tool = make_recommend_tool(rec)
     assert tool.name == "recommend_items" and "query" in tool.args
-    out = tool.invoke({"query": "space horror", "k": 2, "year_min": 2000,
-                       "genres": ["Horror"]})
+    out = tool.invoke({"query": "space horror", "k": 2, "year_min": 2000, "genres": ["Horror"]})
     lines = out.splitlines()
     assert len(lines) == 2 and all("Horror" in line for line in lines)
     years = [int(line.split(" - ")[0].rsplit("(", 1)[1][:4]) for line in lines]
     assert all(y >= 2000 for y in years)
     # Same call as a tool call message from an agent.
-    msg = tool.invoke({"type": "tool_call", "id": "c1", "name": tool.name,
-                       "args": {"query": "comedy", "k": 1}})
+    msg = tool.invoke(
+        {"type": "tool_call", "id": "c1", "name": tool.name, "args": {"query": "comedy", "k": 1}}
+    )
     assert msg.tool_call_id == "c1" and msg.content.startswith("1. [")
 
 

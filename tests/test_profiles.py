@@ -24,8 +24,13 @@ from genre_agent.profiles import (
 
 def profile_answer(ids: list[str], extra_bad: bool = False) -> str:
     ev = ids[:2] + (["999", ids[0]] if extra_bad else [])
-    return json.dumps({"liked": [{"topic": "Sci-Fi", "evidence": ev}],
-                       "disliked": [], "summary": "Likes science fiction films."})
+    return json.dumps(
+        {
+            "liked": [{"topic": "Sci-Fi", "evidence": ev}],
+            "disliked": [],
+            "summary": "Likes science fiction films.",
+        }
+    )
 
 
 def script(req):
@@ -115,8 +120,16 @@ def test_new_item_retrievable_as_soon_as_indexed(tmp_path) -> None:
     query = "zorblax quantum penguin documentary"
     before = rec.recommend(query=query, k=3, history=[])
     assert "new-1" not in {it.item.id for it in before.items}
-    rec.index([Item(id="new-1", title="Zorblax Quantum Penguin", text="A penguin documentary.",
-                    metadata={"year": 2026, "genres": "Documentary"})])
+    rec.index(
+        [
+            Item(
+                id="new-1",
+                title="Zorblax Quantum Penguin",
+                text="A penguin documentary.",
+                metadata={"year": 2026, "genres": "Documentary"},
+            )
+        ]
+    )
     after = rec.recommend(query=query, k=3, history=[])
     assert after.items[0].item.id == "new-1"
     r = recommend_cold(rec, None, user_id="n", stated=query, k=1)
