@@ -1,0 +1,180 @@
+"""Runner: cache replay is bit-identical, interrupted runs resume, failures count as 0."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genre_agent.eval.cache import CachingLLM, request_key
+from genre_agent.eval.experiment import load_experiment
+from genre_agent.eval.fixtures import write_jsonl_dataset
+from genre_agent.eval.runner import Runner, read_results
+from genre_agent.eval.summary import summarize_prepared
+from genre_agent.llm import FakeLLM
+from genre_agent.llm.base import Generation, GenRequest, Message
+
+
+def experiment(data: Path, **extra: Any):
+    spec = {
+        "name": "t",
+        "dataset": {"kind": "jsonl", "path": str(data)},
+        "protocol": {"kind": "sampled", "n_candidates": 8, "users": 8, "min_history": 3},
+        "config": {"llm": {"engine": "fake"}, "embedder": {"kind": "fake"}},
+        "variants": [{"name": "a"}, {"name": "b", "k": 3, "history_len": 4}],
+        "baselines": ["random", "popularity", "itemknn"],
+        "ks": [1, 5],
+        "batch_size": 3,
+        "bootstrap": 200,
+        "permutations": 200,
+    }
+    spec.update(extra)
+    return load_experiment(spec)
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    return write_jsonl_dataset(tmp_path / "data")
+
+
+class Exploding:
+    """Same identity as FakeLLM('first'), but any real call fails: proves a cache replay."""
+
+    model_id, revision = "fake:first", "0"
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        raise AssertionError(f"cache miss for {len(requests)} request(s)")
+
+    def close(self) -> None: ...
+
+
+class Interrupting(FakeLLM):
+    def __init__(self, after: int) -> None:
+        super().__init__("first")
+        self.calls, self.after = 0, after
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return super().generate(requests)
+
+
+def _metrics(out: Path) -> dict[tuple[str, int, str], dict[str, float]]:
+    return {(r["system"], r["seed"], r["user_id"]): r["metrics"] for r in read_results(out)}
+
+
+def test_run_covers_every_system_and_user(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data)
+    run = Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first"))
+    run.run()
+    recs = read_results(tmp_path / "r")
+    systems = {r["system"] for r in recs}
+    assert systems == {"random", "popularity", "itemknn", "a", "b"}
+    assert len(recs) == 5 * 8
+    llm = [r for r in recs if r["kind"] == "llm"]
+    assert all(len(r["template_sha256"]) == 64 and r["model_id"] == "fake:first" for r in llm)
+    assert all(r["dataset_sha256"] == run.prepared.ds.sha256 for r in recs)
+    assert len({r["config_sha256"] for r in llm}) == 2
+    s = summarize_prepared(tmp_path / "r", run.prepared)
+    assert s["systems"]["a"]["complete"] and s["systems"]["a"]["users"] == 8
+    assert {(c["a"], c["b"]) for c in s["comparisons"]} >= {("a", "b"), ("a", "random")}
+
+
+def test_replay_from_cache_is_bit_identical(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data)
+    cache = tmp_path / "cache.sqlite"
+    first = Runner(exp, tmp_path / "r1", llm_factory=lambda c: FakeLLM("first"), cache_path=cache)
+    first.run()
+    replay = Runner(exp, tmp_path / "r2", llm_factory=lambda c: Exploding(), cache_path=cache)
+    replay.run()
+    assert _metrics(tmp_path / "r1") == _metrics(tmp_path / "r2")
+    s1 = summarize_prepared(tmp_path / "r1", first.prepared)
+    s2 = summarize_prepared(tmp_path / "r2", replay.prepared)
+    strip = ("latency_s_mean", "users_per_min")
+    for name in s1["systems"]:
+        a = {k: v for k, v in s1["systems"][name].items() if k not in strip}
+        b = {k: v for k, v in s2["systems"][name].items() if k not in strip}
+        assert a == b
+    with pytest.raises(AssertionError, match="cache miss"):
+        Runner(experiment(data, variants=[{"name": "c", "k": 2}], baselines=[]),
+               tmp_path / "r3", llm_factory=lambda c: Exploding(), cache_path=cache).run()
+
+
+def test_interrupted_run_resumes_without_duplicates(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data)
+    Runner(exp, tmp_path / "full", llm_factory=lambda c: FakeLLM("first")).run()
+    with pytest.raises(KeyboardInterrupt):
+        Runner(exp, tmp_path / "part", llm_factory=lambda c: Interrupting(after=2)).run()
+    partial = read_results(tmp_path / "part")
+    assert 0 < len([r for r in partial if r["kind"] == "llm"]) < 16
+    Runner(exp, tmp_path / "part", llm_factory=lambda c: FakeLLM("first")).run()
+    keys = [(r["system"], r["seed"], r["user_id"]) for r in read_results(tmp_path / "part")]
+    assert len(keys) == len(set(keys)) == 40
+    assert _metrics(tmp_path / "part") == _metrics(tmp_path / "full")
+
+
+def test_failed_requests_count_as_zero_and_are_kept(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data, variants=[{"name": "bad"}], baselines=["random"])
+    run = Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("malformed"))
+    run.run()
+    bad = [r for r in read_results(tmp_path / "r") if r["system"] == "bad"]
+    assert len(bad) == 8 and all(r["failed"] and r["ranked"] == [] for r in bad)
+    assert all(v == 0.0 for r in bad for v in r["metrics"].values())
+    s = summarize_prepared(tmp_path / "r", run.prepared)
+    assert s["systems"]["bad"]["failure_rate"] == 1.0 and s["systems"]["bad"]["users"] == 8
+
+
+def test_rejected_entries_are_counted(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data, variants=[{"name": "dup"}], baselines=[])
+    run = Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("duplicate"))
+    run.run()
+    s = summarize_prepared(tmp_path / "r", run.prepared)
+    assert s["systems"]["dup"]["rejected_per_request"] == {"duplicate": 1.0}
+
+
+def test_fusion_weight_changes_the_order(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data, variants=[{"name": "llm"}, {"name": "fused", "fusion_weight": 0.9}],
+                     baselines=[])
+    Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
+    recs = read_results(tmp_path / "r")
+    llm = {r["user_id"]: r["ranked"] for r in recs if r["system"] == "llm"}
+    fused = {r["user_id"]: r["ranked"] for r in recs if r["system"] == "fused"}
+    assert llm.keys() == fused.keys() and llm != fused
+    assert all(sorted(llm[u]) == sorted(fused[u]) for u in llm)
+
+
+def test_cache_key_ignores_hint_but_not_prompt() -> None:
+    msgs = (Message("user", "x"),)
+    a = GenRequest(messages=msgs, hint={"target": "1"})
+    b = GenRequest(messages=msgs, hint={"target": "2"})
+    c = GenRequest(messages=(Message("user", "y"),))
+    assert request_key(a, "m", "r") == request_key(b, "m", "r") != request_key(c, "m", "r")
+    assert request_key(a, "m", "r") != request_key(a, "m", "r2")
+
+
+def test_caching_llm_forwards_only_misses(tmp_path: Path) -> None:
+    inner = FakeLLM(lambda r: r.messages[0].content.upper())
+    llm = CachingLLM(inner, tmp_path / "c.sqlite")
+    reqs = [GenRequest(messages=(Message("user", t),)) for t in ("a", "b")]
+    assert [g.text for g in llm.generate(reqs)] == ["A", "B"]
+    more = [*reqs, GenRequest(messages=(Message("user", "c"),))]
+    assert [g.text for g in llm.generate(more)] == ["A", "B", "C"]
+    assert len(inner.requests) == 3 and (llm.hits, llm.misses) == (2, 3)
+
+
+def test_bad_experiment_names_the_field(tmp_path: Path, data: Path) -> None:
+    from genre_agent.errors import ConfigError
+
+    path = tmp_path / "e.toml"
+    path.write_text(f'name = "x"\n[dataset]\nkind = "jsonl"\npath = "{data}"\n'
+                    '[[variants]]\nname = "v"\ntemprature = 0.5\n')
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert str(path) in str(err.value) and "variants.0.temprature: unknown key" in str(err.value)
+    path.write_text(f'name = "x"\n[dataset]\nkind = "jsonl"\npath = "{data}"\n'
+                    '[[variants]]\nname = "v"\noverrides = { "ranking.kk" = 3 }\n')
+    with pytest.raises(ConfigError, match="(?s)variant .v.*ranking.kk: unknown key"):
+        load_experiment(path)
