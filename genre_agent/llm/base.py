@@ -43,6 +43,28 @@ class Generation:
     finish_reason: str = "stop"
 
 
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One label-scoring pass: the log-probability of each label as the first answer token.
+
+    Every label must be a single token of the model's tokenizer (engines check this).
+    """
+
+    messages: tuple[Message, ...]
+    labels: tuple[str, ...]
+    assistant_prefix: str = ""
+    hint: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """Log-probabilities of the labels, renormalised over the label set."""
+
+    logprobs: dict[str, float]
+    prompt_tokens: int = 0
+    seconds: float = 0.0
+
+
 @runtime_checkable
 class LLM(Protocol):
     """Anything that turns chat requests into (constrained) text, in batches."""
@@ -53,6 +75,16 @@ class LLM(Protocol):
     def generate(self, requests: Sequence[GenRequest]) -> list[Generation]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LabelScorer(Protocol):
+    """An LLM that can also score single-token labels in one forward pass (scoring mode)."""
+
+    model_id: str
+    revision: str
+
+    def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]: ...
 
 
 EngineFactory = Callable[[LLMConfig, str], LLM]

@@ -12,7 +12,13 @@ from typing import Any
 
 from genre_agent.config import LLMConfig
 from genre_agent.errors import ModelError
-from genre_agent.llm.base import Generation, GenRequest, register_engine
+from genre_agent.llm.base import (
+    Generation,
+    GenRequest,
+    LabelScores,
+    ScoreRequest,
+    register_engine,
+)
 from genre_agent.llm.fake import FakeLLM
 
 
@@ -24,7 +30,33 @@ def _revision(target: str) -> str:
     return ""
 
 
-def _chat_text(tokenizer: Any, req: GenRequest) -> str:
+def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[int]:
+    """The token id of each label; each must be exactly one distinct token (else ModelError).
+
+    Labels are scored as the first token of the answer, which follows the chat template's
+    assistant header and a newline, so they are encoded without a leading space.
+    """
+    ids = []
+    for label in labels:
+        toks = tokenizer.encode(label, add_special_tokens=False)
+        if len(toks) != 1:
+            raise ModelError(f"label {label!r} is {len(toks)} tokens in this tokenizer, not one")
+        ids.append(int(toks[0]))
+    if len(set(ids)) != len(ids):
+        raise ModelError(f"labels {list(labels)} do not map to distinct tokens")
+    return ids
+
+
+def _renormalise(raw: dict[str, float]) -> dict[str, float]:
+    """Log-softmax over the labels only, so scores do not depend on the rest of the vocab."""
+    import math
+
+    top = max(raw.values())
+    log_z = top + math.log(sum(math.exp(v - top) for v in raw.values()))
+    return {k: v - log_z for k, v in raw.items()}
+
+
+def _chat_text(tokenizer: Any, req: GenRequest | ScoreRequest) -> str:
     msgs = [{"role": m.role, "content": m.content} for m in req.messages]
     text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     return str(text) + req.assistant_prefix
@@ -91,6 +123,39 @@ class VLLMEngine:
             for o in outs
         ]
 
+    def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]:
+        """One batched pass of one token each; logprobs are read for every label."""
+        from vllm import SamplingParams
+
+        prompts = [_chat_text(self.tokenizer, r) for r in requests]
+        params = []
+        label_ids = []
+        for r in requests:
+            ids = label_token_ids(self.tokenizer, r.labels)
+            if len(ids) > 64:
+                raise ModelError(f"{len(ids)} labels exceed max_logprobs=64; use smaller windows")
+            label_ids.append(ids)
+            params.append(
+                SamplingParams(
+                    max_tokens=1,
+                    temperature=0.0,
+                    logprobs=len(ids),
+                    allowed_token_ids=ids,
+                )
+            )
+        t0 = time.perf_counter()
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        per = (time.perf_counter() - t0) / max(len(requests), 1)
+        result = []
+        for r, ids, o in zip(requests, label_ids, outs, strict=True):
+            step = (o.outputs[0].logprobs or [{}])[0]
+            missing = [lab for lab, i in zip(r.labels, ids, strict=True) if i not in step]
+            if missing:
+                raise ModelError(f"vLLM returned no logprob for labels {missing}")
+            raw = {lab: float(step[i].logprob) for lab, i in zip(r.labels, ids, strict=True)}
+            result.append(LabelScores(_renormalise(raw), len(o.prompt_token_ids or []), per))
+        return result
+
     def close(self) -> None:
         del self.llm
 
@@ -153,6 +218,57 @@ class OpenAIEngine:
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             return list(pool.map(self._one, requests))
 
+    def _score_one(self, req: ScoreRequest) -> LabelScores:
+        import math
+
+        if len(req.labels) > 20:
+            raise ModelError(
+                "engine 'openai' scores at most 20 labels (top_logprobs limit); "
+                "set ranking.window_size <= 20"
+            )
+        messages: list[dict[str, str]] = [
+            {"role": m.role, "content": m.content} for m in req.messages
+        ]
+        t0 = time.perf_counter()
+        # structured_outputs choice restricts the answer to the labels; with the server
+        # started with --logprobs-mode processed_logprobs the returned logprobs are
+        # the masked ones. Either way they are renormalised over the labels below.
+        resp = self.client.chat.completions.create(
+            model=self.model_id,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=len(req.labels),
+            extra_body={"structured_outputs": {"choice": list(req.labels)}},
+        )
+        choice = resp.choices[0]
+        content = choice.logprobs.content if choice.logprobs else None
+        if not content:
+            raise ModelError(
+                "the OpenAI-compatible server returned no logprobs; scoring mode needs a "
+                "server that supports logprobs/top_logprobs (vLLM does)"
+            )
+        top = {t.token.strip(): t.logprob for t in content[0].top_logprobs}
+        missing = [lab for lab in req.labels if lab not in top or not math.isfinite(top[lab])]
+        if missing:
+            raise ModelError(
+                f"server logprobs lack labels {missing}; start vLLM with "
+                "--logprobs-mode processed_logprobs --max-logprobs 64"
+            )
+        usage = resp.usage
+        return LabelScores(
+            _renormalise({lab: float(top[lab]) for lab in req.labels}),
+            usage.prompt_tokens if usage else 0,
+            time.perf_counter() - t0,
+        )
+
+    def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            return list(pool.map(self._score_one, requests))
+
     def close(self) -> None:
         self.client.close()
 
@@ -198,6 +314,28 @@ class TransformersEngine:
                     completion_tokens=n_out,
                     seconds=time.perf_counter() - t0,
                     finish_reason="length" if n_out >= req.max_tokens else "stop",
+                )
+            )
+        return out
+
+    def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]:
+        """One forward pass per request; only the last position's logits are computed."""
+        import torch
+
+        out = []
+        for req in requests:
+            ids = label_token_ids(self.tokenizer, req.labels)
+            prompt = _chat_text(self.tokenizer, req)
+            enc = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                logits = self.hf_model(**enc, logits_to_keep=1).logits[0, -1]
+            picked = torch.log_softmax(logits[ids].float(), dim=-1).tolist()
+            out.append(
+                LabelScores(
+                    dict(zip(req.labels, picked, strict=True)),
+                    int(enc["input_ids"].shape[1]),
+                    time.perf_counter() - t0,
                 )
             )
         return out

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 
-from genre_agent.llm.base import Generation, GenRequest
+from genre_agent.llm.base import Generation, GenRequest, LabelScores, ScoreRequest
 
 Script = Callable[[GenRequest], str]
+ScoreScript = Callable[[ScoreRequest], dict[str, float]]
+
+
+def _fake_label_scores(req: ScoreRequest, script: str) -> dict[str, float]:
+    """Built-in scoring scripts, from ``hint["candidate_ids"]`` (the labelled ids, in order).
+
+    first: prefers earlier positions (a pure position bias); reverse: later positions;
+    by_id: a fixed preference per item id, whatever its position (position-robust);
+    flat: every label equal.
+    """
+    ids = list(req.hint.get("candidate_ids", req.labels))
+    n = len(req.labels)
+    if script == "first":
+        raw = [-float(i) for i in range(n)]
+    elif script == "reverse":
+        raw = [float(i) for i in range(n)]
+    elif script == "by_id":
+        raw = [int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) / 2**32 * 8 for i in ids]
+    elif script == "flat":
+        raw = [0.0] * n
+    else:
+        raise ValueError(f"unknown fake score script {script!r}")
+    log_z = math.log(sum(math.exp(v) for v in raw))
+    return {lab: v - log_z for lab, v in zip(req.labels, raw, strict=True)}
 
 
 def _entries(ids: list[str], k: int) -> list[dict[str, str]]:
@@ -39,13 +65,20 @@ class FakeLLM:
 
     first (candidate order), reverse, duplicate (repeats an id), offlist (an unknown id),
     malformed (not JSON). A callable script gets each request and returns the text.
+
+    ``score_script`` answers ``score_labels`` (see _fake_label_scores), or is a callable
+    returning {label: logprob}.
     """
 
-    def __init__(self, script: str | Script = "first") -> None:
+    def __init__(
+        self, script: str | Script = "first", score_script: str | ScoreScript = "first"
+    ) -> None:
         self.script = script
+        self.score_script = score_script
         self.model_id = f"fake:{script if isinstance(script, str) else 'custom'}"
         self.revision = "0"
         self.requests: list[GenRequest] = []
+        self.score_requests: list[ScoreRequest] = []
 
     def _answer(self, req: GenRequest) -> str:
         if callable(self.script):
@@ -63,6 +96,18 @@ class FakeLLM:
             text = self._answer(req)
             n_prompt = sum(len(m.content.split()) for m in req.messages)
             out.append(Generation(text, n_prompt, len(text.split()), 0.0))
+        return out
+
+    def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]:
+        out = []
+        for req in requests:
+            self.score_requests.append(req)
+            if callable(self.score_script):
+                scores = self.score_script(req)
+            else:
+                scores = _fake_label_scores(req, self.score_script)
+            n_prompt = sum(len(m.content.split()) for m in req.messages)
+            out.append(LabelScores(dict(scores), n_prompt, 0.0))
         return out
 
     def close(self) -> None:
