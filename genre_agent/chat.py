@@ -96,7 +96,9 @@ def validate_intent(text: str, cfg: ChatConfig, n_last: int) -> tuple[Intent, li
         intent = Intent.model_validate(json.loads(text))
     except (ValueError, ValidationError) as exc:
         raise IntentError(f"intent failed schema: {str(exc)[:300]}") from exc
-    hard = [g for g in [*intent.genres_include, *intent.genres_exclude] if g not in cfg.genres]
+    hard: list[str | int] = [
+        g for g in [*intent.genres_include, *intent.genres_exclude] if g not in cfg.genres
+    ]
     hard += [p for p in [*intent.more_like, *intent.exclude_picks] if not 1 <= p <= n_last]
     if hard:
         raise IntentError(f"intent names unknown genres or positions: {hard}")
