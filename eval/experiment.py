@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from genre_agent.config import Config, EngineKind, load_config, read_config_file
 from genre_agent.errors import ConfigError
 
+_METRICS = ("ndcg", "recall", "hr", "precision", "f1", "mrr")
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -77,6 +79,9 @@ class Experiment(_Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"variant/baseline names must be unique; repeated: {dupes}")
+        allowed = {f"{m}@{k}" for m in _METRICS for k in self.ks} | {"auc"}
+        if self.primary not in allowed:
+            raise ValueError(f"primary {self.primary!r} is not computed; one of {sorted(allowed)}")
         for name in self.fusion_weights:
             if name not in ALL_BASELINES or name in {"fusion", "random"}:
                 raise ValueError(f"fusion_weights: {name!r} is not a fusable retriever")

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from genre_agent.errors import CatalogError
 from genre_agent.eval.datasets import ML100K_GENRES, DatasetConfig, load_dataset
 from genre_agent.eval.fixtures import tiny_rows, write_jsonl_dataset
+
+from genre_agent.errors import CatalogError
 
 INTER, ITEMS = tiny_rows(n_users=4, n_items=12, per_user=6)
 
@@ -35,10 +35,14 @@ def write_ml100k(d: Path) -> None:
     lines = []
     for it in ITEMS:
         flags = ["1" if g in _genres(it) else "0" for g in ML100K_GENRES]
-        lines.append("|".join([str(it["id"]), str(it["title"]), "01-Jan-1995", "", "http://x"] + flags))
+        lines.append(
+            "|".join([str(it["id"]), str(it["title"]), "01-Jan-1995", "", "http://x"] + flags)
+        )
     (d / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
     (d / "u.data").write_text(
-        "".join(f"{r['user_id']}\t{r['item_id']}\t{int(r['rating'])}\t{r['timestamp']}\n" for r in INTER)
+        "".join(
+            f"{r['user_id']}\t{r['item_id']}\t{int(r['rating'])}\t{r['timestamp']}\n" for r in INTER
+        )
     )
 
 
@@ -49,7 +53,9 @@ def write_ml1m(d: Path) -> None:
         encoding="latin-1",
     )
     (d / "ratings.dat").write_text(
-        "".join(f"{r['user_id']}::{r['item_id']}::{int(r['rating'])}::{r['timestamp']}\n" for r in INTER)
+        "".join(
+            f"{r['user_id']}::{r['item_id']}::{int(r['rating'])}::{r['timestamp']}\n" for r in INTER
+        )
     )
 
 
@@ -57,7 +63,9 @@ def write_recbole(d: Path) -> None:
     d.mkdir()
     (d / "tiny.inter").write_text(
         "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        + "".join(f"{r['user_id']}\t{r['item_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in INTER)
+        + "".join(
+            f"{r['user_id']}\t{r['item_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in INTER
+        )
     )
     (d / "tiny.item").write_text(
         "item_id:token\tmovie_title:token_seq\tgenre:token_seq\n"
@@ -76,8 +84,12 @@ def write_recbole(d: Path) -> None:
 )
 def test_every_format_gives_the_same_sequences(tmp_path: Path, kind: str, writer, sub: str) -> None:
     writer(tmp_path / sub)
-    jsonl = load_dataset(DatasetConfig(kind="jsonl", path=write_jsonl_dataset(
-        tmp_path / "j", n_users=4, n_items=12, per_user=6)))
+    jsonl = load_dataset(
+        DatasetConfig(
+            kind="jsonl",
+            path=write_jsonl_dataset(tmp_path / "j", n_users=4, n_items=12, per_user=6),
+        )
+    )
     other = load_dataset(DatasetConfig(kind=kind, path=tmp_path / sub))  # type: ignore[arg-type]
     seq = {u: [r.item_id for r in rows] for u, rows in jsonl.by_user.items()}
     assert {u: [r.item_id for r in rows] for u, rows in other.by_user.items()} == seq

@@ -6,7 +6,6 @@ import math
 import random
 
 import pytest
-
 from genre_agent.eval import metrics as M
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from genre_agent.errors import ConfigError
 from genre_agent.eval.baselines import BaselineSuite
 from genre_agent.eval.datasets import DatasetConfig, load_dataset
 from genre_agent.eval.fixtures import write_jsonl_dataset
@@ -18,6 +16,8 @@ from genre_agent.eval.protocols import (
     split_user,
 )
 from genre_agent.eval.runner import rank_requests
+
+from genre_agent.errors import ConfigError
 from genre_agent.llm import FakeLLM
 from genre_agent.ranking import ListwiseRanker
 
@@ -64,14 +64,22 @@ def test_popularity_negatives_are_popular_items(ds) -> None:
 def test_retriever_negatives_and_two_stage(ds) -> None:
     suite = BaselineSuite(ds)
     retrieve = suite.retrieve_fn("itemknn")
-    hard = build_cases(ds, ProtocolConfig(kind="retriever", n_candidates=5, users=4,
-                                          min_history=3), "test", retrieve=retrieve)
+    hard = build_cases(
+        ds,
+        ProtocolConfig(kind="retriever", n_candidates=5, users=4, min_history=3),
+        "test",
+        retrieve=retrieve,
+    )
     for c in hard:
         negs = {i for i in c.candidates if i != c.target}
         seen = {r.item_id for r in ds.by_user[c.user_id]}
         assert negs == set([i for i in retrieve(c.history, set(), 50) if i not in seen][:4])
-    two = build_cases(ds, ProtocolConfig(kind="two-stage", n_candidates=6, users=12,
-                                         min_history=3), "test", retrieve=retrieve)
+    two = build_cases(
+        ds,
+        ProtocolConfig(kind="two-stage", n_candidates=6, users=12, min_history=3),
+        "test",
+        retrieve=retrieve,
+    )
     assert all(c.candidates == tuple(retrieve(c.history, set(c.history), 6)) for c in two)
     recall = retriever_recall(two)
     assert recall == sum(c.target in c.candidates for c in two) / len(two)

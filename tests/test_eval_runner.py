@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from genre_agent.eval.cache import CachingLLM, request_key
 from genre_agent.eval.experiment import load_experiment
 from genre_agent.eval.fixtures import write_jsonl_dataset
 from genre_agent.eval.runner import Runner, read_results
 from genre_agent.eval.summary import summarize_prepared
+
 from genre_agent.llm import FakeLLM
 from genre_agent.llm.base import Generation, GenRequest, Message
 
@@ -26,6 +26,7 @@ def experiment(data: Path, **extra: Any):
         "variants": [{"name": "a"}, {"name": "b", "k": 3, "history_len": 4}],
         "baselines": ["random", "popularity", "itemknn"],
         "ks": [1, 5],
+        "primary": "ndcg@5",
         "batch_size": 3,
         "bootstrap": 200,
         "permutations": 200,
@@ -99,8 +100,12 @@ def test_replay_from_cache_is_bit_identical(data: Path, tmp_path: Path) -> None:
         b = {k: v for k, v in s2["systems"][name].items() if k not in strip}
         assert a == b
     with pytest.raises(AssertionError, match="cache miss"):
-        Runner(experiment(data, variants=[{"name": "c", "k": 2}], baselines=[]),
-               tmp_path / "r3", llm_factory=lambda c: Exploding(), cache_path=cache).run()
+        Runner(
+            experiment(data, variants=[{"name": "c", "k": 2}], baselines=[]),
+            tmp_path / "r3",
+            llm_factory=lambda c: Exploding(),
+            cache_path=cache,
+        ).run()
 
 
 def test_interrupted_run_resumes_without_duplicates(data: Path, tmp_path: Path) -> None:
@@ -136,8 +141,9 @@ def test_rejected_entries_are_counted(data: Path, tmp_path: Path) -> None:
 
 
 def test_fusion_weight_changes_the_order(data: Path, tmp_path: Path) -> None:
-    exp = experiment(data, variants=[{"name": "llm"}, {"name": "fused", "fusion_weight": 0.9}],
-                     baselines=[])
+    exp = experiment(
+        data, variants=[{"name": "llm"}, {"name": "fused", "fusion_weight": 0.9}], baselines=[]
+    )
     Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
     recs = read_results(tmp_path / "r")
     llm = {r["user_id"]: r["ranked"] for r in recs if r["system"] == "llm"}
@@ -169,12 +175,16 @@ def test_bad_experiment_names_the_field(tmp_path: Path, data: Path) -> None:
     from genre_agent.errors import ConfigError
 
     path = tmp_path / "e.toml"
-    path.write_text(f'name = "x"\n[dataset]\nkind = "jsonl"\npath = "{data}"\n'
-                    '[[variants]]\nname = "v"\ntemprature = 0.5\n')
+    path.write_text(
+        f'name = "x"\n[dataset]\nkind = "jsonl"\npath = "{data}"\n'
+        '[[variants]]\nname = "v"\ntemprature = 0.5\n'
+    )
     with pytest.raises(ConfigError) as err:
         load_experiment(path)
     assert str(path) in str(err.value) and "variants.0.temprature: unknown key" in str(err.value)
-    path.write_text(f'name = "x"\n[dataset]\nkind = "jsonl"\npath = "{data}"\n'
-                    '[[variants]]\nname = "v"\noverrides = { "ranking.kk" = 3 }\n')
+    path.write_text(
+        f'name = "x"\n[dataset]\nkind = "jsonl"\npath = "{data}"\n'
+        '[[variants]]\nname = "v"\noverrides = { "ranking.kk" = 3 }\n'
+    )
     with pytest.raises(ConfigError, match="(?s)variant .v.*ranking.kk: unknown key"):
         load_experiment(path)

@@ -1,0 +1,127 @@
+"""``genre eval`` end to end with CliRunner on a tiny fixture and the fake LLM."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from genre_agent.eval.fixtures import write_jsonl_dataset
+from typer.testing import CliRunner
+
+from genre_agent.cli_eval import app
+from genre_agent.config import load_config
+
+runner = CliRunner()
+
+
+def _experiment(tmp_path: Path) -> Path:
+    data = write_jsonl_dataset(tmp_path / "data")
+    path = tmp_path / "exp.toml"
+    path.write_text(f"""
+name = "cli"
+baselines = ["random", "popularity", "bm25", "embedding", "itemknn", "fusion"]
+ks = [1, 5]
+primary = "ndcg@5"
+bootstrap = 200
+permutations = 200
+[dataset]
+kind = "jsonl"
+path = "{data.name}"
+[protocol]
+kind = "sampled"
+n_candidates = 8
+users = 6
+min_history = 3
+[config.llm]
+engine = "fake"
+[config.embedder]
+kind = "fake"
+[[variants]]
+name = "first"
+[[variants]]
+name = "reverse"
+overrides = {{ "llm.fake_script" = "reverse" }}
+""")
+    return path
+
+
+def test_run_then_report(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app, ["run", str(_experiment(tmp_path)), "--out", str(out), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "6 users" in res.output and "reverse" in res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["systems"]) == {
+        "random",
+        "popularity",
+        "bm25",
+        "embedding",
+        "itemknn",
+        "fusion",
+        "first",
+        "reverse",
+    }
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "http" not in html.replace("http://", "")
+    md = (out / "report.md").read_text()
+    assert "| first | llm | 6 |" in md and "template sha256" in md
+    (out / "report.md").unlink()
+    res = runner.invoke(app, ["report", str(out)])
+    assert res.exit_code == 0 and (out / "report.md").exists()
+
+
+def test_rerun_resumes_and_only_filter(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app, ["run", str(exp), "--out", str(out), "--only", "first", "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all('"system": "first"' in x for x in lines)
+    runner.invoke(app, ["run", str(exp), "--out", str(out), "--only", "first", "--no-progress"])
+    assert len((out / "results.jsonl").read_text().splitlines()) == 6
+
+
+def test_bad_experiment_is_a_clear_error(tmp_path: Path) -> None:
+    exp = tmp_path / "bad.toml"
+    exp.write_text(
+        'name = "x"\n[dataset]\nkind = "jsonl"\npath = "nowhere"\n[protocol]\nn_cand = 3\n'
+    )
+    res = runner.invoke(app, ["run", str(exp), "--no-progress"])
+    assert res.exit_code == 2
+    assert "protocol.n_cand: unknown key" in res.output
+
+
+def test_search_writes_a_loadable_best_config(tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            str(_experiment(tmp_path)),
+            "--trials",
+            "3",
+            "--sampler",
+            "random",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "search.json").read_text())
+    assert len(result["trials"]) == 3 and (out / "final" / "results.jsonl").exists()
+    assert all(
+        json.loads(x)["split"] == "valid"
+        for x in (out / "trial000" / "results.jsonl").read_text().splitlines()
+    )
+    cfg = load_config(out / "best_config.toml", use_env=False)
+    assert cfg.retrieval.history_len == result["best"]["params"]["history_len"]
+    assert tomllib.loads((out / "best_config.toml").read_text())["llm"]["engine"] == "fake"
+    res = runner.invoke(
+        app, ["search", str(_experiment(tmp_path)), "--trials", "2", "--out", str(tmp_path / "tpe")]
+    )
+    assert res.exit_code == 0, res.output
