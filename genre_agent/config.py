@@ -91,6 +91,24 @@ class RankingConfig(_Frozen):
     max_item_chars: int = Field(160, ge=20, le=4000)
     # Max constrained continuation rounds after the first pass; see genre_agent.ranking.
     max_repair_rounds: int = Field(3, ge=0, le=20)
+    # --- mode="scoring" (genre_agent.scoring): one forward pass scores labelled candidates.
+    scoring_template: str = "rerank_scoring"
+    rationale_template: str = "rationale"
+    # Candidates per prompt; each gets a one-token label A..Z then a..z. Longer lists are
+    # split into windows whose scores are centred (see docs/ranking.md).
+    window_size: int = Field(20, ge=2, le=52)
+    # Shuffled candidate orders per request (1 = the retrieval order only).
+    permutations: int = Field(1, ge=1, le=16)
+    aggregate: Literal["borda", "mean"] = "borda"
+    # Rationales are generated only for the top-r items (0 = none).
+    rationale_top_r: int = Field(0, ge=0, le=100)
+    # With permutations > 1: if the list's stability (mean Spearman correlation between
+    # each permutation's ranking and the aggregate) is below the threshold, return the
+    # retrieval order instead, flagged in Trace.fallback.
+    unstable_fallback: bool = False
+    stability_threshold: float = Field(0.5, ge=-1.0, le=1.0)
+    # Final score = w * minmax(LLM score) + (1 - w) * minmax(retrieval score).
+    fusion_weight: float = Field(1.0, ge=0.0, le=1.0)
 
 
 MOVIELENS_GENRES = (

@@ -28,6 +28,10 @@ class RankedItem(BaseModel):
     rationale: str | None = None
     # Words in the rationale (names, numbers) found in neither the item nor the user's data.
     unsupported_terms: list[str] = Field(default_factory=list)
+    # Scoring mode: the aggregated LLM score before fusion, and the variance of the item's
+    # rank across shuffled candidate orders (None with a single order).
+    llm_score: float | None = None
+    rank_variance: float | None = None
 
 
 class StageTiming(BaseModel):
@@ -55,6 +59,10 @@ class Trace(BaseModel):
     rejected_entries: list[dict[str, Any]] = Field(default_factory=list)
     raw_outputs: list[str] = Field(default_factory=list)
     timings: list[StageTiming] = Field(default_factory=list)
+    # Scoring mode: agreement between permutations (mean Spearman rho with the aggregate),
+    # and why the ranker fell back to the retrieval order (None: it did not).
+    stability: float | None = None
+    fallback: str | None = None
 
     def seconds(self, stage: str) -> float:
         return sum(t.seconds for t in self.timings if t.stage == stage)

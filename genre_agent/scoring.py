@@ -1,0 +1,399 @@
+"""Scoring mode: rank candidates by the log-probability of their one-token labels.
+
+One prompt lists the candidates as ``[A] title: text``; one forward pass gives the logprob of
+each label at the answer position (renormalised over the labels). No text is generated, so
+this is much faster than listwise generation. Details (windows, permutations, stability,
+fallback, fusion) are in docs/ranking.md; in short:
+
+* Windows: more than ``window_size`` candidates are split into near-equal windows. Each
+  window's logprobs are centred by ``+ log(window length)`` (0 = the uniform guess), so
+  windows of different sizes are comparable.
+* Position bias: ``permutations`` = B orders (the retrieval order, then seeded shuffles).
+  Aggregate ``mean`` averages centred scores; ``borda`` averages the points
+  ``(n - 1 - rank) / (n - 1)``. Each item's rank variance across orders is reported, and the
+  list's stability is the mean Spearman correlation between each order's ranking and the
+  aggregate. With ``unstable_fallback`` an unstable list is returned in retrieval order and
+  ``Trace.fallback`` says why.
+* Fusion: ``w * minmax(LLM score) + (1 - w) * minmax(retrieval score)``.
+* Rationales: only the top ``rationale_top_r`` items get one, from one batched, regex
+  constrained generation; the answer is re-validated and never patched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import string
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from genre_agent.config import RankingConfig
+from genre_agent.errors import RankingValidationError
+from genre_agent.llm.base import LLM, GenRequest, LabelScorer, Message, ScoreRequest
+from genre_agent.prompting import RenderedPrompt, render
+from genre_agent.ranking import RankRequest, _history_view, register_ranker, unsupported_terms
+from genre_agent.types import Candidate, RankedItem, StageTiming, Trace
+
+LABELS: tuple[str, ...] = tuple(string.ascii_uppercase + string.ascii_lowercase)
+
+
+def split_windows(n: int, size: int) -> list[range]:
+    """Split positions 0..n-1 into ceil(n / size) contiguous windows of near-equal length."""
+    if n <= 0:
+        return []
+    count = math.ceil(n / size)
+    base, extra = divmod(n, count)
+    out, start = [], 0
+    for w in range(count):
+        length = base + (1 if w < extra else 0)
+        out.append(range(start, start + length))
+        start += length
+    return out
+
+
+def permutation_orders(ids: Sequence[str], b: int, seed: int) -> list[list[int]]:
+    """B candidate orders as index lists: the given order first, then seeded shuffles.
+
+    The shuffle seed depends on ``seed``, ``b`` and the candidate ids, so a request is
+    reproducible whatever else is in the batch.
+    """
+    n = len(ids)
+    orders = [list(range(n))]
+    for k in range(1, b):
+        rng = random.Random(f"{seed}|{k}|{'|'.join(ids)}")
+        order = list(range(n))
+        rng.shuffle(order)
+        orders.append(order)
+    return orders
+
+
+def ranks_from_scores(scores: Sequence[float]) -> list[int]:
+    """0-based rank of each index, best (highest score) first; ties keep index order."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    ranks = [0] * len(scores)
+    for r, i in enumerate(order):
+        ranks[i] = r
+    return ranks
+
+
+def aggregate(per_order: Sequence[Sequence[float]], how: str) -> list[float]:
+    """Combine per-order item scores (rows: orders, columns: items in a fixed item order).
+
+    mean:  s_i = (1/B) sum_b score_b,i
+    borda: s_i = (1/B) sum_b (n - 1 - rank_b,i) / (n - 1), rank 0 = best
+    """
+    b = len(per_order)
+    n = len(per_order[0]) if per_order else 0
+    if how == "mean":
+        return [sum(row[i] for row in per_order) / b for i in range(n)]
+    if how == "borda":
+        pts = [0.0] * n
+        for row in per_order:
+            for i, r in enumerate(ranks_from_scores(row)):
+                pts[i] += (n - 1 - r) / max(n - 1, 1)
+        return [p / b for p in pts]
+    raise ValueError(f"unknown aggregate {how!r}")
+
+
+def rank_variance(per_order: Sequence[Sequence[float]]) -> list[float]:
+    """Population variance of each item's rank across orders (0 = same rank every time)."""
+    ranks = [ranks_from_scores(row) for row in per_order]
+    n = len(ranks[0]) if ranks else 0
+    out = []
+    for i in range(n):
+        col = [r[i] for r in ranks]
+        mean = sum(col) / len(col)
+        out.append(sum((x - mean) ** 2 for x in col) / len(col))
+    return out
+
+
+def spearman(a: Sequence[int], b: Sequence[int]) -> float:
+    """Spearman's rho of two rank vectors without ties: 1 - 6 sum d^2 / (n (n^2 - 1))."""
+    n = len(a)
+    if n < 2:
+        return 1.0
+    d2 = sum((x - y) ** 2 for x, y in zip(a, b, strict=True))
+    return 1.0 - 6.0 * d2 / (n * (n * n - 1))
+
+
+def stability(per_order: Sequence[Sequence[float]], combined: Sequence[float]) -> float:
+    """Mean Spearman rho between each order's ranking and the aggregated ranking."""
+    agg = ranks_from_scores(combined)
+    rhos = [spearman(ranks_from_scores(row), agg) for row in per_order]
+    return sum(rhos) / len(rhos)
+
+
+def minmax(values: Sequence[float]) -> list[float]:
+    """(v - min) / (max - min); all zeros when the values are all equal."""
+    if not values:
+        return []
+    lo, hi = min(values), max(values)
+    if hi - lo <= 1e-12:
+        return [0.0] * len(values)
+    return [(v - lo) / (hi - lo) for v in values]
+
+
+def fuse(llm: Sequence[float], retrieval: Sequence[float], w: float) -> list[float]:
+    """w * minmax(llm) + (1 - w) * minmax(retrieval)."""
+    a, b = minmax(llm), minmax(retrieval)
+    return [w * x + (1 - w) * y for x, y in zip(a, b, strict=True)]
+
+
+def rationale_regex(ids: Sequence[str], max_chars: int) -> str:
+    """Exactly these ids, in this order, each with one plain-text rationale."""
+    entries = [
+        r'\{"item_id": "'
+        + re.escape(i).replace('"', r"\"")
+        + r'", "rationale": "[^"\\\n\r\t]{8,'
+        + str(max_chars)
+        + r'}"\}'
+        for i in ids
+    ]
+    return r'\{"items": \[' + ", ".join(entries) + r"\]\}"
+
+
+def parse_rationales(text: str, ids: Sequence[str], max_chars: int) -> list[str]:
+    """Validate a rationale answer; RankingValidationError names the first problem."""
+    try:
+        parsed = json.loads(text)
+        items = parsed["items"]
+        if not isinstance(items, list):
+            raise TypeError("'items' is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RankingValidationError(f"rationale answer is not valid JSON: {exc}") from None
+    got = [e.get("item_id") if isinstance(e, dict) else None for e in items]
+    if got != list(ids):
+        raise RankingValidationError(f"rationale answer has ids {got}, expected {list(ids)}")
+    out = []
+    for e in items:
+        why = e.get("rationale")
+        if set(e) != {"item_id", "rationale"} or not isinstance(why, str) or not why.strip():
+            raise RankingValidationError(f"rationale entry is malformed: {e}")
+        if len(why) > max_chars:
+            raise RankingValidationError(f"rationale longer than {max_chars} chars: {why!r}")
+        out.append(why)
+    return out
+
+
+@dataclass
+class _Job:
+    req: RankRequest
+    ids: list[str]
+    orders: list[list[int]]
+    # (order index, window positions) of each ScoreRequest of this job, in request order.
+    passes: list[tuple[int, list[int]]] = field(default_factory=list)
+    prompts: list[RenderedPrompt] = field(default_factory=list)
+
+
+class ScoringRanker:
+    """Ranks by one-token label logprobs; see the module docstring."""
+
+    def __init__(self, llm: LLM, cfg: RankingConfig | None = None) -> None:
+        self.llm = llm
+        self.cfg = cfg or RankingConfig(mode="scoring")
+
+    def _render(self, req: RankRequest, cands: Sequence[Candidate]) -> RenderedPrompt:
+        labels = LABELS[: len(cands)]
+        return render(
+            self.cfg.scoring_template,
+            query=req.query,
+            profile=req.profile,
+            history=_history_view(req.history),
+            candidates=[
+                {"label": lab, "id": c.item.id, "title": c.item.title, "text": c.item.text}
+                for lab, c in zip(labels, cands, strict=True)
+            ],
+            labels=list(labels),
+            max_item_chars=self.cfg.max_item_chars,
+        )
+
+    def _plan(
+        self, requests: Sequence[RankRequest], seed: int
+    ) -> tuple[list[_Job], list[ScoreRequest]]:
+        jobs, score_reqs = [], []
+        for req in requests:
+            ids = [c.item.id for c in req.candidates]
+            if len(set(ids)) != len(ids):
+                raise RankingValidationError("candidate ids are not distinct")
+            job = _Job(req, ids, permutation_orders(ids, self.cfg.permutations, seed))
+            for o, order in enumerate(job.orders):
+                for window in split_windows(len(order), self.cfg.window_size):
+                    positions = [order[p] for p in window]
+                    cands = [req.candidates[i] for i in positions]
+                    prompt = self._render(req, cands)
+                    job.passes.append((o, positions))
+                    job.prompts.append(prompt)
+                    score_reqs.append(
+                        ScoreRequest(
+                            messages=(
+                                Message("system", prompt.system),
+                                Message("user", prompt.user),
+                            ),
+                            labels=LABELS[: len(cands)],
+                            hint={"task": "score", "candidate_ids": [ids[i] for i in positions]},
+                        )
+                    )
+            jobs.append(job)
+        return jobs, score_reqs
+
+    def rank_many(
+        self, requests: Sequence[RankRequest], temperature: float = 0.0, seed: int = 0
+    ) -> list[tuple[list[RankedItem], Trace]]:
+        """Rank many requests: one batched scoring call, then one batched rationale call."""
+        if not isinstance(self.llm, LabelScorer):
+            raise RankingValidationError(
+                f"ranking.mode 'scoring' needs an engine with score_labels; "
+                f"{type(self.llm).__name__} has none"
+            )
+        t0 = time.perf_counter()
+        jobs, score_reqs = self._plan(requests, seed)
+        render_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scored = self.llm.score_labels(score_reqs) if score_reqs else []
+        score_s = time.perf_counter() - t0
+        if len(scored) != len(score_reqs):
+            raise RankingValidationError(
+                f"engine returned {len(scored)} score sets for {len(score_reqs)} requests"
+            )
+        it = iter(zip(score_reqs, scored, strict=True))
+        results: list[tuple[list[RankedItem], Trace]] = []
+        for job in jobs:
+            n = len(job.ids)
+            b = len(job.orders)
+            per_order = [[0.0] * n for _ in range(b)]
+            raw_outputs, prompt_tokens = [], 0
+            for o, positions in job.passes:
+                sreq, res = next(it)
+                labs = sreq.labels
+                if set(res.logprobs) != set(labs):
+                    raise RankingValidationError(
+                        f"engine scored labels {sorted(res.logprobs)}, expected {list(labs)}"
+                    )
+                vals = [res.logprobs[lab] for lab in labs]
+                if not all(math.isfinite(v) for v in vals):
+                    raise RankingValidationError(f"non-finite label logprobs: {res.logprobs}")
+                centre = math.log(len(labs))
+                for lab, i in zip(labs, positions, strict=True):
+                    per_order[o][i] = res.logprobs[lab] + centre
+                prompt_tokens += res.prompt_tokens
+                raw_outputs.append(json.dumps({"order": o, "logprobs": res.logprobs}))
+            combined = aggregate(per_order, self.cfg.aggregate) if n else []
+            variances: list[float | None] = (
+                list(rank_variance(per_order)) if b > 1 and n else [None] * n
+            )
+            stab = stability(per_order, combined) if b > 1 and n else None
+            retrieval = [c.score for c in job.req.candidates]
+            fused = fuse(combined, retrieval, self.cfg.fusion_weight) if n else []
+            fallback = None
+            if (
+                self.cfg.unstable_fallback
+                and stab is not None
+                and stab < self.cfg.stability_threshold
+            ):
+                fallback = (
+                    f"unstable: stability {stab:.3f} < {self.cfg.stability_threshold} over "
+                    f"{b} permutations; returned the retrieval order"
+                )
+                final = minmax(retrieval)
+            else:
+                final = fused
+            order = sorted(range(n), key=lambda i: (-final[i], i))[: min(job.req.k, n)]
+            ranked = [
+                RankedItem(
+                    rank=r + 1,
+                    item=job.req.candidates[i].item,
+                    score=final[i],
+                    llm_score=combined[i],
+                    rank_variance=variances[i],
+                )
+                for r, i in enumerate(order)
+            ]
+            first = job.prompts[0] if job.prompts else None
+            trace = Trace(
+                candidates=job.req.candidates,
+                template=self.cfg.scoring_template,
+                template_sha256=first.template_sha256 if first else "",
+                prompt_sha256=first.sha256 if first else "",
+                model_id=self.llm.model_id,
+                model_revision=self.llm.revision,
+                prompt_tokens=prompt_tokens,
+                llm_calls=len(job.passes),
+                raw_outputs=raw_outputs,
+                stability=stab,
+                fallback=fallback,
+                timings=[
+                    StageTiming(stage="render", seconds=render_s / max(len(jobs), 1)),
+                    StageTiming(stage="llm", seconds=score_s / max(len(jobs), 1)),
+                ],
+            )
+            results.append((ranked, trace))
+        if self.cfg.rationale_top_r > 0:
+            self._explain(results, jobs, temperature, seed)
+        return results
+
+    def _explain(
+        self,
+        results: list[tuple[list[RankedItem], Trace]],
+        jobs: Sequence[_Job],
+        temperature: float,
+        seed: int,
+    ) -> None:
+        """Add rationales to the top-r items of every result, in one batched generate call."""
+        todo, gen_reqs = [], []
+        max_chars = self.cfg.max_rationale_chars
+        for idx, ((ranked, _), job) in enumerate(zip(results, jobs, strict=True)):
+            top = ranked[: self.cfg.rationale_top_r]
+            if not top:
+                continue
+            ids = [r.item.id for r in top]
+            prompt = render(
+                self.cfg.rationale_template,
+                query=job.req.query,
+                profile=job.req.profile,
+                history=_history_view(job.req.history),
+                items=[{"id": r.item.id, "title": r.item.title, "text": r.item.text} for r in top],
+                max_item_chars=self.cfg.max_item_chars,
+            )
+            todo.append((idx, ids, prompt))
+            gen_reqs.append(
+                GenRequest(
+                    messages=(Message("system", prompt.system), Message("user", prompt.user)),
+                    regex=rationale_regex(ids, max_chars),
+                    max_tokens=len(ids) * (max_chars // 2 + 40) + 16,
+                    temperature=temperature,
+                    seed=seed,
+                    hint={"task": "rank", "candidate_ids": ids, "slots": len(ids)},
+                )
+            )
+        if not gen_reqs:
+            return
+        t0 = time.perf_counter()
+        outs = self.llm.generate(gen_reqs)
+        gen_s = (time.perf_counter() - t0) / len(gen_reqs)
+        for (idx, ids, _prompt), out in zip(todo, outs, strict=True):
+            ranked, trace = results[idx]
+            whys = parse_rationales(out.text, ids, max_chars)
+            job = jobs[idx]
+            evidence_base = " ".join(
+                [job.req.query or "", job.req.profile or ""]
+                + [f"{h.title} {h.text} {h.metadata.get('genres', '')}" for h in job.req.history]
+            )
+            for pos, why in enumerate(whys):
+                item = ranked[pos].item
+                ev = f"{evidence_base} {item.title} {item.text} {item.metadata.get('genres', '')}"
+                ranked[pos] = ranked[pos].model_copy(
+                    update={"rationale": why, "unsupported_terms": unsupported_terms(why, ev)}
+                )
+            trace.llm_calls += 1
+            trace.prompt_tokens += out.prompt_tokens
+            trace.completion_tokens += out.completion_tokens
+            trace.raw_outputs.append(out.text)
+            trace.timings.append(StageTiming(stage="rationale", seconds=gen_s))
+
+
+@register_ranker("scoring")
+def _scoring(llm: LLM, cfg: RankingConfig) -> ScoringRanker:
+    return ScoringRanker(llm, cfg)
