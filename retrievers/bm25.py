@@ -57,5 +57,10 @@ class BM25Retriever:
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
         scores = self._all_scores(query.history, query.text or query.profile)
         return rank_by_scores(
-            self.items, {i: float(scores[n]) for n, i in enumerate(self.ids)}, query, k, self.name
+            self.items,
+            {i: float(scores[n]) for n, i in enumerate(self.ids)},
+            query,
+            k,
+            self.name,
+            True,
         )

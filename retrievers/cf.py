@@ -64,5 +64,10 @@ class ItemKNNRetriever:
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
         scores = self._all_scores([h.id for h in query.history])
         return rank_by_scores(
-            self.items, {i: float(scores[n]) for n, i in enumerate(self.ids)}, query, k, self.name
+            self.items,
+            {i: float(scores[n]) for n, i in enumerate(self.ids)},
+            query,
+            k,
+            self.name,
+            True,
         )

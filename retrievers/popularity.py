@@ -13,12 +13,25 @@ from genre_agent.types import Candidate
 
 
 def rank_by_scores(
-    items: dict[str, Item], scores: dict[str, float], query: RetrievalQuery, k: int, source: str
+    items: dict[str, Item],
+    scores: dict[str, float],
+    query: RetrievalQuery,
+    k: int,
+    source: str,
+    positive_only: bool = False,
 ) -> list[Candidate]:
-    """Top-k by score; ties broken by item id (ascending), history and exclusions skipped."""
+    """Top-k by score; ties broken by item id (ascending), history and exclusions skipped.
+
+    ``positive_only`` drops items with score <= 0 (no evidence at all), so that fusion does
+    not reward an arbitrary id order among them.
+    """
     skip = set(query.exclude_ids) | {h.id for h in query.history}
     ranked = sorted(
-        ((s, i) for i, s in scores.items() if i not in skip and i in items),
+        (
+            (s, i)
+            for i, s in scores.items()
+            if i not in skip and i in items and (s > 0 or not positive_only)
+        ),
         key=lambda t: (-t[0], t[1]),
     )
     return [Candidate(item=items[i], score=float(s), source=source) for s, i in ranked[:k]]
