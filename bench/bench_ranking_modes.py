@@ -1,0 +1,134 @@
+"""Throughput and latency of the ranking modes on the same MovieLens users and candidates.
+
+Every mode ranks the same users: candidates are the user's held-out last liked movie plus
+19 random unseen movies (fixed seed), in a seeded random order, all with retrieval score 0.
+Throughput: all users in one batched ``rank_many`` call. Latency: single-user calls on the
+first ``--latency-users`` users (p50). HR@10: share of users whose held-out movie is ranked
+in the top 10 (a sanity check, not an evaluation; random is 0.5).
+
+    flock /work/vllm.lock /work/venv/bin/python bench/bench_ranking_modes.py [--users 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+DATA = Path("/work/shared/data/ml-latest-small")
+
+
+def build_requests(data: Path, n_users: int, n_cands: int, seed: int, history_len: int):
+    from genre_agent.interactions import read_interactions
+    from genre_agent.items import load_movielens_items
+    from genre_agent.ranking import RankRequest
+    from genre_agent.types import Candidate
+
+    items = {it.id: it for it in load_movielens_items(data)}
+    by_user = defaultdict(list)
+    for row in read_interactions(data):
+        by_user[row.user_id].append(row)
+    rng = random.Random(seed)
+    users = sorted(u for u, rows in by_user.items() if len(rows) >= 20)
+    rng.shuffle(users)
+    all_ids = sorted(items)
+    out = []
+    for user in users:
+        rows = sorted(by_user[user], key=lambda r: (r.timestamp, r.item_id))
+        liked = [r for r in rows if (r.rating or 0) >= 3.5 and r.item_id in items]
+        if len(liked) < 2:
+            continue
+        target = liked[-1].item_id
+        history = [items[r.item_id] for r in liked[:-1]][-history_len:]
+        seen = {r.item_id for r in rows}
+        negatives: list[str] = []
+        while len(negatives) < n_cands - 1:
+            cand = rng.choice(all_ids)
+            if cand not in seen and cand not in negatives:
+                negatives.append(cand)
+        ids = [target, *negatives]
+        rng.shuffle(ids)
+        cands = [Candidate(item=items[i], score=0.0, source="random") for i in ids]
+        out.append((target, RankRequest(candidates=cands, history=history, k=10)))
+        if len(out) >= n_users:
+            break
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--latency-users", type=int, default=3)
+    ap.add_argument("--candidates", type=int, default=20)
+    ap.add_argument("--history", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--engine", default="vllm")
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--no-prefix-caching", action="store_true")
+    ap.add_argument(
+        "--modes",
+        default="listwise,scoring,scoring_b3,scoring_r3",
+        help="comma list of: listwise, scoring, scoring_b3, scoring_r3",
+    )
+    args = ap.parse_args()
+
+    from genre_agent.config import LLMConfig, RankingConfig
+    from genre_agent.llm.base import get_engine
+    from genre_agent.ranking import make_ranker
+
+    reqs = build_requests(DATA, args.users, args.candidates, args.seed, args.history)
+    cfg = LLMConfig(
+        engine=args.engine, model=args.model, enable_prefix_caching=not args.no_prefix_caching
+    )
+    llm = get_engine(cfg, announce=print)
+    modes = {
+        "listwise": RankingConfig(mode="listwise", k=10),
+        "scoring": RankingConfig(mode="scoring", k=10),
+        "scoring_b3": RankingConfig(mode="scoring", k=10, permutations=3),
+        "scoring_r3": RankingConfig(mode="scoring", k=10, rationale_top_r=3),
+    }
+    labels = {
+        "listwise": "listwise generation (k=10, rationales)",
+        "scoring": "scoring",
+        "scoring_b3": "scoring, B=3 permutations",
+        "scoring_r3": "scoring + rationales top 3",
+    }
+    rows = []
+    for name in args.modes.split(","):
+        ranker = make_ranker(llm, modes[name])
+        batch = [r for _, r in reqs]
+        ranker.rank_many(batch[:1])  # warm-up (structured-output compile, caches)
+        t0 = time.perf_counter()
+        results = ranker.rank_many(batch)
+        wall = time.perf_counter() - t0
+        lat = []
+        for r in batch[: args.latency_users]:
+            t1 = time.perf_counter()
+            ranker.rank_many([r])
+            lat.append(time.perf_counter() - t1)
+        hits = sum(
+            target in [it.item.id for it in items[:10]]
+            for (target, _), (items, _) in zip(reqs, results, strict=True)
+        )
+        rows.append((name, len(batch) / wall * 60, statistics.median(lat), hits / len(batch)))
+        print(f"done {name}: {wall:.1f}s for {len(batch)} users", flush=True)
+
+    base = next((r for r in rows if r[0] == "listwise"), None)
+    print()
+    print(
+        f"engine={args.engine} model={args.model} users={len(reqs)} "
+        f"candidates={args.candidates} prefix_caching={not args.no_prefix_caching}"
+    )
+    head = f"{'mode':<40} {'users/min':>10} {'p50 s':>8} {'x listwise':>11} {'HR@10':>6}"
+    print(head)
+    print("-" * len(head))
+    for name, upm, p50, hr in rows:
+        ratio = f"{upm / base[1]:.1f}x" if base else "-"
+        print(f"{labels[name]:<40} {upm:>10.1f} {p50:>8.2f} {ratio:>11} {hr:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
