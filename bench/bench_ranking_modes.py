@@ -84,8 +84,10 @@ def main() -> None:
         engine=args.engine, model=args.model, enable_prefix_caching=not args.no_prefix_caching
     )
     llm = get_engine(cfg, announce=print)
+    # The original listwise ranker writes ids and rationales in one answer ("inline").
+    inline = {"listwise_style": "inline"} if "listwise_style" in RankingConfig.model_fields else {}
     modes = {
-        "listwise": RankingConfig(mode="listwise", k=10),
+        "listwise": RankingConfig(mode="listwise", k=10, **inline),
         "scoring": RankingConfig(mode="scoring", k=10),
         "scoring_b3": RankingConfig(mode="scoring", k=10, permutations=3),
         "scoring_r3": RankingConfig(mode="scoring", k=10, rationale_top_r=3),
