@@ -54,7 +54,7 @@ def main() -> None:
         t = time.perf_counter()
         r = rec.recommend(user_id=u, k=args.k)
         seq.append(time.perf_counter() - t)
-        llm_s.append(r.trace.seconds("llm"))
+        llm_s.append(r.trace.seconds("llm_rank"))
         ret_s.append(r.trace.seconds("retrieve"))
         toks += r.trace.completion_tokens
     seq_total = time.perf_counter() - t_seq

@@ -91,6 +91,9 @@ class RankingConfig(_Frozen):
     max_item_chars: int = Field(160, ge=20, le=4000)
     # Max constrained continuation rounds after the first pass; see genre_agent.ranking.
     max_repair_rounds: int = Field(3, ge=0, le=20)
+    # listwise mode: "two_phase" ranks ids first, then explains each pick in a batched
+    # request; "inline" writes ids and rationales in one answer (see genre_agent.ranking).
+    listwise_style: Literal["two_phase", "inline"] = "two_phase"
     # --- mode="scoring" (genre_agent.scoring): one forward pass scores labelled candidates.
     scoring_template: str = "rerank_scoring"
     rationale_template: str = "rationale"

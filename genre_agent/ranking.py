@@ -80,6 +80,65 @@ def output_model(candidate_ids: Sequence[str], k: int, max_chars: int) -> type[B
     )
 
 
+def ids_regex(ids: Sequence[str], slots: int, with_prefix: bool) -> str:
+    """Regex for ``slots`` more quoted ids of a ``{"ranking": [...]}`` answer."""
+    entry = '"' + _id_alternation(ids) + '"'
+    body = entry + (f"(, {entry}){{{slots - 1}}}" if slots > 1 else "")
+    head = r'\{"ranking": \[' if with_prefix else ""
+    return head + body + r"\]\}"
+
+
+@dataclass(frozen=True)
+class _Format:
+    """How one ranked entry is written, parsed and re-serialised."""
+
+    name: str
+    prefix: str
+    key: str
+
+    def regex(self, ids: Sequence[str], slots: int, max_chars: int, first: bool) -> str:
+        if self.name == "inline":
+            return list_regex(ids, slots, max_chars, with_prefix=first)
+        return ids_regex(ids, slots, with_prefix=first)
+
+    def parse(self, text: str) -> list[Any]:
+        """Entries of a complete answer; ValueError if it is not one."""
+        parsed = json.loads(text)
+        entries = parsed.get(self.key) if isinstance(parsed, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError(f"no {self.key!r} list")
+        return entries
+
+    def salvage(self, text: str) -> list[Any]:
+        """Well-formed entries, in order, of a truncated or malformed answer."""
+        if self.name == "inline":
+            return [{"item_id": m["id"], "rationale": m["why"]} for m in _ENTRY_RE.finditer(text)]
+        body = text.split("[", 1)[1] if "[" in text else ""
+        return re.findall(r'"([^"\\]*)"', body)
+
+    def entry(self, raw: Any) -> tuple[Any, Any, bool]:
+        """(item_id, rationale, well-formed?)"""
+        if self.name == "inline":
+            ok = isinstance(raw, dict) and set(raw) == {"item_id", "rationale"}
+            ok = ok and isinstance(raw["item_id"], str) and isinstance(raw["rationale"], str)
+            why = raw.get("rationale") if isinstance(raw, dict) else None
+            return (
+                (raw.get("item_id") if isinstance(raw, dict) else None),
+                why,
+                bool(ok and why and why.strip()),
+            )
+        return raw, "", isinstance(raw, str)
+
+    def dump(self, item_id: str, why: str) -> str:
+        if self.name == "inline":
+            return json.dumps({"item_id": item_id, "rationale": why}, ensure_ascii=False)
+        return json.dumps(item_id)
+
+
+INLINE = _Format("inline", PREFIX, "items")
+IDS = _Format("ids", '{"ranking": [', "ranking")
+
+
 @dataclass
 class RankRequest:
     candidates: list[Candidate]
@@ -95,8 +154,9 @@ class _State:
     prompt: RenderedPrompt
     ids: list[str]
     k: int
+    fmt: _Format = INLINE
     chosen: list[tuple[str, str]] = field(default_factory=list)
-    text: str = PREFIX
+    text: str = ""
     trace: Trace | None = None
     rejected: list[dict[str, Any]] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
@@ -165,15 +225,29 @@ def _history_view(items: Sequence[Item]) -> list[dict[str, str]]:
 
 
 class ListwiseRanker:
-    """Ranks candidate lists with one (batched) LLM call plus constrained repair rounds."""
+    """Listwise generation, in one of two styles (``ranking.listwise_style``):
+
+    - ``two_phase`` (default): the model first writes the ranked ids only
+      (``{"ranking": [ids]}``, constrained and repaired as above). Then the rationales for the
+      k chosen items are generated as k short, independent, batched requests, each
+      constrained to ``{"rationale": "..."}`` and each looking at one item and the user. The
+      ranked list is ready after the first phase; each rationale is about its own item.
+    - ``inline``: one answer of ``{"items": [{"item_id", "rationale"}]}`` entries.
+
+    Each LLM round of either phase is one batched engine call across all requests.
+    """
 
     def __init__(self, llm: LLM, cfg: RankingConfig | None = None) -> None:
         self.llm = llm
-        self.cfg = cfg or RankingConfig()
+        self.cfg = cfg or RankingConfig()  # type: ignore[call-arg]
+        self.fmt = INLINE if self.cfg.listwise_style == "inline" else IDS
 
     def _render(self, req: RankRequest, k: int) -> RenderedPrompt:
+        template = self.cfg.template
+        if self.fmt is IDS and template == "rerank_listwise":
+            template = "rerank_listwise_ids"
         return render(
-            self.cfg.template,
+            template,
             query=req.query,
             profile=req.profile,
             history=_history_view(req.history),
@@ -190,73 +264,148 @@ class ListwiseRanker:
         remaining = [i for i in st.ids if i not in used]
         slots = st.k - len(st.chosen)
         first = not st.chosen
-        per_entry = self.cfg.max_rationale_chars // 2 + 40
+        per_entry = self.cfg.max_rationale_chars // 2 + 40 if st.fmt is INLINE else 12
         return GenRequest(
             messages=(Message("system", st.prompt.system), Message("user", st.prompt.user)),
-            regex=list_regex(remaining, slots, self.cfg.max_rationale_chars, with_prefix=first),
+            regex=st.fmt.regex(remaining, slots, self.cfg.max_rationale_chars, first),
             assistant_prefix="" if first else st.text,
             max_tokens=slots * per_entry + 16,
             temperature=temperature,
             seed=seed + st.rounds,
-            hint={"task": "rank", "candidate_ids": remaining, "slots": slots, "k": st.k},
+            hint={
+                "task": "rank",
+                "format": st.fmt.name,
+                "candidate_ids": remaining,
+                "slots": slots,
+                "k": st.k,
+            },
         )
 
     def _absorb(self, st: _State, generated: str) -> None:
         """Accept valid entries of the model's answer up to the first bad one."""
         full = generated if not st.chosen else st.text + generated
         st.raw.append(generated)
-        entries: list[dict[str, Any]] = []
         try:
-            parsed = json.loads(full)
-            items = parsed["items"] if isinstance(parsed, dict) else None
-            if not isinstance(items, list):
-                raise ValueError("no 'items' list")
-            entries = items
+            entries = st.fmt.parse(full)
         except (ValueError, KeyError, TypeError) as exc:
             # Not valid JSON as a whole (truncated, or a server that ignored the constraint):
             # read the well-formed entries in order and let the model continue from them.
-            entries = [m.groupdict() for m in _ENTRY_RE.finditer(full)]
-            entries = [{"item_id": e["id"], "rationale": e["why"]} for e in entries]
+            entries = st.fmt.salvage(full)
             st.rejected.append({"reason": "malformed", "detail": str(exc)[:200]})
         allowed = set(st.ids)
         accepted: list[tuple[str, str]] = []
         seen: set[str] = set()
-        for entry in entries:
-            item_id = entry.get("item_id") if isinstance(entry, dict) else None
-            why = entry.get("rationale") if isinstance(entry, dict) else None
+        for raw in entries:
+            item_id, why, ok = st.fmt.entry(raw)
             reason = None
-            if (
-                not isinstance(item_id, str)
-                or not isinstance(why, str)
-                or set(entry)
-                != {
-                    "item_id",
-                    "rationale",
-                }
-            ):
+            if not ok:
                 reason = "malformed"
             elif item_id not in allowed:
                 reason = "off-list"
             elif item_id in seen:
                 reason = "duplicate"
-            elif not why.strip():
-                reason = "empty rationale"
             if reason:
-                st.rejected.append({"reason": reason, "entry": entry})
+                st.rejected.append({"reason": reason, "entry": raw})
                 break
-            assert isinstance(item_id, str) and isinstance(why, str)
             seen.add(item_id)
-            accepted.append((item_id, why))
+            accepted.append((str(item_id), str(why)))
             if len(accepted) >= st.k:
                 break
         st.chosen = accepted
         st.text = (
-            PREFIX
-            + ", ".join(
-                json.dumps({"item_id": i, "rationale": w}, ensure_ascii=False) for i, w in accepted
-            )
+            st.fmt.prefix
+            + ", ".join(st.fmt.dump(i, w) for i, w in accepted)
             + (", " if accepted else "")
         )
+
+    def _rank_rounds(self, states: list[_State], temperature: float, seed: int) -> list[float]:
+        llm_s = [0.0] * len(states)
+        for round_no in range(self.cfg.max_repair_rounds + 1):
+            todo = [i for i, s in enumerate(states) if not s.done and s.k > 0]
+            if not todo:
+                break
+            for i in todo:
+                states[i].rounds = round_no
+            gen_reqs = [self._gen_request(states[i], temperature, seed) for i in todo]
+            t0 = time.perf_counter()
+            outs = self.llm.generate(gen_reqs)
+            elapsed = time.perf_counter() - t0
+            for i, out in zip(todo, outs, strict=True):
+                s = states[i]
+                s.calls += 1
+                s.prompt_tokens += out.prompt_tokens
+                s.completion_tokens += out.completion_tokens
+                # Wall time of the batched call: what each request in it waited.
+                llm_s[i] += elapsed
+                self._absorb(s, out.text)
+        for s in states:
+            if not s.done and s.k > 0:
+                raise RankingValidationError(
+                    f"LLM answer still invalid after {self.cfg.max_repair_rounds} repair rounds: "
+                    f"{len(s.chosen)}/{s.k} valid entries; rejected: {s.rejected[-3:]}"
+                )
+        return llm_s
+
+    def _explain(self, states: list[_State], temperature: float, seed: int) -> list[float]:
+        """Phase 2 of two_phase: one constrained rationale request per chosen item, batched."""
+        jobs: list[tuple[_State, int, GenRequest]] = []
+        for s in states:
+            by_id = {c.item.id: c.item for c in s.req.candidates}
+            for pos, (item_id, _) in enumerate(s.chosen):
+                item = by_id[item_id]
+                prompt = render(
+                    "explain_item",
+                    query=s.req.query,
+                    profile=s.req.profile,
+                    history=_history_view(s.req.history),
+                    item={"id": item.id, "title": item.title, "text": item.text},
+                    max_item_chars=self.cfg.max_item_chars,
+                )
+                jobs.append(
+                    (
+                        s,
+                        pos,
+                        GenRequest(
+                            messages=(
+                                Message("system", prompt.system),
+                                Message("user", prompt.user),
+                            ),
+                            regex=r'\{"rationale": "[^"\\\n\r\t]{8,'
+                            + str(self.cfg.max_rationale_chars)
+                            + r'}"\}',
+                            max_tokens=self.cfg.max_rationale_chars // 2 + 24,
+                            temperature=temperature,
+                            seed=seed,
+                            hint={"task": "explain", "item_id": item_id},
+                        ),
+                    )
+                )
+        spent = [0.0] * len(states)
+        if not jobs:
+            return spent
+        t0 = time.perf_counter()
+        outs = self.llm.generate([j[2] for j in jobs])
+        elapsed = time.perf_counter() - t0
+        index = {id(s): i for i, s in enumerate(states)}
+        for (s, pos, _), out in zip(jobs, outs, strict=True):
+            s.calls += 1
+            s.prompt_tokens += out.prompt_tokens
+            s.completion_tokens += out.completion_tokens
+            spent[index[id(s)]] = elapsed
+            s.raw.append(out.text)
+            why = ""
+            try:
+                parsed = json.loads(out.text)
+                why = parsed.get("rationale", "") if isinstance(parsed, dict) else ""
+            except ValueError:
+                pass
+            if not isinstance(why, str) or not why.strip():
+                s.rejected.append({"reason": "malformed rationale", "entry": out.text[:200]})
+                raise RankingValidationError(
+                    f"rationale for item {s.chosen[pos][0]!r} is not valid JSON: {out.text[:200]!r}"
+                )
+            s.chosen[pos] = (s.chosen[pos][0], why)
+        return spent
 
     def rank_many(
         self, requests: Sequence[RankRequest], temperature: float = 0.0, seed: int = 0
@@ -269,38 +418,23 @@ class ListwiseRanker:
             if len(set(ids)) != len(ids):
                 raise RankingValidationError("candidate ids are not distinct")
             k = min(req.k, len(ids))
-            states.append(_State(req, self._render(req, k), ids, k))
+            states.append(_State(req, self._render(req, k), ids, k, fmt=self.fmt))
         render_s = time.perf_counter() - t_render
-        llm_s = [0.0] * len(states)
-        for round_no in range(self.cfg.max_repair_rounds + 1):
-            todo = [s for s in states if not s.done and s.k > 0]
-            if not todo:
-                break
-            for s in todo:
-                s.rounds = round_no
-            gen_reqs = [self._gen_request(s, temperature, seed) for s in todo]
-            t0 = time.perf_counter()
-            outs = self.llm.generate(gen_reqs)
-            elapsed = time.perf_counter() - t0
-            for s, out in zip(todo, outs, strict=True):
-                s.calls += 1
-                s.prompt_tokens += out.prompt_tokens
-                s.completion_tokens += out.completion_tokens
-                llm_s[states.index(s)] += elapsed if len(todo) == 1 else out.seconds
-                self._absorb(s, out.text)
+        rank_s = self._rank_rounds(states, temperature, seed)
+        explain_s = (
+            self._explain(states, temperature, seed) if self.fmt is IDS else [0.0] * len(states)
+        )
         results = []
-        for s, seconds in zip(states, llm_s, strict=True):
-            if not s.done and s.k > 0:
-                raise RankingValidationError(
-                    f"LLM answer still invalid after {self.cfg.max_repair_rounds} repair rounds: "
-                    f"{len(s.chosen)}/{s.k} valid entries; rejected: {s.rejected[-3:]}"
-                )
+        for s, r_s, e_s in zip(states, rank_s, explain_s, strict=True):
+            answer = {"items": [{"item_id": i, "rationale": w} for i, w in s.chosen]}
             # Final check against the pydantic schema, so a bug here cannot pass silently.
-            answer = json.loads(s.text[:-2] + "]}" if s.chosen else '{"items": []}')
             try:
                 output_model(s.ids, s.k, 10_000).model_validate(answer)
             except ValidationError as exc:
                 raise RankingValidationError(f"assembled answer failed schema: {exc}") from exc
+            ids_in = [i for i, _ in s.chosen]
+            if len(set(ids_in)) != len(ids_in):
+                raise RankingValidationError(f"assembled answer has duplicate ids: {ids_in}")
             by_id = {c.item.id: c for c in s.req.candidates}
             evidence_base = " ".join(
                 [s.req.query or "", s.req.profile or ""]
@@ -319,6 +453,10 @@ class ListwiseRanker:
                         unsupported_terms=unsupported_terms(why, ev),
                     )
                 )
+            timings = [StageTiming(stage="render", seconds=render_s / max(len(states), 1))]
+            timings.append(StageTiming(stage="llm_rank", seconds=r_s))
+            if self.fmt is IDS:
+                timings.append(StageTiming(stage="llm_rationales", seconds=e_s))
             trace = Trace(
                 candidates=s.req.candidates,
                 template=s.prompt.template,
@@ -329,13 +467,10 @@ class ListwiseRanker:
                 prompt_tokens=s.prompt_tokens,
                 completion_tokens=s.completion_tokens,
                 llm_calls=s.calls,
-                repair_rounds=max(s.calls - 1, 0),
+                repair_rounds=max(s.rounds, 0),
                 rejected_entries=s.rejected,
                 raw_outputs=s.raw,
-                timings=[
-                    StageTiming(stage="render", seconds=render_s / max(len(states), 1)),
-                    StageTiming(stage="llm", seconds=seconds),
-                ],
+                timings=timings,
             )
             results.append((ranked, trace))
         return results

@@ -45,3 +45,15 @@ def test_strict_undefined_names_the_variable():
     del ctx["k"]
     with pytest.raises(ConfigError, match="'k' is undefined"):
         render("rerank_listwise", **ctx)
+
+
+def test_rerank_listwise_ids_golden():
+    p = render("rerank_listwise_ids", **CONTEXT)
+    _check("rerank_listwise_ids", f"## system\n{p.system}\n## user\n{p.user}\n")
+
+
+def test_explain_item_golden():
+    ctx = {k: v for k, v in CONTEXT.items() if k not in {"candidates", "k"}}
+    ctx["item"] = CONTEXT["candidates"][0]
+    p = render("explain_item", **ctx)
+    _check("explain_item", f"## system\n{p.system}\n## user\n{p.user}\n")

@@ -54,6 +54,9 @@ def _ranking_text(req: GenRequest, order: str) -> str:
         ids = chosen
     if order == "offlist":
         ids = ["not-a-candidate", *ids]
+    if req.hint.get("format") == "ids":
+        body = json.dumps(ids[:k])[1:-1]
+        return body + "]}" if req.assistant_prefix else '{"ranking": [' + body + "]}"
     body = json.dumps(_entries(ids, k))[1:-1]
     if req.assistant_prefix:
         return body + "]}"
@@ -87,6 +90,8 @@ class FakeLLM:
             return '{"items": [{"item_id": '
         if req.hint.get("task") == "rank":
             return _ranking_text(req, self.script)
+        if req.hint.get("task") == "explain":
+            return json.dumps({"rationale": f"Fits the user's history ({req.hint['item_id']})."})
         return str(req.hint.get("reply", "{}"))
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
