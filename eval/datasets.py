@@ -207,9 +207,9 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
     stem = cfg.path.name if cfg.path.is_dir() else cfg.path.name.split(".")[0]
     inter_path, item_path = base / f"{stem}.inter", base / f"{stem}.item"
     names, rows = _recbole_table(inter_path)
-    for col in ("user_id", "item_id"):
-        if col not in names:
-            raise CatalogError([RowProblem(str(inter_path), 1, col, "column missing in header")])
+    for need in ("user_id", "item_id"):
+        if need not in names:
+            raise CatalogError([RowProblem(str(inter_path), 1, need, "column missing in header")])
     col = {n: i for i, n in enumerate(names)}
     inter = []
     for line, row in rows:

@@ -14,7 +14,7 @@ def tiny_rows(
 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """Items with one or two genres; users who mostly pick from one favourite genre."""
     rng = random.Random(seed)
-    items = []
+    items: list[dict[str, object]] = []
     for i in range(1, n_items + 1):
         genres = sorted({GENRES[i % len(GENRES)], GENRES[(i * 7) % len(GENRES)]})
         items.append(
