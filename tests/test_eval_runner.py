@@ -188,3 +188,32 @@ def test_bad_experiment_names_the_field(tmp_path: Path, data: Path) -> None:
     )
     with pytest.raises(ConfigError, match="(?s)variant .v.*ranking.kk: unknown key"):
         load_experiment(path)
+
+
+@pytest.mark.parametrize("kind", ["popularity", "retriever", "two-stage"])
+def test_hard_negative_and_two_stage_protocols_run(data: Path, tmp_path: Path, kind: str) -> None:
+    exp = experiment(
+        data,
+        protocol={
+            "kind": kind,
+            "n_candidates": 6,
+            "users": 8,
+            "min_history": 3,
+            "retriever": "fusion",
+        },
+        variants=[{"name": "a"}],
+        baselines=["popularity"],
+    )
+    run = Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first"))
+    run.run()
+    s = summarize_prepared(tmp_path / "r", run.prepared)
+    assert s["systems"]["a"]["users"] == 8
+    if kind == "two-stage":
+        cases = run.prepared.cases
+        assert s["retriever_recall"] == sum(c.target in c.candidates for c in cases) / 8
+        assert 0 < s["retriever_recall"] < 1  # both branches below are exercised
+        missed = {c.user_id for c in cases if c.target not in c.candidates}
+        recs = [r for r in read_results(tmp_path / "r") if r["user_id"] in missed]
+        assert all(r["metrics"]["hr@5"] == 0.0 for r in recs)
+    else:
+        assert s["retriever_recall"] is None
