@@ -56,9 +56,13 @@ class _Bar:
         self.progress.update(self.tasks[label], completed=done, total=total)
 
 
-def _fail(exc: GenreError) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
+def _load(path: Path, users: int | None) -> Any:
+    from genre_agent.eval.experiment import load_experiment
+
+    exp = load_experiment(path)
+    if users is not None:
+        exp = exp.model_copy(update={"protocol": exp.protocol.model_copy(update={"users": users})})
+    return exp
 
 
 Sets = Annotated[list[str] | None, typer.Option("--set", help="config override key=value")]
@@ -76,37 +80,28 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Run baselines and prompt variants; write results.jsonl, summary.json and the report."""
-    from genre_agent.eval.experiment import load_experiment
     from genre_agent.eval.report import write_report
     from genre_agent.eval.runner import Runner
     from genre_agent.eval.summary import summarize_prepared
 
-    try:
-        exp = load_experiment(experiment)
-        if users is not None:
-            exp = exp.model_copy(
-                update={"protocol": exp.protocol.model_copy(update={"users": users})}
-            )
-        if only:
-            exp = exp.model_copy(
-                update={
-                    "baselines": [b for b in exp.baselines if b in only],
-                    "variants": [v for v in exp.variants if v.name in only],
-                }
-            )
-        out_dir = out or Path("runs") / exp.name
-        bar = _Bar() if progress else None
-        runner = Runner(exp, out_dir, _overrides(sets), progress=bar, split=split, cache_path=cache)
-        if bar:
-            with bar.progress:
-                runner.run()
-        else:
+    exp = _load(experiment, users)
+    if only:
+        exp = exp.model_copy(
+            update={
+                "baselines": [b for b in exp.baselines if b in only],
+                "variants": [v for v in exp.variants if v.name in only],
+            }
+        )
+    out_dir = out or Path("runs") / exp.name
+    bar = _Bar() if progress else None
+    runner = Runner(exp, out_dir, _overrides(sets), progress=bar, split=split, cache_path=cache)
+    if bar:
+        with bar.progress:
             runner.run()
-        summary = summarize_prepared(out_dir, runner.prepared)
-        md, html = write_report(out_dir)
-    except GenreError as exc:
-        _fail(exc)
-        return
+    else:
+        runner.run()
+    summary = summarize_prepared(out_dir, runner.prepared)
+    md, html = write_report(out_dir)
     _print_summary(summary)
     typer.echo(f"wrote {out_dir / 'results.jsonl'}, {md}, {html}")
 
@@ -132,7 +127,7 @@ def report(
     from genre_agent.eval.report import write_report
 
     if not (run_dir / "summary.json").exists():
-        _fail(GenreError(f"{run_dir}: no summary.json; run `genre eval run` first"))
+        raise GenreError(f"{run_dir}: no summary.json; run `genre eval run` first")
     md, html = write_report(run_dir, out)
     typer.echo(f"wrote {md} and {html}")
 
@@ -148,37 +143,26 @@ def search_cmd(
     sets: Sets = None,
 ) -> None:
     """Tune knobs on the validation split, score the best once on test, write its config."""
-    from genre_agent.eval.experiment import VariantSpec, load_experiment
+    from genre_agent.eval.experiment import VariantSpec
     from genre_agent.eval.search import search
 
     if sampler not in {"tpe", "random"}:
         raise typer.BadParameter("--sampler must be tpe or random")
-    try:
-        exp = load_experiment(experiment)
-        if users is not None:
-            exp = exp.model_copy(
-                update={"protocol": exp.protocol.model_copy(update={"users": users})}
-            )
-        names = [v.name for v in exp.variants]
-        if variant is not None and variant not in names:
-            raise GenreError(f"--variant {variant!r} not in {experiment}; known: {names}")
-        base = (
-            next((v for v in exp.variants if v.name == variant), None)
-            if variant
-            else (exp.variants[0] if exp.variants else VariantSpec(name="base"))
-        )
-        assert base is not None
-        result = search(
-            exp,
-            out or Path("runs") / f"{exp.name}-search",
-            base,
-            trials,
-            sampler,
-            overrides=_overrides(sets),
-        )  # type: ignore[arg-type]
-    except GenreError as exc:
-        _fail(exc)
-        return
+    exp = _load(experiment, users)
+    names = [v.name for v in exp.variants]
+    if variant is not None and variant not in names:
+        raise GenreError(f"--variant {variant!r} not in {experiment}; known: {names}")
+    base = next((v for v in exp.variants if v.name == variant), None) if variant else None
+    if base is None:
+        base = exp.variants[0] if exp.variants else VariantSpec(name="base")
+    result = search(
+        exp,
+        out or Path("runs") / f"{exp.name}-search",
+        base,
+        trials,
+        sampler,  # type: ignore[arg-type]
+        overrides=_overrides(sets),
+    )
     typer.echo(
         f"best valid {result['primary']} = {result['best']['valid']:.4f} "
         f"params {result['best']['params']}"

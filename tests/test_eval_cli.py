@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 
 from genre_agent.cli_eval import app
 from genre_agent.config import load_config
+from genre_agent.errors import ConfigError
 
 runner = CliRunner()
 
@@ -92,8 +95,17 @@ def test_bad_experiment_is_a_clear_error(tmp_path: Path) -> None:
         'name = "x"\n[dataset]\nkind = "jsonl"\npath = "nowhere"\n[protocol]\nn_cand = 3\n'
     )
     res = runner.invoke(app, ["run", str(exp), "--no-progress"])
-    assert res.exit_code == 2
-    assert "protocol.n_cand: unknown key" in res.output
+    assert isinstance(res.exception, ConfigError)
+    assert "protocol.n_cand: unknown key" in str(res.exception)
+    # Through the real entry point: a clean message and exit code 2, no traceback.
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_agent.cli", "eval", "run", str(exp)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "protocol.n_cand: unknown key" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_search_writes_a_loadable_best_config(tmp_path: Path) -> None:
