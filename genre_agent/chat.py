@@ -26,7 +26,7 @@ from genre_agent.config import ChatConfig
 from genre_agent.errors import GenreError
 from genre_agent.items import genre_key
 from genre_agent.llm.base import GenRequest, Message
-from genre_agent.profiles import recommend_with_profile
+from genre_agent.profiles import NoCandidates, recommend_with_profile
 from genre_agent.prompting import render
 from genre_agent.recommender import Recommender
 
@@ -180,6 +180,8 @@ class Turn(BaseModel):
     intent_template_sha256: str = ""
     rank_prompt_sha256: str = ""
     model_id: str = ""
+    # Wishes dropped because nothing matched them all (the used filter is ``where``).
+    relaxed: list[str] = Field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
 
@@ -399,20 +401,33 @@ class ChatSession:
         if not seeds and not st.query and not st.user_id and not self.profile:
             turn.error = "tell me what you would like (a title, a mood, a genre)"
         else:
-            try:
-                rec = recommend_with_profile(
-                    self.rec,
-                    self.profile,
-                    user_id=st.user_id,
-                    history=seeds or None,
-                    query=st.query or None,
-                    k=self.cfg.k,
-                    filters=turn.where,
-                    exclude=sorted(exclude),
-                )
-            except GenreError as exc:
-                turn.error = str(exc)
-            else:
+            wheres = [turn.where]
+            if self.cfg.relax_genres and st.genres_include:
+                wheres.append(build_where(st.year_min, st.year_max, [], st.genres_exclude))
+            for attempt, where in enumerate(wheres):
+                try:
+                    rec = recommend_with_profile(
+                        self.rec,
+                        self.profile,
+                        user_id=st.user_id,
+                        history=seeds or None,
+                        query=st.query or None,
+                        k=self.cfg.k,
+                        filters=where,
+                        exclude=sorted(exclude),
+                    )
+                except NoCandidates as exc:
+                    turn.error = str(exc)
+                    continue
+                except GenreError as exc:
+                    turn.error = str(exc)
+                    break
+                turn.error = None
+                if attempt:
+                    turn.where = where
+                    turn.relaxed = ["genres_include"]
+                break
+            if turn.error is None:
                 turn.rank_prompt_sha256 = rec.trace.prompt_sha256
                 for it in rec.items:
                     year = it.item.metadata.get("year")
@@ -443,19 +458,18 @@ def scripted_intents(
     intents: dict[str, dict[str, Any]] | None = None, default_query: bool = True
 ) -> Any:
     """A FakeLLM script for tests and demos: intent requests are answered from ``intents``
-    (message -> partial intent), or with the message as the query; ranking requests in
-    candidate order (see genre_agent.llm.fake)."""
-    from genre_agent.llm.fake import _ranking_text
+    (message -> partial intent), or with the message as the query; every other request the
+    way the built-in "first" script answers it (see genre_agent.llm.fake)."""
+    from genre_agent.llm.fake import FakeLLM
 
     table = intents or {}
+    base = FakeLLM("first")
 
     def script(req: GenRequest) -> str:
         if req.hint.get("task") == "intent":
             msg = str(req.hint.get("message", ""))
             partial = table.get(msg, {"query": msg} if default_query else {})
             return json.dumps(Intent.model_validate(partial).model_dump())
-        if req.hint.get("task") == "rank":
-            return _ranking_text(req, "first")
-        return str(req.hint.get("reply", "{}"))
+        return base.generate([req])[0].text
 
     return script

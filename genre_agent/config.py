@@ -175,6 +175,9 @@ class ChatConfig(_Frozen):
     query_chars: int = Field(120, ge=10, le=1000)
     genres: tuple[str, ...] = MOVIELENS_GENRES
     max_intent_tokens: int = Field(256, ge=32, le=4096)
+    # When nothing matches, retry once without the wanted genres (years and exclusions
+    # stay); the turn records what was relaxed.
+    relax_genres: bool = True
 
 
 class Config(_Frozen):

@@ -165,10 +165,19 @@ def test_four_turn_chat_filters_references_no_repeats(tmp_path) -> None:
     assert [t.message for t in s2.turns] == [t.message for t in s.turns]
     t5 = s2.send("show me older ones again")
     assert t5.picks and not {p.id for p in t5.picks} & set(shown)
-    # Exhausted: everything matching was shown, so the reply says so instead of repeating.
-    for _ in range(3):
-        t = s2.send("show me older ones again")
-    assert not t.picks and t.error and "no items match" in t.error
+    # Once every 1980-1999 Sci-Fi item was shown, the wanted genre is relaxed (years stay),
+    # and when even that is exhausted the reply says so instead of repeating.
+    later = [s2.send("show me older ones again") for _ in range(6)]
+    relaxed = [t for t in later if t.relaxed]
+    assert relaxed and relaxed[0].relaxed == ["genres_include"]
+    assert "genre_sci_fi" not in json.dumps(relaxed[0].where)
+    assert any("Sci-Fi" not in p.genres for p in relaxed[0].picks)
+    for t in later:
+        assert all(1980 <= (p.year or 0) <= 1999 for p in t.picks)
+        assert all(matches_where(meta[p.id], t.where) for p in t.picks)
+    assert not later[-1].picks and "no items match" in (later[-1].error or "")
+    every = [p.id for t in s2.turns for p in t.picks]
+    assert len(every) == len(set(every))
 
 
 def test_repeat_ok_allows_earlier_picks(tmp_path) -> None:

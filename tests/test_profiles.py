@@ -8,11 +8,12 @@ import re
 import pytest
 from test_chat import catalog, make_rec
 
+from genre_agent.chat import scripted_intents
 from genre_agent.coldstart import recommend_cold, strategy_for
 from genre_agent.config import ProfileConfig
 from genre_agent.errors import GenreError
 from genre_agent.items import Item
-from genre_agent.llm.fake import FakeLLM, _ranking_text
+from genre_agent.llm.fake import FakeLLM
 from genre_agent.profiles import (
     ProfileError,
     Profiles,
@@ -36,9 +37,7 @@ def profile_answer(ids: list[str], extra_bad: bool = False) -> str:
 def script(req):
     if req.hint.get("task") == "profile":
         return profile_answer(req.hint["history_ids"])
-    if req.hint.get("task") == "rank":
-        return _ranking_text(req, "first")
-    return json.dumps({"query": str(req.hint.get("message", ""))})
+    return scripted_intents()(req)
 
 
 def test_regex_constrains_evidence_to_history_ids() -> None:
