@@ -55,9 +55,7 @@ def test_scoring_ranker_end_to_end_with_rationale(llm):
     ]
     history = [Item(id="h1", title="Blade Runner (1982)", text="Genres: Sci-Fi, Thriller.")]
     cfg = RankingConfig(mode="scoring", k=4, permutations=2, rationale_top_r=1)
-    [(items, trace)] = ScoringRanker(llm, cfg).rank_many(
-        [RankRequest(cands, history=history, k=4)]
-    )
+    [(items, trace)] = ScoringRanker(llm, cfg).rank_many([RankRequest(cands, history=history, k=4)])
     assert len(items) == 4 and len({i.item.id for i in items}) == 4
     assert all(i.score is not None and math.isfinite(i.score) for i in items)
     assert len({i.llm_score for i in items}) == 4
