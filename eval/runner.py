@@ -197,6 +197,9 @@ class Runner:
             todo = self._todo(name, 0)
             total = len(self.prepared.cases)
             self._tick(name, total - len(todo), total)
+            if todo and name != "random":
+                # Fit/index before the clock starts: latency is per request, not per fit.
+                suite.retriever(name)
             for batch in _batches(todo, self.exp.batch_size):
                 recs = []
                 for case in batch:
