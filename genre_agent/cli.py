@@ -250,23 +250,20 @@ def models_list() -> None:
 
 
 def _mount_optional() -> None:
-    # Sub-apps live in their own modules; each is optional so a broken one cannot hide the rest.
+    # Sub-apps live in their own modules: each adds its commands through register(app).
     import importlib
 
-    for module, name in (
-        ("genre_agent.cli_eval", "eval"),
-        ("genre_agent.cli_chat", None),
-    ):
+    for module in ("genre_agent.cli_eval", "genre_agent.cli_chat", "genre_agent.cli_tune"):
         try:
             sub = importlib.import_module(module)
-        except ImportError:
-            continue
-        if name:
-            app.add_typer(sub.app, name=name)
-        elif hasattr(sub, "register"):
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue  # an optional capability that is not built yet
+            raise
+        if hasattr(sub, "register"):
             sub.register(app)
         else:
-            app.add_typer(sub.app, name="chat-tools")
+            app.add_typer(sub.app, name=module.rsplit("_", 1)[1])
 
 
 _mount_optional()
