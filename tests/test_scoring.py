@@ -282,3 +282,27 @@ def test_config_rejects_unknown_and_out_of_range_keys():
         load_config({"ranking": {"permutation": 3}}, use_env=False)
     with pytest.raises(ConfigError, match="window_size"):
         load_config({"ranking": {"window_size": 60}}, use_env=False)
+
+
+def test_recommender_runs_scoring_mode_end_to_end(tmp_path, catalog_path):
+    from genre_agent import Recommender
+    from genre_agent.store import FakeEmbedder
+
+    rec = Recommender.from_config(
+        {
+            "store": {"kind": "memory", "collection": f"s{tmp_path.name[-20:]}"},
+            "llm": {"engine": "fake"},
+            "ranking": {"mode": "scoring", "k": 3, "permutations": 2, "rationale_top_r": 1},
+        },
+        llm=FakeLLM("first", score_script="by_id"),
+        embedder=FakeEmbedder(),
+    )
+    try:
+        rec.index(catalog_path)
+        out = rec.recommend(query="a funny space movie", k=3)
+    finally:
+        rec.close()
+    assert len(out.items) == 3
+    assert out.items[0].rationale and out.items[1].rationale is None
+    assert all(i.llm_score is not None and i.rank_variance is not None for i in out.items)
+    assert out.trace.stability is not None and out.trace.template == "rerank_scoring"
