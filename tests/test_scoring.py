@@ -306,3 +306,21 @@ def test_recommender_runs_scoring_mode_end_to_end(tmp_path, catalog_path):
     assert out.items[0].rationale and out.items[1].rationale is None
     assert all(i.llm_score is not None and i.rank_variance is not None for i in out.items)
     assert out.trace.stability is not None and out.trace.template == "rerank_scoring"
+
+
+def test_engine_helpers_check_single_tokens_and_renormalise():
+    from genre_agent.errors import ModelError
+    from genre_agent.llm.engines import _renormalise, label_token_ids
+
+    class Tok:
+        def encode(self, text, add_special_tokens=False):
+            return {"A": [10], "B": [11], "C": [10], "10": [1, 0]}[text]
+
+    assert label_token_ids(Tok(), ["A", "B"]) == [10, 11]
+    with pytest.raises(ModelError, match="not one"):
+        label_token_ids(Tok(), ["A", "10"])
+    with pytest.raises(ModelError, match="distinct"):
+        label_token_ids(Tok(), ["A", "C"])
+    out = _renormalise({"A": -1.0, "B": -3.0})
+    assert math.isclose(math.exp(out["A"]) + math.exp(out["B"]), 1.0)
+    assert out["A"] - out["B"] == pytest.approx(2.0)
