@@ -56,6 +56,14 @@ class _Bar:
         self.progress.update(self.tasks[label], completed=done, total=total)
 
 
+def _release_engines() -> None:
+    # A vLLM engine left to interpreter exit kept a finished run alive (and the model lock
+    # held); shut engines down explicitly once the run is written.
+    from genre_agent.llm import clear_engines
+
+    clear_engines()
+
+
 def _load(path: Path, users: int | None) -> Any:
     from genre_agent.eval.experiment import load_experiment
 
@@ -95,11 +103,14 @@ def run(
     out_dir = out or Path("runs") / exp.name
     bar = _Bar() if progress else None
     runner = Runner(exp, out_dir, _overrides(sets), progress=bar, split=split, cache_path=cache)
-    if bar:
-        with bar.progress:
+    try:
+        if bar:
+            with bar.progress:
+                runner.run()
+        else:
             runner.run()
-    else:
-        runner.run()
+    finally:
+        _release_engines()
     summary = summarize_prepared(out_dir, runner.prepared)
     md, html = write_report(out_dir)
     _print_summary(summary)
@@ -155,14 +166,17 @@ def search_cmd(
     base = next((v for v in exp.variants if v.name == variant), None) if variant else None
     if base is None:
         base = exp.variants[0] if exp.variants else VariantSpec(name="base")
-    result = search(
-        exp,
-        out or Path("runs") / f"{exp.name}-search",
-        base,
-        trials,
-        sampler,  # type: ignore[arg-type]
-        overrides=_overrides(sets),
-    )
+    try:
+        result = search(
+            exp,
+            out or Path("runs") / f"{exp.name}-search",
+            base,
+            trials,
+            sampler,  # type: ignore[arg-type]
+            overrides=_overrides(sets),
+        )
+    finally:
+        _release_engines()
     typer.echo(
         f"best valid {result['primary']} = {result['best']['valid']:.4f} "
         f"params {result['best']['params']}"
