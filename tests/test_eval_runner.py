@@ -217,3 +217,16 @@ def test_hard_negative_and_two_stage_protocols_run(data: Path, tmp_path: Path, k
         assert all(r["metrics"]["hr@5"] == 0.0 for r in recs)
     else:
         assert s["retriever_recall"] is None
+
+
+def test_scoring_mode_variant_runs_through_make_ranker(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data, variants=[{"name": "s", "mode": "scoring"}], baselines=[])
+    run = Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first"))
+    run.run()
+    recs = read_results(tmp_path / "r")
+    assert len(recs) == 8 and not any(r["failed"] for r in recs)
+    assert run.variant_meta["s"]["mode"] == "scoring"
+    assert all(
+        sorted(r["ranked"]) == sorted(c.candidates)
+        for r, c in zip(recs, run.prepared.cases, strict=True)
+    )
