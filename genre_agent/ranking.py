@@ -429,7 +429,8 @@ class ListwiseRanker:
             answer = {"items": [{"item_id": i, "rationale": w} for i, w in s.chosen]}
             # Final check against the pydantic schema, so a bug here cannot pass silently.
             try:
-                output_model(s.ids, s.k, 10_000).model_validate(answer)
+                if s.ids:  # no candidates (e.g. filters matched nothing): an empty ranking
+                    output_model(s.ids, s.k, 10_000).model_validate(answer)
             except ValidationError as exc:
                 raise RankingValidationError(f"assembled answer failed schema: {exc}") from exc
             ids_in = [i for i, _ in s.chosen]

@@ -149,3 +149,9 @@ def test_unsupported_terms_flags_invented_names():
     ev = "Alien (1979) Genres: Horror, Sci-Fi. Tags: monster"
     assert unsupported_terms("A Sci-Fi monster film like Alien.", ev) == []
     assert unsupported_terms("Ridley Scott directed it in 1979.", ev) == ["Ridley", "Scott"]
+
+
+def test_no_candidates_gives_an_empty_ranking_without_llm_calls():
+    llm = FakeLLM("first")
+    ((items, trace),) = _ranker(llm).rank_many([RankRequest([], k=3)])
+    assert items == [] and trace.llm_calls == 0 and llm.requests == []
