@@ -73,6 +73,18 @@ class Recommender:
         ipath = cfg.store.interactions_path if cfg.store.kind != "memory" else ":memory:"
         return cls(cfg, store, InteractionStore(ipath), llm=llm, announce=announce)
 
+    def _forgotten(self, user_id: str) -> set[str]:
+        path = self.config.profile.path
+        if not Path(path).exists():
+            return set()
+        from genre_agent.profiles import ProfileStore
+
+        store = ProfileStore(path)
+        try:
+            return store.forgotten(user_id)
+        finally:
+            store.close()
+
     @property
     def llm(self) -> LLM:
         if self._llm is None:
@@ -109,9 +121,13 @@ class Recommender:
         elif req.user_id is not None:
             rows = self.interactions.history(req.user_id)
             ids = [r.item_id for r in rows]
+            # Items the user asked to forget (genre profile forget) lose all influence: they
+            # are neither shown to the model nor used for the retrieval query.
+            gone = self._forgotten(req.user_id)
+            rows = [r for r in rows if r.item_id not in gone]
             liked = [
                 r.item_id for r in rows if r.rating is None or r.rating >= cfg.min_liked_rating
-            ] or ids
+            ] or [r.item_id for r in rows]
         known = self.store.get([i for i in liked if i not in inline])
         known.update(inline)
         unknown = [i for i in liked if i not in known]

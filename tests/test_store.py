@@ -62,3 +62,30 @@ def test_where_filter_and_history_exclusion(fake_rec):
     assert "m1" not in ids and "m2" not in ids and len(ids) == 5
     for r in result.items:
         assert r.item.metadata["year"] >= 2000 and r.item.metadata["genre_comedy"] is True
+
+
+def test_forgotten_items_lose_their_influence(tmp_path: Path, catalog_path: Path):
+    from genre_agent.interactions import Interaction
+    from genre_agent.llm import FakeLLM
+    from genre_agent.profiles import ProfileStore
+
+    llm = FakeLLM("first")
+    rec = Recommender.from_config(
+        {
+            "store": {"kind": "memory", "collection": "forget_test"},
+            "profile": {"path": str(tmp_path / "profiles.sqlite")},
+            "llm": {"engine": "fake"},
+        },
+        llm=llm,
+        embedder=FakeEmbedder(),
+    )
+    rec.index(catalog_path)
+    rec.add_interactions([Interaction("u", "m1", 1, 5.0), Interaction("u", "m21", 2, 5.0)])
+    rec.recommend(user_id="u", k=3)
+    assert "Alien (1979)" in llm.requests[0].messages[1].content
+    ProfileStore(tmp_path / "profiles.sqlite").forget("u", "m1")
+    llm.requests.clear()
+    result = rec.recommend(user_id="u", k=3)
+    prompt = llm.requests[0].messages[1].content
+    assert "Alien (1979)" not in prompt and "Toy Story (1995)" in prompt
+    assert "m1" not in {r.item.id for r in result.items}  # still excluded from results
