@@ -112,6 +112,10 @@ class RankingConfig(_Frozen):
     stability_threshold: float = Field(0.5, ge=-1.0, le=1.0)
     # Final score = w * minmax(LLM score) + (1 - w) * minmax(retrieval score).
     fusion_weight: float = Field(1.0, ge=0.0, le=1.0)
+    # Label-position calibration (genre_agent.calibration): "content_free" scores one extra
+    # prompt per window whose candidates are placeholders and subtracts its per-label
+    # logprobs, removing the model's prior for label positions (docs/tuning.md).
+    calibration: Literal["none", "content_free"] = "none"
 
 
 MOVIELENS_GENRES = (
@@ -180,6 +184,44 @@ class ChatConfig(_Frozen):
     relax_genres: bool = True
 
 
+class TuneConfig(_Frozen):
+    """LoRA fine-tuning of the scoring prompt (genre_agent.tuning, ``genre tune``)."""
+
+    # Interactions + items to train on (an eval dataset loader kind and directory).
+    data: Path | None = None
+    data_kind: Literal["movielens", "ml-100k", "ml-1m", "recbole", "jsonl"] = "movielens"
+    out_dir: Path = Path(".genre/tune")
+    # Base model to tune (None: llm.model).
+    base_model: str | None = None
+    n_examples: int = Field(400, ge=1, le=1_000_000)
+    epochs: int = Field(1, ge=1, le=100)
+    n_candidates: int = Field(20, ge=2, le=52)
+    history_len: int = Field(20, ge=0, le=500)
+    min_history: int = Field(5, ge=1)
+    # Positives are drawn from each user's last `recent` training interactions.
+    recent: int = Field(10, ge=1)
+    max_seq_len: int = Field(1024, ge=64, le=32768)
+    lr: float = Field(2e-4, gt=0, le=1.0)
+    warmup_steps: int = Field(5, ge=0)
+    grad_accum: int = Field(4, ge=1, le=1024)
+    lora_r: int = Field(8, ge=1, le=512)
+    lora_alpha: int = Field(16, ge=1, le=1024)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # LoRA only in the last N transformer layers (None = all): the backward pass then stops
+    # at the lowest adapted layer, which roughly halves a CPU step for N = 1/3 of the layers.
+    lora_last_layers: int | None = Field(None, ge=1, le=1000)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    threads: int | None = Field(None, ge=1, le=1024)
+    seed: int = 0
+    # Optimizer steps between checkpoints (0 = only at the end).
+    save_every: int = Field(25, ge=0)
+    merge: bool = True
+    # Wall-clock budget for the optimisation loop (None = none): training stops after the
+    # step that crosses it and the adapter is saved as trained so far (provenance says so).
+    max_minutes: float | None = Field(None, gt=0)
+
+
 class Config(_Frozen):
     """The whole configuration tree."""
 
@@ -191,6 +233,7 @@ class Config(_Frozen):
     profile: ProfileConfig = ProfileConfig()
     enrich: EnrichConfig = EnrichConfig()
     chat: ChatConfig = ChatConfig()
+    tune: TuneConfig = TuneConfig()
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of this config (recorded with results)."""

@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from genre_agent.calibration import calibrate, placeholder_candidates
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, LabelScorer, Message, ScoreRequest
@@ -186,6 +187,18 @@ class _Job:
     # (order index, window positions) of each ScoreRequest of this job, in request order.
     passes: list[tuple[int, list[int]]] = field(default_factory=list)
     prompts: list[RenderedPrompt] = field(default_factory=list)
+    # Index into the batch's ScoreRequests of each pass, and of its content-free pass.
+    req_idx: list[int] = field(default_factory=list)
+    cal_idx: list[int | None] = field(default_factory=list)
+
+
+def _label_scorer(llm: object) -> LabelScorer | None:
+    """The engine's label scorer; a wrapper such as the eval harness's CachingLLM (which caches
+    generations only) is looked through via its ``inner`` engine."""
+    if isinstance(llm, LabelScorer):
+        return llm
+    inner = getattr(llm, "inner", None)
+    return inner if isinstance(inner, LabelScorer) else None
 
 
 class ScoringRanker:
@@ -195,14 +208,18 @@ class ScoringRanker:
         self.llm = llm
         self.cfg = cfg or RankingConfig(mode="scoring")
 
-    def _render(self, req: RankRequest, cands: Sequence[Candidate]) -> RenderedPrompt:
+    def _render(
+        self, req: RankRequest, cands: Sequence[Candidate], content_free: bool = False
+    ) -> RenderedPrompt:
         labels = LABELS[: len(cands)]
         return render(
             self.cfg.scoring_template,
             query=req.query,
             profile=req.profile,
             history=_history_view(req.history),
-            candidates=[
+            candidates=placeholder_candidates(labels)
+            if content_free
+            else [
                 {"label": lab, "id": c.item.id, "title": c.item.title, "text": c.item.text}
                 for lab, c in zip(labels, cands, strict=True)
             ],
@@ -213,12 +230,15 @@ class ScoringRanker:
     def _plan(
         self, requests: Sequence[RankRequest], seed: int
     ) -> tuple[list[_Job], list[ScoreRequest]]:
-        jobs, score_reqs = [], []
+        jobs: list[_Job] = []
+        score_reqs: list[ScoreRequest] = []
         for req in requests:
             ids = [c.item.id for c in req.candidates]
             if len(set(ids)) != len(ids):
                 raise RankingValidationError("candidate ids are not distinct")
             job = _Job(req, ids, permutation_orders(ids, self.cfg.permutations, seed))
+            # Content-free passes depend only on the window length: one per length per job.
+            cal_for_len: dict[int, int] = {}
             for o, order in enumerate(job.orders):
                 for window in split_windows(len(order), self.cfg.window_size):
                     positions = [order[p] for p in window]
@@ -226,6 +246,7 @@ class ScoringRanker:
                     prompt = self._render(req, cands)
                     job.passes.append((o, positions))
                     job.prompts.append(prompt)
+                    job.req_idx.append(len(score_reqs))
                     score_reqs.append(
                         ScoreRequest(
                             messages=(
@@ -236,6 +257,24 @@ class ScoringRanker:
                             hint={"task": "score", "candidate_ids": [ids[i] for i in positions]},
                         )
                     )
+                    if self.cfg.calibration == "content_free":
+                        n_lab = len(cands)
+                        if n_lab not in cal_for_len:
+                            cf = self._render(req, cands, content_free=True)
+                            cal_for_len[n_lab] = len(score_reqs)
+                            score_reqs.append(
+                                ScoreRequest(
+                                    messages=(
+                                        Message("system", cf.system),
+                                        Message("user", cf.user),
+                                    ),
+                                    labels=LABELS[:n_lab],
+                                    hint={"task": "score", "candidate_ids": [], "calibration": 1},
+                                )
+                            )
+                        job.cal_idx.append(cal_for_len[n_lab])
+                    else:
+                        job.cal_idx.append(None)
             jobs.append(job)
         return jobs, score_reqs
 
@@ -243,7 +282,8 @@ class ScoringRanker:
         self, requests: Sequence[RankRequest], temperature: float = 0.0, seed: int = 0
     ) -> list[tuple[list[RankedItem], Trace]]:
         """Rank many requests: one batched scoring call, then one batched rationale call."""
-        if not isinstance(self.llm, LabelScorer):
+        scorer = _label_scorer(self.llm)
+        if scorer is None:
             raise RankingValidationError(
                 f"ranking.mode 'scoring' needs an engine with score_labels; "
                 f"{type(self.llm).__name__} has none"
@@ -252,34 +292,39 @@ class ScoringRanker:
         jobs, score_reqs = self._plan(requests, seed)
         render_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scored = self.llm.score_labels(score_reqs) if score_reqs else []
+        scored = scorer.score_labels(score_reqs) if score_reqs else []
         score_s = time.perf_counter() - t0
         if len(scored) != len(score_reqs):
             raise RankingValidationError(
                 f"engine returned {len(scored)} score sets for {len(score_reqs)} requests"
             )
-        it = iter(zip(score_reqs, scored, strict=True))
+        for sreq, res in zip(score_reqs, scored, strict=True):
+            if set(res.logprobs) != set(sreq.labels):
+                raise RankingValidationError(
+                    f"engine scored labels {sorted(res.logprobs)}, expected {list(sreq.labels)}"
+                )
+            if not all(math.isfinite(v) for v in res.logprobs.values()):
+                raise RankingValidationError(f"non-finite label logprobs: {res.logprobs}")
         results: list[tuple[list[RankedItem], Trace]] = []
         for job in jobs:
             n = len(job.ids)
             b = len(job.orders)
             per_order = [[0.0] * n for _ in range(b)]
             raw_outputs, prompt_tokens = [], 0
-            for o, positions in job.passes:
-                sreq, res = next(it)
-                labs = sreq.labels
-                if set(res.logprobs) != set(labs):
-                    raise RankingValidationError(
-                        f"engine scored labels {sorted(res.logprobs)}, expected {list(labs)}"
-                    )
-                vals = [res.logprobs[lab] for lab in labs]
-                if not all(math.isfinite(v) for v in vals):
-                    raise RankingValidationError(f"non-finite label logprobs: {res.logprobs}")
+            for (o, positions), ri, ci in zip(job.passes, job.req_idx, job.cal_idx, strict=True):
+                labs, res = score_reqs[ri].labels, scored[ri]
+                logprobs = res.logprobs
+                raw: dict[str, object] = {"order": o, "logprobs": res.logprobs}
+                if ci is not None:
+                    logprobs = calibrate(res.logprobs, scored[ci].logprobs)
+                    raw["content_free"] = scored[ci].logprobs
                 centre = math.log(len(labs))
                 for lab, i in zip(labs, positions, strict=True):
-                    per_order[o][i] = res.logprobs[lab] + centre
+                    per_order[o][i] = logprobs[lab] + centre
                 prompt_tokens += res.prompt_tokens
-                raw_outputs.append(json.dumps({"order": o, "logprobs": res.logprobs}))
+                raw_outputs.append(json.dumps(raw))
+            cal_reqs = {ci for ci in job.cal_idx if ci is not None}
+            prompt_tokens += sum(scored[ci].prompt_tokens for ci in cal_reqs)
             combined = aggregate(per_order, self.cfg.aggregate) if n else []
             variances: list[float | None] = (
                 list(rank_variance(per_order)) if b > 1 and n else [None] * n
@@ -320,7 +365,7 @@ class ScoringRanker:
                 model_id=self.llm.model_id,
                 model_revision=self.llm.revision,
                 prompt_tokens=prompt_tokens,
-                llm_calls=len(job.passes),
+                llm_calls=len(job.passes) + len(cal_reqs),
                 raw_outputs=raw_outputs,
                 stability=stab,
                 fallback=fallback,

@@ -26,7 +26,10 @@ def _revision(target: str) -> str:
     """A stable revision for a local checkpoint: its provenance hash, else the path."""
     meta = Path(target) / "genre_model.json"
     if meta.exists():
-        return str(json.loads(meta.read_text()).get("gguf_sha256", ""))[:16]
+        data = json.loads(meta.read_text())
+        # A tuned checkpoint (genre_agent.tuning) records its own revision; packaged models
+        # are identified by their GGUF hash.
+        return str(data.get("revision") or data.get("gguf_sha256", ""))[:16]
     return ""
 
 
