@@ -198,8 +198,15 @@ class Recommender:
         ]
         ranked = ranker.rank_many(todo, temperature=cfg.llm.temperature, seed=cfg.llm.seed)
         for (req, _, _, _, t_ret), (items, trace) in zip(prepared, ranked, strict=True):
+            # Rankers that score (mode "scoring") keep their fused score; listwise generation
+            # has none, so the item shows its retrieval score.
             scores = {c.item.id: c.score for c in trace.candidates}
-            items = [it.model_copy(update={"score": scores.get(it.item.id)}) for it in items]
+            items = [
+                it
+                if it.score is not None
+                else it.model_copy(update={"score": scores.get(it.item.id)})
+                for it in items
+            ]
             trace.timings.insert(0, StageTiming(stage="retrieve", seconds=t_ret))
             trace.engine = cfg.llm.engine
             trace.config_sha256 = cfg.fingerprint()

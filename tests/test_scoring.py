@@ -306,6 +306,10 @@ def test_recommender_runs_scoring_mode_end_to_end(tmp_path, catalog_path):
     assert out.items[0].rationale and out.items[1].rationale is None
     assert all(i.llm_score is not None and i.rank_variance is not None for i in out.items)
     assert out.trace.stability is not None and out.trace.template == "rerank_scoring"
+    # The fused ranker score survives the Recommender (not replaced by the retrieval score).
+    assert [i.score for i in out.items] == sorted((i.score for i in out.items), reverse=True)
+    retrieval = {c.item.id: c.score for c in out.trace.candidates}
+    assert any(i.score != retrieval[i.item.id] for i in out.items)
 
 
 def test_engine_helpers_check_single_tokens_and_renormalise():
