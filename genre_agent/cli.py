@@ -270,23 +270,31 @@ _mount_optional()
 
 
 def main() -> None:
+    code = 0
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        code = rc if isinstance(rc, int) else 0
     except GenreError as exc:
         # Plain print: rich would wrap long file paths and break "file:line: field" lines.
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
     except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
+        code = 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except Exception as exc:  # click usage errors and the like
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        if not isinstance(exc, click.ClickException):
+            raise
+        exc.show()
+        code = exc.exit_code
+    finally:
+        # Shut vLLM down explicitly: left to interpreter exit, its engine process can hang.
+        from genre_agent.llm.base import clear_engines
+
+        clear_engines()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
