@@ -160,6 +160,10 @@ class VLLMEngine:
         return result
 
     def close(self) -> None:
+        # Stop the engine-core process now; left to garbage collection it can outlive us.
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
         del self.llm
 
 
