@@ -139,3 +139,24 @@ def test_training_prompt_is_the_serving_prompt(tiny_ds):
     assert f"[{'ABCDEFGH'[ex.position]}] {tiny_ds.items[ex.positive].title}" in (
         train_req.messages[1].content
     )
+
+
+def test_cli_tune_is_mounted_and_names_a_missing_data_key(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_agent.cli", "tune", "--no-progress", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "tune.data" in proc.stderr + proc.stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "genre_agent.cli", "tune", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "--data" in help_text and "--resume" in help_text
