@@ -293,7 +293,7 @@ class Tuner:
                 logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1]
                 loss = label_loss(logits, enc.label_ids, enc.target)
                 (loss / len(batch)).backward()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 picked = logits[enc.label_ids].detach()
                 hits += int(int(torch.argmax(picked)) == enc.target)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
