@@ -270,6 +270,11 @@ _mount_optional()
 
 
 def main() -> None:
+    import signal
+
+    # SIGTERM unwinds like Ctrl-C, so the engine shutdown below still runs and no vLLM
+    # engine process is orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     code = 0
     try:
         rc = app(standalone_mode=False)
