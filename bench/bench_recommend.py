@@ -98,13 +98,7 @@ def main() -> None:
     batch = rec.recommend_many([RecRequest(user_id=u, k=args.k) for u in users])
     batch_total = time.perf_counter() - t_b
     btoks = sum(r.trace.completion_tokens for r in batch)
-    rss_gb = (
-        max(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-        )
-        / 1024**2
-    )
+    rss_gb = rss.stop()
 
     rows = [
         ("model", f"{rec.llm.model_id} ({args.engine})"),
