@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from genre_agent.config import Config, load_config
+from genre_agent.cli_common import ConfigOpt, SetOpt, announce, cli_config, parse_overrides
+from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="GENRE: LLM recommender.")
@@ -22,30 +23,8 @@ app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 out = Console()
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML/YAML config file.", exists=False)
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a config key: llm.engine=fake (repeatable)."),
-]
-
-
-def _overrides(pairs: list[str] | None) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise GenreError(f"--set {pair!r}: expected key=value")
-        key, raw = pair.split("=", 1)
-        try:
-            result[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            result[key.strip()] = raw
-    return result
-
-
-def _config(path: Path | None, pairs: list[str] | None) -> Config:
-    return load_config(path, overrides=_overrides(pairs))
+_overrides = parse_overrides
+_config = cli_config
 
 
 def _progress() -> Progress:
@@ -58,8 +37,7 @@ def _progress() -> Progress:
     )
 
 
-def _announce(msg: str) -> None:
-    err.print(f"[dim]{msg}[/dim]")
+_announce = announce
 
 
 def _recommender(cfg: Config) -> Any:

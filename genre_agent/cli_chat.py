@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from genre_agent.config import Config, load_config
+from genre_agent.cli_common import ConfigOpt, SetOpt, announce, cli_config
+from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Chat, profiles, enrichment.")
@@ -22,28 +23,8 @@ profile_app = typer.Typer(no_args_is_help=True, help="View, edit and forget user
 app.add_typer(profile_app, name="profile")
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML/YAML config file.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a config key: llm.engine=fake (repeatable)."),
-]
-
-
-def _config(path: Path | None, pairs: list[str] | None) -> Config:
-    overrides: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise GenreError(f"--set {pair!r}: expected key=value")
-        key, raw = pair.split("=", 1)
-        try:
-            overrides[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = raw
-    return load_config(path, overrides=overrides)
-
-
-def _announce(msg: str) -> None:
-    err.print(f"[dim]{msg}[/dim]")
+_config = cli_config
+_announce = announce
 
 
 def _recommender(cfg: Config) -> Any:

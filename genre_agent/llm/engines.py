@@ -292,7 +292,7 @@ class TransformersEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(target)
         self.hf_model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
         self.hf_model.eval()
-        self.model = outlines.from_transformers(self.hf_model, self.tokenizer)
+        self.model = outlines.from_transformers(self.hf_model, self.tokenizer)  # type: ignore[arg-type]
         self.model_id = target
         self.revision = _revision(target)
         self.seed = cfg.seed
