@@ -87,7 +87,7 @@ class RankingConfig(_Frozen):
     mode: RankingMode = "listwise"
     template: str = "rerank_listwise"
     k: int = Field(10, ge=1, le=100)
-    max_rationale_chars: int = Field(90, ge=20, le=1000)
+    max_rationale_chars: int = Field(120, ge=20, le=1000)
     max_item_chars: int = Field(160, ge=20, le=4000)
     # Max constrained continuation rounds after the first pass; see genre_agent.ranking.
     max_repair_rounds: int = Field(3, ge=0, le=20)
