@@ -329,6 +329,10 @@ class Tuner:
         tok.save_pretrained(adapter_dir)
         prov = self._provenance(base, ds, examples, lengths, train_s, log_path)
         prov["planned_steps"] = total_steps
+        # Examples actually trained on (a max_minutes stop ends before the planned steps).
+        prov["examples_trained"] = min(
+            prov["steps"] * self.t.grad_accum, len(encoded) * self.t.epochs
+        )
         (adapter_dir / "genre_adapter.json").write_text(json.dumps(prov, indent=2))
         (self.out / "genre_adapter.json").write_text(json.dumps(prov, indent=2))
         if self.t.merge:
