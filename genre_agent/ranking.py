@@ -23,7 +23,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -381,30 +381,53 @@ class ListwiseRanker:
                     )
                 )
         spent = [0.0] * len(states)
-        if not jobs:
-            return spent
-        t0 = time.perf_counter()
-        outs = self.llm.generate([j[2] for j in jobs])
-        elapsed = time.perf_counter() - t0
         index = {id(s): i for i, s in enumerate(states)}
-        for (s, pos, _), out in zip(jobs, outs, strict=True):
-            s.calls += 1
-            s.prompt_tokens += out.prompt_tokens
-            s.completion_tokens += out.completion_tokens
-            spent[index[id(s)]] = elapsed
-            s.raw.append(out.text)
-            why = ""
-            try:
-                parsed = json.loads(out.text)
-                why = parsed.get("rationale", "") if isinstance(parsed, dict) else ""
-            except ValueError:
-                pass
-            if not isinstance(why, str) or not why.strip():
-                s.rejected.append({"reason": "malformed rationale", "entry": out.text[:200]})
-                raise RankingValidationError(
-                    f"rationale for item {s.chosen[pos][0]!r} is not valid JSON: {out.text[:200]!r}"
+        # A request the engine aborts (vLLM's "Failed to advance FSM" ends it with
+        # finish_reason "error" and no text) is retried with another seed, up to
+        # max_repair_rounds times; each retry is recorded. A retry never sees any label.
+        for attempt in range(self.cfg.max_repair_rounds + 1):
+            if not jobs:
+                break
+            reqs = [
+                j[2] if attempt == 0 else replace(j[2], seed=j[2].seed + 1000 * attempt)
+                for j in jobs
+            ]
+            t0 = time.perf_counter()
+            outs = self.llm.generate(reqs)
+            elapsed = time.perf_counter() - t0
+            failed = []
+            for job, out in zip(jobs, outs, strict=True):
+                s, pos, _ = job
+                s.calls += 1
+                s.prompt_tokens += out.prompt_tokens
+                s.completion_tokens += out.completion_tokens
+                spent[index[id(s)]] += elapsed
+                s.raw.append(out.text)
+                why = ""
+                try:
+                    parsed = json.loads(out.text)
+                    why = parsed.get("rationale", "") if isinstance(parsed, dict) else ""
+                except ValueError:
+                    pass
+                if isinstance(why, str) and why.strip():
+                    s.chosen[pos] = (s.chosen[pos][0], why)
+                    continue
+                s.rejected.append(
+                    {
+                        "reason": "malformed rationale",
+                        "item_id": s.chosen[pos][0],
+                        "finish_reason": out.finish_reason,
+                        "entry": out.text[:200],
+                    }
                 )
-            s.chosen[pos] = (s.chosen[pos][0], why)
+                if attempt == self.cfg.max_repair_rounds:
+                    raise RankingValidationError(
+                        f"rationale for item {s.chosen[pos][0]!r} is not valid JSON after "
+                        f"{attempt + 1} attempts: {out.text[:200]!r} "
+                        f"(finish_reason={out.finish_reason}, tokens={out.completion_tokens})"
+                    )
+                failed.append(job)
+            jobs = failed
         return spent
 
     def rank_many(

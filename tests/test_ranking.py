@@ -92,8 +92,29 @@ def test_bad_rationale_raises():
             return "not json"
         return '{"ranking": ["i1", "i2"]}'
 
-    with pytest.raises(RankingValidationError, match="rationale for item 'i1'"):
+    with pytest.raises(RankingValidationError, match="rationale for item 'i1'.*after 4 attempts"):
         _ranker(FakeLLM(script)).rank_many([RankRequest(_cands(), k=2)])
+
+
+def test_engine_aborted_rationale_is_retried_and_recorded():
+    import json as _json
+
+    failures = {"left": 1}
+
+    def script(req):
+        if req.hint.get("task") == "explain":
+            if req.hint["item_id"] == "i2" and failures["left"]:
+                failures["left"] -= 1
+                return ""  # what vLLM returns for a request it aborted
+            return _json.dumps({"rationale": "A comedy, like Film 1."})
+        return '{"ranking": ["i1", "i2"]}'
+
+    llm = FakeLLM(script)
+    ((items, trace),) = _ranker(llm).rank_many([RankRequest(_cands(), k=2)])
+    assert all(i.rationale == "A comedy, like Film 1." for i in items)
+    assert [r["reason"] for r in trace.rejected_entries] == ["malformed rationale"]
+    retry = [r for r in llm.requests if r.hint.get("item_id") == "i2"]
+    assert len(retry) == 2 and retry[0].seed != retry[1].seed
 
 
 def test_off_list_is_counted():
