@@ -59,9 +59,9 @@ def main() -> None:
             counts["with_unsupported_terms"] += sum(bool(i.unsupported_terms) for i in r.items)
             counts["answers_with_repair"] += r.trace.repair_rounds > 0
             counts["rejected_entries"] += len(r.trace.rejected_entries)
-        print(
-            f"{counts['results']}/{len(users)} users, {time.perf_counter() - t0:.0f}s", flush=True
-        )
+        elapsed = time.perf_counter() - t0
+        running = ", ".join(f"{k}={v}" for k, v in counts.items())
+        print(f"{counts['results']}/{len(users)} users, {elapsed:.0f}s, {running}", flush=True)
     for key, value in counts.items():
         print(f"{key:>24}: {value}")
     print(f"{'users/min':>24}: {60 * counts['results'] / (time.perf_counter() - t0):.2f}")
