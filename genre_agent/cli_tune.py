@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from genre_agent.cli_common import parse_overrides
 from genre_agent.errors import GenreError
-
-
-def _overrides(pairs: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise typer.BadParameter(f"--set expects key=value, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
 
 
 class _Bar:
@@ -68,7 +55,7 @@ def tune(
     from genre_agent.config import load_config
     from genre_agent.tuning import Tuner
 
-    overrides = _overrides(sets)
+    overrides = parse_overrides(sets)
     if data is not None:
         overrides["tune.data"] = str(data)
     if out is not None:
