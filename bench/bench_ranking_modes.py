@@ -69,6 +69,11 @@ def main() -> None:
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--no-prefix-caching", action="store_true")
     ap.add_argument(
+        "--compare-prefix-caching",
+        action="store_true",
+        help="afterwards, reload the engine with prefix caching off and rerun the scoring modes",
+    )
+    ap.add_argument(
         "--modes",
         default="listwise,scoring,scoring_b3,scoring_r3",
         help="comma list of: listwise, scoring, scoring_b3, scoring_r3",
@@ -76,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from genre_agent.config import LLMConfig, RankingConfig
-    from genre_agent.llm.base import get_engine
+    from genre_agent.llm.base import clear_engines, get_engine
     from genre_agent.ranking import make_ranker
 
     reqs = build_requests(DATA, args.users, args.candidates, args.seed, args.history)
@@ -98,10 +103,10 @@ def main() -> None:
         "scoring_b3": "scoring, B=3 permutations",
         "scoring_r3": "scoring + rationales top 3",
     }
-    rows = []
-    for name in args.modes.split(","):
+    batch = [r for _, r in reqs]
+
+    def run_mode(name: str, llm) -> tuple[str, float, float, float]:
         ranker = make_ranker(llm, modes[name])
-        batch = [r for _, r in reqs]
         ranker.rank_many(batch[:1])  # warm-up (structured-output compile, caches)
         t0 = time.perf_counter()
         results = ranker.rank_many(batch)
@@ -115,8 +120,17 @@ def main() -> None:
             target in [it.item.id for it in items[:10]]
             for (target, _), (items, _) in zip(reqs, results, strict=True)
         )
-        rows.append((name, len(batch) / wall * 60, statistics.median(lat), hits / len(batch)))
         print(f"done {name}: {wall:.1f}s for {len(batch)} users", flush=True)
+        return (name, len(batch) / wall * 60, statistics.median(lat), hits / len(batch))
+
+    rows = [run_mode(name, llm) for name in args.modes.split(",")]
+    off_rows = []
+    if args.compare_prefix_caching and not args.no_prefix_caching:
+        clear_engines()
+        off_cfg = cfg.model_copy(update={"enable_prefix_caching": False})
+        llm_off = get_engine(off_cfg, announce=print)
+        off_rows = [run_mode(name, llm_off) for name in args.modes.split(",") if name != "listwise"]
+        clear_engines()
 
     base = next((r for r in rows if r[0] == "listwise"), None)
     print()
@@ -130,6 +144,15 @@ def main() -> None:
     for name, upm, p50, hr in rows:
         ratio = f"{upm / base[1]:.1f}x" if base else "-"
         print(f"{labels[name]:<40} {upm:>10.1f} {p50:>8.2f} {ratio:>11} {hr:>6.2f}")
+    if off_rows:
+        on = {r[0]: r for r in rows}
+        print()
+        print("prefix caching: same users, same engine settings otherwise, one run")
+        head2 = f"{'mode':<40} {'on u/min':>9} {'off u/min':>10} {'on/off':>7}"
+        print(head2)
+        print("-" * len(head2))
+        for name, upm, _p50, _hr in off_rows:
+            print(f"{labels[name]:<40} {on[name][1]:>9.1f} {upm:>10.1f} {on[name][1] / upm:>6.2f}x")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,14 @@ def get_engine(cfg: LLMConfig, announce: Callable[[str], None] | None = None) ->
 
     if cfg.engine not in ENGINES:
         raise ConfigError(f"llm.engine: unknown engine {cfg.engine!r}; known: {sorted(ENGINES)}")
-    key = (cfg.engine, cfg.model, str(cfg.base_url), cfg.fake_script, cfg.dtype)
+    key = (
+        cfg.engine,
+        cfg.model,
+        str(cfg.base_url),
+        cfg.fake_script,
+        cfg.dtype,
+        cfg.enable_prefix_caching,
+    )
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
