@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from genre_agent.llm.base import LLM, Generation, GenRequest
+from genre_agent.errors import GenreError
+from genre_agent.llm.base import LLM, Generation, GenRequest, LabelScores, ScoreRequest
 
 
 def request_key(req: GenRequest, model_id: str, revision: str) -> str:
@@ -30,10 +31,22 @@ def request_key(req: GenRequest, model_id: str, revision: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
+def score_key(req: ScoreRequest, model_id: str, revision: str) -> str:
+    """SHA-256 of a label-scoring request (messages, labels, prefix) and model."""
+    blob = {
+        "model": [model_id, revision],
+        "messages": [[m.role, m.content] for m in req.messages],
+        "labels": list(req.labels),
+        "assistant_prefix": req.assistant_prefix,
+    }
+    return "score:" + hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
 class CachingLLM:
     """Answers repeated requests from a SQLite file; forwards misses in one batch.
 
-    A replayed run therefore produces bit-identical text (and metrics) without the model.
+    Both generations and label scores (scoring mode) are cached, so a replayed run produces
+    bit-identical rankings (and metrics) without the model.
     """
 
     def __init__(self, inner: LLM, path: str | Path) -> None:
@@ -68,6 +81,36 @@ class CachingLLM:
                     self.db.execute(
                         "INSERT OR REPLACE INTO gen VALUES (?, ?)",
                         (keys[n], json.dumps(asdict(gen), sort_keys=True)),
+                    )
+        return [g for g in found if g is not None]
+
+    def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]:
+        scorer = getattr(self.inner, "score_labels", None)
+        if scorer is None:
+            raise GenreError(
+                f"ranking.mode 'scoring' needs an engine with score_labels; "
+                f"{type(self.inner).__name__} has none"
+            )
+        keys = [score_key(r, self.model_id, self.revision) for r in requests]
+        with self.lock:
+            rows = [
+                self.db.execute("SELECT value FROM gen WHERE key = ?", (k,)).fetchone()
+                for k in keys
+            ]
+        found: list[LabelScores | None] = [
+            LabelScores(**json.loads(r[0])) if r else None for r in rows
+        ]
+        todo = [n for n, g in enumerate(found) if g is None]
+        self.hits += len(requests) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = scorer([requests[n] for n in todo])
+            with self.lock, self.db:
+                for n, res in zip(todo, fresh, strict=True):
+                    found[n] = res
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO gen VALUES (?, ?)",
+                        (keys[n], json.dumps(asdict(res), sort_keys=True)),
                     )
         return [g for g in found if g is not None]
 

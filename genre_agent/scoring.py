@@ -193,11 +193,13 @@ class _Job:
 
 
 def _label_scorer(llm: object) -> LabelScorer | None:
-    """The engine's label scorer; a wrapper such as the eval harness's CachingLLM (which caches
-    generations only) is looked through via its ``inner`` engine."""
+    """The engine's label scorer. A wrapper (such as the eval harness's CachingLLM) is used
+    itself when its inner engine scores; otherwise the inner engine is looked through."""
+    inner = getattr(llm, "inner", None)
+    if inner is not None and not isinstance(inner, LabelScorer):
+        return None
     if isinstance(llm, LabelScorer):
         return llm
-    inner = getattr(llm, "inner", None)
     return inner if isinstance(inner, LabelScorer) else None
 
 

@@ -230,3 +230,35 @@ def test_scoring_mode_variant_runs_through_make_ranker(data: Path, tmp_path: Pat
         sorted(r["ranked"]) == sorted(c.candidates)
         for r, c in zip(recs, run.prepared.cases, strict=True)
     )
+
+
+class ExplodingScorer(Exploding):
+    def score_labels(self, requests: Sequence[Any]) -> list[Any]:
+        raise AssertionError(f"score cache miss for {len(requests)} request(s)")
+
+
+def test_scoring_variant_replays_from_cache_without_the_model(data: Path, tmp_path: Path) -> None:
+    exp = experiment(
+        data,
+        variants=[
+            {"name": "s", "mode": "scoring"},
+            {
+                "name": "s-cal",
+                "mode": "scoring",
+                "overrides": {"ranking.calibration": "content_free"},
+            },
+        ],
+        baselines=[],
+    )
+    cache = tmp_path / "cache.sqlite"
+    Runner(exp, tmp_path / "r1", llm_factory=lambda c: FakeLLM("first"), cache_path=cache).run()
+    Runner(exp, tmp_path / "r2", llm_factory=lambda c: ExplodingScorer(), cache_path=cache).run()
+    assert _metrics(tmp_path / "r1") == _metrics(tmp_path / "r2")
+    # A scoring variant with a different prompt is a miss, not a silent replay.
+    with pytest.raises(AssertionError, match="score cache miss"):
+        Runner(
+            experiment(data, variants=[{"name": "s2", "mode": "scoring", "history_len": 2}]),
+            tmp_path / "r3",
+            llm_factory=lambda c: ExplodingScorer(),
+            cache_path=cache,
+        ).run()
