@@ -17,10 +17,14 @@ from genre_agent.eval.summary import summarize_prepared
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.config import Config
+from genre_agent.errors import ConfigError
 
 
 class SearchSpace(BaseModel):
-    """Bounds of the knobs searched; a knob whose bounds are equal is fixed."""
+    """Bounds of the knobs searched; a knob whose bounds are equal is fixed.
+
+    ``templates`` empty (the default) keeps the base variant's template.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -28,7 +32,7 @@ class SearchSpace(BaseModel):
     temperature: tuple[float, float] = (0.0, 0.0)
     fusion_weight: tuple[float, float] = (0.0, 1.0)
     k: tuple[int, int] = (10, 10)
-    templates: list[str] = Field(default_factory=lambda: ["rerank_listwise"])
+    templates: list[str] = Field(default_factory=list)
 
 
 def _toml_value(v: Any) -> str:
@@ -59,20 +63,53 @@ def _suggest(space: SearchSpace, trial: Any | None, rng: random.Random) -> dict[
             return (trial.suggest_int if integer else trial.suggest_float)(name, lo, hi)
         return rng.randint(int(lo), int(hi)) if integer else rng.uniform(lo, hi)
 
-    tpl = space.templates[0]
-    if len(space.templates) > 1:
-        tpl = (
-            trial.suggest_categorical("template", space.templates)
-            if trial is not None
-            else rng.choice(space.templates)
-        )
-    return {
+    params: dict[str, Any] = {
         "history_len": num("history_len", *space.history_len, True),
         "temperature": num("temperature", *space.temperature, False),
         "fusion_weight": num("fusion_weight", *space.fusion_weight, False),
         "k": num("k", *space.k, True),
-        "template": tpl,
     }
+    if len(space.templates) == 1:
+        params["template"] = space.templates[0]
+    elif space.templates:
+        params["template"] = (
+            trial.suggest_categorical("template", space.templates)
+            if trial is not None
+            else rng.choice(space.templates)
+        )
+    return params
+
+
+def parse_space(specs: list[str]) -> SearchSpace:
+    """``["history_len=20,20", "fusion_weight=0,1", "templates=a,b"]`` -> SearchSpace."""
+    fields: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key = key.strip()
+        if not sep or key not in SearchSpace.model_fields:
+            raise ConfigError(
+                f"--space {spec!r}: expected KEY=LO,HI with KEY one of "
+                f"{sorted(SearchSpace.model_fields)}"
+            )
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if key == "templates":
+            fields[key] = parts
+            continue
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2:
+            raise ConfigError(f"--space {spec!r}: expected two bounds LO,HI")
+        try:
+            lo, hi = (int(p) if key in {"history_len", "k"} else float(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"--space {spec!r}: bounds must be numbers") from None
+        if lo > hi:
+            raise ConfigError(f"--space {spec!r}: LO > HI")
+        fields[key] = (lo, hi)
+    try:
+        return SearchSpace(**fields)
+    except ValueError as exc:
+        raise ConfigError(f"--space: {exc}") from None
 
 
 def search(

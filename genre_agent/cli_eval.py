@@ -141,11 +141,19 @@ def search_cmd(
     sampler: Annotated[str, typer.Option(help="tpe or random")] = "tpe",
     out: Annotated[Path | None, typer.Option(help="search directory")] = None,
     users: Annotated[int | None, typer.Option(help="override protocol.users")] = None,
+    space: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="search bounds KEY=LO,HI (history_len, temperature, fusion_weight, k) or "
+            "templates=a,b; one value fixes the knob. Defaults: history_len=5,40, "
+            "fusion_weight=0,1, temperature=0, k=10, the variant's template"
+        ),
+    ] = None,
     sets: Sets = None,
 ) -> None:
     """Tune knobs on the validation split, score the best once on test, write its config."""
     from genre_agent.eval.experiment import VariantSpec
-    from genre_agent.eval.search import search
+    from genre_agent.eval.search import parse_space, search
 
     if sampler not in {"tpe", "random"}:
         raise typer.BadParameter("--sampler must be tpe or random")
@@ -163,6 +171,7 @@ def search_cmd(
             base,
             trials,
             sampler,  # type: ignore[arg-type]
+            space=parse_space(space or []),
             overrides=_overrides(sets),
         )
     finally:

@@ -137,3 +137,31 @@ def test_search_writes_a_loadable_best_config(tmp_path: Path) -> None:
         app, ["search", str(_experiment(tmp_path)), "--trials", "2", "--out", str(tmp_path / "tpe")]
     )
     assert res.exit_code == 0, res.output
+
+
+def test_search_space_from_the_cli_fixes_and_bounds_knobs(tmp_path: Path) -> None:
+    out = tmp_path / "space"
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            str(_experiment(tmp_path)),
+            "--trials",
+            "3",
+            "--sampler",
+            "random",
+            "--space",
+            "history_len=4",
+            "--space",
+            "fusion_weight=0.2,0.4",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    trials = json.loads((out / "search.json").read_text())["trials"]
+    assert all(t["params"]["history_len"] == 4 for t in trials)
+    assert all(0.2 <= t["params"]["fusion_weight"] <= 0.4 for t in trials)
+    assert all("template" not in t["params"] for t in trials)  # the variant's own template
+    bad = runner.invoke(app, ["search", str(_experiment(tmp_path)), "--space", "fusion=0,1"])
+    assert bad.exit_code != 0 and "--space 'fusion=0,1'" in str(bad.exception)
