@@ -116,6 +116,9 @@ class RankingConfig(_Frozen):
     # prompt per window whose candidates are placeholders and subtracts its per-label
     # logprobs, removing the model's prior for label positions (docs/tuning.md).
     calibration: Literal["none", "content_free"] = "none"
+    # Start each candidate's text with its catalog popularity tier, counted over the
+    # interactions the ranker may see (genre_agent.popularity). Both ranking modes.
+    popularity_hint: bool = False
 
 
 MOVIELENS_GENRES = (

@@ -97,6 +97,11 @@ class InteractionStore:
         )
         return [Interaction(*row) for row in cur.fetchall()]
 
+    def item_counts(self) -> dict[str, int]:
+        """Interactions per item (every user, every item seen at least once)."""
+        cur = self.db.execute("SELECT item_id, COUNT(*) FROM interactions GROUP BY item_id")
+        return {item: int(n) for item, n in cur.fetchall()}
+
     def users(self) -> Iterator[str]:
         for (user,) in self.db.execute("SELECT DISTINCT user_id FROM interactions ORDER BY 1"):
             yield user

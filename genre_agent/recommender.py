@@ -13,6 +13,7 @@ from genre_agent.errors import GenreError
 from genre_agent.interactions import Interaction, InteractionStore
 from genre_agent.items import Item, load_items
 from genre_agent.llm.base import LLM, get_engine
+from genre_agent.popularity import hint_candidates, popularity_tiers
 from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
 from genre_agent.retrievers.embedding import EmbeddingRetriever
@@ -192,12 +193,22 @@ class Recommender:
                 results.append(Recommendation(user_id=req.user_id, items=items, trace=trace))
             return results
         ranker = make_ranker(self.llm, cfg.ranking)
+        tiers = self._popularity_tiers() if cfg.ranking.popularity_hint else None
         todo = [
-            RankRequest(cands, history, req.query, req.profile, k)
+            RankRequest(
+                hint_candidates(cands, tiers) if tiers is not None else cands,
+                history,
+                req.query,
+                req.profile,
+                k,
+            )
             for req, history, cands, k, _ in prepared
         ]
         ranked = ranker.rank_many(todo, temperature=cfg.llm.temperature, seed=cfg.llm.seed)
-        for (req, _, _, _, t_ret), (items, trace) in zip(prepared, ranked, strict=True):
+        for (req, _, cands, _, t_ret), (items, trace) in zip(prepared, ranked, strict=True):
+            if tiers is not None:  # the hint is prompt text, not item data: give items back
+                plain = {c.item.id: c.item for c in cands}
+                items = [it.model_copy(update={"item": plain[it.item.id]}) for it in items]
             # Rankers that score (mode "scoring") keep their fused score; listwise generation
             # has none, so the item shows its retrieval score.
             scores = {c.item.id: c.score for c in trace.candidates}
@@ -212,6 +223,11 @@ class Recommender:
             trace.config_sha256 = cfg.fingerprint()
             results.append(Recommendation(user_id=req.user_id, items=items, trace=trace))
         return results
+
+    def _popularity_tiers(self) -> dict[str, str]:
+        """Tiers from the interaction store's counts over the indexed catalog."""
+        counts = self.interactions.item_counts()
+        return popularity_tiers(counts, max(self.store.count(), len(counts)))
 
     def close(self) -> None:
         self.interactions.close()

@@ -27,7 +27,8 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,18 +110,37 @@ class _NoLLM:
     revision = ""
 
 
-def score_request(ex: Example, ds: Any, history_len: int, ranking: RankingConfig) -> ScoreRequest:
-    """The exact ScoreRequest the scoring ranker sends at serve time for this example."""
+def training_tiers(ds: Any) -> dict[str, str]:
+    """Popularity tiers over the training interactions, exactly as the eval harness counts."""
+    from genre_agent.eval.protocols import train_interactions
+    from genre_agent.popularity import popularity_tiers
+
+    counts = Counter(r.item_id for r in train_interactions(ds))
+    return popularity_tiers({i: counts.get(i, 0) for i in ds.items}, len(ds.items))
+
+
+def score_request(
+    ex: Example,
+    ds: Any,
+    history_len: int,
+    ranking: RankingConfig,
+    tiers: Mapping[str, str] | None = None,
+) -> ScoreRequest:
+    """The exact ScoreRequest the scoring ranker sends at serve time for this example.
+
+    With ``ranking.popularity_hint`` the candidates carry their popularity tier (``tiers``,
+    computed from the training interactions when not given)."""
     ranker = ScoringRanker(
         _NoLLM(),  # type: ignore[arg-type]
         ranking.model_copy(update={"permutations": 1, "window_size": max(len(ex.candidates), 2)}),
     )
     hist = [ds.items[h] for h in ex.history][-history_len:] if history_len else []
-    req = RankRequest(
-        candidates=[Candidate(item=ds.items[c], score=0.0, source="tune") for c in ex.candidates],
-        history=hist,
-        k=len(ex.candidates),
-    )
+    cands = [Candidate(item=ds.items[c], score=0.0, source="tune") for c in ex.candidates]
+    if ranking.popularity_hint:
+        from genre_agent.popularity import hint_candidates
+
+        cands = hint_candidates(cands, tiers if tiers is not None else training_tiers(ds))
+    req = RankRequest(candidates=cands, history=hist, k=len(ex.candidates))
     _jobs, reqs = ranker._plan([req], seed=0)
     if len(reqs) != 1:
         raise ConfigError("tune: one example must render as exactly one scoring pass")
@@ -135,14 +155,19 @@ class Encoded:
 
 
 def encode(
-    ex: Example, ds: Any, tokenizer: Any, cfg: TuneConfig, ranking: RankingConfig
+    ex: Example,
+    ds: Any,
+    tokenizer: Any,
+    cfg: TuneConfig,
+    ranking: RankingConfig,
+    tiers: Mapping[str, str] | None = None,
 ) -> Encoded:
     """Tokenise the serve-time prompt; drop the oldest history items until it fits."""
     from genre_agent.llm.engines import _chat_text, label_token_ids
 
     history_len = min(cfg.history_len, len(ex.history))
     while True:
-        sreq = score_request(ex, ds, history_len, ranking)
+        sreq = score_request(ex, ds, history_len, ranking, tiers)
         ids = tokenizer(_chat_text(tokenizer, sreq), add_special_tokens=False)["input_ids"]
         if len(ids) <= cfg.max_seq_len:
             break
@@ -239,7 +264,8 @@ class Tuner:
         self.announce(f"{len(examples)} examples from {len(ds.by_user)} users; base {base}")
         tok, model = self._load(base)
         ranking = self.cfg.ranking
-        encoded = [encode(ex, ds, tok, self.t, ranking) for ex in examples]
+        tiers = training_tiers(ds) if ranking.popularity_hint else None
+        encoded = [encode(ex, ds, tok, self.t, ranking, tiers) for ex in examples]
         lengths = [len(e.input_ids) for e in encoded]
         self.announce(f"prompt tokens: mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}")
         params = [p for p in model.parameters() if p.requires_grad]
