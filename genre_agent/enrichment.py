@@ -111,6 +111,27 @@ class Enricher:
             hint={"task": "enrich", "item_id": item.id, "title": item.title},
         )
 
+    def parse(self, text: str) -> Enrichment:
+        """Re-validate one answer (ValueError / ValidationError if it is not usable)."""
+        e = Enrichment.model_validate(json.loads(text))
+        if len(e.summary) > self.cfg.summary_chars or len(e.keywords) > self.cfg.max_keywords:
+            raise ValueError("summary or keyword list too long")
+        return e
+
+    def enrich(self, items: Sequence[Item]) -> tuple[dict[str, Item], list[dict[str, Any]]]:
+        """Enrich ``items`` in one batched LLM call, without checkpoint or store (the eval
+        harness caches through its CachingLLM instead). Returns the enriched copies by id and
+        the invalid answers; an item whose answer is invalid is left out of the copies."""
+        outs = self.llm.generate([self.request(it) for it in items]) if items else []
+        done: dict[str, Item] = {}
+        invalid: list[dict[str, Any]] = []
+        for it, out in zip(items, outs, strict=True):
+            try:
+                done[it.id] = enriched_item(it, self.parse(out.text), self.cfg.embed)
+            except (ValueError, ValidationError) as exc:
+                invalid.append({"item_id": it.id, "error": str(exc)[:200]})
+        return done, invalid
+
     def run(
         self,
         items: Sequence[Item],
@@ -141,12 +162,7 @@ class Enricher:
                     outs = self.llm.generate([self.request(it) for it in batch])
                     for it, out in zip(batch, outs, strict=True):
                         try:
-                            e = Enrichment.model_validate(json.loads(out.text))
-                            if (
-                                len(e.summary) > self.cfg.summary_chars
-                                or len(e.keywords) > self.cfg.max_keywords
-                            ):
-                                raise ValueError("summary or keyword list too long")
+                            e = self.parse(out.text)
                         except (ValueError, ValidationError) as exc:
                             report.invalid.append({"item_id": it.id, "error": str(exc)[:200]})
                             continue

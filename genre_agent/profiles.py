@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 _TOPIC_CHARS = r"[A-Za-z0-9 ,'&/\-]"
 
 
+# (user id, liked items, disliked items): one user's input to Profiles.build_many.
+ProfileInput = tuple[str, Sequence[Item], Sequence[Item]]
+
+
 class ProfileError(GenreError):
     """A profile could not be built or edited."""
 
@@ -261,37 +265,63 @@ class Profiles:
         force: bool = False,
     ) -> ProfileRecord:
         """The user's profile; reused when history, template and model are unchanged."""
-        liked, disliked = self._clean(user_id, liked, disliked)
-        if not liked and not disliked:
-            raise ProfileError(f"user {user_id!r} has no history to build a profile from")
-        h = history_sha256(liked, disliked)
+        out = self.build_many([(user_id, liked, disliked)], force=force)[0]
+        if isinstance(out, ProfileError):
+            raise out
+        return out
+
+    def build_many(
+        self, users: Sequence[ProfileInput], force: bool = False
+    ) -> list[ProfileRecord | ProfileError]:
+        """``build`` for many (user id, liked, disliked) at once: the profiles that need the
+        LLM are generated in one batched call. Each slot holds the user's record, or the
+        ProfileError that stopped it (no history, unreadable answer); other users are
+        unaffected."""
         from genre_agent.prompting import template_sha256
 
         tsha = template_sha256(self.cfg.template)
-        old = self.store.get(user_id)
-        if old and not force:
-            if old.edited or (
-                old.history_sha256 == h
-                and old.template_sha256 == tsha
-                and old.model_id == self.llm.model_id
-            ):
-                return old
-        req = self.request(liked, disliked)
-        out = self.llm.generate([req])[0]
-        allowed = {i.id for i in [*liked, *disliked]}
-        profile, violations = validate_profile(out.text, allowed)
-        rec = ProfileRecord(
-            user_id=user_id,
-            profile=profile,
-            template_sha256=tsha,
-            model_id=self.llm.model_id,
-            history_sha256=h,
-            violations=violations,
-            created=time.time(),
-            raw_output=out.text,
-        )
-        self.store.put(rec)
-        return rec
+        out: list[ProfileRecord | ProfileError | None] = []
+        todo: list[tuple[int, str, list[Item], list[Item], str]] = []
+        for user_id, liked_in, disliked_in in users:
+            liked, disliked = self._clean(user_id, liked_in, disliked_in)
+            if not liked and not disliked:
+                msg = f"user {user_id!r} has no history to build a profile from"
+                out.append(ProfileError(msg))
+                continue
+            h = history_sha256(liked, disliked)
+            old = self.store.get(user_id)
+            if old and not force:
+                if old.edited or (
+                    old.history_sha256 == h
+                    and old.template_sha256 == tsha
+                    and old.model_id == self.llm.model_id
+                ):
+                    out.append(old)
+                    continue
+            todo.append((len(out), user_id, liked, disliked, h))
+            out.append(None)
+        reqs = [self.request(lk, dk) for _, _, lk, dk, _ in todo]
+        gens = self.llm.generate(reqs) if reqs else []
+        for (slot, user_id, liked, disliked, h), gen in zip(todo, gens, strict=True):
+            allowed = {i.id for i in [*liked, *disliked]}
+            try:
+                profile, violations = validate_profile(gen.text, allowed)
+            except ProfileError as exc:
+                out[slot] = exc
+                continue
+            rec = ProfileRecord(
+                user_id=user_id,
+                profile=profile,
+                template_sha256=tsha,
+                model_id=self.llm.model_id,
+                history_sha256=h,
+                violations=violations,
+                created=time.time(),
+                raw_output=gen.text,
+            )
+            self.store.put(rec)
+            out[slot] = rec
+        return [r for r in out if r is not None]
 
     def get(self, user_id: str) -> ProfileRecord | None:
         return self.store.get(user_id)

@@ -63,11 +63,31 @@ def _ranking_text(req: GenRequest, order: str) -> str:
     return '{"items": [' + body + "]}"
 
 
+def _profile_text(req: GenRequest) -> str:
+    """A valid profile answer citing the user's first history ids (``hint["history_ids"]``)."""
+    ids = list(req.hint.get("history_ids", []))
+    return json.dumps(
+        {
+            "liked": [{"topic": "fake topic", "evidence": ids[:2]}],
+            "disliked": [],
+            "summary": "Fake profile of a user who liked " + ", ".join(ids[-3:]) + ".",
+        }
+    )
+
+
+def _enrich_text(req: GenRequest) -> str:
+    """A valid enrichment answer naming the item (``hint["title"]``)."""
+    summary = f"Fake summary of {req.hint.get('title', req.hint.get('item_id', ''))}"[:100]
+    return json.dumps({"summary": summary + ".", "keywords": ["fake keyword"]})
+
+
 class FakeLLM:
     """Returns scripted text. Built-in scripts answer ranking requests from ``hint``:
 
     first (candidate order), reverse, duplicate (repeats an id), offlist (an unknown id),
     malformed (not JSON). A callable script gets each request and returns the text.
+    Profile and enrichment requests get a small valid answer built from their ``hint``
+    (except with ``malformed``).
 
     ``score_script`` answers ``score_labels`` (see _fake_label_scores), or is a callable
     returning {label: logprob}.
@@ -90,6 +110,10 @@ class FakeLLM:
             return '{"items": [{"item_id": '
         if req.hint.get("task") == "rank":
             return _ranking_text(req, self.script)
+        if req.hint.get("task") == "profile":
+            return _profile_text(req)
+        if req.hint.get("task") == "enrich":
+            return _enrich_text(req)
         if req.hint.get("task") == "explain":
             return json.dumps({"rationale": f"Fits the user's history ({req.hint['item_id']})."})
         return str(req.hint.get("reply", "{}"))
