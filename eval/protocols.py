@@ -6,6 +6,19 @@ everything before the test target; for validation, everything before the validat
 Training data for baselines and hard-negative retrievers is every user's interactions minus
 their last two, so no held-out target leaks into popularity or item-item similarity.
 
+Simulated cold users (``protocol.max_history = N``): after the split, each user's history is
+cut to its most recent N interactions. Everything that conditions on the user sees only that
+visible history: the LLM ranker, the eval profile builder, the user-based baselines (item-kNN,
+BM25, embedding, fusion score the candidates against it) and the retriever of the
+``retriever``/``two-stage`` protocols. Two things deliberately stay as without the cut, so a
+run with and a run without it are paired user by user: the eligible users and, for the
+``sampled``/``popularity`` protocols, the candidate sets (negatives are still drawn from items
+the user never interacted with, at any time). Catalog-level statistics (training popularity,
+item-item co-occurrence) are fitted on the whole training part, the users' cut-off
+interactions included: one user among hundreds barely moves them, and keeping them fixed
+keeps every baseline the same fitted model in both runs (a small optimistic bias for
+item-kNN on the cold run, noted in docs/eval.md).
+
 Candidate sets (``protocol.kind``):
 - ``sampled``: target + (n-1) unseen items drawn uniformly, shuffled (LLMRank style).
 - ``popularity``: target + (n-1) unseen items drawn with probability proportional to training
@@ -44,6 +57,9 @@ class ProtocolConfig(BaseModel):
     n_candidates: int = Field(20, ge=2, le=1000)
     retriever: RetrieverKind = "fusion"
     min_history: int = Field(5, ge=1)
+    # Keep only the most recent N interactions of each user's history (None: all of it);
+    # simulates users with short histories, see the module docstring.
+    max_history: int | None = Field(None, ge=1)
     users: int = Field(200, ge=1)
     seed: int = 0
 
@@ -86,6 +102,22 @@ def split_user(rows: Sequence[Interaction], split: Split) -> tuple[tuple[str, ..
     return tuple(r.item_id for r in rows[:cut]), rows[cut].item_id
 
 
+def visible(history: tuple[str, ...], max_history: int | None) -> tuple[str, ...]:
+    """The part of a history the systems see: its last ``max_history`` items (or all)."""
+    return history[-max_history:] if max_history else history
+
+
+def history_rows(ds: Dataset, case: EvalCase) -> list[Interaction]:
+    """The interactions behind ``case.history`` (with their ratings), strictly before the
+    target: what a profile may be built from without seeing the label."""
+    rows = ds.by_user[case.user_id]
+    cut = len(rows) - (1 if case.split == "test" else 2)
+    shown = list(rows[cut - len(case.history) : cut]) if case.history else []
+    if tuple(r.item_id for r in shown) != case.history:
+        raise ValueError(f"user {case.user_id!r}: case history does not match the dataset")
+    return shown
+
+
 # (history ids, exclude ids, n) -> ranked ids
 RetrieveFn = Callable[[Sequence[str], set[str], int], list[str]]
 
@@ -107,6 +139,7 @@ def build_cases(
     for user in eligible_users(ds, cfg):
         rows = ds.by_user[user]
         history, target = split_user(rows, split)
+        history = visible(history, cfg.max_history)
         # Everything the user ever interacted with is "seen": never a negative.
         seen = {r.item_id for r in rows}
         n_neg = cfg.n_candidates - 1

@@ -6,18 +6,21 @@ with the same cache replays bit-identical rankings.
 
 Label-blindness: the ranker gets a ``RankRequest`` built from the candidate ids and the
 history only; the target id never reaches it, and a failed request is retried with the same
-request, never with knowledge of the answer.
+request, never with knowledge of the answer. A variant's profile (``profile.use_in_rerank``)
+is built from the same visible history; its enriched items (``enrich.enabled``) are the
+candidates, enriched without any label (see ``genre_agent.eval.augment``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genre_agent.eval.augment import VariantInputs, check_switches
 from genre_agent.eval.baselines import BaselineSuite
 from genre_agent.eval.cache import CachingLLM
 from genre_agent.eval.datasets import Dataset, load_dataset
@@ -28,7 +31,9 @@ from genre_agent.retrievers.fusion import ranks_of, rrf
 
 from genre_agent.config import Config, LLMConfig
 from genre_agent.errors import GenreError
+from genre_agent.items import Item
 from genre_agent.llm.base import LLM
+from genre_agent.profiles import ProfileError
 from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.types import Candidate
 
@@ -95,6 +100,8 @@ def _record(
         "user_id": case.user_id,
         "split": case.split,
         "target": case.target,
+        # Length of the history the systems saw (after protocol.max_history): segments.
+        "history_len": len(case.history),
         "ranked": ranked,
         "metrics": user_metrics(ranked, {case.target}, case.candidates, ks),
         **extra,
@@ -106,11 +113,31 @@ def _batches(seq: Sequence[EvalCase], size: int) -> Iterator[list[EvalCase]]:
         yield list(seq[start : start + size])
 
 
-def rank_requests(case: EvalCase, ds: Dataset, history_len: int, k: int) -> RankRequest:
-    """The model's whole input: candidates (presented order) and recent history, no target."""
+def rank_requests(
+    case: EvalCase,
+    ds: Dataset,
+    history_len: int,
+    k: int,
+    *,
+    items: Mapping[str, Item] | None = None,
+    profile: str | None = None,
+) -> RankRequest:
+    """The model's whole input: candidates (presented order) and recent history, no target.
+
+    ``items``: enriched copies that replace candidates; ``profile``: the user's profile text
+    (both label-blind, see ``genre_agent.eval.augment``)."""
+    items = items or {}
     hist = [ds.items[h] for h in case.history][-history_len:] if history_len else []
-    cands = [Candidate(item=ds.items[c], score=0.0, source="eval") for c in case.candidates]
-    return RankRequest(candidates=cands, history=hist, k=min(k, len(cands)))
+    cands = [
+        Candidate(item=items.get(c) or ds.items[c], score=0.0, source="eval")
+        for c in case.candidates
+    ]
+    return RankRequest(candidates=cands, history=hist, profile=profile, k=min(k, len(cands)))
+
+
+def _profile_text(rec: Any) -> str | None:
+    """The text a built profile puts into the prompt (None: no profile, or an empty one)."""
+    return (rec.profile.as_text() or None) if rec is not None else None
 
 
 def _rank_isolated(
@@ -164,6 +191,8 @@ class Runner:
         self.progress = progress
         self.split = split or exp.split
         self.cache_path = Path(cache_path) if cache_path else self.out / "llm_cache.sqlite"
+        for v in exp.variants:  # before any work: a switch the harness cannot apply
+            check_switches(exp.variant_config(v, self.overrides), v.name)
         self.prepared = prepare(exp, self.split, self.overrides)
         self.results_path = self.out / RESULTS
         self.done = self._done_keys()
@@ -242,22 +271,65 @@ class Runner:
         }
         self.variant_meta[variant.name] = meta
         total = len(self.prepared.cases) * len(seeds)
-        for seed in seeds:
-            for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
-                reqs = [
-                    rank_requests(c, ds, cfg.retrieval.history_len, cfg.ranking.k) for c in batch
-                ]
-                t0 = time.perf_counter()
-                outs = _rank_isolated(ranker, reqs, cfg.llm.temperature, cfg.llm.seed + seed)
-                wall = (time.perf_counter() - t0) / len(batch)
-                recs = [
-                    self._variant_record(variant, meta, seed, c, o, wall)
-                    for c, o in zip(batch, outs, strict=True)
-                ]
-                self._append(recs)
-                left = sum(len(self._todo(variant.name, s)) for s in seeds)
-                self._tick(variant.name, total - left, total)
-        llm.close()
+        inputs = VariantInputs(cfg, llm, ds)
+        # Enrichment is an indexing-time job: done up front for the cases still to run (cached,
+        # so a resumed run asks the LLM only for what is missing), outside request latency.
+        todo_cases = {c.user_id: c for s in seeds for c in self._todo(variant.name, s)}
+        try:
+            inputs.enrich(
+                list(todo_cases.values()),
+                self.exp.batch_size,
+                lambda d, t: self._tick(f"{variant.name} (enrich)", d, t),
+            )
+            for seed in seeds:
+                for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
+                    self._append(
+                        self._variant_batch(variant, cfg, meta, ranker, inputs, seed, batch)
+                    )
+                    left = sum(len(self._todo(variant.name, s)) for s in seeds)
+                    self._tick(variant.name, total - left, total)
+        finally:
+            meta.update(inputs.meta())
+            inputs.close()
+            llm.close()
+
+    def _variant_batch(
+        self,
+        variant: VariantSpec,
+        cfg: Config,
+        meta: dict[str, Any],
+        ranker: Any,
+        inputs: VariantInputs,
+        seed: int,
+        batch: list[EvalCase],
+    ) -> list[dict[str, Any]]:
+        t0 = time.perf_counter()
+        profiles = inputs.profiles_for(batch)
+        # A user whose profile cannot be built is a failed request (scored 0), like an answer
+        # that stays invalid: the variant never quietly ranks a user without its profile.
+        ok = [c for c in batch if not isinstance(profiles.get(c.user_id), ProfileError)]
+        reqs = [
+            rank_requests(
+                c,
+                self.prepared.ds,
+                cfg.retrieval.history_len,
+                cfg.ranking.k,
+                items=inputs.enriched,
+                profile=_profile_text(profiles.get(c.user_id)),
+            )
+            for c in ok
+        ]
+        temperature, llm_seed = cfg.llm.temperature, cfg.llm.seed + seed
+        outs = _rank_isolated(ranker, reqs, temperature, llm_seed) if reqs else []
+        by_user = dict(zip([c.user_id for c in ok], outs, strict=True))
+        wall = (time.perf_counter() - t0) / len(batch)
+        recs = []
+        for c in batch:
+            prof = profiles.get(c.user_id)
+            out = by_user.get(c.user_id, prof)
+            extra = inputs.record_fields(c, prof)
+            recs.append(self._variant_record(variant, meta, seed, c, out, wall, extra))
+        return recs
 
     def _variant_record(
         self,
@@ -267,11 +339,13 @@ class Runner:
         case: EvalCase,
         out: Any,
         wall: float,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         common = {
             k: meta[k]
             for k in ("config_sha256", "model_id", "model_revision", "dataset_sha256", "variant")
         }
+        common.update(extra or {})
         if isinstance(out, Exception):
             return _record(
                 variant.name,
