@@ -69,6 +69,9 @@ class Experiment(_Frozen):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
     primary: str = "ndcg@10"
+    # Also report every metric per group of users split by visible history length at these
+    # thresholds ([5]: <=5 and >5); see genre_agent.eval.summary.
+    segments: list[int] = Field(default_factory=list)
     batch_size: int = Field(16, ge=1, le=4096)
     bootstrap: int = Field(2000, ge=100)
     permutations: int = Field(5000, ge=100)
@@ -82,6 +85,8 @@ class Experiment(_Frozen):
         allowed = {f"{m}@{k}" for m in _METRICS for k in self.ks} | {"auc"}
         if self.primary not in allowed:
             raise ValueError(f"primary {self.primary!r} is not computed; one of {sorted(allowed)}")
+        if self.segments != sorted(set(self.segments)) or any(t < 1 for t in self.segments):
+            raise ValueError(f"segments must be increasing thresholds >= 1: {self.segments}")
         for name in self.fusion_weights:
             if name not in ALL_BASELINES or name in {"fusion", "random"}:
                 raise ValueError(f"fusion_weights: {name!r} is not a fusable retriever")

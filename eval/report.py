@@ -59,6 +59,52 @@ def comparison_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+def segment_tables(
+    seg: dict[str, Any], primary: str
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of the per-group tables: ``primary`` with its 95% CI per system
+    and group, then each paired comparison per group."""
+    groups = seg["groups"]
+    heads = [f"{g['label']} (n={g['users']})" for g in groups]
+    names = list(dict.fromkeys(n for g in groups for n in g["systems"]))
+    kinds = {n: e["kind"] for g in groups for n, e in g["systems"].items()}
+    rows = []
+    for n in names:
+        row = [n, kinds[n]]
+        for g in groups:
+            e = g["systems"].get(n)
+            row.append(_ci(e["metrics"][primary]) + f" ({e['users']})" if e else "")
+        rows.append(row)
+    pairs = list(dict.fromkeys((c["a"], c["b"]) for g in groups for c in g["comparisons"]))
+    crows = []
+    for a, b in pairs:
+        row = [a, b]
+        for g in groups:
+            c = next((c for c in g["comparisons"] if (c["a"], c["b"]) == (a, b)), None)
+            row.append(
+                f"{c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] p={c['p']:.3f}"
+                if c and c["users"]
+                else ""
+            )
+        crows.append(row)
+    by = "visible history length"
+    return [
+        (f"{primary} by {by} (mean [95% bootstrap CI] (users))", ["system", "kind", *heads], rows),
+        (
+            f"Paired differences on {primary} by {by} (mean(A - B) [95% CI], permutation p)",
+            ["A", "B", *heads],
+            crows,
+        ),
+    ]
+
+
+def segments_markdown(seg: dict[str, Any], primary: str, level: str = "##") -> str:
+    parts = []
+    for title, header, rows in segment_tables(seg, primary):
+        parts += [f"{level} {title}", _md_table(header, rows)]
+    return "\n\n".join(parts)
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -136,6 +182,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tupl
     header, rows = table_rows(summary)
     cheader, crows = comparison_rows(summary)
     prov = _provenance(summary)
+    seg = summary.get("segments")
     md = (
         "\n\n".join(
             [
@@ -145,6 +192,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tupl
                 _md_table(header, rows),
                 "## Paired comparisons (bootstrap CI of the difference, permutation p)",
                 _md_table(cheader, crows),
+                *([segments_markdown(summary["segments"], summary["primary"])] if seg else []),
             ]
         )
         + "\n"
@@ -175,6 +223,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tupl
         + f"<img alt='latency' src='data:image/png;base64,{imgs['latency']}'>"
         + "<h2>Paired comparisons</h2>"
         + h_table(cheader, crows)
+        + "".join(
+            f"<h2>{html.escape(title)}</h2>" + h_table(hd, rs)
+            for title, hd, rs in (segment_tables(seg, summary["primary"]) if seg else [])
+        )
         + "</body></html>"
     )
     html_path = dest / "report.html"

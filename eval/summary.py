@@ -1,4 +1,12 @@
-"""Aggregate per-user results into per-system metrics with CIs and paired comparisons."""
+"""Aggregate per-user results into per-system metrics with CIs and paired comparisons.
+
+Segments: with thresholds ``[5]`` (experiment ``segments``, or ``genre eval segments --at 5``)
+the users are also split by the length of the history the systems saw (``history_len`` of
+each result line, after ``protocol.max_history``) into ``<=5`` and ``>5``, and each group gets
+its own per-system CIs and paired comparisons. Several runs on the same data (e.g. one with
+``protocol.max_history = 5`` and one without) can be pooled: a user then counts in each
+group once per run that puts them there, and pairs are only formed within a group.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,8 @@ from genre_agent.eval.metrics import average_popularity, coverage, intra_list_di
 from genre_agent.eval.runner import read_results
 from genre_agent.eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
 
+from genre_agent.errors import GenreError
+
 
 def _per_user(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
     """Per-user value averaged over seeds (seeds are repeated measures of one user)."""
@@ -20,14 +30,161 @@ def _per_user(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
     return {u: mean(v) for u, v in acc.items()}
 
 
+def _compare(
+    by_sys: dict[str, list[dict[str, Any]]], a: str, b: str, m: str, n_boot: int, n_perm: int
+) -> dict[str, Any]:
+    """mean(a - b) over the users both systems have, paired bootstrap CI and permutation p."""
+    ua, ub = _per_user(by_sys[a], m), _per_user(by_sys[b], m)
+    common = sorted(set(ua) & set(ub))
+    xa, xb = [ua[u] for u in common], [ub[u] for u in common]
+    ci = paired_bootstrap_ci(xa, xb, n_boot)
+    return {
+        "a": a,
+        "b": b,
+        "metric": m,
+        "users": len(common),
+        "diff": ci.mean,
+        "low": ci.low,
+        "high": ci.high,
+        "p": paired_permutation_p(xa, xb, n_perm),
+    }
+
+
+def segment_labels(thresholds: list[int]) -> list[str]:
+    """``[5]`` -> ``["<=5", ">5"]``; ``[5, 20]`` -> ``["<=5", "6-20", ">20"]``."""
+    labels, low = [], 0
+    for t in thresholds:
+        labels.append(f"<={t}" if low == 0 else f"{low + 1}-{t}")
+        low = t
+    return [*labels, f">{low}"]
+
+
+def segment_of(history_len: int, thresholds: list[int]) -> str:
+    labels = segment_labels(thresholds)
+    for label, t in zip(labels, thresholds, strict=False):
+        if history_len <= t:
+            return label
+    return labels[-1]
+
+
+def segment_summary(
+    records: list[dict[str, Any]],
+    thresholds: list[int],
+    primary: str,
+    n_boot: int,
+    n_perm: int,
+) -> dict[str, Any]:
+    """Per history-length group: users, per-system metric CIs, and paired comparisons on
+    ``primary``: every LLM variant against every earlier variant and every baseline
+    (``diff`` = mean(a - b), a the variant)."""
+    if not thresholds or sorted(set(thresholds)) != list(thresholds) or thresholds[0] < 0:
+        raise GenreError(f"segment thresholds must be increasing, >= 0: {thresholds}")
+    if any("history_len" not in r for r in records):
+        raise GenreError(
+            "results.jsonl has lines without history_len (written before segments existed); "
+            "rerun into a new --out directory (with --cache to replay) to segment them"
+        )
+    order = list(dict.fromkeys(r["system"] for r in records))
+    kinds = {r["system"]: r["kind"] for r in records}
+    groups = []
+    for label in segment_labels(thresholds):
+        recs = [r for r in records if segment_of(int(r["history_len"]), thresholds) == label]
+        by_sys: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in recs:
+            by_sys[r["system"]].append(r)
+        names = [n for n in order if n in by_sys]
+        metric_names = sorted(recs[0]["metrics"]) if recs else []
+        systems = {}
+        for name in names:
+            metrics = {}
+            for m in metric_names:
+                ci = bootstrap_ci(list(_per_user(by_sys[name], m).values()), n_boot)
+                metrics[m] = {"mean": ci.mean, "low": ci.low, "high": ci.high}
+            systems[name] = {
+                "kind": kinds[name],
+                "users": len({r["user_id"] for r in by_sys[name]}),
+                "failure_rate": mean([float(bool(r.get("failed"))) for r in by_sys[name]]),
+                "metrics": metrics,
+            }
+        variants = [n for n in names if kinds[n] == "llm"]
+        pairs = [(a, b) for i, a in enumerate(variants) for b in variants[:i]]
+        pairs += [(a, b) for a in variants for b in names if kinds[b] != "llm"]
+        groups.append(
+            {
+                "label": label,
+                "users": len({r["user_id"] for r in recs}),
+                "systems": systems,
+                "comparisons": [_compare(by_sys, a, b, primary, n_boot, n_perm) for a, b in pairs],
+            }
+        )
+    return {"by": "history_len", "thresholds": list(thresholds), "groups": groups}
+
+
+def summarize_segments(
+    run_dirs: list[str | Path], thresholds: list[int], out_dir: str | Path
+) -> dict[str, Any]:
+    """Pool the result lines of several runs on the same data and split, segment them, and
+    write ``segments.json`` in ``out_dir``. A (system, seed, user) may appear in several runs
+    only if each puts it in a different group (e.g. once with its full history and once
+    cut by ``protocol.max_history``)."""
+    manifests = [json.loads((Path(d) / "manifest.json").read_text()) for d in run_dirs]
+    first = manifests[0]
+    for d, m in zip(run_dirs, manifests, strict=True):
+        for field in ("sha256", "name"):
+            if m["dataset"][field] != first["dataset"][field]:
+                raise GenreError(f"{d}: dataset {field} differs from {run_dirs[0]}")
+        if m["split"] != first["split"]:
+            raise GenreError(f"{d}: split {m['split']!r} differs from {first['split']!r}")
+    records: list[dict[str, Any]] = []
+    seen: dict[tuple[str, int, str, str], str] = {}
+    for d in run_dirs:
+        for r in read_results(d):
+            if "history_len" not in r:
+                raise GenreError(f"{d}: result lines without history_len; rerun to segment")
+            key = (r["system"], r["seed"], r["user_id"], segment_of(r["history_len"], thresholds))
+            if key in seen:
+                raise GenreError(
+                    f"{d} and {seen[key]} both put user {key[2]!r} of {key[0]!r} in group "
+                    f"{key[3]!r}; pool runs that differ in protocol.max_history"
+                )
+            seen[key] = str(d)
+            records.append(r)
+    exp = first["experiment"]
+    seg = segment_summary(
+        records, thresholds, exp["primary"], exp["bootstrap"], exp["permutations"]
+    )
+    seg.update(
+        {
+            "runs": [
+                {
+                    "dir": str(d),
+                    "experiment": m["experiment"]["name"],
+                    "max_history": m["experiment"]["protocol"].get("max_history"),
+                    "users": m["users"],
+                }
+                for d, m in zip(run_dirs, manifests, strict=True)
+            ],
+            "dataset": first["dataset"],
+            "split": first["split"],
+            "primary": exp["primary"],
+        }
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "segments.json").write_text(json.dumps(seg, indent=2, sort_keys=True))
+    return seg
+
+
 def summarize(
     out_dir: str | Path,
     features: dict[str, set[str]] | None = None,
     popularity: dict[str, float] | None = None,
     catalog_size: int | None = None,
+    segments: list[int] | None = None,
 ) -> dict[str, Any]:
     """Write and return ``summary.json``: per system means + 95% CIs, list-level aggregates,
-    rates, cost, and every variant compared (paired by user) with every other system."""
+    rates, cost, and every variant compared (paired by user) with every other system;
+    with ``segments`` (default: the experiment's) also per history-length group."""
     out = Path(out_dir)
     manifest = json.loads((out / "manifest.json").read_text())
     exp = manifest["experiment"]
@@ -99,22 +256,7 @@ def summarize(
             if a == b or (b in variants and variants.index(b) < variants.index(a)):
                 continue
             for m in metric_names:
-                ua, ub = _per_user(by_sys[a], m), _per_user(by_sys[b], m)
-                common = sorted(set(ua) & set(ub))
-                xa, xb = [ua[u] for u in common], [ub[u] for u in common]
-                ci = paired_bootstrap_ci(xa, xb, n_boot)
-                comparisons.append(
-                    {
-                        "a": a,
-                        "b": b,
-                        "metric": m,
-                        "users": len(common),
-                        "diff": ci.mean,
-                        "low": ci.low,
-                        "high": ci.high,
-                        "p": paired_permutation_p(xa, xb, n_perm),
-                    }
-                )
+                comparisons.append(_compare(by_sys, a, b, m, n_boot, n_perm))
     summary = {
         "dataset": manifest["dataset"],
         "users": len(users),
@@ -126,6 +268,11 @@ def summarize(
         "comparisons": comparisons,
         "variants": manifest.get("variants", {}),
     }
+    thresholds = exp.get("segments", []) if segments is None else segments
+    if thresholds and records:
+        summary["segments"] = segment_summary(
+            records, list(thresholds), exp["primary"], n_boot, n_perm
+        )
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary
 

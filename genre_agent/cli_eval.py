@@ -54,12 +54,20 @@ def _release_engines() -> None:
     clear_engines()
 
 
-def _load(path: Path, users: int | None) -> Any:
-    from genre_agent.eval.experiment import load_experiment
+def _load(path: Path, users: int | None, max_history: int | None = None) -> Any:
+    from genre_agent.eval.experiment import Experiment, load_experiment
 
     exp = load_experiment(path)
+    proto: dict[str, Any] = {}
     if users is not None:
-        exp = exp.model_copy(update={"protocol": exp.protocol.model_copy(update={"users": users})})
+        proto["users"] = users
+    if max_history is not None:
+        proto["max_history"] = max_history
+    if proto:
+        # Re-validated, so a bad value is the same clear error as in the file.
+        data = exp.model_dump()
+        data["protocol"] = {**data["protocol"], **proto}
+        exp = Experiment.model_validate(data)
     return exp
 
 
@@ -71,6 +79,12 @@ def run(
     experiment: Annotated[Path, typer.Argument(help="experiment TOML/YAML")],
     out: Annotated[Path | None, typer.Option(help="run directory (resumed if it exists)")] = None,
     users: Annotated[int | None, typer.Option(help="override protocol.users")] = None,
+    max_history: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="override protocol.max_history: keep each user's last N interactions"
+        ),
+    ] = None,
     split: Annotated[str | None, typer.Option(help="valid or test")] = None,
     only: Annotated[list[str] | None, typer.Option(help="run only these systems")] = None,
     cache: Annotated[Path | None, typer.Option(help="LLM cache file (replay)")] = None,
@@ -82,7 +96,7 @@ def run(
     from genre_agent.eval.runner import Runner
     from genre_agent.eval.summary import summarize_prepared
 
-    exp = _load(experiment, users)
+    exp = _load(experiment, users, max_history)
     if only:
         exp = exp.model_copy(
             update={
@@ -131,6 +145,31 @@ def report(
         raise GenreError(f"{run_dir}: no summary.json; run `genre eval run` first")
     md, html = write_report(run_dir, out)
     typer.echo(f"wrote {md} and {html}")
+
+
+@app.command("segments")
+def segments_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories on the same data")],
+    at: Annotated[
+        list[int] | None, typer.Option("--at", help="history-length threshold (repeatable)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write segments.json/.md")] = None,
+) -> None:
+    """Pool runs (e.g. with and without --max-history 5) and split every system's metrics by
+    the users' visible history length, with paired CIs per group."""
+    from genre_agent.eval.report import segments_markdown
+    from genre_agent.eval.summary import summarize_segments
+
+    for d in run_dirs:
+        if not (d / "manifest.json").exists():
+            raise GenreError(f"{d}: no manifest.json; run `genre eval run` first")
+    dest = out or run_dirs[0]
+    seg = summarize_segments(list(run_dirs), sorted(set(at or [5])), dest)
+    runs = ", ".join(f"{r['dir']} (max_history {r['max_history']})" for r in seg["runs"])
+    md = f"# Segments: {runs}\n\n" + segments_markdown(seg, seg["primary"]) + "\n"
+    (dest / "segments.md").write_text(md, encoding="utf-8")
+    typer.echo(md)
+    typer.echo(f"wrote {dest / 'segments.json'} and {dest / 'segments.md'}")
 
 
 @app.command("search")
