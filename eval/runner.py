@@ -33,6 +33,7 @@ from genre_agent.config import Config, LLMConfig
 from genre_agent.errors import GenreError
 from genre_agent.items import Item
 from genre_agent.llm.base import LLM
+from genre_agent.popularity import hint_candidates, popularity_tiers
 from genre_agent.profiles import ProfileError
 from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.types import Candidate
@@ -118,20 +119,25 @@ def rank_requests(
     ds: Dataset,
     history_len: int,
     k: int,
+    tiers: Mapping[str, str] | None = None,
     *,
     items: Mapping[str, Item] | None = None,
     profile: str | None = None,
 ) -> RankRequest:
     """The model's whole input: candidates (presented order) and recent history, no target.
 
-    ``items``: enriched copies that replace candidates; ``profile``: the user's profile text
-    (both label-blind, see ``genre_agent.eval.augment``)."""
+    ``tiers``: popularity tiers (``ranking.popularity_hint``), counted over the training
+    interactions only, so a held-out target is never counted. ``items``: enriched copies
+    that replace candidates; ``profile``: the user's profile text (both label-blind, see
+    ``genre_agent.eval.augment``)."""
     items = items or {}
     hist = [ds.items[h] for h in case.history][-history_len:] if history_len else []
     cands = [
         Candidate(item=items.get(c) or ds.items[c], score=0.0, source="eval")
         for c in case.candidates
     ]
+    if tiers is not None:
+        cands = hint_candidates(cands, tiers)
     return RankRequest(candidates=cands, history=hist, profile=profile, k=min(k, len(cands)))
 
 
@@ -271,6 +277,10 @@ class Runner:
         }
         self.variant_meta[variant.name] = meta
         total = len(self.prepared.cases) * len(seeds)
+        tiers = None
+        if cfg.ranking.popularity_hint:
+            pop = self.prepared.suite.popularity
+            tiers = popularity_tiers({i: pop.get(i, 0) for i in ds.items}, len(ds.items))
         inputs = VariantInputs(cfg, llm, ds)
         # Enrichment is an indexing-time job: done up front for the cases still to run (cached,
         # so a resumed run asks the LLM only for what is missing), outside request latency.
@@ -284,7 +294,7 @@ class Runner:
             for seed in seeds:
                 for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
                     self._append(
-                        self._variant_batch(variant, cfg, meta, ranker, inputs, seed, batch)
+                        self._variant_batch(variant, cfg, meta, ranker, inputs, tiers, seed, batch)
                     )
                     left = sum(len(self._todo(variant.name, s)) for s in seeds)
                     self._tick(variant.name, total - left, total)
@@ -300,6 +310,7 @@ class Runner:
         meta: dict[str, Any],
         ranker: Any,
         inputs: VariantInputs,
+        tiers: Mapping[str, str] | None,
         seed: int,
         batch: list[EvalCase],
     ) -> list[dict[str, Any]]:
@@ -314,6 +325,7 @@ class Runner:
                 self.prepared.ds,
                 cfg.retrieval.history_len,
                 cfg.ranking.k,
+                tiers,
                 items=inputs.enriched,
                 profile=_profile_text(profiles.get(c.user_id)),
             )

@@ -99,7 +99,7 @@ def register_engine(kind: str) -> Callable[[EngineFactory], EngineFactory]:
     return deco
 
 
-_CACHE: dict[tuple[str, ...], LLM] = {}
+_CACHE: dict[tuple[object, ...], LLM] = {}
 _LOCK = threading.Lock()
 
 
