@@ -4,7 +4,9 @@ Every mode ranks the same users: candidates are the user's held-out last liked m
 19 random unseen movies (fixed seed), in a seeded random order, all with retrieval score 0.
 Throughput: all users in one batched ``rank_many`` call. Latency: single-user calls on the
 first ``--latency-users`` users (p50). HR@10: share of users whose held-out movie is ranked
-in the top 10 (a sanity check, not an evaluation; random is 0.5).
+in the top 10 (a sanity check, not an evaluation; random is 0.5). vLLM's prefix cache is
+emptied before each measured run and each latency call, so no mode reuses another's prompts;
+reuse *within* a run (the shared system prompt, a user's history across permutations) counts.
 
     flock /work/vllm.lock /work/venv/bin/python bench/bench_ranking_modes.py [--users 50]
 """
@@ -105,14 +107,23 @@ def main() -> None:
     }
     batch = [r for _, r in reqs]
 
+    def cold(llm) -> None:
+        """No prompt reuse across measurements: modes share prompts (scoring_b3's first order
+        and scoring_r3's scoring pass are scoring's prompts), and latency users were just run."""
+        reset = getattr(llm, "reset_prefix_cache", None)
+        if reset is not None:
+            reset()
+
     def run_mode(name: str, llm) -> tuple[str, float, float, float]:
         ranker = make_ranker(llm, modes[name])
-        ranker.rank_many(batch[:1])  # warm-up (structured-output compile, caches)
+        ranker.rank_many(batch[-1:])  # warm-up (structured-output compile)
+        cold(llm)
         t0 = time.perf_counter()
         results = ranker.rank_many(batch)
         wall = time.perf_counter() - t0
         lat = []
         for r in batch[: args.latency_users]:
+            cold(llm)
             t1 = time.perf_counter()
             ranker.rank_many([r])
             lat.append(time.perf_counter() - t1)

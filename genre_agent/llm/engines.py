@@ -161,6 +161,10 @@ class VLLMEngine:
             result.append(LabelScores(_renormalise(raw), len(o.prompt_token_ids or []), per))
         return result
 
+    def reset_prefix_cache(self) -> bool:
+        """Drop vLLM's cached prompt prefixes (benchmarks: no reuse across measured runs)."""
+        return bool(self.llm.reset_prefix_cache())
+
     def close(self) -> None:
         # Stop the engine-core process now; left to garbage collection it can outlive us.
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
