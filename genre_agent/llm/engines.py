@@ -78,6 +78,10 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cpus - 1}")
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM gives up compiling a structured-output regex after 5 s (a ReDoS guard for
+        # untrusted patterns). Ours are built from candidate ids; on one busy CPU core the
+        # rationale regex took longer than 5 s and the request was aborted.
+        os.environ.setdefault("VLLM_REGEX_COMPILATION_TIMEOUT_S", "60")
         # vLLM logs to stdout by default, which corrupts `genre recommend --json | jq`.
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         try:
