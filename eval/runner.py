@@ -410,6 +410,15 @@ class Runner:
         )
 
     def write_manifest(self) -> None:
+        """Write manifest.json. Variants recorded by an earlier invocation into the same run
+        directory (``--only``, resumes) are kept; this invocation's entries replace theirs."""
+        path = self.out / "manifest.json"
+        variants: dict[str, Any] = {}
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old.get("dataset", {}).get("sha256") == self.prepared.ds.sha256:
+                variants.update(old.get("variants", {}))
+        variants.update(self.variant_meta)
         manifest = {
             "experiment": self.exp.model_dump(mode="json"),
             "split": self.split,
@@ -421,9 +430,9 @@ class Runner:
             },
             "users": len(self.prepared.cases),
             "retriever_recall": self.prepared.retriever_recall,
-            "variants": self.variant_meta,
+            "variants": variants,
         }
-        (self.out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
     def run(self) -> Path:
         self.run_baselines()

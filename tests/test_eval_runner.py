@@ -262,3 +262,14 @@ def test_scoring_variant_replays_from_cache_without_the_model(data: Path, tmp_pa
             llm_factory=lambda c: ExplodingScorer(),
             cache_path=cache,
         ).run()
+
+
+def test_manifest_keeps_variants_of_earlier_invocations(data: Path, tmp_path: Path) -> None:
+    import json as _json
+
+    exp = experiment(data)
+    for name in ("a", "b"):
+        only = exp.model_copy(update={"variants": [v for v in exp.variants if v.name == name]})
+        Runner(only, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
+    manifest = _json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert set(manifest["variants"]) == {"a", "b"}
