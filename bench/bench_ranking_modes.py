@@ -73,8 +73,9 @@ def main() -> None:
     ap.add_argument(
         "--compare-prefix-caching",
         action="store_true",
-        help="afterwards, reload the engine with prefix caching off and rerun the scoring modes",
+        help="afterwards, reload the engine with prefix caching off and rerun --off-modes",
     )
+    ap.add_argument("--off-modes", default="scoring,scoring_b3")
     ap.add_argument(
         "--modes",
         default="listwise,scoring,scoring_b3,scoring_r3",
@@ -140,7 +141,7 @@ def main() -> None:
         clear_engines()
         off_cfg = cfg.model_copy(update={"enable_prefix_caching": False})
         llm_off = get_engine(off_cfg, announce=print)
-        off_rows = [run_mode(name, llm_off) for name in args.modes.split(",") if name != "listwise"]
+        off_rows = [run_mode(name, llm_off) for name in args.off_modes.split(",")]
         clear_engines()
 
     base = next((r for r in rows if r[0] == "listwise"), None)
