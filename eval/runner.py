@@ -399,7 +399,7 @@ class Runner:
             ranked,
             self.exp.ks,
             failed=False,
-            latency_s=trace.seconds("llm") + trace.seconds("render"),
+            latency_s=sum(t.seconds for t in trace.timings),  # every stage, any ranker
             wall_s=wall,
             prompt_tokens=trace.prompt_tokens,
             completion_tokens=trace.completion_tokens,

@@ -273,3 +273,20 @@ def test_manifest_keeps_variants_of_earlier_invocations(data: Path, tmp_path: Pa
         Runner(only, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
     manifest = _json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert set(manifest["variants"]) == {"a", "b"}
+
+
+class SlowFake(FakeLLM):
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        import time as _time
+
+        _time.sleep(0.02)
+        return super().generate(requests)
+
+
+def test_latency_counts_every_llm_stage_of_listwise(data: Path, tmp_path: Path) -> None:
+    """two_phase listwise times its stages as llm_rank + llm_rationales: both count."""
+    exp = experiment(data, variants=[{"name": "a", "k": 2}], baselines=[], batch_size=1)
+    Runner(exp, tmp_path / "r", llm_factory=lambda c: SlowFake("first")).run()
+    recs = read_results(tmp_path / "r")
+    # one ids call + one rationale call per user, each sleeping 20 ms
+    assert all(r["latency_s"] >= 0.04 for r in recs)
