@@ -6,9 +6,10 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM, Generation, GenRequest, LabelScores, ScoreRequest
@@ -62,27 +63,37 @@ class CachingLLM:
         self.hits = 0
         self.misses = 0
 
-    def _get(self, key: str) -> Generation | None:
-        row = self.db.execute("SELECT value FROM gen WHERE key = ?", (key,)).fetchone()
-        return Generation(**json.loads(row[0])) if row else None
-
-    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
-        keys = [request_key(r, self.model_id, self.revision) for r in requests]
+    def _cached(
+        self,
+        keys: list[str],
+        requests: Sequence[Any],
+        compute: Callable[[list[Any]], Sequence[Any]],
+        cls: type,
+    ) -> list[Any]:
+        """Answers for ``keys`` from the file; misses are computed in one batch and stored."""
         with self.lock:
-            found = [self._get(k) for k in keys]
+            rows = [
+                self.db.execute("SELECT value FROM gen WHERE key = ?", (k,)).fetchone()
+                for k in keys
+            ]
+        found: list[Any] = [cls(**json.loads(r[0])) if r else None for r in rows]
         todo = [n for n, g in enumerate(found) if g is None]
         self.hits += len(requests) - len(todo)
         self.misses += len(todo)
         if todo:
-            fresh = self.inner.generate([requests[n] for n in todo])
+            fresh = compute([requests[n] for n in todo])
             with self.lock, self.db:
-                for n, gen in zip(todo, fresh, strict=True):
-                    found[n] = gen
+                for n, res in zip(todo, fresh, strict=True):
+                    found[n] = res
                     self.db.execute(
                         "INSERT OR REPLACE INTO gen VALUES (?, ?)",
-                        (keys[n], json.dumps(asdict(gen), sort_keys=True)),
+                        (keys[n], json.dumps(asdict(res), sort_keys=True)),
                     )
-        return [g for g in found if g is not None]
+        return found
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        keys = [request_key(r, self.model_id, self.revision) for r in requests]
+        return self._cached(keys, requests, self.inner.generate, Generation)
 
     def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]:
         scorer = getattr(self.inner, "score_labels", None)
@@ -92,27 +103,7 @@ class CachingLLM:
                 f"{type(self.inner).__name__} has none"
             )
         keys = [score_key(r, self.model_id, self.revision) for r in requests]
-        with self.lock:
-            rows = [
-                self.db.execute("SELECT value FROM gen WHERE key = ?", (k,)).fetchone()
-                for k in keys
-            ]
-        found: list[LabelScores | None] = [
-            LabelScores(**json.loads(r[0])) if r else None for r in rows
-        ]
-        todo = [n for n, g in enumerate(found) if g is None]
-        self.hits += len(requests) - len(todo)
-        self.misses += len(todo)
-        if todo:
-            fresh = scorer([requests[n] for n in todo])
-            with self.lock, self.db:
-                for n, res in zip(todo, fresh, strict=True):
-                    found[n] = res
-                    self.db.execute(
-                        "INSERT OR REPLACE INTO gen VALUES (?, ?)",
-                        (keys[n], json.dumps(asdict(res), sort_keys=True)),
-                    )
-        return [g for g in found if g is not None]
+        return self._cached(keys, requests, scorer, LabelScores)
 
     def close(self) -> None:
         self.db.close()
