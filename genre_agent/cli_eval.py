@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from genre_agent.cli_common import parse_overrides
+from genre_agent.cli_common import LabelledBars, parse_overrides
 from genre_agent.errors import GenreError
 
 app = typer.Typer(
@@ -16,34 +16,6 @@ app = typer.Typer(
 
 
 _overrides = parse_overrides
-
-
-class _Bar:
-    """A rich progress bar with ETA, one task per system."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, label: str, done: int, total: int) -> None:
-        if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(label, total=total, completed=done)
-        self.progress.update(self.tasks[label], completed=done, total=total)
 
 
 def _release_engines() -> None:
@@ -105,7 +77,7 @@ def run(
             }
         )
     out_dir = out or Path("runs") / exp.name
-    bar = _Bar() if progress else None
+    bar = LabelledBars() if progress else None
     runner = Runner(exp, out_dir, _overrides(sets), progress=bar, split=split, cache_path=cache)
     try:
         if bar:

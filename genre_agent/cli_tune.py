@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from genre_agent.cli_common import parse_overrides
+from genre_agent.cli_common import LabelledBars, parse_overrides
 from genre_agent.errors import GenreError
-
-
-class _Bar:
-    """A rich progress bar with ETA and the running loss."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        )
-        self.task: Any = None
-
-    def __call__(self, label: str, done: int, total: int, info: dict[str, float]) -> None:
-        text = "  ".join(f"{k} {v:.3f}" for k, v in info.items())
-        if self.task is None:
-            self.task = self.progress.add_task(label, total=total, completed=done, info=text)
-        self.progress.update(self.task, completed=done, total=total, info=text)
 
 
 def tune(
@@ -61,7 +31,7 @@ def tune(
     if out is not None:
         overrides["tune.out_dir"] = str(out)
     cfg = load_config(config, overrides=overrides)
-    bar = _Bar() if progress else None
+    bar = LabelledBars() if progress else None
     tuner = Tuner(cfg, progress=bar, announce=lambda m: typer.echo(m, err=True))
     if bar:
         with bar.progress:
