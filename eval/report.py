@@ -27,6 +27,7 @@ def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "failure_rate",
         "latency_s_mean",
         "users_per_min",
+        "cache_hit_rate",
         "prompt_tokens_per_request",
         "completion_tokens_per_request",
     ]
@@ -144,6 +145,8 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     for n in names:
         e = systems[n]
+        if e.get("latency_s_mean") is None:  # replayed from the cache: no timing to plot
+            continue
         lat = max(e["latency_s_mean"], 1e-6)
         ax.scatter(
             [lat], [e["metrics"][primary]["mean"]], marker="o" if e["kind"] == "llm" else "s"

@@ -293,9 +293,15 @@ class Runner:
             )
             for seed in seeds:
                 for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
-                    self._append(
-                        self._variant_batch(variant, cfg, meta, ranker, inputs, tiers, seed, batch)
+                    hits, misses = llm.hits, llm.misses
+                    recs = self._variant_batch(
+                        variant, cfg, meta, ranker, inputs, tiers, seed, batch
                     )
+                    # Share of this batch's engine calls answered from the cache: a replayed
+                    # batch's wall time says nothing about speed (summary.users_per_min).
+                    calls = (llm.hits - hits) + (llm.misses - misses)
+                    rate = (llm.hits - hits) / calls if calls else 0.0
+                    self._append([{**r, "cache_hit_rate": rate} for r in recs])
                     left = sum(len(self._todo(variant.name, s)) for s in seeds)
                     self._tick(variant.name, total - left, total)
         finally:

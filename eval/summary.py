@@ -229,9 +229,13 @@ def summarize(
             for reason, c in (r.get("rejected") or {}).items():
                 rejected[reason] += c
         entry["rejected_per_request"] = {k: v / n for k, v in sorted(rejected.items())}
-        entry["latency_s_mean"] = mean([r["latency_s"] for r in recs])
-        wall = sum(r["wall_s"] for r in recs)
-        entry["users_per_min"] = 60.0 * n / wall if wall > 0 else None
+        # Speed only from requests the engine answered: a batch served from the cache (a
+        # replay) is not a measurement. ``cache_hit_rate`` says how much was replayed.
+        live = [r for r in recs if r.get("cache_hit_rate", 0.0) == 0.0]
+        wall = sum(r["wall_s"] for r in live)
+        entry["users_per_min"] = 60.0 * len(live) / wall if wall > 0 else None
+        entry["latency_s_mean"] = mean([r["latency_s"] for r in live]) if live else None
+        entry["cache_hit_rate"] = mean([r.get("cache_hit_rate", 0.0) for r in recs])
         entry["prompt_tokens_per_request"] = mean([r.get("prompt_tokens", 0) for r in recs])
         entry["completion_tokens_per_request"] = mean([r.get("completion_tokens", 0) for r in recs])
         if recs[0]["kind"] == "llm":

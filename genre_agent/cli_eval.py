@@ -99,9 +99,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for name, e in summary["systems"].items():
         m = e["metrics"][primary]
         upm = e.get("users_per_min")
+        speed = "replayed from cache" if upm is None else f"users/min {upm:.1f}"
         typer.echo(
             f"  {name:14s} {m['mean']:.4f} [{m['low']:.4f}, {m['high']:.4f}]"
-            f"  fail {e['failure_rate']:.3f}  users/min {upm or 0:.1f}"
+            f"  fail {e['failure_rate']:.3f}  {speed}"
         )
 
 

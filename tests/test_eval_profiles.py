@@ -226,7 +226,7 @@ def test_profile_variant_replays_bit_identical_from_cache(data: Path, tmp_path: 
     replay.run()
 
     def lines(out: Path) -> list[dict[str, Any]]:
-        drop = {"latency_s", "wall_s"}
+        drop = {"latency_s", "wall_s", "cache_hit_rate"}
         return [{k: v for k, v in r.items() if k not in drop} for r in read_results(out)]
 
     assert lines(tmp_path / "r1") == lines(tmp_path / "r2")

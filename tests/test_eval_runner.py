@@ -94,7 +94,16 @@ def test_replay_from_cache_is_bit_identical(data: Path, tmp_path: Path) -> None:
     assert _metrics(tmp_path / "r1") == _metrics(tmp_path / "r2")
     s1 = summarize_prepared(tmp_path / "r1", first.prepared)
     s2 = summarize_prepared(tmp_path / "r2", replay.prepared)
-    strip = ("latency_s_mean", "users_per_min")
+    strip = ("latency_s_mean", "users_per_min", "cache_hit_rate")
+    # The replay is labelled as such: no speed is claimed from cached answers.
+    llm_names = [n for n, e in s1["systems"].items() if e["kind"] == "llm"]
+    assert llm_names
+    for name in llm_names:
+        assert s1["systems"][name]["cache_hit_rate"] == 0.0
+        assert s1["systems"][name]["users_per_min"] is not None
+        assert s2["systems"][name]["cache_hit_rate"] == 1.0
+        assert s2["systems"][name]["users_per_min"] is None
+        assert s2["systems"][name]["latency_s_mean"] is None
     for name in s1["systems"]:
         a = {k: v for k, v in s1["systems"][name].items() if k not in strip}
         b = {k: v for k, v in s2["systems"][name].items() if k not in strip}
