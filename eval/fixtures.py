@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "Sci-Fi", "Romance")
 
@@ -50,3 +51,27 @@ def write_jsonl_dataset(directory: str | Path, **kw: int) -> Path:
     (d / "interactions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in inter))
     (d / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
     return d
+
+
+def tiny_experiment(data: str | Path, **extra: Any) -> Any:
+    """A fast experiment on :func:`write_jsonl_dataset` data (fake LLM and embedder).
+
+    8 users, 8 candidates, batches of 3, small bootstrap; ``extra`` replaces top-level keys.
+    """
+    from genre_agent.eval.experiment import load_experiment
+
+    spec: dict[str, Any] = {
+        "name": "t",
+        "dataset": {"kind": "jsonl", "path": str(data)},
+        "protocol": {"kind": "sampled", "n_candidates": 8, "users": 8, "min_history": 3},
+        "config": {"llm": {"engine": "fake"}, "embedder": {"kind": "fake"}},
+        "variants": [{"name": "a"}, {"name": "b", "k": 3, "history_len": 4}],
+        "baselines": ["random", "popularity", "itemknn"],
+        "ks": [1, 5],
+        "primary": "ndcg@5",
+        "batch_size": 3,
+        "bootstrap": 200,
+        "permutations": 200,
+    }
+    spec.update(extra)
+    return load_experiment(spec)

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from genre_agent.eval.datasets import DatasetConfig, load_dataset
-from genre_agent.eval.experiment import load_experiment
-from genre_agent.eval.fixtures import write_jsonl_dataset
+from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
 from genre_agent.eval.protocols import ProtocolConfig, build_cases, history_rows
 from genre_agent.eval.report import write_report
 from genre_agent.eval.runner import Runner, read_results
@@ -32,26 +31,14 @@ ENRICH = {"enrich.enabled": True}
 
 
 def experiment(data: Path, variants: list[dict[str, Any]], **extra: Any):
-    spec: dict[str, Any] = {
-        "name": "t",
-        "dataset": {"kind": "jsonl", "path": str(data)},
-        "protocol": {"kind": "sampled", "n_candidates": 8, "users": 8, "min_history": 3},
-        "config": {
-            "llm": {"engine": "fake"},
-            "embedder": {"kind": "fake"},
-            "ranking": {"mode": "scoring", "k": 8, "max_item_chars": 400},
-            "profile": {"max_history": 4},
-        },
-        "variants": variants,
-        "baselines": ["popularity", "itemknn"],
-        "ks": [1, 5],
-        "primary": "ndcg@5",
-        "batch_size": 3,
-        "bootstrap": 200,
-        "permutations": 200,
+    config = {
+        "llm": {"engine": "fake"},
+        "embedder": {"kind": "fake"},
+        "ranking": {"mode": "scoring", "k": 8, "max_item_chars": 400},
+        "profile": {"max_history": 4},
     }
-    spec.update(extra)
-    return load_experiment(spec)
+    spec: dict[str, Any] = {"config": config, "baselines": ["popularity", "itemknn"]}
+    return tiny_experiment(data, variants=variants, **{**spec, **extra})
 
 
 @pytest.fixture()

@@ -9,30 +9,14 @@ from typing import Any
 import pytest
 from genre_agent.eval.cache import CachingLLM, request_key
 from genre_agent.eval.experiment import load_experiment
-from genre_agent.eval.fixtures import write_jsonl_dataset
+from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
 from genre_agent.eval.runner import Runner, read_results
 from genre_agent.eval.summary import summarize_prepared
 
 from genre_agent.llm import FakeLLM
 from genre_agent.llm.base import Generation, GenRequest, Message
 
-
-def experiment(data: Path, **extra: Any):
-    spec = {
-        "name": "t",
-        "dataset": {"kind": "jsonl", "path": str(data)},
-        "protocol": {"kind": "sampled", "n_candidates": 8, "users": 8, "min_history": 3},
-        "config": {"llm": {"engine": "fake"}, "embedder": {"kind": "fake"}},
-        "variants": [{"name": "a"}, {"name": "b", "k": 3, "history_len": 4}],
-        "baselines": ["random", "popularity", "itemknn"],
-        "ks": [1, 5],
-        "primary": "ndcg@5",
-        "batch_size": 3,
-        "bootstrap": 200,
-        "permutations": 200,
-    }
-    spec.update(extra)
-    return load_experiment(spec)
+experiment = tiny_experiment
 
 
 @pytest.fixture()
