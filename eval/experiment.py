@@ -31,8 +31,10 @@ class VariantSpec(_Frozen):
     k: int | None = Field(None, ge=1, le=100)
     history_len: int | None = Field(None, ge=0, le=500)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    # Final order = weighted RRF of the LLM ranking (1 - w) and the fusion retriever (w).
-    fusion_weight: float = Field(0.0, ge=0.0, le=1.0)
+    # ranking.fusion_weight: the LLM's share w of the final score,
+    # w * minmax(LLM) + (1 - w) * minmax(fusion retriever), exactly as in serving (scoring
+    # mode; the fusion retriever's scores stand in for the retrieval scores).
+    fusion_weight: float | None = Field(None, ge=0.0, le=1.0)
     # Any other config key, dotted: {"ranking.max_item_chars" = 120}.
     overrides: dict[str, Any] = Field(default_factory=dict)
 
@@ -46,6 +48,7 @@ class VariantSpec(_Frozen):
             ("k", "ranking.k"),
             ("history_len", "retrieval.history_len"),
             ("temperature", "llm.temperature"),
+            ("fusion_weight", "ranking.fusion_weight"),
         ):
             value = getattr(self, key)
             if value is not None:

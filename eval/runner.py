@@ -25,9 +25,8 @@ from genre_agent.eval.baselines import BaselineSuite
 from genre_agent.eval.cache import CachingLLM
 from genre_agent.eval.datasets import Dataset, load_dataset
 from genre_agent.eval.experiment import Experiment, VariantSpec
-from genre_agent.eval.metrics import order_by_scores, user_metrics
+from genre_agent.eval.metrics import user_metrics
 from genre_agent.eval.protocols import EvalCase, build_cases, retriever_recall
-from genre_agent.retrievers.fusion import ranks_of, rrf
 
 from genre_agent.config import Config, LLMConfig
 from genre_agent.errors import GenreError
@@ -123,17 +122,24 @@ def rank_requests(
     *,
     items: Mapping[str, Item] | None = None,
     profile: str | None = None,
+    retrieval: Mapping[str, float] | None = None,
 ) -> RankRequest:
     """The model's whole input: candidates (presented order) and recent history, no target.
 
     ``tiers``: popularity tiers (``ranking.popularity_hint``), counted over the training
     interactions only, so a held-out target is never counted. ``items``: enriched copies
     that replace candidates; ``profile``: the user's profile text (both label-blind, see
-    ``genre_agent.eval.augment``)."""
+    ``genre_agent.eval.augment``). ``retrieval``: the fusion retriever's scores (fitted on
+    training interactions), the candidates' retrieval scores for ``ranking.fusion_weight``
+    and the unstable fallback; they are not in the prompt."""
     items = items or {}
     hist = [ds.items[h] for h in case.history][-history_len:] if history_len else []
     cands = [
-        Candidate(item=items.get(c) or ds.items[c], score=0.0, source="eval")
+        Candidate(
+            item=items.get(c) or ds.items[c],
+            score=retrieval.get(c, 0.0) if retrieval is not None else 0.0,
+            source="fusion" if retrieval is not None else "eval",
+        )
         for c in case.candidates
     ]
     if tiers is not None:
@@ -321,6 +327,8 @@ class Runner:
         batch: list[EvalCase],
     ) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
+        # Retrieval scores only where the ranker reads them (fusion, unstable fallback).
+        fuse = cfg.ranking.fusion_weight < 1.0 or cfg.ranking.unstable_fallback
         profiles = inputs.profiles_for(batch)
         # A user whose profile cannot be built is a failed request (scored 0), like an answer
         # that stays invalid: the variant never quietly ranks a user without its profile.
@@ -334,6 +342,7 @@ class Runner:
                 tiers,
                 items=inputs.enriched,
                 profile=_profile_text(profiles.get(c.user_id)),
+                retrieval=self.prepared.suite.scores("fusion", c) if fuse else None,
             )
             for c in ok
         ]
@@ -387,16 +396,6 @@ class Runner:
         rest = [c for c in case.candidates if c not in set(llm_ids)]
         # Unranked candidates follow in presented order (label-blind), so AUC is defined.
         ranked = llm_ids + rest
-        if variant.fusion_weight > 0:
-            fusion = self.prepared.suite.scores("fusion", case)
-            fused = rrf(
-                [
-                    {i: r for r, i in enumerate(llm_ids, start=1)},
-                    ranks_of(list(fusion.values()), list(fusion)),
-                ],
-                [1 - variant.fusion_weight, variant.fusion_weight],
-            )
-            ranked = order_by_scores({c: fused.get(c, 0.0) for c in case.candidates})
         return _record(
             variant.name,
             "llm",

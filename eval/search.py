@@ -30,6 +30,8 @@ class SearchSpace(BaseModel):
 
     history_len: tuple[int, int] = (5, 40)
     temperature: tuple[float, float] = (0.0, 0.0)
+    # ranking.fusion_weight, the LLM's share of the final score (scoring variants only; a
+    # listwise base variant keeps 1.0).
     fusion_weight: tuple[float, float] = (0.0, 1.0)
     k: tuple[int, int] = (10, 10)
     templates: list[str] = Field(default_factory=list)
@@ -126,6 +128,15 @@ def search(
     """Run ``trials`` variants on the validation split; score the best on test."""
     out = Path(out_dir)
     space = space or SearchSpace()
+    if exp.variant_config(base, overrides).ranking.mode != "scoring":
+        if space.fusion_weight == SearchSpace().fusion_weight:
+            space = space.model_copy(update={"fusion_weight": (1.0, 1.0)})
+        elif space.fusion_weight != (1.0, 1.0):
+            raise ConfigError(
+                f"--space fusion_weight={space.fusion_weight[0]},{space.fusion_weight[1]}: "
+                f"variant {base.name!r} ranks listwise, which has no scores to fuse; "
+                "search fusion_weight on a scoring variant"
+            )
     cache = out / "llm_cache.sqlite"
     quiet = exp.model_copy(update={"baselines": [], "variants": []})
     history: list[dict[str, Any]] = []

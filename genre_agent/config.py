@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genre_agent.errors import ConfigError
 
@@ -119,6 +119,15 @@ class RankingConfig(_Frozen):
     # Start each candidate's text with its catalog popularity tier, counted over the
     # interactions the ranker may see (genre_agent.popularity). Both ranking modes.
     popularity_hint: bool = False
+
+    @model_validator(mode="after")
+    def _fusion_needs_scores(self) -> RankingConfig:
+        if self.fusion_weight < 1.0 and self.mode != "scoring":
+            raise ValueError(
+                f"fusion_weight = {self.fusion_weight} needs mode = 'scoring': a listwise "
+                "answer is an order without scores to fuse (use 1.0, or mode = 'scoring')"
+            )
+        return self
 
 
 MOVIELENS_GENRES = (

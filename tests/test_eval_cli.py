@@ -18,7 +18,7 @@ from genre_agent.errors import ConfigError
 runner = CliRunner()
 
 
-def _experiment(tmp_path: Path) -> Path:
+def _experiment(tmp_path: Path, extra: str = "") -> Path:
     data = write_jsonl_dataset(tmp_path / "data")
     path = tmp_path / "exp.toml"
     path.write_text(f"""
@@ -45,7 +45,7 @@ name = "first"
 [[variants]]
 name = "reverse"
 overrides = {{ "llm.fake_script" = "reverse" }}
-""")
+{extra}""")
     return path
 
 
@@ -141,11 +141,14 @@ def test_search_writes_a_loadable_best_config(tmp_path: Path) -> None:
 
 def test_search_space_from_the_cli_fixes_and_bounds_knobs(tmp_path: Path) -> None:
     out = tmp_path / "space"
+    scorer = '[[variants]]\nname = "scorer"\nmode = "scoring"\nk = 8\n'
     res = runner.invoke(
         app,
         [
             "search",
-            str(_experiment(tmp_path)),
+            str(_experiment(tmp_path, scorer)),
+            "--variant",
+            "scorer",
             "--trials",
             "3",
             "--sampler",
@@ -163,5 +166,13 @@ def test_search_space_from_the_cli_fixes_and_bounds_knobs(tmp_path: Path) -> Non
     assert all(t["params"]["history_len"] == 4 for t in trials)
     assert all(0.2 <= t["params"]["fusion_weight"] <= 0.4 for t in trials)
     assert all("template" not in t["params"] for t in trials)  # the variant's own template
+    # The written config serves what was measured: the chosen weight is ranking.fusion_weight.
+    best = json.loads((out / "search.json").read_text())["best"]["params"]["fusion_weight"]
+    cfg = load_config(out / "best_config.toml", use_env=False)
+    assert cfg.ranking.mode == "scoring" and cfg.ranking.fusion_weight == best
+    listwise = runner.invoke(
+        app, ["search", str(_experiment(tmp_path)), "--space", "fusion_weight=0,0.5"]
+    )
+    assert listwise.exit_code != 0 and "no scores to fuse" in str(listwise.exception)
     bad = runner.invoke(app, ["search", str(_experiment(tmp_path)), "--space", "fusion=0,1"])
     assert bad.exit_code != 0 and "--space 'fusion=0,1'" in str(bad.exception)

@@ -13,6 +13,7 @@ from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
 from genre_agent.eval.runner import Runner, read_results
 from genre_agent.eval.summary import summarize_prepared
 
+from genre_agent.errors import ConfigError
 from genre_agent.llm import FakeLLM
 from genre_agent.llm.base import Generation, GenRequest, Message
 
@@ -133,16 +134,35 @@ def test_rejected_entries_are_counted(data: Path, tmp_path: Path) -> None:
     assert s["systems"]["dup"]["rejected_per_request"] == {"duplicate": 1.0}
 
 
-def test_fusion_weight_changes_the_order(data: Path, tmp_path: Path) -> None:
+def test_fusion_weight_fuses_like_serving(data: Path, tmp_path: Path) -> None:
+    """A variant's fusion_weight is ranking.fusion_weight: w * LLM + (1 - w) * fusion retriever.
+
+    w = 0 must reproduce the fusion baseline's order exactly; w = 1 the LLM's own order."""
+    scoring = {"mode": "scoring", "k": 8}
     exp = experiment(
-        data, variants=[{"name": "llm"}, {"name": "fused", "fusion_weight": 0.9}], baselines=[]
+        data,
+        variants=[
+            {"name": "llm", **scoring},
+            {"name": "fused", **scoring, "fusion_weight": 0.5},
+            {"name": "retrieval", **scoring, "fusion_weight": 0.0},
+        ],
+        baselines=["fusion"],
     )
     Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
     recs = read_results(tmp_path / "r")
-    llm = {r["user_id"]: r["ranked"] for r in recs if r["system"] == "llm"}
-    fused = {r["user_id"]: r["ranked"] for r in recs if r["system"] == "fused"}
-    assert llm.keys() == fused.keys() and llm != fused
-    assert all(sorted(llm[u]) == sorted(fused[u]) for u in llm)
+    by = {
+        s: {r["user_id"]: r["ranked"] for r in recs if r["system"] == s}
+        for s in ("llm", "fused", "retrieval", "fusion")
+    }
+    assert by["retrieval"] == by["fusion"]
+    assert by["llm"] != by["fused"] != by["fusion"]
+    assert all(sorted(by["llm"][u]) == sorted(by["fused"][u]) for u in by["llm"])
+    assert exp.variant_config(exp.variants[1]).ranking.fusion_weight == 0.5
+
+
+def test_fusion_weight_on_a_listwise_variant_is_refused(data: Path) -> None:
+    with pytest.raises(ConfigError, match="(?s)variant 'lw'.*needs mode = 'scoring'"):
+        experiment(data, variants=[{"name": "lw", "mode": "listwise", "fusion_weight": 0.5}])
 
 
 def test_cache_key_ignores_hint_but_not_prompt() -> None:
