@@ -207,8 +207,19 @@ class Runner:
             check_switches(exp.variant_config(v, self.overrides), v.name)
         self.prepared = prepare(exp, self.split, self.overrides)
         self.results_path = self.out / RESULTS
+        self.done_configs: dict[str, set[str]] = {}
         self.done = self._done_keys()
         self.variant_meta: dict[str, dict[str, Any]] = {}
+        for v in exp.variants:  # resuming must never mix two configurations in one system
+            stored = self.done_configs.get(v.name, set())
+            fp = exp.variant_config(v, self.overrides).fingerprint()
+            if stored - {fp}:
+                raise GenreError(
+                    f"{self.results_path}: variant {v.name!r} already has results from another "
+                    f"config (config_sha256 {', '.join(sorted(x[:12] for x in stored))}; now "
+                    f"{fp[:12]}). Resuming would mix two configurations: use a new --out, "
+                    f"rename the variant, or delete its lines."
+                )
 
     def _done_keys(self) -> set[tuple[str, int, str]]:
         keys = set()
@@ -217,6 +228,8 @@ class Runner:
                 if line.strip():
                     rec = json.loads(line)
                     keys.add((rec["system"], rec["seed"], rec["user_id"]))
+                    if rec.get("config_sha256"):
+                        self.done_configs.setdefault(rec["system"], set()).add(rec["config_sha256"])
         return keys
 
     def _append(self, records: list[dict[str, Any]]) -> None:

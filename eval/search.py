@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,6 +144,8 @@ def search(
 
     def evaluate(params: dict[str, Any], name: str, split: str) -> float:
         variant = base.model_copy(update={**params, "name": name})
+        # A trial directory is scratch: a re-run search starts it afresh (answers stay cached).
+        shutil.rmtree(out / name, ignore_errors=True)
         run = Runner(quiet, out / name, overrides, llm_factory, split=split, cache_path=cache)
         run.run_variant(variant)
         run.write_manifest()

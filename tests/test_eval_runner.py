@@ -13,7 +13,7 @@ from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
 from genre_agent.eval.runner import Runner, read_results
 from genre_agent.eval.summary import summarize_prepared
 
-from genre_agent.errors import ConfigError
+from genre_agent.errors import ConfigError, GenreError
 from genre_agent.llm import FakeLLM
 from genre_agent.llm.base import Generation, GenRequest, Message
 
@@ -303,3 +303,25 @@ def test_latency_counts_every_llm_stage_of_listwise(data: Path, tmp_path: Path) 
     recs = read_results(tmp_path / "r")
     # one ids call + one rationale call per user, each sleeping 20 ms
     assert all(r["latency_s"] >= 0.04 for r in recs)
+
+
+def test_resume_with_a_changed_variant_config_is_refused(data: Path, tmp_path: Path) -> None:
+    """Stored results of variant 'a' came from k=10; asking for k=3 under the same name in
+    the same run directory must not silently keep the old lines."""
+    Runner(
+        experiment(data, variants=[{"name": "a"}], baselines=[]),
+        tmp_path / "r",
+        llm_factory=lambda c: FakeLLM("first"),
+    ).run()
+    same = Runner(
+        experiment(data, variants=[{"name": "a"}], baselines=[]),
+        tmp_path / "r",
+        llm_factory=lambda c: FakeLLM("first"),
+    )
+    assert same.done  # an identical config resumes
+    with pytest.raises(GenreError, match="variant 'a' already has results from another config"):
+        Runner(
+            experiment(data, variants=[{"name": "a", "k": 3}], baselines=[]),
+            tmp_path / "r",
+            llm_factory=lambda c: FakeLLM("first"),
+        )
