@@ -35,6 +35,9 @@ class VariantSpec(_Frozen):
     # w * minmax(LLM) + (1 - w) * minmax(fusion retriever), exactly as in serving (scoring
     # mode; the fusion retriever's scores stand in for the retrieval scores).
     fusion_weight: float | None = Field(None, ge=0.0, le=1.0)
+    # Who orders the candidates: the LLM ranker, or BM25 over the variant's item texts (with
+    # enrich.enabled: the LLM-enriched ones), which measures enrichment's effect on retrieval.
+    ranker: Literal["llm", "bm25"] = "llm"
     # Any other config key, dotted: {"ranking.max_item_chars" = 120}.
     overrides: dict[str, Any] = Field(default_factory=dict)
 

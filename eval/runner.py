@@ -25,11 +25,12 @@ from genre_agent.eval.baselines import BaselineSuite
 from genre_agent.eval.cache import CachingLLM
 from genre_agent.eval.datasets import Dataset, load_dataset
 from genre_agent.eval.experiment import Experiment, VariantSpec
-from genre_agent.eval.metrics import user_metrics
+from genre_agent.eval.metrics import order_by_scores, user_metrics
 from genre_agent.eval.protocols import EvalCase, build_cases, retriever_recall
+from genre_agent.retrievers.bm25 import BM25Retriever
 
 from genre_agent.config import Config, LLMConfig
-from genre_agent.errors import GenreError
+from genre_agent.errors import ConfigError, GenreError
 from genre_agent.items import Item
 from genre_agent.llm.base import LLM
 from genre_agent.popularity import hint_candidates, popularity_tiers
@@ -204,7 +205,13 @@ class Runner:
         self.split = split or exp.split
         self.cache_path = Path(cache_path) if cache_path else self.out / "llm_cache.sqlite"
         for v in exp.variants:  # before any work: a switch the harness cannot apply
-            check_switches(exp.variant_config(v, self.overrides), v.name)
+            vcfg = exp.variant_config(v, self.overrides)
+            check_switches(vcfg, v.name)
+            if v.ranker != "llm" and (vcfg.profile.use_in_rerank or vcfg.ranking.fusion_weight < 1):
+                raise ConfigError(
+                    f"variant {v.name!r}: ranker = {v.ranker!r} has no prompt and no LLM score, "
+                    "so profile.use_in_rerank and fusion_weight would have no effect"
+                )
         self.prepared = prepare(exp, self.split, self.overrides)
         self.results_path = self.out / RESULTS
         self.done_configs: dict[str, set[str]] = {}
@@ -310,6 +317,9 @@ class Runner:
                 self.exp.batch_size,
                 lambda d, t: self._tick(f"{variant.name} (enrich)", d, t),
             )
+            if variant.ranker == "bm25":
+                self._bm25_variant(variant, meta, inputs)
+                return
             for seed in seeds:
                 for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
                     hits, misses = llm.hits, llm.misses
@@ -327,6 +337,53 @@ class Runner:
             meta.update(inputs.meta())
             inputs.close()
             llm.close()
+
+    def _bm25_variant(self, variant: VariantSpec, meta: dict[str, Any], inputs: Any) -> None:
+        """BM25 over the variant's catalog: enriched items replace their plain versions on
+        the indexed side; the query is the history's plain text, as in the bm25 baseline."""
+        ds = self.prepared.ds
+        t0 = time.perf_counter()
+        bm25 = BM25Retriever(
+            {**ds.items, **inputs.enriched}, history_len=self.prepared.suite.history_len
+        )
+        fit_s = time.perf_counter() - t0
+        todo = self._todo(variant.name, 0)
+        total = len(self.prepared.cases)
+        common = {
+            k: meta[k]
+            for k in ("config_sha256", "model_id", "model_revision", "dataset_sha256", "variant")
+        }
+        for batch in _batches(todo, self.exp.batch_size):
+            recs = []
+            for case in batch:
+                t1 = time.perf_counter()
+                scores = bm25.score(case.history, case.candidates, history_items=ds.items)
+                ranked = order_by_scores(dict(zip(case.candidates, scores, strict=True)))
+                seconds = time.perf_counter() - t1
+                recs.append(
+                    _record(
+                        variant.name,
+                        "llm",
+                        0,
+                        case,
+                        ranked,
+                        self.exp.ks,
+                        failed=False,
+                        latency_s=seconds,
+                        wall_s=seconds,
+                        prompt_tokens=0,
+                        completion_tokens=0,
+                        rejected={},
+                        template_sha256="",
+                        ranker="bm25",
+                        bm25_fit_s=fit_s,
+                        cache_hit_rate=0.0,
+                        **inputs.record_fields(case, None),
+                        **common,
+                    )
+                )
+            self._append(recs)
+            self._tick(variant.name, total - len(self._todo(variant.name, 0)), total)
 
     def _variant_batch(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from genre_agent.retrievers.base import RetrievalQuery, register_retriever
@@ -49,8 +49,17 @@ class BM25Retriever:
             return np.zeros(len(self.ids))
         return np.asarray(self.model.get_scores(toks), dtype=float)
 
-    def score(self, history_ids: Sequence[str], candidate_ids: Sequence[str]) -> list[float]:
-        hist = [self.items[h] for h in history_ids if h in self.items]
+    def score(
+        self,
+        history_ids: Sequence[str],
+        candidate_ids: Sequence[str],
+        *,
+        history_items: Mapping[str, Item] | None = None,
+    ) -> list[float]:
+        """BM25 of each candidate's document against the history's; ``history_items``
+        (default: the indexed items) supplies the history's texts."""
+        source = self.items if history_items is None else history_items
+        hist = [source[h] for h in history_ids if h in source]
         scores = self._all_scores(hist, None)
         return [float(scores[self.pos[c]]) if c in self.pos else 0.0 for c in candidate_ids]
 

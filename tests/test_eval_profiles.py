@@ -387,11 +387,61 @@ def test_profiles_experiment_file_names_the_four_switch_settings() -> None:
         cfg = exp.variant_config(v)
         assert cfg.ranking.mode == "scoring" and cfg.llm.model == "qwen2.5-coder-0.5b"
         switches[v.name] = (cfg.profile.use_in_rerank, cfg.enrich.enabled)
+    assert [v.ranker for v in exp.variants].count("bm25") == 1
     assert switches == {
         "plain": (False, False),
         "profile": (True, False),
         "enrich": (False, True),
         "profile-enrich": (True, True),
+        "enrich-bm25": (False, True),
     }
     with pytest.raises(ValueError):
         _load(path, None, 0)
+
+
+def test_bm25_ranker_measures_enrichment_on_retrieval(data: Path, tmp_path: Path) -> None:
+    """ranker = "bm25": no LLM ranking; without enrichment it is the bm25 baseline exactly,
+    with it the enriched text is what BM25 indexes (a keyword-stuffed candidate wins)."""
+    exp = experiment(
+        data,
+        [
+            {"name": "plain-bm25", "ranker": "bm25"},
+            {"name": "enr-bm25", "ranker": "bm25", "overrides": ENRICH},
+        ],
+        baselines=["bm25"],
+    )
+    ds = load_dataset(DatasetConfig(kind="jsonl", path=data))
+    case = build_cases(ds, exp.protocol, "test")[0]
+    history_words = " ".join(ds.items[h].document() for h in case.history).replace('"', "")
+    # The victim: the candidate the plain bm25 ranks last for this user.
+    suite_run = Runner(exp.model_copy(update={"variants": []}), tmp_path / "b")
+    suite_run.run()
+    victim = next(r for r in read_results(tmp_path / "b") if r["user_id"] == case.user_id)[
+        "ranked"
+    ][-1]
+
+    def script(req: GenRequest) -> str:
+        if req.hint.get("task") == "enrich" and req.hint["item_id"] == victim:
+            return json.dumps({"summary": history_words[:150], "keywords": ["x", "y", "z"]})
+        return FakeLLM("first")._answer(req)
+
+    fake = FakeLLM(script)
+    run = Runner(exp, tmp_path / "r", llm_factory=lambda c: fake)
+    run.run()
+    recs = read_results(tmp_path / "r")
+    by = {
+        s: {r["user_id"]: r for r in recs if r["system"] == s}
+        for s in ("bm25", "plain-bm25", "enr-bm25")
+    }
+    assert {u: r["ranked"] for u, r in by["plain-bm25"].items()} == {
+        u: r["ranked"] for u, r in by["bm25"].items()
+    }
+    assert by["enr-bm25"][case.user_id]["ranked"][0] == victim
+    assert all(r["enriched_candidates"] == 8 for r in by["enr-bm25"].values())
+    assert fake.score_requests == []  # the LLM enriched, it did not rank
+
+
+def test_bm25_ranker_refuses_llm_only_switches(data: Path, tmp_path: Path) -> None:
+    exp = experiment(data, [{"name": "b", "ranker": "bm25", "overrides": PROFILE}])
+    with pytest.raises(ConfigError, match="ranker = 'bm25' has no prompt"):
+        Runner(exp, tmp_path / "r", llm_factory=Recording())
