@@ -37,6 +37,8 @@ _config = cli_config
 _progress = progress_bar
 
 _announce = announce
+# Users with at most this many stored interactions are cold (GENRE's threshold).
+COLD_FEW = 5
 
 
 def _recommender(cfg: Config) -> Any:
@@ -136,7 +138,28 @@ def recommend(
             raise GenreError(f"--where: not valid JSON: {exc}") from None
     rec = _recommender(cfg)
     hist = [h.strip() for h in history.split(",") if h.strip()] if history else None
-    result = rec.recommend(user_id=user, history=hist, query=query, k=k, filters=filters)
+    if user and hist is None and len(rec.interactions.history(user)) <= COLD_FEW:
+        # Cold start (genre_agent.coldstart): 0 stored interactions -> the stated request;
+        # 1..5 -> an LLM profile of those few items drives retrieval and rerank.
+        from genre_agent.coldstart import recommend_cold
+        from genre_agent.profiles import Profiles
+
+        n = len(rec.interactions.history(user))
+        cold = recommend_cold(
+            rec,
+            Profiles.from_config(cfg.profile, llm=rec.llm),
+            user_id=user,
+            stated=query,
+            k=k,
+            filters=filters,
+            few=COLD_FEW,
+        )
+        err.print(f"[dim]cold start: strategy {cold.strategy} ({n} stored interactions)[/dim]")
+        if cold.profile_text:
+            err.print(f"[dim]profile: {cold.profile_text}[/dim]")
+        result = cold.recommendation.model_copy(update={"user_id": user})
+    else:
+        result = rec.recommend(user_id=user, history=hist, query=query, k=k, filters=filters)
     _print_recommendation(result, as_json)
 
 

@@ -53,7 +53,10 @@ def recommend_cold(
     strategy = strategy_for(len(history), few)
     if strategy == "stated":
         if not stated:
-            raise GenreError("a new user needs stated preferences (a query) to start from")
+            who = f"user {user_id!r} has no interactions yet: " if user_id else ""
+            raise GenreError(
+                f"{who}a new user needs stated preferences (a query, `--query`) to start from"
+            )
         out = rec.recommend(query=stated, k=k, filters=filters, history=[])
         return ColdStartResult(strategy, out)
     known = rec.store.get(list(history))

@@ -20,6 +20,8 @@ def _sets(tmp_path: Path) -> list[str]:
         f"store.path={tmp_path / 'chroma'}",
         "--set",
         f"store.interactions_path={tmp_path / 'i.sqlite'}",
+        "--set",
+        f"profile.path={tmp_path / 'p.sqlite'}",
     ]
 
 
@@ -75,3 +77,34 @@ def test_bad_config_key_and_bad_catalog_are_clear_errors(tmp_path: Path):
         text=True,
     )
     assert proc.returncode == 2 and "llm.engnie: unknown key" in proc.stderr
+
+
+def test_recommend_routes_cold_users_by_history_length(tmp_path: Path, catalog_path: Path):
+    """0 stored interactions: the stated request; 1-5: a profile of those few; more: history."""
+    inter = tmp_path / "inter.csv"
+    rows = ["user_id,item_id,timestamp,rating", "few,m1,1,5", "few,m3,2,4.5"]
+    rows += [f"many,m{n},{n},4" for n in range(1, 8)]
+    inter.write_text("\n".join(rows) + "\n")
+    res = runner.invoke(
+        app, ["index", str(catalog_path), "--interactions", str(inter), *_sets(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    new = runner.invoke(app, ["recommend", "--user", "nobody", "-k", "2", *_sets(tmp_path)])
+    assert new.exit_code != 0
+    assert "user 'nobody' has no interactions yet" in str(new.exception)
+    assert "--query" in str(new.exception)
+    stated = runner.invoke(
+        app, ["recommend", "--user", "nobody", "-q", "space", "-k", "2", *_sets(tmp_path)]
+    )
+    assert stated.exit_code == 0, stated.output
+    assert "cold start: strategy stated (0 stored interactions)" in stated.stderr
+    few = runner.invoke(app, ["recommend", "--user", "few", "-k", "2", "--json", *_sets(tmp_path)])
+    assert few.exit_code == 0, few.output
+    assert "cold start: strategy few (2 stored interactions)" in few.stderr
+    ids = [i["item"]["id"] for i in json.loads(few.stdout)["items"]]
+    assert len(ids) == 2 and not {"m1", "m3"} & set(ids)
+    shown = runner.invoke(app, ["profile", "show", "few", *_sets(tmp_path)])
+    assert shown.exit_code == 0 and '"user_id": "few"' in shown.stdout  # stored, reusable
+    many = runner.invoke(app, ["recommend", "--user", "many", "-k", "2", *_sets(tmp_path)])
+    assert many.exit_code == 0, many.output
+    assert "cold start" not in many.stderr
