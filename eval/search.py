@@ -125,8 +125,13 @@ def search(
     overrides: dict[str, Any] | None = None,
     llm_factory: LLMFactory | None = None,
     seed: int = 0,
+    cache_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``trials`` variants on the validation split; score the best on test."""
+    """Run ``trials`` variants on the validation split; score the best on test.
+
+    ``cache_path`` (default ``out_dir/llm_cache.sqlite``): the LLM answer cache; pointing it
+    at an eval run's cache replays that run's answers (e.g. the test split) instead of
+    recomputing them."""
     out = Path(out_dir)
     space = space or SearchSpace()
     if exp.variant_config(base, overrides).ranking.mode != "scoring":
@@ -138,7 +143,7 @@ def search(
                 f"variant {base.name!r} ranks listwise, which has no scores to fuse; "
                 "search fusion_weight on a scoring variant"
             )
-    cache = out / "llm_cache.sqlite"
+    cache = Path(cache_path) if cache_path else out / "llm_cache.sqlite"
     quiet = exp.model_copy(update={"baselines": [], "variants": []})
     history: list[dict[str, Any]] = []
 

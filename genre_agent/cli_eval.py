@@ -162,6 +162,13 @@ def search_cmd(
         ),
     ] = None,
     sets: Sets = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="LLM answer cache (default: <out>/llm_cache.sqlite); share a run's cache "
+            "so its answers replay instead of being recomputed"
+        ),
+    ] = None,
 ) -> None:
     """Tune knobs on the validation split, score the best once on test, write its config."""
     from genre_agent.eval.experiment import VariantSpec
@@ -185,6 +192,7 @@ def search_cmd(
             sampler,  # type: ignore[arg-type]
             space=parse_space(space or []),
             overrides=_overrides(sets),
+            cache_path=cache,
         )
     finally:
         _release_engines()

@@ -176,3 +176,31 @@ def test_search_space_from_the_cli_fixes_and_bounds_knobs(tmp_path: Path) -> Non
     assert listwise.exit_code != 0 and "no scores to fuse" in str(listwise.exception)
     bad = runner.invoke(app, ["search", str(_experiment(tmp_path)), "--space", "fusion=0,1"])
     assert bad.exit_code != 0 and "--space 'fusion=0,1'" in str(bad.exception)
+
+
+def test_search_can_share_a_runs_cache(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    run_dir = tmp_path / "run"
+    res = runner.invoke(app, ["run", str(exp), "--out", str(run_dir), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    shared = run_dir / "llm_cache.sqlite"
+    out = tmp_path / "s"
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            str(exp),
+            "--trials",
+            "1",
+            "--sampler",
+            "random",
+            "--space",
+            "history_len=4",
+            "--out",
+            str(out),
+            "--cache",
+            str(shared),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "search.json").exists() and not (out / "llm_cache.sqlite").exists()
