@@ -109,6 +109,14 @@ def _record(
     }
 
 
+def _identity(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What every result line of a variant records about its config, model and data."""
+    return {
+        k: meta[k]
+        for k in ("config_sha256", "model_id", "model_revision", "dataset_sha256", "variant")
+    }
+
+
 def _batches(seq: Sequence[EvalCase], size: int) -> Iterator[list[EvalCase]]:
     for start in range(0, len(seq), size):
         yield list(seq[start : start + size])
@@ -204,7 +212,11 @@ class Runner:
         self.progress = progress
         self.split = split or exp.split
         self.cache_path = Path(cache_path) if cache_path else self.out / "llm_cache.sqlite"
-        for v in exp.variants:  # before any work: a switch the harness cannot apply
+        self.results_path = self.out / RESULTS
+        self.done_configs: dict[str, set[str]] = {}
+        self.done = self._done_keys()
+        self.variant_meta: dict[str, dict[str, Any]] = {}
+        for v in exp.variants:  # before any work: what the harness cannot apply or resume
             vcfg = exp.variant_config(v, self.overrides)
             check_switches(vcfg, v.name)
             if v.ranker != "llm" and (vcfg.profile.use_in_rerank or vcfg.ranking.fusion_weight < 1):
@@ -212,14 +224,9 @@ class Runner:
                     f"variant {v.name!r}: ranker = {v.ranker!r} has no prompt and no LLM score, "
                     "so profile.use_in_rerank and fusion_weight would have no effect"
                 )
-        self.prepared = prepare(exp, self.split, self.overrides)
-        self.results_path = self.out / RESULTS
-        self.done_configs: dict[str, set[str]] = {}
-        self.done = self._done_keys()
-        self.variant_meta: dict[str, dict[str, Any]] = {}
-        for v in exp.variants:  # resuming must never mix two configurations in one system
+            # Resuming must never mix two configurations in one system.
             stored = self.done_configs.get(v.name, set())
-            fp = exp.variant_config(v, self.overrides).fingerprint()
+            fp = vcfg.fingerprint()
             if stored - {fp}:
                 raise GenreError(
                     f"{self.results_path}: variant {v.name!r} already has results from another "
@@ -227,6 +234,7 @@ class Runner:
                     f"{fp[:12]}). Resuming would mix two configurations: use a new --out, "
                     f"rename the variant, or delete its lines."
                 )
+        self.prepared = prepare(exp, self.split, self.overrides)
 
     def _done_keys(self) -> set[tuple[str, int, str]]:
         keys = set()
@@ -349,10 +357,7 @@ class Runner:
         fit_s = time.perf_counter() - t0
         todo = self._todo(variant.name, 0)
         total = len(self.prepared.cases)
-        common = {
-            k: meta[k]
-            for k in ("config_sha256", "model_id", "model_revision", "dataset_sha256", "variant")
-        }
+        common = _identity(meta)
         for batch in _batches(todo, self.exp.batch_size):
             recs = []
             for case in batch:
@@ -438,11 +443,7 @@ class Runner:
         wall: float,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        common = {
-            k: meta[k]
-            for k in ("config_sha256", "model_id", "model_revision", "dataset_sha256", "variant")
-        }
-        common.update(extra or {})
+        common = {**_identity(meta), **(extra or {})}
         if isinstance(out, Exception):
             return _record(
                 variant.name,

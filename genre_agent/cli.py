@@ -138,13 +138,13 @@ def recommend(
             raise GenreError(f"--where: not valid JSON: {exc}") from None
     rec = _recommender(cfg)
     hist = [h.strip() for h in history.split(",") if h.strip()] if history else None
-    if user and hist is None and len(rec.interactions.history(user)) <= COLD_FEW:
+    n = len(rec.interactions.history(user)) if user and hist is None else None
+    if n is not None and n <= COLD_FEW:
         # Cold start (genre_agent.coldstart): 0 stored interactions -> the stated request;
         # 1..5 -> an LLM profile of those few items drives retrieval and rerank.
         from genre_agent.coldstart import recommend_cold
         from genre_agent.profiles import Profiles
 
-        n = len(rec.interactions.history(user))
         cold = recommend_cold(
             rec,
             Profiles.from_config(cfg.profile, llm=rec.llm),

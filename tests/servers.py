@@ -57,6 +57,19 @@ def chroma_cmd(path: Path, port: int) -> list[str]:
     return [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
 
 
+@contextmanager
+def chroma_server(workdir: Path, timeout: float = 90) -> Iterator[int]:
+    """`chroma run` on a free port with its data and log under ``workdir``; yields the port."""
+    port = free_port()
+    with serve(
+        chroma_cmd(workdir / "srv", port),
+        f"http://127.0.0.1:{port}/api/v2/heartbeat",
+        workdir / "chroma.log",
+        timeout=timeout,
+    ):
+        yield port
+
+
 def vllm_cmd(model: str, port: int, name: str) -> list[str]:
     return [
         sys.executable,

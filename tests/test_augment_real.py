@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.runnables import RunnableLambda
-from servers import chroma_cmd, free_port, serve
+from servers import chroma_server
 from typer.testing import CliRunner
 
 from genre_agent import Recommender
@@ -43,13 +43,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
     if request.param == "embedded":
         yield {"store.kind": "embedded", "store.path": str(tmp_path / "chroma")}
         return
-    port = free_port()
-    with serve(
-        chroma_cmd(tmp_path / "srv", port),
-        f"http://127.0.0.1:{port}/api/v2/heartbeat",
-        tmp_path / "chroma.log",
-        timeout=90,
-    ):
+    with chroma_server(tmp_path) as port:
         yield {"store.kind": "http", "store.port": str(port)}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from servers import chroma_cmd, free_port, serve, vllm_cmd
+from servers import chroma_server, free_port, serve, vllm_cmd
 
 from genre_agent import Recommender
 from genre_agent.config import LLMConfig, load_config
@@ -58,13 +58,7 @@ def test_embedded_chroma_vllm(tmp_path: Path, catalog_path: Path, vllm_engine):
 
 
 def test_chroma_server_vllm(tmp_path: Path, catalog_path: Path, vllm_engine):
-    port = free_port()
-    with serve(
-        chroma_cmd(tmp_path / "srv", port),
-        f"http://127.0.0.1:{port}/api/v2/heartbeat",
-        tmp_path / "chroma.log",
-        timeout=90,
-    ):
+    with chroma_server(tmp_path) as port:
         cfg = _config(tmp_path, kind="http", port=port)
         rec = Recommender.from_config(cfg, llm=vllm_engine)
         report = rec.index(catalog_path)
