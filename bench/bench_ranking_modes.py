@@ -24,9 +24,9 @@ DATA = Path("/work/shared/data/ml-latest-small")
 
 
 def build_requests(data: Path, n_users: int, n_cands: int, seed: int, history_len: int):
-    from genre_agent.interactions import read_interactions
-    from genre_agent.items import load_movielens_items
-    from genre_agent.ranking import RankRequest
+    from genre_agent.catalog.items import load_movielens_items
+    from genre_agent.ranking.base import RankRequest
+    from genre_agent.storage.interactions import read_interactions
     from genre_agent.types import Candidate
 
     items = {it.id: it for it in load_movielens_items(data)}
@@ -84,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from genre_agent.config import LLMConfig, RankingConfig
-    from genre_agent.llm.base import clear_engines, get_engine
+    from genre_agent.llm.registry import clear_engines, get_engine
     from genre_agent.ranking import make_ranker
 
     reqs = build_requests(DATA, args.users, args.candidates, args.seed, args.history)

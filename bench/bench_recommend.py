@@ -66,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from bench.common import ml_recommender, sample_users
-    from genre_agent.recommender import RecRequest
+    from genre_agent.service.recommender import RecRequest
 
     rss = PeakRSS()
     rec = ml_recommender(

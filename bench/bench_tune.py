@@ -20,8 +20,7 @@ def main() -> None:
     from genre_agent.eval.datasets import load_dataset
     from genre_agent.eval.experiment import load_experiment
     from genre_agent.eval.protocols import build_cases
-
-    from genre_agent.calibration import split_by_position
+    from genre_agent.ranking.calibration import split_by_position
 
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment")

@@ -16,7 +16,7 @@ DATA = Path(
 def ml_recommender(workdir: Path, **overrides: Any):
     from genre_agent import Recommender, load_movielens_items
     from genre_agent.config import load_config
-    from genre_agent.interactions import read_interactions
+    from genre_agent.storage.interactions import read_interactions
 
     cfg = load_config(
         {

@@ -24,7 +24,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from bench.common import ml_recommender, sample_users
-    from genre_agent.recommender import RecRequest
+    from genre_agent.service.recommender import RecRequest
 
     rec = ml_recommender(args.workdir, **{"retrieval.n_candidates": args.candidates})
     users = sample_users(rec, args.users, seed=1)

@@ -26,15 +26,20 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from genre_agent.catalog.items import Item
+from genre_agent.config import Config
+from genre_agent.errors import ConfigError
 from genre_agent.eval.datasets import Dataset
 from genre_agent.eval.protocols import EvalCase, history_rows
-
-from genre_agent.config import Config
-from genre_agent.enrichment import Enricher
-from genre_agent.errors import ConfigError
-from genre_agent.items import Item
 from genre_agent.llm.base import LLM
-from genre_agent.profiles import ProfileError, ProfileInput, ProfileRecord, Profiles, ProfileStore
+from genre_agent.service.enrichment import Enricher
+from genre_agent.service.profiles import (
+    ProfileError,
+    ProfileInput,
+    ProfileRecord,
+    Profiles,
+    ProfileStore,
+)
 
 Tick = Callable[[int, int], None]
 

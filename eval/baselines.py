@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from genre_agent.config import EmbedderConfig, StoreConfig
 from genre_agent.eval.datasets import Dataset
 from genre_agent.eval.metrics import order_by_scores
 from genre_agent.eval.protocols import EvalCase, train_interactions, user_seed
@@ -23,8 +24,6 @@ from genre_agent.retrievers.cf import ItemKNNRetriever
 from genre_agent.retrievers.embedding import EmbeddingRetriever
 from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.retrievers.popularity import PopularityRetriever
-
-from genre_agent.config import EmbedderConfig, StoreConfig
 from genre_agent.types import Candidate
 
 BaselineKind = Literal["random", "popularity", "bm25", "embedding", "itemknn", "fusion"]
@@ -44,7 +43,8 @@ class EmbeddingScorer:
     name = "embedding"
 
     def __init__(self, ds: Dataset, embedder_cfg: EmbedderConfig, history_len: int = 20) -> None:
-        from genre_agent.store import ChromaStore, get_embedder, make_client
+        from genre_agent.embedders import get_embedder
+        from genre_agent.storage.chroma import ChromaStore, make_client
 
         client = make_client(StoreConfig(kind="memory"))
         collection = "eval_" + ds.sha256[:16] + "_" + embedder_cfg.kind.replace("-", "_")

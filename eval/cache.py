@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM, Generation, GenRequest, LabelScores, ScoreRequest
+from genre_agent.storage.sqlite import SQLiteDB
 
 
 def request_key(req: GenRequest, model_id: str, revision: str) -> str:
@@ -55,11 +54,11 @@ class CachingLLM:
         self.model_id = inner.model_id
         self.revision = inner.revision
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self.db.execute("CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT)")
-        self.db.commit()
-        self.lock = threading.Lock()
+        self._sql = SQLiteDB(
+            self.path, ["CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT)"]
+        )
+        self.db = self._sql.conn
+        self.lock = self._sql.lock
         self.hits = 0
         self.misses = 0
 

@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from genre_agent.catalog.items import Item, genre_key, load_items, load_movielens_items
 from genre_agent.errors import CatalogError, RowProblem
-from genre_agent.interactions import Interaction, read_interactions
-from genre_agent.items import Item, genre_key, load_items, load_movielens_items
+from genre_agent.storage.interactions import Interaction, read_interactions
 
 DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "jsonl"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from genre_agent.eval.baselines import ALL_BASELINES, BaselineKind
-from genre_agent.eval.datasets import DatasetConfig
-from genre_agent.eval.protocols import ProtocolConfig, Split
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genre_agent.config import Config, EngineKind, load_config, read_config_file
 from genre_agent.errors import ConfigError
+from genre_agent.eval.baselines import ALL_BASELINES, BaselineKind
+from genre_agent.eval.datasets import DatasetConfig
+from genre_agent.eval.protocols import ProtocolConfig, Split
 
 _METRICS = ("ndcg", "recall", "hr", "precision", "f1", "mrr")
 

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from genre_agent.eval.datasets import Dataset
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.errors import ConfigError
-from genre_agent.interactions import Interaction
+from genre_agent.eval.datasets import Dataset
+from genre_agent.storage.interactions import Interaction
 
 ProtocolKind = Literal["sampled", "popularity", "retriever", "two-stage"]
 RetrieverKind = Literal["popularity", "bm25", "itemknn", "embedding", "fusion"]

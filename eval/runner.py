@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genre_agent.catalog.items import Item
+from genre_agent.config import Config, LLMConfig
+from genre_agent.errors import ConfigError, GenreError
 from genre_agent.eval.augment import VariantInputs, check_switches
 from genre_agent.eval.baselines import BaselineSuite
 from genre_agent.eval.cache import CachingLLM
@@ -27,15 +30,11 @@ from genre_agent.eval.datasets import Dataset, load_dataset
 from genre_agent.eval.experiment import Experiment, VariantSpec
 from genre_agent.eval.metrics import order_by_scores, user_metrics
 from genre_agent.eval.protocols import EvalCase, build_cases, retriever_recall
-from genre_agent.retrievers.bm25 import BM25Retriever
-
-from genre_agent.config import Config, LLMConfig
-from genre_agent.errors import ConfigError, GenreError
-from genre_agent.items import Item
 from genre_agent.llm.base import LLM
-from genre_agent.popularity import hint_candidates, popularity_tiers
-from genre_agent.profiles import ProfileError
 from genre_agent.ranking import RankRequest, make_ranker
+from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
+from genre_agent.retrievers.bm25 import BM25Retriever
+from genre_agent.service.profiles import ProfileError
 from genre_agent.types import Candidate
 
 LLMFactory = Callable[[LLMConfig], LLM]
@@ -44,7 +43,7 @@ RESULTS = "results.jsonl"
 
 
 def default_llm_factory(cfg: LLMConfig) -> LLM:
-    from genre_agent.llm.base import get_engine
+    from genre_agent.llm.registry import get_engine
 
     return get_engine(cfg)
 

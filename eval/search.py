@@ -12,13 +12,13 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from genre_agent.eval.experiment import Experiment, VariantSpec
-from genre_agent.eval.runner import LLMFactory, Runner
-from genre_agent.eval.summary import summarize_prepared
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.config import Config
 from genre_agent.errors import ConfigError
+from genre_agent.eval.experiment import Experiment, VariantSpec
+from genre_agent.eval.runner import LLMFactory, Runner
+from genre_agent.eval.summary import summarize_prepared
 
 
 class SearchSpace(BaseModel):

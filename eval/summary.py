@@ -15,11 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from genre_agent.errors import GenreError
 from genre_agent.eval.metrics import average_popularity, coverage, intra_list_diversity, mean
 from genre_agent.eval.runner import read_results
 from genre_agent.eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
-
-from genre_agent.errors import GenreError
 
 
 def _per_user(records: list[dict[str, Any]], metric: str) -> dict[str, float]:

@@ -32,7 +32,7 @@ class LLMConfig(_Frozen):
     """Which LLM engine ranks and explains, and how it samples."""
 
     engine: EngineKind = "vllm"
-    # A name from genre_agent.models.REGISTRY ("qwen2.5-coder-0.5b", ...), a HF hub id, or a
+    # A name from genre_agent.llm.models.REGISTRY ("qwen2.5-coder-0.5b", ...), a HF hub id, or a
     # local checkpoint directory.
     model: str = "qwen2.5-coder-0.5b"
     # Only for engine="openai": the server's base URL, e.g. http://127.0.0.1:8000/v1.
@@ -89,12 +89,12 @@ class RankingConfig(_Frozen):
     k: int = Field(10, ge=1, le=100)
     max_rationale_chars: int = Field(120, ge=20, le=1000)
     max_item_chars: int = Field(160, ge=20, le=4000)
-    # Max constrained continuation rounds after the first pass; see genre_agent.ranking.
+    # Max constrained continuation rounds after the first pass; see genre_agent.ranking.listwise.
     max_repair_rounds: int = Field(3, ge=0, le=20)
     # listwise mode: "two_phase" ranks ids first, then explains each pick in a batched
-    # request; "inline" writes ids and rationales in one answer (see genre_agent.ranking).
+    # request; "inline" writes ids and rationales in one answer (see genre_agent.ranking.listwise).
     listwise_style: Literal["two_phase", "inline"] = "two_phase"
-    # --- mode="scoring" (genre_agent.scoring): one forward pass scores labelled candidates.
+    # --- mode="scoring" (genre_agent.ranking.scoring): one forward pass scores labelled candidates.
     scoring_template: str = "rerank_scoring"
     rationale_template: str = "rationale"
     # Candidates per prompt; each gets a one-token label A..Z then a..z. Longer lists are
@@ -112,12 +112,12 @@ class RankingConfig(_Frozen):
     stability_threshold: float = Field(0.5, ge=-1.0, le=1.0)
     # Final score = w * minmax(LLM score) + (1 - w) * minmax(retrieval score).
     fusion_weight: float = Field(1.0, ge=0.0, le=1.0)
-    # Label-position calibration (genre_agent.calibration): "content_free" scores one extra
+    # Label-position calibration (genre_agent.ranking.calibration): "content_free" scores one extra
     # prompt per window whose candidates are placeholders and subtracts its per-label
     # logprobs, removing the model's prior for label positions (docs/tuning.md).
     calibration: Literal["none", "content_free"] = "none"
     # Start each candidate's text with its catalog popularity tier, counted over the
-    # interactions the ranker may see (genre_agent.popularity). Both ranking modes.
+    # interactions the ranker may see (genre_agent.ranking.popularity_hint). Both ranking modes.
     popularity_hint: bool = False
 
     @model_validator(mode="after")
@@ -154,7 +154,7 @@ MOVIELENS_GENRES = (
 
 
 class ProfileConfig(_Frozen):
-    """LLM-written user interest profiles (see genre_agent.profiles)."""
+    """LLM-written user interest profiles (see genre_agent.service.profiles)."""
 
     path: Path = Path(".genre/profiles.sqlite")
     template: str = "profile"
@@ -168,7 +168,7 @@ class ProfileConfig(_Frozen):
 
 
 class EnrichConfig(_Frozen):
-    """LLM item enrichment batch job (see genre_agent.enrichment)."""
+    """LLM item enrichment batch job (see genre_agent.service.enrichment)."""
 
     enabled: bool = False
     template: str = "enrich"
@@ -181,7 +181,7 @@ class EnrichConfig(_Frozen):
 
 
 class ChatConfig(_Frozen):
-    """Multi-turn chat sessions (see genre_agent.chat)."""
+    """Multi-turn chat sessions (see genre_agent.service.chat)."""
 
     sessions_path: Path = Path(".genre/chat.sqlite")
     template: str = "intent"
@@ -197,7 +197,7 @@ class ChatConfig(_Frozen):
 
 
 class TuneConfig(_Frozen):
-    """LoRA fine-tuning of the scoring prompt (genre_agent.tuning, ``genre tune``)."""
+    """LoRA fine-tuning of the scoring prompt (genre_agent.eval.tuning, ``genre tune``)."""
 
     # Interactions + items to train on (an eval dataset loader kind and directory).
     data: Path | None = None

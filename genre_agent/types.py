@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genre_agent.items import Item
+from genre_agent.catalog.items import Item
 
 
 class Candidate(BaseModel):

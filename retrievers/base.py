@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from genre_agent.items import Item
+from genre_agent.catalog.items import Item
 from genre_agent.types import Candidate
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from genre_agent.catalog.items import Item
 from genre_agent.retrievers.base import RetrievalQuery, register_retriever
 from genre_agent.retrievers.popularity import rank_by_scores
-
-from genre_agent.items import Item
 from genre_agent.types import Candidate
 
 

@@ -6,11 +6,11 @@ import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from genre_agent.catalog.items import Item
 from genre_agent.retrievers.base import RetrievalQuery, register_retriever
 from genre_agent.retrievers.popularity import rank_by_scores
-
-from genre_agent.interactions import Interaction
-from genre_agent.items import Item
+from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from genre_agent.retrievers.base import RetrievalQuery, register_retriever
-
 from genre_agent.errors import GenreError
-from genre_agent.store import ChromaStore
+from genre_agent.retrievers.base import RetrievalQuery, register_retriever
+from genre_agent.storage.chroma import ChromaStore
 from genre_agent.types import Candidate
 
 

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from genre_agent.retrievers.base import RetrievalQuery, Retriever, register_retriever
-
 from genre_agent.types import Candidate
 
 

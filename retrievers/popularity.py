@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from genre_agent.catalog.items import Item
 from genre_agent.retrievers.base import RetrievalQuery, register_retriever
-
-from genre_agent.interactions import Interaction
-from genre_agent.items import Item
+from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
 
 

@@ -22,8 +22,8 @@ def catalog_path() -> Path:
 def fake_rec(tmp_path: Path):
     """A Recommender with an in-memory Chroma, the hashing embedder and a scripted LLM."""
     from genre_agent import Recommender
+    from genre_agent.embedders.fake import FakeEmbedder
     from genre_agent.llm import FakeLLM
-    from genre_agent.store import FakeEmbedder
 
     rec = Recommender.from_config(
         {

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import math
 
-from genre_agent.calibration import calibrate, split_by_position
+from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
-from genre_agent.items import Item
 from genre_agent.llm.fake import FakeLLM
-from genre_agent.ranking import RankRequest
-from genre_agent.scoring import ScoringRanker
+from genre_agent.ranking.base import RankRequest
+from genre_agent.ranking.calibration import calibrate, split_by_position
+from genre_agent.ranking.scoring import ScoringRanker
 from genre_agent.types import Candidate
 
 

@@ -8,7 +8,11 @@ import threading
 
 import pytest
 
-from genre_agent.chat import (
+from genre_agent.catalog.items import Item, genre_key
+from genre_agent.config import ChatConfig, load_config
+from genre_agent.embedders.fake import FakeEmbedder
+from genre_agent.llm.fake import FakeLLM
+from genre_agent.service.chat import (
     ChatSession,
     Intent,
     IntentError,
@@ -19,12 +23,9 @@ from genre_agent.chat import (
     scripted_intents,
     validate_intent,
 )
-from genre_agent.config import ChatConfig, load_config
-from genre_agent.interactions import InteractionStore
-from genre_agent.items import Item, genre_key
-from genre_agent.llm.fake import FakeLLM
-from genre_agent.recommender import Recommender
-from genre_agent.store import ChromaStore, FakeEmbedder, make_client
+from genre_agent.service.recommender import Recommender
+from genre_agent.storage.chroma import ChromaStore, make_client
+from genre_agent.storage.interactions import InteractionStore
 
 GENRES = ["Sci-Fi", "Comedy", "Horror", "Drama", "Action"]
 

@@ -8,9 +8,9 @@ import re
 from test_chat import SCRIPT, catalog, make_rec
 from typer.testing import CliRunner
 
-import genre_agent.cli_chat as cli_chat
-from genre_agent.chat import SessionStore, scripted_intents
+import genre_agent.cli.chat as cli_chat
 from genre_agent.cli import app as main_app
+from genre_agent.service.chat import SessionStore, scripted_intents
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def test_chat_repl_four_turns_and_resume(tmp_path, monkeypatch) -> None:
 
 
 def test_profile_commands(tmp_path, monkeypatch) -> None:
-    from genre_agent.interactions import Interaction
+    from genre_agent.storage.interactions import Interaction
 
     def script(req):
         if req.hint.get("task") == "profile":

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from genre_agent import Recommender, load_movielens_items
-from genre_agent.chat import Intent, SessionStore, matches_where
 from genre_agent.config import load_config
+from genre_agent.service.chat import Intent, SessionStore, matches_where
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GENRE_DEMO_DATA", ROOT.parent / "shared/data/ml-latest-small"))
@@ -51,7 +51,7 @@ def _run(tmp: Path, lines: list[str], session: str | None = None) -> list[str]:
         "chat.k": 3,
         "chat.sessions_path": str(tmp / "chat.sqlite"),
     }
-    cmd = [sys.executable, "-m", "genre_agent.cli_chat", "chat", "--json"]
+    cmd = [sys.executable, "-m", "genre_agent.cli.chat", "chat", "--json"]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
     if session:

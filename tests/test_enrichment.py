@@ -8,8 +8,8 @@ import re
 from test_chat import catalog, make_rec
 
 from genre_agent.config import EnrichConfig
-from genre_agent.enrichment import Enricher, enrich_regex
 from genre_agent.llm.fake import FakeLLM
+from genre_agent.service.enrichment import Enricher, enrich_regex
 
 
 def answer(req) -> str:

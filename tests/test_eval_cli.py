@@ -8,12 +8,12 @@ import sys
 import tomllib
 from pathlib import Path
 
-from genre_agent.eval.fixtures import write_jsonl_dataset
 from typer.testing import CliRunner
 
-from genre_agent.cli_eval import app
 from genre_agent.config import load_config
 from genre_agent.errors import ConfigError
+from genre_agent.eval.cli import app
+from genre_agent.eval.fixtures import write_jsonl_dataset
 
 runner = CliRunner()
 

@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+
 from genre_agent.eval import metrics as M
 
 

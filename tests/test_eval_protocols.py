@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from genre_agent.errors import ConfigError
 from genre_agent.eval.baselines import BaselineSuite
 from genre_agent.eval.datasets import DatasetConfig, load_dataset
 from genre_agent.eval.fixtures import write_jsonl_dataset
@@ -16,10 +18,8 @@ from genre_agent.eval.protocols import (
     split_user,
 )
 from genre_agent.eval.runner import rank_requests
-
-from genre_agent.errors import ConfigError
 from genre_agent.llm import FakeLLM
-from genre_agent.ranking import ListwiseRanker
+from genre_agent.ranking.listwise import ListwiseRanker
 
 
 @pytest.fixture()

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from genre_agent.eval.fixtures import write_jsonl_dataset
 from typer.testing import CliRunner
 
-from genre_agent.cli_eval import app
+from genre_agent.eval.cli import app
+from genre_agent.eval.fixtures import write_jsonl_dataset
 
 pytestmark = pytest.mark.real
 

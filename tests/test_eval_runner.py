@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from genre_agent.errors import ConfigError, GenreError
 from genre_agent.eval.cache import CachingLLM, request_key
 from genre_agent.eval.experiment import load_experiment
 from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
 from genre_agent.eval.runner import Runner, read_results
 from genre_agent.eval.summary import summarize_prepared
-
-from genre_agent.errors import ConfigError, GenreError
 from genre_agent.llm import FakeLLM
 from genre_agent.llm.base import Generation, GenRequest, Message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from genre_agent.eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
 
 

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from genre_agent.catalog.items import Item, load_items, load_movielens_items
 from genre_agent.errors import CatalogError
-from genre_agent.items import Item, load_items, load_movielens_items
 
 
 def test_jsonl_fixture_loads(catalog_path: Path):

@@ -8,8 +8,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableLambda
 from test_chat import make_rec
 
-from genre_agent.chat import ChatSession, SessionStore, scripted_intents
-from genre_agent.langchain_interop import (
+from genre_agent.service.chat import ChatSession, SessionStore, scripted_intents
+from genre_agent.service.langchain_interop import (
     GenreRetriever,
     SessionChatHistory,
     make_recommend_tool,

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from genre_agent import models
 from genre_agent.errors import ModelError
+from genre_agent.llm import models
 
 
 def _fake_model(tmp_path: Path, payloads: list[bytes], monkeypatch) -> models.GGUFModel:

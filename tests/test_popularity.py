@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genre_agent.catalog.items import load_items
+from genre_agent.config import RankingConfig, TuneConfig
 from genre_agent.eval.datasets import DatasetConfig, load_dataset
 from genre_agent.eval.experiment import load_experiment
 from genre_agent.eval.fixtures import write_jsonl_dataset
 from genre_agent.eval.protocols import train_interactions
 from genre_agent.eval.runner import Runner
-
-from genre_agent.config import RankingConfig, TuneConfig
-from genre_agent.interactions import Interaction
-from genre_agent.items import load_items
+from genre_agent.eval.tuning import build_examples, score_request, training_tiers
 from genre_agent.llm import FakeLLM
-from genre_agent.popularity import NICHE, popularity_tiers
-from genre_agent.tuning import build_examples, score_request, training_tiers
+from genre_agent.ranking.popularity_hint import NICHE, popularity_tiers
+from genre_agent.storage.interactions import Interaction
 
 
 def test_tiers_follow_count_shares_and_ties_share_a_tier() -> None:
@@ -81,7 +80,7 @@ def test_training_prompt_carries_the_same_hint(tmp_path: Path) -> None:
 
 def test_recommender_prompt_has_the_hint_but_items_do_not(tmp_path: Path, catalog_path) -> None:
     from genre_agent import Recommender
-    from genre_agent.store import FakeEmbedder
+    from genre_agent.embedders.fake import FakeEmbedder
 
     prompts: list[str] = []
 

@@ -8,13 +8,13 @@ import re
 import pytest
 from test_chat import catalog, make_rec
 
-from genre_agent.chat import scripted_intents
-from genre_agent.coldstart import recommend_cold, strategy_for
+from genre_agent.catalog.items import Item
 from genre_agent.config import ProfileConfig
 from genre_agent.errors import GenreError
-from genre_agent.items import Item
 from genre_agent.llm.fake import FakeLLM
-from genre_agent.profiles import (
+from genre_agent.service.chat import scripted_intents
+from genre_agent.service.coldstart import recommend_cold, strategy_for
+from genre_agent.service.profiles import (
     ProfileError,
     Profiles,
     ProfileStore,
@@ -88,7 +88,7 @@ def test_build_reuse_edit_forget(tmp_path) -> None:
 
 def test_profile_switch_feeds_rerank_prompt(tmp_path) -> None:
     rec = make_rec(tmp_path, script, name="profsw", **{"profile.use_in_rerank": True})
-    from genre_agent.profiles import recommend_with_profile
+    from genre_agent.service.profiles import recommend_with_profile
 
     recommend_with_profile(rec, "Likes: QUIRKYWORD.", query="comedy", k=2)
     assert "QUIRKYWORD" in rec.llm.requests[-1].messages[1].content

@@ -3,11 +3,11 @@ import re
 
 import pytest
 
+from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
-from genre_agent.items import Item
 from genre_agent.llm import FakeLLM, GenRequest
-from genre_agent.ranking import (
+from genre_agent.ranking.listwise import (
     ListwiseRanker,
     RankRequest,
     list_regex,

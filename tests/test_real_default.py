@@ -11,7 +11,7 @@ from servers import chroma_server, free_port, serve, vllm_cmd
 from genre_agent import Recommender
 from genre_agent.config import LLMConfig, load_config
 from genre_agent.llm import get_engine
-from genre_agent.models import prepare_model
+from genre_agent.llm.models import prepare_model
 
 pytestmark = pytest.mark.real
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from genre_agent.catalog.items import Item
 from genre_agent.retrievers import (
     RETRIEVERS,
     BM25Retriever,
@@ -10,9 +11,7 @@ from genre_agent.retrievers import (
     PopularityRetriever,
     RetrievalQuery,
 )
-
-from genre_agent.interactions import Interaction
-from genre_agent.items import Item
+from genre_agent.storage.interactions import Interaction
 
 ITEMS = {
     "1": Item(id="1", title="Alien", text="Genres: Sci-Fi, Horror. Tags: space, monster."),

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
+from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
 from genre_agent.errors import ConfigError, RankingValidationError
-from genre_agent.items import Item
 from genre_agent.llm.base import Generation, GenRequest, LabelScorer, ScoreRequest
 from genre_agent.llm.fake import FakeLLM
 from genre_agent.ranking import RankRequest, make_ranker
-from genre_agent.scoring import (
+from genre_agent.ranking.scoring import (
     LABELS,
     ScoringRanker,
     aggregate,
@@ -286,7 +286,7 @@ def test_config_rejects_unknown_and_out_of_range_keys():
 
 def test_recommender_runs_scoring_mode_end_to_end(tmp_path, catalog_path):
     from genre_agent import Recommender
-    from genre_agent.store import FakeEmbedder
+    from genre_agent.embedders.fake import FakeEmbedder
 
     rec = Recommender.from_config(
         {

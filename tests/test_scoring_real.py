@@ -6,11 +6,12 @@ import math
 
 import pytest
 
+from genre_agent.catalog.items import Item
 from genre_agent.config import LLMConfig, RankingConfig
-from genre_agent.items import Item
-from genre_agent.llm.base import Message, ScoreRequest, get_engine
-from genre_agent.ranking import RankRequest
-from genre_agent.scoring import ScoringRanker
+from genre_agent.llm.base import Message, ScoreRequest
+from genre_agent.llm.registry import get_engine
+from genre_agent.ranking.base import RankRequest
+from genre_agent.ranking.scoring import ScoringRanker
 from genre_agent.types import Candidate
 
 pytestmark = pytest.mark.real

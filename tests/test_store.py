@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from genre_agent import Item, Recommender
+from genre_agent.embedders.fake import FakeEmbedder
 from genre_agent.errors import CatalogError
-from genre_agent.store import FakeEmbedder
 
 
 def _rec(path: Path) -> Recommender:
@@ -65,9 +65,9 @@ def test_where_filter_and_history_exclusion(fake_rec):
 
 
 def test_forgotten_items_lose_their_influence(tmp_path: Path, catalog_path: Path):
-    from genre_agent.interactions import Interaction
     from genre_agent.llm import FakeLLM
-    from genre_agent.profiles import ProfileStore
+    from genre_agent.service.profiles import ProfileStore
+    from genre_agent.storage.interactions import Interaction
 
     llm = FakeLLM("first")
     rec = Recommender.from_config(

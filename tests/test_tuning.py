@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from genre_agent.config import RankingConfig, TuneConfig
-from genre_agent.tuning import build_examples, score_request
+from genre_agent.eval.tuning import build_examples, score_request
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
 
@@ -109,8 +109,8 @@ def test_examples_are_deterministic(tiny_ds):
 def test_training_prompt_is_the_serving_prompt(tiny_ds):
     """The tuned model sees exactly what ScoringRanker sends for the same candidates."""
     from genre_agent.llm.fake import FakeLLM
-    from genre_agent.ranking import RankRequest
-    from genre_agent.scoring import ScoringRanker
+    from genre_agent.ranking.base import RankRequest
+    from genre_agent.ranking.scoring import ScoringRanker
     from genre_agent.types import Candidate
 
     ex = build_examples(tiny_ds, TuneConfig(n_examples=1, n_candidates=8, min_history=3))[0]

@@ -1,16 +1,8 @@
-"""LLM engines behind one Protocol."""
+"""LLM engines behind one Protocol (base.py), one explicit registry (registry.py)."""
 
-from genre_agent.llm.base import (
-    ENGINES,
-    LLM,
-    Generation,
-    GenRequest,
-    Message,
-    clear_engines,
-    get_engine,
-    register_engine,
-)
+from genre_agent.llm.base import LLM, Generation, GenRequest, Message
 from genre_agent.llm.fake import FakeLLM
+from genre_agent.llm.registry import ENGINES, clear_engines, get_engine
 
 __all__ = [
     "ENGINES",
@@ -21,5 +13,4 @@ __all__ = [
     "Message",
     "clear_engines",
     "get_engine",
-    "register_engine",
 ]

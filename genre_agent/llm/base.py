@@ -1,15 +1,10 @@
-"""The LLM seam: one small Protocol, request/response types, and the engine registry."""
+"""The LLM seam: one small Protocol and its request/response types (engines: registry.py)."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
-
-from genre_agent.config import LLMConfig
-from genre_agent.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -85,76 +80,3 @@ class LabelScorer(Protocol):
     revision: str
 
     def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]: ...
-
-
-EngineFactory = Callable[[LLMConfig, str], LLM]
-ENGINES: dict[str, EngineFactory] = {}
-
-
-def register_engine(kind: str) -> Callable[[EngineFactory], EngineFactory]:
-    def deco(factory: EngineFactory) -> EngineFactory:
-        ENGINES[kind] = factory
-        return factory
-
-    return deco
-
-
-_CACHE: dict[tuple[object, ...], LLM] = {}
-_LOCK = threading.Lock()
-
-
-def get_engine(cfg: LLMConfig, announce: Callable[[str], None] | None = None) -> LLM:
-    """Build (once per process) the engine that ``cfg`` names.
-
-    Packaged model names are prepared lazily (see genre_agent.models.resolve_model).
-    """
-    from genre_agent.llm import engines  # noqa: F401  (registers the built-in engines)
-
-    if cfg.engine not in ENGINES:
-        raise ConfigError(f"llm.engine: unknown engine {cfg.engine!r}; known: {sorted(ENGINES)}")
-    key = (
-        cfg.engine,
-        cfg.model,
-        str(cfg.base_url),
-        cfg.fake_script,
-        cfg.dtype,
-        cfg.enable_prefix_caching,
-    )
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        if cfg.engine in {"fake", "openai"}:
-            target = cfg.model
-        else:
-            from genre_agent.models import resolve_model
-
-            target = resolve_model(cfg.model, progress=_progress_printer(announce))
-        if announce:
-            announce(f"loading LLM engine {cfg.engine!r} with model {target}")
-        t0 = time.perf_counter()
-        engine = ENGINES[cfg.engine](cfg, target)
-        if announce:
-            announce(f"engine ready in {time.perf_counter() - t0:.1f}s")
-        _CACHE[key] = engine
-        return engine
-
-
-def clear_engines() -> None:
-    with _LOCK:
-        for engine in _CACHE.values():
-            engine.close()
-        _CACHE.clear()
-
-
-def _progress_printer(announce: Callable[[str], None] | None) -> Any:
-    if announce is None:
-        return None
-    last: dict[str, int] = {}
-
-    def progress(label: str, done: int, total: int) -> None:
-        pct = int(100 * done / max(total, 1))
-        if last.get(label, -10) + 10 <= pct or done == total:
-            last[label] = pct
-            announce(f"{label}: {pct}%")
-
-    return progress

@@ -17,9 +17,7 @@ from genre_agent.llm.base import (
     GenRequest,
     LabelScores,
     ScoreRequest,
-    register_engine,
 )
-from genre_agent.llm.fake import FakeLLM
 
 
 def _revision(target: str) -> str:
@@ -27,7 +25,7 @@ def _revision(target: str) -> str:
     meta = Path(target) / "genre_model.json"
     if meta.exists():
         data = json.loads(meta.read_text())
-        # A tuned checkpoint (genre_agent.tuning) records its own revision; packaged models
+        # A tuned checkpoint (genre_agent.eval.tuning) records its own revision; packaged models
         # are identified by their GGUF hash.
         return str(data.get("revision") or data.get("gguf_sha256", ""))[:16]
     return ""
@@ -359,23 +357,3 @@ class TransformersEngine:
 
     def close(self) -> None:
         del self.model, self.hf_model
-
-
-@register_engine("vllm")
-def _vllm(cfg: LLMConfig, target: str) -> VLLMEngine:
-    return VLLMEngine(cfg, target)
-
-
-@register_engine("openai")
-def _openai(cfg: LLMConfig, target: str) -> OpenAIEngine:
-    return OpenAIEngine(cfg, target)
-
-
-@register_engine("transformers")
-def _transformers(cfg: LLMConfig, target: str) -> TransformersEngine:
-    return TransformersEngine(cfg, target)
-
-
-@register_engine("fake")
-def _fake(cfg: LLMConfig, target: str) -> FakeLLM:
-    return FakeLLM(script=cfg.fake_script)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from genre_agent.catalog.items import Item
 from genre_agent.errors import GenreError
-from genre_agent.items import Item
-from genre_agent.profiles import Profiles, recommend_with_profile
-from genre_agent.recommender import Recommender
+from genre_agent.service.profiles import Profiles, recommend_with_profile
+from genre_agent.service.recommender import Recommender
 from genre_agent.types import Recommendation
 
 Strategy = Literal["stated", "few", "history"]

@@ -8,16 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genre_agent.catalog.items import Item, load_items
 from genre_agent.config import Config, load_config
+from genre_agent.embedders import Embedder, get_embedder
 from genre_agent.errors import GenreError
-from genre_agent.interactions import Interaction, InteractionStore
-from genre_agent.items import Item, load_items
-from genre_agent.llm.base import LLM, get_engine
-from genre_agent.popularity import hint_candidates, popularity_tiers
+from genre_agent.llm.base import LLM
+from genre_agent.llm.registry import get_engine
 from genre_agent.ranking import RankRequest, make_ranker
+from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
 from genre_agent.retrievers.embedding import EmbeddingRetriever
-from genre_agent.store import ChromaStore, Embedder, IndexReport, get_embedder
+from genre_agent.storage.chroma import ChromaStore, IndexReport
+from genre_agent.storage.interactions import Interaction, InteractionStore
 from genre_agent.types import RankedItem, Recommendation, StageTiming
 
 Announce = Callable[[str], None]
@@ -78,7 +80,7 @@ class Recommender:
         path = self.config.profile.path
         if not Path(path).exists():
             return set()
-        from genre_agent.profiles import ProfileStore
+        from genre_agent.storage.profiles import ProfileStore
 
         store = ProfileStore(path)
         try:

@@ -30,12 +30,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from genre_agent.calibration import calibrate, placeholder_candidates
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, LabelScorer, Message, ScoreRequest
 from genre_agent.prompting import RenderedPrompt, render
-from genre_agent.ranking import RankRequest, _history_view, register_ranker, unsupported_terms
+from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
+from genre_agent.ranking.calibration import calibrate, placeholder_candidates
 from genre_agent.types import Candidate, RankedItem, StageTiming, Trace
 
 LABELS: tuple[str, ...] = tuple(string.ascii_uppercase + string.ascii_lowercase)
@@ -439,8 +439,3 @@ class ScoringRanker:
             trace.completion_tokens += out.completion_tokens
             trace.raw_outputs.append(out.text)
             trace.timings.append(StageTiming(stage="rationale", seconds=gen_s))
-
-
-@register_ranker("scoring")
-def _scoring(llm: LLM, cfg: RankingConfig) -> ScoringRanker:
-    return ScoringRanker(llm, cfg)

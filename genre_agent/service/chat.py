@@ -12,7 +12,6 @@ dropped and listed in the turn's ``violations``.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import uuid
@@ -22,13 +21,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from genre_agent.catalog.items import genre_key
 from genre_agent.config import ChatConfig
 from genre_agent.errors import GenreError
-from genre_agent.items import genre_key
 from genre_agent.llm.base import GenRequest, Message
-from genre_agent.profiles import NoCandidates, recommend_with_profile
 from genre_agent.prompting import render
-from genre_agent.recommender import Recommender
+from genre_agent.service.profiles import NoCandidates, recommend_with_profile
+from genre_agent.service.recommender import Recommender
+from genre_agent.storage.sqlite import SQLiteDB
 
 
 class IntentError(GenreError):
@@ -256,15 +256,15 @@ class SessionStore:
     """SQLite: one row per session holding its whole state (small; rewritten per turn)."""
 
     def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.lock = threading.Lock()
-        with self.lock, self.db:
-            self.db.execute(
+        self._sql = SQLiteDB(
+            path,
+            [
                 "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, user_id TEXT,"
                 " updated REAL, state TEXT)"
-            )
+            ],
+        )
+        self.db = self._sql.conn
+        self.lock = self._sql.lock
 
     def save(self, state: SessionState) -> None:
         with self.lock, self.db:

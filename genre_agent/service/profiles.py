@@ -15,27 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from genre_agent.catalog.items import Item
 from genre_agent.config import ProfileConfig
 from genre_agent.errors import GenreError
-from genre_agent.items import Item
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
+from genre_agent.storage.profiles import ProfileRecord, ProfileStore, Topic, UserProfile
 from genre_agent.types import Candidate, Recommendation
 
 if TYPE_CHECKING:
-    from genre_agent.recommender import Recommender
+    from genre_agent.service.recommender import Recommender
 
 _TOPIC_CHARS = r"[A-Za-z0-9 ,'&/\-]"
 
@@ -50,51 +48,6 @@ class ProfileError(GenreError):
 
 class NoCandidates(GenreError):
     """Retrieval found nothing (filters too strict, or everything already shown)."""
-
-
-class Topic(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    topic: str = Field(min_length=1, max_length=40)
-    evidence: list[str] = Field(default_factory=list, max_length=10)
-
-
-class UserProfile(BaseModel):
-    """What the LLM writes: liked / disliked topics with evidence ids, and a summary."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    liked: list[Topic] = Field(default_factory=list, max_length=20)
-    disliked: list[Topic] = Field(default_factory=list, max_length=20)
-    summary: str = Field("", max_length=2000)
-
-    def evidence_ids(self) -> set[str]:
-        return {i for t in [*self.liked, *self.disliked] for i in t.evidence}
-
-    def as_text(self) -> str:
-        """Plain text for the retrieval query and the rerank prompt."""
-        parts = []
-        if self.liked:
-            parts.append("Likes: " + "; ".join(t.topic for t in self.liked) + ".")
-        if self.disliked:
-            parts.append("Dislikes: " + "; ".join(t.topic for t in self.disliked) + ".")
-        if self.summary:
-            parts.append(self.summary)
-        return " ".join(parts)
-
-
-class ProfileRecord(BaseModel):
-    """A stored profile with its provenance."""
-
-    user_id: str
-    profile: UserProfile
-    template_sha256: str
-    model_id: str
-    history_sha256: str
-    violations: list[dict[str, Any]] = Field(default_factory=list)
-    edited: bool = False
-    created: float = 0.0
-    raw_output: str = ""
 
 
 def _quote_ids(ids: Sequence[str]) -> str:
@@ -155,57 +108,6 @@ def _without(profile: UserProfile, item_id: str) -> UserProfile:
     return UserProfile(
         liked=strip(profile.liked), disliked=strip(profile.disliked), summary=profile.summary
     )
-
-
-class ProfileStore:
-    """SQLite: one current profile per user, and the items each user asked to forget."""
-
-    def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.lock = threading.Lock()
-        with self.lock, self.db:
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, record TEXT)"
-            )
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS forgotten (user_id TEXT, item_id TEXT,"
-                " PRIMARY KEY (user_id, item_id))"
-            )
-
-    def get(self, user_id: str) -> ProfileRecord | None:
-        with self.lock:
-            row = self.db.execute(
-                "SELECT record FROM profiles WHERE user_id = ?", (user_id,)
-            ).fetchone()
-        return ProfileRecord.model_validate_json(row[0]) if row else None
-
-    def put(self, record: ProfileRecord) -> None:
-        with self.lock, self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO profiles VALUES (?, ?)",
-                (record.user_id, record.model_dump_json()),
-            )
-
-    def delete(self, user_id: str) -> bool:
-        with self.lock, self.db:
-            cur = self.db.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
-        return cur.rowcount > 0
-
-    def forget(self, user_id: str, item_id: str) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT OR IGNORE INTO forgotten VALUES (?, ?)", (user_id, item_id))
-
-    def forgotten(self, user_id: str) -> set[str]:
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT item_id FROM forgotten WHERE user_id = ?", (user_id,)
-            ).fetchall()
-        return {r[0] for r in rows}
-
-    def close(self) -> None:
-        self.db.close()
 
 
 class Profiles:

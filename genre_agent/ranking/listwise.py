@@ -22,18 +22,18 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
-from genre_agent.items import Item
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import RenderedPrompt, render
-from genre_agent.types import Candidate, RankedItem, StageTiming, Trace
+from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
+from genre_agent.types import RankedItem, StageTiming, Trace
 
 PREFIX = '{"items": ['
 _ENTRY_RE = re.compile(r'\{"item_id": "(?P<id>[^"]*)", "rationale": "(?P<why>[^"\\]*)"\}')
@@ -140,15 +140,6 @@ IDS = _Format("ids", '{"ranking": [', "ranking")
 
 
 @dataclass
-class RankRequest:
-    candidates: list[Candidate]
-    history: list[Item] = field(default_factory=list)
-    query: str | None = None
-    profile: str | None = None
-    k: int = 10
-
-
-@dataclass
 class _State:
     req: RankRequest
     prompt: RenderedPrompt
@@ -168,60 +159,6 @@ class _State:
     @property
     def done(self) -> bool:
         return len(self.chosen) >= self.k
-
-
-_COMMON = {
-    "the",
-    "this",
-    "it",
-    "its",
-    "user",
-    "users",
-    "you",
-    "your",
-    "both",
-    "like",
-    "likes",
-    "liked",
-    "since",
-    "because",
-    "as",
-    "a",
-    "an",
-    "and",
-    "with",
-    "if",
-    "fans",
-    "fan",
-    "given",
-    "based",
-    "similar",
-    "also",
-    "for",
-    "in",
-    "their",
-    "they",
-    "he",
-    "she",
-    "i",
-}
-_TERM_RE = re.compile(r"\b(?:[A-Z][\w'\-]+|\d{2,})\b")
-
-
-def unsupported_terms(rationale: str, evidence: str) -> list[str]:
-    """Capitalised words and numbers of the rationale that the evidence text never mentions."""
-    ev = evidence.lower()
-    out = []
-    for term in _TERM_RE.findall(rationale):
-        if term.lower() in _COMMON:
-            continue
-        if term.lower() not in ev and term not in out:
-            out.append(term)
-    return out
-
-
-def _history_view(items: Sequence[Item]) -> list[dict[str, str]]:
-    return [{"title": it.title, "genres": str(it.metadata.get("genres", ""))} for it in items]
 
 
 class ListwiseRanker:
@@ -498,40 +435,3 @@ class ListwiseRanker:
             )
             results.append((ranked, trace))
         return results
-
-
-class Ranker(Protocol):
-    """The ranking seam: every mode ranks many requests in one batched pass."""
-
-    def rank_many(
-        self, requests: Sequence[RankRequest], temperature: float = 0.0, seed: int = 0
-    ) -> list[tuple[list[RankedItem], Trace]]: ...
-
-
-RankerFactory = Callable[[LLM, RankingConfig], Ranker]
-RANKERS: dict[str, RankerFactory] = {"listwise": ListwiseRanker}
-
-
-def register_ranker(mode: str) -> Callable[[RankerFactory], RankerFactory]:
-    def deco(factory: RankerFactory) -> RankerFactory:
-        RANKERS[mode] = factory
-        return factory
-
-    return deco
-
-
-def make_ranker(llm: LLM, cfg: RankingConfig) -> Ranker:
-    """The ranker that ``ranking.mode`` names ("retrieval" mode has no LLM ranker)."""
-    if cfg.mode not in RANKERS:
-        # Optional modes register themselves on import.
-        import importlib
-
-        try:
-            importlib.import_module(f"genre_agent.{cfg.mode}")
-        except ImportError:
-            pass
-    if cfg.mode not in RANKERS:
-        raise RankingValidationError(
-            f"ranking.mode {cfg.mode!r} has no ranker; known: {sorted(RANKERS)}"
-        )
-    return RANKERS[cfg.mode](llm, cfg)

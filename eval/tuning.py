@@ -36,8 +36,8 @@ from typing import Any
 from genre_agent.config import Config, RankingConfig, TuneConfig
 from genre_agent.errors import ConfigError, ModelError
 from genre_agent.llm.base import ScoreRequest
-from genre_agent.ranking import RankRequest
-from genre_agent.scoring import LABELS, ScoringRanker
+from genre_agent.ranking.base import RankRequest
+from genre_agent.ranking.scoring import LABELS, ScoringRanker
 from genre_agent.types import Candidate
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
@@ -113,7 +113,7 @@ class _NoLLM:
 def training_tiers(ds: Any) -> dict[str, str]:
     """Popularity tiers over the training interactions, exactly as the eval harness counts."""
     from genre_agent.eval.protocols import train_interactions
-    from genre_agent.popularity import popularity_tiers
+    from genre_agent.ranking.popularity_hint import popularity_tiers
 
     counts = Counter(r.item_id for r in train_interactions(ds))
     return popularity_tiers({i: counts.get(i, 0) for i in ds.items}, len(ds.items))
@@ -137,7 +137,7 @@ def score_request(
     hist = [ds.items[h] for h in ex.history][-history_len:] if history_len else []
     cands = [Candidate(item=ds.items[c], score=0.0, source="tune") for c in ex.candidates]
     if ranking.popularity_hint:
-        from genre_agent.popularity import hint_candidates
+        from genre_agent.ranking.popularity_hint import hint_candidates
 
         cands = hint_candidates(cands, tiers if tiers is not None else training_tiers(ds))
     req = RankRequest(candidates=cands, history=hist, k=len(ex.candidates))
@@ -220,7 +220,7 @@ class Tuner:
         return load_dataset(DatasetConfig(kind=self.t.data_kind, path=self.t.data))
 
     def base_path(self) -> Path:
-        from genre_agent.models import resolve_model
+        from genre_agent.llm.models import resolve_model
 
         path = Path(resolve_model(self.t.base_model or self.cfg.llm.model))
         if not (path / "config.json").exists():

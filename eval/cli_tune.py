@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from genre_agent.cli_common import LabelledBars, parse_overrides
+from genre_agent.cli.common import LabelledBars, parse_overrides
 from genre_agent.errors import GenreError
 
 
@@ -23,7 +23,7 @@ def tune(
 ) -> None:
     """Fine-tune a LoRA adapter for scoring mode, then merge it into a servable checkpoint."""
     from genre_agent.config import load_config
-    from genre_agent.tuning import Tuner
+    from genre_agent.eval.tuning import Tuner
 
     overrides = parse_overrides(sets)
     if data is not None:

@@ -15,8 +15,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from genre_agent.chat import ChatSession, Turn, build_where
-from genre_agent.recommender import Recommender
+from genre_agent.service.chat import ChatSession, Turn, build_where
+from genre_agent.service.recommender import Recommender
 from genre_agent.types import Recommendation
 
 

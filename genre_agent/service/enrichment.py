@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from genre_agent.catalog.items import Item
 from genre_agent.config import EnrichConfig
-from genre_agent.items import Item
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render, template_sha256
-from genre_agent.store import ChromaStore
+from genre_agent.storage.chroma import ChromaStore
 
 _KEYWORD = r'"[a-z0-9][a-z0-9 \-]{1,24}"'
 
@@ -137,7 +137,7 @@ class Enricher:
         items: Sequence[Item],
         store: ChromaStore | None = None,
         checkpoint: Path | None = None,
-        progress: bool | Callable[[int, int], None] = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> EnrichReport:
         """Enrich ``items`` (originals, not already-enriched copies) and upsert them."""
         path = Path(checkpoint or self.cfg.checkpoint)
@@ -154,60 +154,47 @@ class Enricher:
                 ready.append(enriched_item(it, cache[self._key(it)], self.cfg.embed))
             else:
                 todo.append(it)
-        bar, tick = _progress(progress, len(todo))
-        try:
-            with path.open("a", encoding="utf-8") as fh:
-                for start in range(0, len(todo), self.cfg.batch_size):
-                    batch = todo[start : start + self.cfg.batch_size]
-                    outs = self.llm.generate([self.request(it) for it in batch])
-                    for it, out in zip(batch, outs, strict=True):
-                        try:
-                            e = self.parse(out.text)
-                        except (ValueError, ValidationError) as exc:
-                            report.invalid.append({"item_id": it.id, "error": str(exc)[:200]})
-                            continue
-                        fh.write(
-                            json.dumps(
-                                {
-                                    "key": self._key(it),
-                                    "item_id": it.id,
-                                    "enrichment": e.model_dump(),
-                                }
-                            )
-                            + "\n"
+        tick = _progress(progress, len(todo))
+        with path.open("a", encoding="utf-8") as fh:
+            for start in range(0, len(todo), self.cfg.batch_size):
+                batch = todo[start : start + self.cfg.batch_size]
+                outs = self.llm.generate([self.request(it) for it in batch])
+                for it, out in zip(batch, outs, strict=True):
+                    try:
+                        e = self.parse(out.text)
+                    except (ValueError, ValidationError) as exc:
+                        report.invalid.append({"item_id": it.id, "error": str(exc)[:200]})
+                        continue
+                    fh.write(
+                        json.dumps(
+                            {
+                                "key": self._key(it),
+                                "item_id": it.id,
+                                "enrichment": e.model_dump(),
+                            }
                         )
-                        fh.flush()
-                        report.done += 1
-                        ready.append(enriched_item(it, e, self.cfg.embed))
-                    tick(len(batch))
-                    if store is not None:
-                        # Upsert per batch, so a kill loses at most one batch of work.
-                        report.upserted += store.upsert(ready).total
-                        ready = []
-        finally:
-            if bar is not None:
-                bar.stop()
+                        + "\n"
+                    )
+                    fh.flush()
+                    report.done += 1
+                    ready.append(enriched_item(it, e, self.cfg.embed))
+                tick(len(batch))
+                if store is not None:
+                    # Upsert per batch, so a kill loses at most one batch of work.
+                    report.upserted += store.upsert(ready).total
+                    ready = []
         if store is not None and ready:
             report.upserted += store.upsert(ready).total
         return report
 
 
-def _progress(
-    progress: bool | Callable[[int, int], None], total: int
-) -> tuple[Any, Callable[[int], None]]:
-    if callable(progress):
-        done = [0]
+def _progress(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None]:
+    """Adapt a (done, total) callback to per-batch ticks (the CLI draws the bar)."""
+    done = [0]
 
-        def tick_cb(n: int) -> None:
-            done[0] += n
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
             progress(done[0], total)
 
-        return None, tick_cb
-    if not progress:
-        return None, lambda n: None
-    from rich.progress import Progress
-
-    bar = Progress()
-    task = bar.add_task("enriching", total=total)
-    bar.start()
-    return bar, lambda n: bar.advance(task, n)
+    return tick

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from genre_agent.items import Item
+from genre_agent.catalog.items import Item
 from genre_agent.types import Candidate
 
 TIERS: tuple[tuple[float, str], ...] = ((0.01, "very popular"), (0.05, "popular"), (0.20, "known"))

@@ -1,0 +1,1 @@
+"""Catalog items and their loaders (JSONL, CSV, Parquet, MovieLens), validated whole."""

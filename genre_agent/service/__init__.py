@@ -1,0 +1,1 @@
+"""The service layer: the Recommender and what builds on it (chat, profiles, cold start)."""
