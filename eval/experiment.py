@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from genre_agent.config import Config, EngineKind, load_config, read_config_file
+from genre_agent.config import Config, EngineKind, SourceKind, load_config, read_config_file
 from genre_agent.errors import ConfigError
 from genre_agent.eval.baselines import ALL_BASELINES, BaselineKind
 from genre_agent.eval.datasets import DatasetConfig
@@ -27,7 +27,9 @@ class VariantSpec(_Frozen):
     template: str | None = None
     model: str | None = None
     engine: EngineKind | None = None
-    mode: Literal["listwise", "scoring"] | None = None
+    mode: Literal["listwise", "scoring", "retrieval"] | None = None
+    # retrieval.sources: the candidate sources and their fusion weights.
+    sources: dict[SourceKind, float] | None = None
     k: int | None = Field(None, ge=1, le=100)
     history_len: int | None = Field(None, ge=0, le=500)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -52,6 +54,7 @@ class VariantSpec(_Frozen):
             ("history_len", "retrieval.history_len"),
             ("temperature", "llm.temperature"),
             ("fusion_weight", "ranking.fusion_weight"),
+            ("sources", "retrieval.sources"),
         ):
             value = getattr(self, key)
             if value is not None:

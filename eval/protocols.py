@@ -24,8 +24,10 @@ Candidate sets (``protocol.kind``):
 - ``popularity``: target + (n-1) unseen items drawn with probability proportional to training
   popularity (popularity-matched hard negatives), shuffled.
 - ``retriever``: target + the retriever's top (n-1) unseen items, shuffled.
-- ``two-stage``: the retriever's top n unseen items, in retriever order; the target may be
-  missing (then every metric is 0), and the retriever's recall@n is reported.
+- ``two-stage`` (full catalog): no fixed candidates. Each system retrieves its own top n
+  unseen items from the whole catalog (``Recommender.recommend_many`` with
+  ``retrieval.n_candidates = n``) and ranks them; the target may be missing (then every
+  metric is 0), and each system's candidate recall@n is reported.
 Every draw uses a generator seeded by (seed, user id), so reruns and variants see identical
 candidates.
 """
@@ -130,7 +132,7 @@ def build_cases(
     retrieve: RetrieveFn | None = None,
 ) -> list[EvalCase]:
     """Candidate sets for every eligible user (see the module docstring)."""
-    if cfg.kind in {"retriever", "two-stage"} and retrieve is None:
+    if cfg.kind == "retriever" and retrieve is None:
         raise ConfigError(f"protocol.kind {cfg.kind!r} needs a retriever")
     if cfg.kind == "popularity" and popularity is None:
         raise ConfigError("protocol.kind 'popularity' needs training popularity counts")
@@ -145,9 +147,8 @@ def build_cases(
         n_neg = cfg.n_candidates - 1
         rng = random.Random(user_seed(cfg.seed, user, split))
         if cfg.kind == "two-stage":
-            assert retrieve is not None
-            cands = retrieve(history, set(history), cfg.n_candidates)
-            cases.append(EvalCase(user, split, history, target, tuple(cands)))
+            # Every system retrieves its own n candidates from the whole catalog.
+            cases.append(EvalCase(user, split, history, target, ()))
             continue
         if cfg.kind == "sampled":
             pool = [i for i in all_ids if i not in seen]

@@ -31,11 +31,15 @@ def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "prompt_tokens_per_request",
         "completion_tokens_per_request",
     ]
-    header = ["system", "kind", "users", *metrics, *extra]
+    recall = any("candidate_recall" in e for e in summary["systems"].values())
+    header = ["system", "kind", "users", *metrics]
+    header += [f"candidate recall@{summary.get('n_candidates', 'N')}"] if recall else []
+    header += extra
     rows = []
     for name, e in summary["systems"].items():
         row = [name, e["kind"], str(e["users"])]
         row += [_ci(e["metrics"][m]) for m in metrics]
+        row += [_ci(e["candidate_recall"]) if "candidate_recall" in e else ""] if recall else []
         row += [_fmt(e.get(x), 2 if "tokens" in x or "per_min" in x else 4) for x in extra]
         rows.append(row)
     return header, rows

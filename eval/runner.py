@@ -1,14 +1,22 @@
-"""Run an experiment: baselines and LLM variants on the same cases, one JSONL line per user.
+"""Run an experiment: every system is a Recommender config, scored on the same cases.
+
+A baseline is a retrieval-only config (one source, or the fusion); a variant is the base
+config plus its fields. For each case the harness calls the system's public API only:
+``Recommender.rank_many`` (the sampled, popularity and retriever protocols: the case's
+candidates, in their presented order) or ``Recommender.recommend_many`` (two-stage: the
+system retrieves from the whole catalog itself). Nothing here retrieves, builds a ranking
+request or runs a rank loop of its own.
 
 Resuming: ``results.jsonl`` is appended after every batch; a rerun skips (system, seed, user)
 keys already present. LLM answers go through ``CachingLLM``, so a rerun in a fresh directory
 with the same cache replays bit-identical rankings.
 
-Label-blindness: the ranker gets a ``RankRequest`` built from the candidate ids and the
-history only; the target id never reaches it, and a failed request is retried with the same
-request, never with knowledge of the answer. A variant's profile (``profile.use_in_rerank``)
-is built from the same visible history; its enriched items (``enrich.enabled``) are the
-candidates, enriched without any label (see ``genre_agent.eval.augment``).
+Label-blindness: a request carries the candidate ids and the visible history only (as
+interaction rows, so ratings split liked from not liked as in serving); the target never
+reaches a system, and a failed request is retried with the same request. A variant's
+profile (``profile.use_in_rerank``) is built from the same visible history; its enriched
+items (``enrich.enabled``) are the candidates, enriched without any label (see
+``genre_agent.eval.augment``).
 """
 
 from __future__ import annotations
@@ -24,18 +32,18 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import Config, LLMConfig
 from genre_agent.errors import ConfigError, GenreError
 from genre_agent.eval.augment import VariantInputs, check_switches
-from genre_agent.eval.baselines import BaselineSuite
+from genre_agent.eval.baselines import baseline_overrides
 from genre_agent.eval.cache import CachingLLM
 from genre_agent.eval.datasets import Dataset, load_dataset
 from genre_agent.eval.experiment import Experiment, VariantSpec
-from genre_agent.eval.metrics import order_by_scores, user_metrics
-from genre_agent.eval.protocols import EvalCase, build_cases, retriever_recall
+from genre_agent.eval.metrics import user_metrics
+from genre_agent.eval.protocols import EvalCase, build_cases, history_rows
+from genre_agent.eval.world import EvalWorld
 from genre_agent.llm.base import LLM
-from genre_agent.ranking import RankRequest, make_ranker
-from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
-from genre_agent.retrievers.bm25 import BM25Retriever
 from genre_agent.service.profiles import ProfileError
-from genre_agent.types import Candidate
+from genre_agent.service.recommender import Recommender
+from genre_agent.service.requests import RecRequest
+from genre_agent.types import Recommendation
 
 LLMFactory = Callable[[LLMConfig], LLM]
 Progress = Callable[[str, int, int], None]
@@ -51,37 +59,57 @@ def default_llm_factory(cfg: LLMConfig) -> LLM:
 @dataclass
 class Prepared:
     ds: Dataset
-    suite: BaselineSuite
+    world: EvalWorld
     cases: list[EvalCase]
     retriever_recall: float | None
+
+
+def protocol_overrides(exp: Experiment) -> dict[str, Any]:
+    """What the protocol fixes in every system's config: two-stage systems retrieve as many
+    candidates as the protocol names."""
+    if exp.protocol.kind == "two-stage":
+        return {"retrieval.n_candidates": exp.protocol.n_candidates}
+    return {}
+
+
+def baseline_config(
+    exp: Experiment, name: str, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """A baseline is the base config ranking by retrieval with one source (or the fusion)."""
+    merged = {
+        **baseline_overrides(name, exp.fusion_weights, exp.protocol.seed),
+        **protocol_overrides(exp),
+        **(overrides or {}),
+    }
+    return exp.base_config(merged)
 
 
 def prepare(
     exp: Experiment, split: str | None = None, overrides: dict[str, Any] | None = None
 ) -> Prepared:
-    """Load the data, fit baselines on the training part, build the cases."""
+    """Load the data, serve it as a world (index, training interactions), build the cases."""
     ds = load_dataset(exp.dataset)
     base = exp.base_config(overrides)
-    suite = BaselineSuite(
-        ds,
-        embedder=base.embedder,
-        fusion_weights=dict(exp.fusion_weights),
-        seed=exp.protocol.seed,
-        history_len=base.retrieval.history_len,
-    )
+    world = EvalWorld(ds, base.embedder, base.retrieval.itemknn_neighbours)
     proto = exp.protocol
-    retrieve = (
-        suite.retrieve_fn(proto.retriever) if proto.kind in {"retriever", "two-stage"} else None
-    )
+    retrieve = None
+    if proto.kind == "retriever":
+        # Hard negatives come from the named source, served as a retrieval-only config.
+        n = {"retrieval.n_candidates": proto.n_candidates}
+        hard = world.recommender(baseline_config(exp, proto.retriever, {**(overrides or {}), **n}))
+
+        def retrieve(history: Sequence[str], exclude: set[str], k: int) -> list[str]:
+            req = RecRequest(history=list(history), exclude=sorted(exclude), k=min(k, 100))
+            return [it.item.id for it in hard.recommend_many([req])[0].items]
+
     cases = build_cases(
         ds,
         proto,
         split or exp.split,  # type: ignore[arg-type]
-        popularity=suite.popularity,
+        popularity=world.popularity,
         retrieve=retrieve,
     )
-    recall = retriever_recall(cases) if proto.kind == "two-stage" else None
-    return Prepared(ds, suite, cases, recall)
+    return Prepared(ds, world, cases, None)
 
 
 def _record(
@@ -91,9 +119,11 @@ def _record(
     case: EvalCase,
     ranked: list[str],
     ks: Sequence[int],
+    candidates: Sequence[str] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    return {
+    cands = case.candidates if candidates is None else tuple(candidates)
+    out = {
         "system": system,
         "kind": kind,
         "seed": seed,
@@ -103,9 +133,13 @@ def _record(
         # Length of the history the systems saw (after protocol.max_history): segments.
         "history_len": len(case.history),
         "ranked": ranked,
-        "metrics": user_metrics(ranked, {case.target}, case.candidates, ks),
+        "metrics": user_metrics(ranked, {case.target}, cands, ks),
         **extra,
     }
+    if candidates is not None:  # two-stage: the system's own candidates
+        out["candidate_recall"] = float(case.target in set(cands))
+        out["n_candidates"] = len(cands)
+    return out
 
 
 def _identity(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,62 +155,26 @@ def _batches(seq: Sequence[EvalCase], size: int) -> Iterator[list[EvalCase]]:
         yield list(seq[start : start + size])
 
 
-def rank_requests(
-    case: EvalCase,
-    ds: Dataset,
-    history_len: int,
-    k: int,
-    tiers: Mapping[str, str] | None = None,
-    *,
-    items: Mapping[str, Item] | None = None,
-    profile: str | None = None,
-    retrieval: Mapping[str, float] | None = None,
-) -> RankRequest:
-    """The model's whole input: candidates (presented order) and recent history, no target.
-
-    ``tiers``: popularity tiers (``ranking.popularity_hint``), counted over the training
-    interactions only, so a held-out target is never counted. ``items``: enriched copies
-    that replace candidates; ``profile``: the user's profile text (both label-blind, see
-    ``genre_agent.eval.augment``). ``retrieval``: the fusion retriever's scores (fitted on
-    training interactions), the candidates' retrieval scores for ``ranking.fusion_weight``
-    and the unstable fallback; they are not in the prompt."""
-    items = items or {}
-    hist = [ds.items[h] for h in case.history][-history_len:] if history_len else []
-    cands = [
-        Candidate(
-            item=items.get(c) or ds.items[c],
-            score=retrieval.get(c, 0.0) if retrieval is not None else 0.0,
-            source="fusion" if retrieval is not None else "eval",
-        )
-        for c in case.candidates
-    ]
-    if tiers is not None:
-        cands = hint_candidates(cands, tiers)
-    return RankRequest(candidates=cands, history=hist, profile=profile, k=min(k, len(cands)))
+def _profile_text(rec: Any) -> str:
+    """The text a built profile puts into the prompt ("" : no profile, or an empty one)."""
+    return (rec.profile.as_text() or "") if rec is not None else ""
 
 
-def _profile_text(rec: Any) -> str | None:
-    """The text a built profile puts into the prompt (None: no profile, or an empty one)."""
-    return (rec.profile.as_text() or None) if rec is not None else None
-
-
-def _rank_isolated(
-    ranker: Any, reqs: list[RankRequest], temperature: float, seed: int
-) -> list[Any]:
-    """rank_many on the batch; if it fails, once more per request so one bad answer costs
-    one user. A request that still fails yields its exception (scored 0 by the caller)."""
+def _isolated(call: Callable[[list[Any]], list[Recommendation]], jobs: list[Any]) -> list[Any]:
+    """``call`` on the batch; if it fails, once more per request so one bad answer costs one
+    user. A request that still fails yields its exception (scored 0 by the caller)."""
     try:
-        return list(ranker.rank_many(reqs, temperature=temperature, seed=seed))
+        return list(call(jobs))
     except GenreError:
-        if len(reqs) == 1:
+        if len(jobs) == 1:
             try:
-                return list(ranker.rank_many(reqs, temperature=temperature, seed=seed))
+                return list(call(jobs))
             except GenreError as exc:
                 return [exc]
     out: list[Any] = []
-    for req in reqs:
+    for job in jobs:
         try:
-            out.extend(ranker.rank_many([req], temperature=temperature, seed=seed))
+            out.extend(call([job]))
         except GenreError as exc:
             out.append(exc)
     return out
@@ -216,24 +214,41 @@ class Runner:
         self.done = self._done_keys()
         self.variant_meta: dict[str, dict[str, Any]] = {}
         for v in exp.variants:  # before any work: what the harness cannot apply or resume
-            vcfg = exp.variant_config(v, self.overrides)
+            vcfg = self.variant_config(v)
             check_switches(vcfg, v.name)
             if v.ranker != "llm" and (vcfg.profile.use_in_rerank or vcfg.ranking.fusion_weight < 1):
                 raise ConfigError(
                     f"variant {v.name!r}: ranker = {v.ranker!r} has no prompt and no LLM score, "
                     "so profile.use_in_rerank and fusion_weight would have no effect"
                 )
-            # Resuming must never mix two configurations in one system.
-            stored = self.done_configs.get(v.name, set())
-            fp = vcfg.fingerprint()
-            if stored - {fp}:
-                raise GenreError(
-                    f"{self.results_path}: variant {v.name!r} already has results from another "
-                    f"config (config_sha256 {', '.join(sorted(x[:12] for x in stored))}; now "
-                    f"{fp[:12]}). Resuming would mix two configurations: use a new --out, "
-                    f"rename the variant, or delete its lines."
-                )
+            self._check_resume(v.name, vcfg)
+        for name in exp.baselines:
+            self._check_resume(name, baseline_config(exp, name, self.overrides))
         self.prepared = prepare(exp, self.split, self.overrides)
+
+    def variant_config(self, variant: VariantSpec) -> Config:
+        """Base config < protocol < variant fields < CLI overrides."""
+        merged = {**protocol_overrides(self.exp), **self.overrides}
+        cfg = self.exp.variant_config(variant, merged)
+        if variant.ranker == "bm25":
+            # BM25 over the variant's item texts, as a retrieval-only system.
+            cfg = self.exp.variant_config(
+                variant,
+                {**merged, "ranking.mode": "retrieval", "retrieval.sources": {"bm25": 1.0}},
+            )
+        return cfg
+
+    def _check_resume(self, name: str, cfg: Config) -> None:
+        # Resuming must never mix two configurations in one system.
+        stored = self.done_configs.get(name, set())
+        fp = cfg.fingerprint()
+        if stored - {fp}:
+            raise GenreError(
+                f"{self.results_path}: system {name!r} already has results from another "
+                f"config (config_sha256 {', '.join(sorted(x[:12] for x in stored))}; now "
+                f"{fp[:12]}). Resuming would mix two configurations: use a new --out, "
+                f"rename the variant, or delete its lines."
+            )
 
     def _done_keys(self) -> set[tuple[str, int, str]]:
         keys = set()
@@ -259,42 +274,131 @@ class Runner:
         if self.progress:
             self.progress(label, done, total)
 
+    # -- one system, one batch: the Recommender's public API -------------------------------
+    def _serve(
+        self,
+        rec: Recommender,
+        batch: Sequence[EvalCase],
+        *,
+        candidates: Mapping[str, Sequence[str | Item]] | None = None,
+        profiles: Mapping[str, str] | None = None,
+        plain_history: bool = False,
+    ) -> list[Any]:
+        """Each case through ``rec``: ``rank_many`` on its candidates, or (two-stage)
+        ``recommend_many`` from the whole catalog. Returns a Recommendation or the error."""
+        ds = self.prepared.ds
+        retrieval = rec.config.ranking.mode == "retrieval"
+        reqs = []
+        for c in batch:
+            history: list[Any] = (
+                [ds.items[h] for h in c.history] if plain_history else history_rows(ds, c)
+            )
+            n = len(c.candidates) or rec.config.retrieval.n_candidates
+            # Retrieval orders every candidate (AUC, metrics at any k); an LLM ranks its k.
+            k = min(n, 100) if retrieval else rec.config.ranking.k
+            reqs.append(
+                RecRequest(
+                    user_id=c.user_id,
+                    history=history,
+                    k=k,
+                    profile=(profiles or {}).get(c.user_id, ""),
+                    profile_scope="config",
+                )
+            )
+        if self.exp.protocol.kind == "two-stage":
+            return _isolated(rec.recommend_many, reqs)
+        jobs = [
+            ((candidates or {}).get(c.user_id) or list(c.candidates), r)
+            for c, r in zip(batch, reqs, strict=True)
+        ]
+        return _isolated(rec.rank_many, jobs)
+
+    def _lines(
+        self,
+        name: str,
+        kind: str,
+        seed: int,
+        batch: Sequence[EvalCase],
+        outs: Sequence[Any],
+        wall: float,
+        common: Mapping[str, Any],
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        two_stage = self.exp.protocol.kind == "two-stage"
+        lines = []
+        for case, out in zip(batch, outs, strict=True):
+            more = {**common, **(extra or {}).get(case.user_id, {})}
+            if isinstance(out, Exception):
+                lines.append(
+                    _record(
+                        name,
+                        kind,
+                        seed,
+                        case,
+                        [],
+                        self.exp.ks,
+                        candidates=() if two_stage else None,
+                        failed=True,
+                        error=str(out)[:500],
+                        latency_s=wall,
+                        wall_s=wall,
+                        prompt_tokens=0,
+                        completion_tokens=0,
+                        rejected={},
+                        template_sha256="",
+                        **more,
+                    )
+                )
+                continue
+            trace = out.trace
+            cand_ids = [c.item.id for c in trace.candidates]
+            top = [r.item.id for r in out.items]
+            # Unranked candidates follow in presented order (label-blind), so AUC is defined.
+            ranked = top + [i for i in cand_ids if i not in set(top)]
+            lines.append(
+                _record(
+                    name,
+                    kind,
+                    seed,
+                    case,
+                    ranked,
+                    self.exp.ks,
+                    candidates=cand_ids if two_stage else None,
+                    failed=False,
+                    latency_s=sum(t.seconds for t in trace.timings),
+                    wall_s=wall,
+                    prompt_tokens=trace.prompt_tokens,
+                    completion_tokens=trace.completion_tokens,
+                    rejected=_rejections(trace.rejected_entries),
+                    llm_calls=trace.llm_calls,
+                    template_sha256=trace.template_sha256,
+                    **more,
+                )
+            )
+        return lines
+
     def run_baselines(self) -> None:
-        ds, suite, ks = self.prepared.ds, self.prepared.suite, self.exp.ks
+        ds = self.prepared.ds
         for name in self.exp.baselines:
+            cfg = baseline_config(self.exp, name, self.overrides)
             todo = self._todo(name, 0)
             total = len(self.prepared.cases)
             self._tick(name, total - len(todo), total)
-            if todo and name != "random":
-                # Fit/index before the clock starts: latency is per request, not per fit.
-                suite.retriever(name)
+            if not todo:
+                continue
+            rec = self.prepared.world.recommender(cfg)
+            rec.sources.fusion()  # fit/index before the clock starts: latency is per request
+            common = {"dataset_sha256": ds.sha256, "config_sha256": cfg.fingerprint()}
             for batch in _batches(todo, self.exp.batch_size):
-                recs = []
-                for case in batch:
-                    t0 = time.perf_counter()
-                    ranked = suite.rank(name, case)
-                    seconds = time.perf_counter() - t0
-                    recs.append(
-                        _record(
-                            name,
-                            "baseline",
-                            0,
-                            case,
-                            ranked,
-                            ks,
-                            failed=False,
-                            latency_s=seconds,
-                            wall_s=seconds,
-                            dataset_sha256=ds.sha256,
-                        )
-                    )
-                self._append(recs)
+                t0 = time.perf_counter()
+                outs = self._serve(rec, batch)
+                wall = (time.perf_counter() - t0) / len(batch)
+                self._append(self._lines(name, "baseline", 0, batch, outs, wall, common))
                 self._tick(name, total - len(self._todo(name, 0)), total)
 
     def run_variant(self, variant: VariantSpec) -> None:
-        cfg: Config = self.exp.variant_config(variant, self.overrides)
+        cfg: Config = self.variant_config(variant)
         llm = CachingLLM(self.llm_factory(cfg.llm), self.cache_path)
-        ranker = make_ranker(llm, cfg.ranking)
         seeds = self.exp.seeds if cfg.llm.temperature > 0 else self.exp.seeds[:1]
         ds = self.prepared.ds
         meta = {
@@ -310,10 +414,6 @@ class Runner:
         }
         self.variant_meta[variant.name] = meta
         total = len(self.prepared.cases) * len(seeds)
-        tiers = None
-        if cfg.ranking.popularity_hint:
-            pop = self.prepared.suite.popularity
-            tiers = popularity_tiers({i: pop.get(i, 0) for i in ds.items}, len(ds.items))
         inputs = VariantInputs(cfg, llm, ds)
         # Enrichment is an indexing-time job: done up front for the cases still to run (cached,
         # so a resumed run asks the LLM only for what is missing), outside request latency.
@@ -324,165 +424,58 @@ class Runner:
                 self.exp.batch_size,
                 lambda d, t: self._tick(f"{variant.name} (enrich)", d, t),
             )
-            if variant.ranker == "bm25":
-                self._bm25_variant(variant, meta, inputs)
-                return
+            bm25 = variant.ranker == "bm25"
+            # The bm25 variant indexes the enriched texts; LLM variants see enriched
+            # candidates as items passed with the request.
+            catalog = {**ds.items, **inputs.enriched} if bm25 else None
             for seed in seeds:
+                scfg = cfg.model_copy(
+                    update={"llm": cfg.llm.model_copy(update={"seed": cfg.llm.seed + seed})}
+                )
+                rec = self.prepared.world.recommender(scfg, llm, catalog=catalog)
                 for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
                     hits, misses = llm.hits, llm.misses
-                    recs = self._variant_batch(
-                        variant, cfg, meta, ranker, inputs, tiers, seed, batch
+                    t0 = time.perf_counter()
+                    profiles = inputs.profiles_for(batch)
+                    # A user whose profile cannot be built is a failed request (scored 0), like
+                    # an answer that stays invalid: never quietly ranked without its profile.
+                    ok = [c for c in batch if not isinstance(profiles.get(c.user_id), ProfileError)]
+                    texts = {c.user_id: _profile_text(profiles.get(c.user_id)) for c in ok}
+                    cands = (
+                        {c.user_id: [inputs.item(i) for i in c.candidates] for c in ok}
+                        if inputs.enricher is not None and not bm25
+                        else None
+                    )
+                    served = (
+                        self._serve(rec, ok, candidates=cands, profiles=texts, plain_history=bm25)
+                        if ok
+                        else []
+                    )
+                    by_user = dict(zip([c.user_id for c in ok], served, strict=True))
+                    outs = [by_user.get(c.user_id, profiles.get(c.user_id)) for c in batch]
+                    wall = (time.perf_counter() - t0) / len(batch)
+                    extra = {
+                        c.user_id: inputs.record_fields(c, profiles.get(c.user_id)) for c in batch
+                    }
+                    lines = self._lines(
+                        variant.name, "llm", seed, batch, outs, wall, _identity(meta), extra
                     )
                     # Share of this batch's engine calls answered from the cache: a replayed
                     # batch's wall time says nothing about speed (summary.users_per_min).
                     calls = (llm.hits - hits) + (llm.misses - misses)
                     rate = (llm.hits - hits) / calls if calls else 0.0
-                    self._append([{**r, "cache_hit_rate": rate} for r in recs])
+                    self._append(
+                        [
+                            {**r, "cache_hit_rate": rate, **({"ranker": "bm25"} if bm25 else {})}
+                            for r in lines
+                        ]
+                    )
                     left = sum(len(self._todo(variant.name, s)) for s in seeds)
                     self._tick(variant.name, total - left, total)
         finally:
             meta.update(inputs.meta())
             inputs.close()
             llm.close()
-
-    def _bm25_variant(self, variant: VariantSpec, meta: dict[str, Any], inputs: Any) -> None:
-        """BM25 over the variant's catalog: enriched items replace their plain versions on
-        the indexed side; the query is the history's plain text, as in the bm25 baseline."""
-        ds = self.prepared.ds
-        t0 = time.perf_counter()
-        bm25 = BM25Retriever(
-            {**ds.items, **inputs.enriched}, history_len=self.prepared.suite.history_len
-        )
-        fit_s = time.perf_counter() - t0
-        todo = self._todo(variant.name, 0)
-        total = len(self.prepared.cases)
-        common = _identity(meta)
-        for batch in _batches(todo, self.exp.batch_size):
-            recs = []
-            for case in batch:
-                t1 = time.perf_counter()
-                scores = bm25.score(case.history, case.candidates, history_items=ds.items)
-                ranked = order_by_scores(dict(zip(case.candidates, scores, strict=True)))
-                seconds = time.perf_counter() - t1
-                recs.append(
-                    _record(
-                        variant.name,
-                        "llm",
-                        0,
-                        case,
-                        ranked,
-                        self.exp.ks,
-                        failed=False,
-                        latency_s=seconds,
-                        wall_s=seconds,
-                        prompt_tokens=0,
-                        completion_tokens=0,
-                        rejected={},
-                        template_sha256="",
-                        ranker="bm25",
-                        bm25_fit_s=fit_s,
-                        cache_hit_rate=0.0,
-                        **inputs.record_fields(case, None),
-                        **common,
-                    )
-                )
-            self._append(recs)
-            self._tick(variant.name, total - len(self._todo(variant.name, 0)), total)
-
-    def _variant_batch(
-        self,
-        variant: VariantSpec,
-        cfg: Config,
-        meta: dict[str, Any],
-        ranker: Any,
-        inputs: VariantInputs,
-        tiers: Mapping[str, str] | None,
-        seed: int,
-        batch: list[EvalCase],
-    ) -> list[dict[str, Any]]:
-        t0 = time.perf_counter()
-        # Retrieval scores only where the ranker reads them (fusion, unstable fallback).
-        fuse = cfg.ranking.fusion_weight < 1.0 or cfg.ranking.unstable_fallback
-        profiles = inputs.profiles_for(batch)
-        # A user whose profile cannot be built is a failed request (scored 0), like an answer
-        # that stays invalid: the variant never quietly ranks a user without its profile.
-        ok = [c for c in batch if not isinstance(profiles.get(c.user_id), ProfileError)]
-        reqs = [
-            rank_requests(
-                c,
-                self.prepared.ds,
-                cfg.retrieval.history_len,
-                cfg.ranking.k,
-                tiers,
-                items=inputs.enriched,
-                profile=_profile_text(profiles.get(c.user_id)),
-                retrieval=self.prepared.suite.scores("fusion", c) if fuse else None,
-            )
-            for c in ok
-        ]
-        temperature, llm_seed = cfg.llm.temperature, cfg.llm.seed + seed
-        outs = _rank_isolated(ranker, reqs, temperature, llm_seed) if reqs else []
-        by_user = dict(zip([c.user_id for c in ok], outs, strict=True))
-        wall = (time.perf_counter() - t0) / len(batch)
-        recs = []
-        for c in batch:
-            prof = profiles.get(c.user_id)
-            out = by_user.get(c.user_id, prof)
-            extra = inputs.record_fields(c, prof)
-            recs.append(self._variant_record(variant, meta, seed, c, out, wall, extra))
-        return recs
-
-    def _variant_record(
-        self,
-        variant: VariantSpec,
-        meta: dict[str, Any],
-        seed: int,
-        case: EvalCase,
-        out: Any,
-        wall: float,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        common = {**_identity(meta), **(extra or {})}
-        if isinstance(out, Exception):
-            return _record(
-                variant.name,
-                "llm",
-                seed,
-                case,
-                [],
-                self.exp.ks,
-                failed=True,
-                error=str(out)[:500],
-                latency_s=wall,
-                wall_s=wall,
-                prompt_tokens=0,
-                completion_tokens=0,
-                rejected={},
-                template_sha256="",
-                **common,
-            )
-        ranked_items, trace = out
-        llm_ids = [r.item.id for r in ranked_items]
-        rest = [c for c in case.candidates if c not in set(llm_ids)]
-        # Unranked candidates follow in presented order (label-blind), so AUC is defined.
-        ranked = llm_ids + rest
-        return _record(
-            variant.name,
-            "llm",
-            seed,
-            case,
-            ranked,
-            self.exp.ks,
-            failed=False,
-            latency_s=sum(t.seconds for t in trace.timings),  # every stage, any ranker
-            wall_s=wall,
-            prompt_tokens=trace.prompt_tokens,
-            completion_tokens=trace.completion_tokens,
-            rejected=_rejections(trace.rejected_entries),
-            llm_calls=trace.llm_calls,
-            template_sha256=trace.template_sha256,
-            **common,
-        )
 
     def write_manifest(self) -> None:
         """Write manifest.json. Variants recorded by an earlier invocation into the same run

@@ -222,6 +222,9 @@ def summarize(
                 [intra_list_diversity(lst, features, kmax) for lst in lists]
             )
         n = len(recs)
+        if "candidate_recall" in recs[0]:  # two-stage: the system's own candidates
+            ci = bootstrap_ci([float(r["candidate_recall"]) for r in recs], n_boot)
+            entry["candidate_recall"] = {"mean": ci.mean, "low": ci.low, "high": ci.high}
         entry["failure_rate"] = sum(bool(r.get("failed")) for r in recs) / n
         rejected: dict[str, int] = defaultdict(int)
         for r in recs:
@@ -265,6 +268,7 @@ def summarize(
         "users": len(users),
         "split": manifest["split"],
         "retriever_recall": manifest.get("retriever_recall"),
+        "n_candidates": exp.get("protocol", {}).get("n_candidates"),
         "ks": ks,
         "primary": exp["primary"],
         "systems": systems,
@@ -287,5 +291,5 @@ def summarize_prepared(out_dir: str | Path, prepared: Any) -> dict[str, Any]:
         i: {g for g in str(it.metadata.get("genres", "")).split("|") if g}
         for i, it in items.items()
     }
-    pop = {i: float(c) for i, c in prepared.suite.popularity.items()}
+    pop = {i: float(c) for i, c in prepared.world.popularity.items()}
     return summarize(out_dir, features=features, popularity=pop, catalog_size=len(items))

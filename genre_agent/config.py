@@ -17,6 +17,8 @@ EngineKind = Literal["vllm", "openai", "transformers", "fake"]
 StoreKind = Literal["embedded", "http", "memory"]
 EmbedderKind = Literal["sentence-transformers", "fake"]
 RankingMode = Literal["listwise", "scoring", "retrieval"]
+# Candidate sources (genre_agent.retrievers.SOURCES): each scores the catalog for a request.
+SourceKind = Literal["embedding", "itemknn", "bm25", "popularity", "random"]
 
 
 class _Frozen(BaseModel):
@@ -63,6 +65,8 @@ class StoreConfig(_Frozen):
     collection: str = Field("genre_items", min_length=3, max_length=63)
     # User histories (SQLite) used when recommend() gets a user_id without a history.
     interactions_path: Path = Path(".genre/interactions.sqlite")
+    # Models fitted from the interactions by `genre fit` (item-kNN), with provenance.
+    models_path: Path = Path(".genre/models")
 
 
 class EmbedderConfig(_Frozen):
@@ -72,15 +76,43 @@ class EmbedderConfig(_Frozen):
     batch_size: int = Field(64, ge=1, le=4096)
 
 
+# The shipped default, chosen on the validation split (docs/eval.md, "Choosing the default").
+DEFAULT_SOURCES: dict[SourceKind, float] = {"itemknn": 1.0, "bm25": 0.5, "popularity": 0.5}
+
+
 class RetrievalConfig(_Frozen):
-    """How candidates are gathered before the LLM sees them."""
+    """How candidates are gathered before the LLM sees them.
+
+    ``sources`` names each candidate source and its weight in the fusion; a source with
+    weight 0 is not run. ``fusion = "rrf"`` is weighted reciprocal-rank fusion:
+    ``score(i) = sum_s w_s / (rrf_c + rank_s(i))`` over each source's top ``depth`` items.
+    """
 
     n_candidates: int = Field(50, ge=1, le=500)
+    sources: dict[SourceKind, float] = Field(default_factory=lambda: dict(DEFAULT_SOURCES))
+    fusion: Literal["rrf"] = "rrf"
+    rrf_c: float = Field(60.0, gt=0.0, le=10_000.0)
+    depth: int = Field(200, ge=1, le=10_000)
+    # item-kNN: neighbours kept per item when `genre fit` builds the similarity.
+    itemknn_neighbours: int = Field(100, ge=1, le=10_000)
+    # Recent history items used by the text sources (BM25, embedding) and shown to the LLM.
     history_len: int = Field(20, ge=0, le=500)
     # Interactions with rating below this are not shown to the LLM as "liked" history
     # (they are still excluded from recommendations).
     min_liked_rating: float = 3.5
     exclude_history: bool = True
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _some_source(self) -> RetrievalConfig:
+        bad = {k: w for k, w in self.sources.items() if not (w >= 0.0 and w < float("inf"))}
+        if bad:
+            raise ValueError(f"sources: weights must be finite and >= 0, got {bad}")
+        if not any(w > 0 for w in self.sources.values()):
+            raise ValueError(
+                f"sources: at least one source needs a weight > 0, got {dict(self.sources)}"
+            )
+        return self
 
 
 class RankingConfig(_Frozen):
@@ -96,14 +128,16 @@ class RankingConfig(_Frozen):
     listwise_style: Literal["two_phase", "inline"] = "two_phase"
     # --- mode="scoring" (genre_agent.ranking.scoring): one forward pass scores labelled candidates.
     scoring_template: str = "rerank_scoring"
-    rationale_template: str = "rationale"
+    # Per-item rationale prompt (genre_agent.ranking.rationales), used by every mode.
+    rationale_template: str = "explain_item"
     # Candidates per prompt; each gets a one-token label A..Z then a..z. Longer lists are
     # split into windows whose scores are centred (see docs/ranking.md).
     window_size: int = Field(20, ge=2, le=52)
     # Shuffled candidate orders per request (1 = the retrieval order only).
     permutations: int = Field(1, ge=1, le=16)
     aggregate: Literal["borda", "mean"] = "borda"
-    # Rationales are generated only for the top-r items (0 = none).
+    # modes "scoring" and "retrieval": rationales for the top-r items (0 = none). Listwise
+    # two_phase explains all k.
     rationale_top_r: int = Field(0, ge=0, le=100)
     # With permutations > 1: if the list's stability (mean Spearman correlation between
     # each permutation's ranking and the aggregate) is below the threshold, return the

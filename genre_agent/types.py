@@ -63,6 +63,12 @@ class Trace(BaseModel):
     # and why the ranker fell back to the retrieval order (None: it did not).
     stability: float | None = None
     fallback: str | None = None
+    # Which signals ranked the list: the candidate sources and their fusion weights, and
+    # who ordered the candidates ("retrieval", "llm:scoring", "llm:listwise").
+    sources: dict[str, float] = Field(default_factory=dict)
+    ranked_by: str = ""
+    # Why the answer has fewer items than asked, and similar one-line facts.
+    notes: list[str] = Field(default_factory=list)
 
     def seconds(self, stage: str) -> float:
         return sum(t.seconds for t in self.timings if t.stage == stage)

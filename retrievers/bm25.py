@@ -1,4 +1,4 @@
-"""BM25 retriever over item text (bm25s); the query is the user's recent history + request."""
+"""BM25 source over item text (bm25s); the query is the user's recent history + request."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, register_retriever
-from genre_agent.retrievers.popularity import rank_by_scores
+from genre_agent.retrievers.base import RetrievalQuery, rank_by_scores
 from genre_agent.types import Candidate
 
 
-@register_retriever("bm25")
 class BM25Retriever:
-    """Okapi BM25 (bm25s defaults: k1=1.5, b=0.75) over ``Item.document()``."""
+    """Okapi BM25 (bm25s defaults: k1=1.5, b=0.75) over ``Item.document()``.
+
+    The query text is the documents of the ``history_len`` most recent history items plus
+    the request text (or, without one, the profile).
+    """
 
     name = "bm25"
 
-    def __init__(self, items: dict[str, Item], history_len: int = 20) -> None:
+    def __init__(self, items: Mapping[str, Item], history_len: int = 20) -> None:
         import bm25s
 
         self._bm25s = bm25s
@@ -34,8 +36,10 @@ class BM25Retriever:
         )
         self._vocab = {t for doc in tokens for t in doc}
 
-    def _query_text(self, history: Sequence[Item], text: str | None) -> list[str]:
-        parts = [h.document() for h in list(history)[-self.history_len :]]
+    def _query_tokens(self, query: RetrievalQuery) -> list[str]:
+        recent = list(query.history)[-self.history_len :] if self.history_len else []
+        parts = [h.document() for h in recent]
+        text = query.text or query.profile
         if text:
             parts.append(text)
         toks = self._bm25s.tokenize(
@@ -43,28 +47,18 @@ class BM25Retriever:
         )
         return [t for t in (toks[0] if toks else []) if t in self._vocab]
 
-    def _all_scores(self, history: Sequence[Item], text: str | None) -> np.ndarray:
-        toks = self._query_text(history, text)
+    def _all_scores(self, query: RetrievalQuery) -> np.ndarray:
+        toks = self._query_tokens(query)
         if not toks:
             return np.zeros(len(self.ids))
         return np.asarray(self.model.get_scores(toks), dtype=float)
 
-    def score(
-        self,
-        history_ids: Sequence[str],
-        candidate_ids: Sequence[str],
-        *,
-        history_items: Mapping[str, Item] | None = None,
-    ) -> list[float]:
-        """BM25 of each candidate's document against the history's; ``history_items``
-        (default: the indexed items) supplies the history's texts."""
-        source = self.items if history_items is None else history_items
-        hist = [source[h] for h in history_ids if h in source]
-        scores = self._all_scores(hist, None)
+    def score(self, query: RetrievalQuery, candidate_ids: Sequence[str]) -> list[float]:
+        scores = self._all_scores(query)
         return [float(scores[self.pos[c]]) if c in self.pos else 0.0 for c in candidate_ids]
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        scores = self._all_scores(query.history, query.text or query.profile)
+        scores = self._all_scores(query)
         return rank_by_scores(
             self.items,
             {i: float(scores[n]) for n, i in enumerate(self.ids)},

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from genre_agent.errors import GenreError
-from genre_agent.retrievers.base import RetrievalQuery, register_retriever
+from genre_agent.retrievers.base import RetrievalQuery
 from genre_agent.storage.chroma import ChromaStore
 from genre_agent.types import Candidate
 
@@ -25,32 +25,36 @@ def _mean(vectors: Sequence[Sequence[float]], weights: Sequence[float]) -> list[
     return _normalise(acc)
 
 
-@register_retriever("embedding")
 class EmbeddingRetriever:
     """Query vector = mean of (recency-weighted history, free-text query, profile) vectors.
 
-    History vectors come from the store itself, so history is never re-embedded.
+    History vectors come from the store itself, so history is never re-embedded. Only the
+    ``history_len`` most recent history items count.
     """
 
     name = "embedding"
 
-    def __init__(self, store: ChromaStore, recency_decay: float = 0.9) -> None:
+    def __init__(
+        self, store: ChromaStore, recency_decay: float = 0.9, history_len: int = 20
+    ) -> None:
         self.store = store
         self.recency_decay = recency_decay
+        self.history_len = history_len
 
     def query_vector(self, query: RetrievalQuery) -> list[float]:
         parts: list[list[float]] = []
         weights: list[float] = []
-        if query.history:
-            stored = self.store.embeddings([h.id for h in query.history])
-            missing = [h for h in query.history if h.id not in stored]
+        history = list(query.history)[-self.history_len :] if self.history_len else []
+        if history:
+            stored = self.store.embeddings([h.id for h in history])
+            missing = [h for h in history if h.id not in stored]
             if missing:
                 for h, vec in zip(
                     missing, self.store.embedder.embed([h.document() for h in missing]), strict=True
                 ):
                     stored[h.id] = vec
-            n = len(query.history)
-            vecs = [stored[h.id] for h in query.history]
+            n = len(history)
+            vecs = [stored[h.id] for h in history]
             w = [self.recency_decay ** (n - 1 - i) for i in range(n)]
             parts.append(_mean(vecs, w))
             weights.append(1.0)
@@ -64,8 +68,16 @@ class EmbeddingRetriever:
             raise GenreError("retrieval needs a history, a query text or a profile")
         return _mean(parts, weights)
 
+    def score(self, query: RetrievalQuery, candidate_ids: Sequence[str]) -> list[float]:
+        """Cosine of each candidate's stored vector with the query vector (-inf: not stored)."""
+        q = self.query_vector(query)
+        vecs = self.store.embeddings(list(candidate_ids))
+        return [
+            sum(a * b for a, b in zip(q, vecs[c], strict=True)) if c in vecs else -math.inf
+            for c in candidate_ids
+        ]
+
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        hits = self.store.query(
-            self.query_vector(query), k, where=query.where, exclude=set(query.exclude_ids)
-        )
+        exclude = set(query.exclude_ids) | {h.id for h in query.history}
+        hits = self.store.query(self.query_vector(query), k, where=query.where, exclude=exclude)
         return [Candidate(item=item, score=score, source=self.name) for item, score in hits]

@@ -1,16 +1,11 @@
-"""Hybrid retriever: weighted reciprocal-rank fusion of several retrievers."""
+"""Hybrid source: weighted reciprocal-rank fusion of several sources."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
-from genre_agent.retrievers.base import RetrievalQuery, Retriever, register_retriever
+from genre_agent.retrievers.base import RetrievalQuery, Retriever
 from genre_agent.types import Candidate
-
-
-class ScoringRetriever(Retriever, Protocol):
-    def score(self, history_ids: Sequence[str], candidate_ids: Sequence[str]) -> list[float]: ...
 
 
 def ranks_of(scores: Sequence[float], ids: Sequence[str]) -> dict[str, int]:
@@ -30,9 +25,12 @@ def rrf(
     return out
 
 
-@register_retriever("fusion")
 class FusionRetriever:
-    """Fuses the rankings of its parts with weighted RRF (``c`` = 60 by default)."""
+    """Fuses its parts' rankings with weighted RRF.
+
+    ``search``: each part's top ``depth`` items are fused. ``score``: each part ranks the
+    given candidates, and those ranks are fused. One source alone keeps its own order.
+    """
 
     name = "fusion"
 
@@ -52,11 +50,15 @@ class FusionRetriever:
         self.c = c
         self.depth = depth
 
-    def score(self, history_ids: Sequence[str], candidate_ids: Sequence[str]) -> list[float]:
-        lists = [
-            ranks_of(p.score(history_ids, candidate_ids), candidate_ids)  # type: ignore[attr-defined]
-            for p in self.parts
-        ]
+    def part_scores(
+        self, query: RetrievalQuery, candidate_ids: Sequence[str]
+    ) -> dict[str, list[float]]:
+        """Each part's raw scores for the candidates (the trace shows them)."""
+        return {p.name: p.score(query, candidate_ids) for p in self.parts}
+
+    def score(self, query: RetrievalQuery, candidate_ids: Sequence[str]) -> list[float]:
+        per_part = self.part_scores(query, candidate_ids)
+        lists = [ranks_of(per_part[p.name], candidate_ids) for p in self.parts]
         fused = rrf(lists, self.weights, self.c)
         return [fused.get(i, 0.0) for i in candidate_ids]
 

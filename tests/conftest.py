@@ -13,6 +13,10 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# Sources that need no interactions (catalog-only tests).
+CONTENT_SOURCES = {"embedding": 1.0}
+
+
 @pytest.fixture()
 def catalog_path() -> Path:
     return CATALOG
@@ -29,6 +33,8 @@ def fake_rec(tmp_path: Path):
         {
             "store": {"kind": "memory", "collection": f"t{tmp_path.name[-20:]}"},
             "llm": {"engine": "fake"},
+            # The fixture catalog has no interactions: content sources only.
+            "retrieval": {"sources": CONTENT_SOURCES},
         },
         llm=FakeLLM("first"),
         embedder=FakeEmbedder(),

@@ -14,7 +14,7 @@ from servers import chroma_server
 from typer.testing import CliRunner
 
 from genre_agent import Recommender
-from genre_agent.cli import app
+from genre_agent.cli.main import app
 from genre_agent.config import LLMConfig, load_config
 from genre_agent.llm import get_engine
 from genre_agent.service.langchain_interop import GenreRetriever, make_recommend_tool

@@ -63,6 +63,7 @@ def make_rec(tmp_path, script, name="chatcol", **over) -> Recommender:
         "store.collection": name,
         "chat.k": 3,
         "retrieval.n_candidates": 10,
+        "retrieval.sources": {"embedding": 1.0},
         **over,
     }
     cfg = load_config(None, overrides=overrides, use_env=False)

@@ -9,7 +9,7 @@ from test_chat import SCRIPT, catalog, make_rec
 from typer.testing import CliRunner
 
 import genre_agent.cli.chat as cli_chat
-from genre_agent.cli import app as main_app
+from genre_agent.cli.main import app as main_app
 from genre_agent.service.chat import SessionStore, scripted_intents
 
 runner = CliRunner()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from genre_agent.cli import app
+from genre_agent.cli.main import app
 
 runner = CliRunner()
 

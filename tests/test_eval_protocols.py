@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from genre_agent.config import EmbedderConfig, load_config
 from genre_agent.errors import ConfigError
-from genre_agent.eval.baselines import BaselineSuite
 from genre_agent.eval.datasets import DatasetConfig, load_dataset
-from genre_agent.eval.fixtures import write_jsonl_dataset
+from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
 from genre_agent.eval.protocols import (
     EvalCase,
     ProtocolConfig,
     build_cases,
-    retriever_recall,
+    history_rows,
     split_user,
 )
-from genre_agent.eval.runner import rank_requests
+from genre_agent.eval.runner import Runner, prepare
+from genre_agent.eval.world import EvalWorld
 from genre_agent.llm import FakeLLM
-from genre_agent.ranking.listwise import ListwiseRanker
+from genre_agent.service.requests import RecRequest
 
 
 @pytest.fixture()
@@ -53,48 +55,61 @@ def test_sampled_candidates(ds) -> None:
 
 
 def test_popularity_negatives_are_popular_items(ds) -> None:
-    suite = BaselineSuite(ds)
+    pop = EvalWorld(ds, EmbedderConfig(kind="fake")).popularity
     cfg = ProtocolConfig(kind="popularity", n_candidates=6, users=6, min_history=3)
-    for c in build_cases(ds, cfg, "test", popularity=suite.popularity):
-        assert all(suite.popularity.get(i, 0) > 0 for i in c.candidates if i != c.target)
+    for c in build_cases(ds, cfg, "test", popularity=pop):
+        assert all(pop.get(i, 0) > 0 for i in c.candidates if i != c.target)
     with pytest.raises(ConfigError, match="popularity"):
         build_cases(ds, cfg, "test")
 
 
-def test_retriever_negatives_and_two_stage(ds) -> None:
-    suite = BaselineSuite(ds)
-    retrieve = suite.retrieve_fn("itemknn")
-    hard = build_cases(
-        ds,
-        ProtocolConfig(kind="retriever", n_candidates=5, users=4, min_history=3),
-        "test",
-        retrieve=retrieve,
+def test_retriever_negatives_come_from_the_served_source(tmp_path: Path) -> None:
+    data = write_jsonl_dataset(tmp_path / "d")
+    proto = {"kind": "retriever", "retriever": "itemknn", "n_candidates": 5, "users": 4}
+    exp = tiny_experiment(data, protocol={**proto, "min_history": 3})
+    prep = prepare(exp)
+    knn = prep.world.recommender(
+        load_config({"ranking": {"mode": "retrieval"}, "retrieval": {"sources": {"itemknn": 1}}})
     )
-    for c in hard:
+    for c in prep.cases:
+        seen = {r.item_id for r in prep.ds.by_user[c.user_id]}
         negs = {i for i in c.candidates if i != c.target}
-        seen = {r.item_id for r in ds.by_user[c.user_id]}
-        assert negs == set([i for i in retrieve(c.history, set(), 50) if i not in seen][:4])
-    two = build_cases(
-        ds,
-        ProtocolConfig(kind="two-stage", n_candidates=6, users=12, min_history=3),
-        "test",
-        retrieve=retrieve,
-    )
-    assert all(c.candidates == tuple(retrieve(c.history, set(c.history), 6)) for c in two)
-    recall = retriever_recall(two)
-    assert recall == sum(c.target in c.candidates for c in two) / len(two)
+        top = knn.recommend(history=list(c.history), exclude=sorted(seen), k=4)
+        assert negs == {it.item.id for it in top.items}
     with pytest.raises(ConfigError, match="retriever"):
-        build_cases(ds, ProtocolConfig(kind="two-stage"), "test")
+        build_cases(prep.ds, ProtocolConfig(kind="retriever"), "test")
+
+
+def test_two_stage_systems_retrieve_their_own_candidates(tmp_path: Path) -> None:
+    data = write_jsonl_dataset(tmp_path / "d")
+    proto = {"kind": "two-stage", "n_candidates": 6, "users": 12, "min_history": 3}
+    exp = tiny_experiment(
+        data, protocol=proto, baselines=["popularity", "itemknn"], variants=[], ks=[1, 5]
+    )
+    runner = Runner(exp, tmp_path / "run")
+    assert all(c.candidates == () for c in runner.prepared.cases)
+    runner.run()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert {r["system"] for r in lines} == {"popularity", "itemknn"}
+    for r in lines:
+        assert r["n_candidates"] == 6 and r["candidate_recall"] in (0.0, 1.0)
+        assert (r["target"] in r["ranked"]) == bool(r["candidate_recall"])
+        case = next(c for c in runner.prepared.cases if c.user_id == r["user_id"])
+        assert not set(r["ranked"]) & set(case.history)  # the history is never recommended
 
 
 def test_model_input_does_not_depend_on_the_target(ds) -> None:
     case = build_cases(ds, ProtocolConfig(n_candidates=6, users=1, min_history=3), "test")[0]
     other_target = next(i for i in case.candidates if i != case.target)
     twin = EvalCase(case.user_id, case.split, case.history, other_target, case.candidates)
+    world = EvalWorld(ds, EmbedderConfig(kind="fake"))
     seen = []
     for c in (case, twin):
         llm = FakeLLM("first")
-        ListwiseRanker(llm).rank_many([rank_requests(c, ds, 20, 3)])
+        cfg = load_config({"llm": {"engine": "fake"}, "ranking": {"k": 3}})
+        rec = world.recommender(cfg, llm)
+        req = RecRequest(user_id=c.user_id, history=history_rows(ds, c), k=3)
+        rec.rank_many([(list(c.candidates), req)])
         seen.append(llm.requests)
     assert seen[0] == seen[1] and seen[0]
     assert [r.hint for r in seen[0]] == [r.hint for r in seen[1]]

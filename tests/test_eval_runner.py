@@ -222,14 +222,16 @@ def test_hard_negative_and_two_stage_protocols_run(data: Path, tmp_path: Path, k
     s = summarize_prepared(tmp_path / "r", run.prepared)
     assert s["systems"]["a"]["users"] == 8
     if kind == "two-stage":
-        cases = run.prepared.cases
-        assert s["retriever_recall"] == sum(c.target in c.candidates for c in cases) / 8
-        assert 0 < s["retriever_recall"] < 1  # both branches below are exercised
-        missed = {c.user_id for c in cases if c.target not in c.candidates}
-        recs = [r for r in read_results(tmp_path / "r") if r["user_id"] in missed]
-        assert all(r["metrics"]["hr@5"] == 0.0 for r in recs)
+        # Each system retrieves its own 6 candidates; its recall is theirs.
+        for name in ("a", "popularity"):
+            recs = [r for r in read_results(tmp_path / "r") if r["system"] == name]
+            recall = sum(r["candidate_recall"] for r in recs) / len(recs)
+            assert s["systems"][name]["candidate_recall"]["mean"] == pytest.approx(recall)
+            assert all(r["metrics"]["hr@5"] == 0.0 for r in recs if not r["candidate_recall"])
+        assert any(r["candidate_recall"] == 0 for r in read_results(tmp_path / "r"))
+        assert any(r["candidate_recall"] == 1 for r in read_results(tmp_path / "r"))
     else:
-        assert s["retriever_recall"] is None
+        assert "candidate_recall" not in s["systems"]["a"]
 
 
 def test_scoring_mode_variant_runs_through_make_ranker(data: Path, tmp_path: Path) -> None:
@@ -319,7 +321,7 @@ def test_resume_with_a_changed_variant_config_is_refused(data: Path, tmp_path: P
         llm_factory=lambda c: FakeLLM("first"),
     )
     assert same.done  # an identical config resumes
-    with pytest.raises(GenreError, match="variant 'a' already has results from another config"):
+    with pytest.raises(GenreError, match="system 'a' already has results from another config"):
         Runner(
             experiment(data, variants=[{"name": "a", "k": 3}], baselines=[]),
             tmp_path / "r",

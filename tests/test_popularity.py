@@ -36,7 +36,11 @@ def test_eval_hint_counts_training_interactions_only(tmp_path: Path) -> None:
             "name": "p",
             "dataset": {"kind": "jsonl", "path": str(data)},
             "protocol": {"kind": "sampled", "n_candidates": 8, "users": 6, "min_history": 3},
-            "config": {"llm": {"engine": "fake"}, "embedder": {"kind": "fake"}},
+            "config": {
+                "llm": {"engine": "fake"},
+                "retrieval": {"sources": {"embedding": 1.0}},
+                "embedder": {"kind": "fake"},
+            },
             "variants": [
                 {"name": "hint", "mode": "scoring", "overrides": {"ranking.popularity_hint": True}}
             ],
@@ -96,6 +100,7 @@ def test_recommender_prompt_has_the_hint_but_items_do_not(tmp_path: Path, catalo
                 "interactions_path": str(tmp_path / "i.sqlite"),
             },
             "llm": {"engine": "fake"},
+            "retrieval": {"sources": {"embedding": 1.0}},
             "ranking": {"mode": "scoring", "k": 3, "popularity_hint": True},
         },
         llm=FakeLLM("first", score_script=script),

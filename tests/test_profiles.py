@@ -87,13 +87,14 @@ def test_build_reuse_edit_forget(tmp_path) -> None:
 
 
 def test_profile_switch_feeds_rerank_prompt(tmp_path) -> None:
-    rec = make_rec(tmp_path, script, name="profsw", **{"profile.use_in_rerank": True})
-    from genre_agent.service.profiles import recommend_with_profile
+    from genre_agent.service.requests import RecRequest
 
-    recommend_with_profile(rec, "Likes: QUIRKYWORD.", query="comedy", k=2)
+    req = RecRequest(query="comedy", k=2, profile="Likes: QUIRKYWORD.", profile_scope="config")
+    rec = make_rec(tmp_path, script, name="profsw", **{"profile.use_in_rerank": True})
+    rec.recommend_many([req])
     assert "QUIRKYWORD" in rec.llm.requests[-1].messages[1].content
     rec2 = make_rec(tmp_path, script, name="profsw2")
-    recommend_with_profile(rec2, "Likes: QUIRKYWORD.", query="comedy", k=2)
+    rec2.recommend_many([req])
     assert "QUIRKYWORD" not in rec2.llm.requests[-1].messages[1].content
 
 

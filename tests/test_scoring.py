@@ -12,16 +12,15 @@ from genre_agent.errors import ConfigError, RankingValidationError
 from genre_agent.llm.base import Generation, GenRequest, LabelScorer, ScoreRequest
 from genre_agent.llm.fake import FakeLLM
 from genre_agent.ranking import RankRequest, make_ranker
+from genre_agent.ranking.rationales import rationale_regex
 from genre_agent.ranking.scoring import (
     LABELS,
     ScoringRanker,
     aggregate,
     fuse,
     minmax,
-    parse_rationales,
     permutation_orders,
     rank_variance,
-    rationale_regex,
     spearman,
     split_windows,
     stability,
@@ -200,33 +199,27 @@ def test_rationales_only_for_top_r_in_one_batched_call():
     cfg = _cfg(rationale_top_r=2, k=4)
     reqs = [RankRequest(_cands(5), k=4), RankRequest(_cands(6), k=4)]
     results = ScoringRanker(llm, cfg).rank_many(reqs)
-    assert len(llm.requests) == 2  # one generate call, one request per user
+    # One generate call: one rationale request per explained item, for both users at once.
+    assert len(llm.requests) == 4
     for items, trace in results:
         assert [i.rationale is not None for i in items] == [True, True, False, False]
         assert items[0].rationale == "Fits the user's history (m4)."
-        assert trace.llm_calls == 2
-    # The rationale regex pins the ids in order.
-    assert '"m4"' in llm.requests[0].regex and llm.requests[0].hint["candidate_ids"] == ["m4", "m2"]
+        assert trace.llm_calls == 3  # one scoring pass, one rationale per explained item
+    assert [r.hint["item_id"] for r in llm.requests[:2]] == ["m4", "m2"]
 
 
-def test_rationale_regex_matches_only_the_given_ids_in_order():
+def test_rationale_regex_is_one_plain_sentence():
     import re
 
-    rx = re.compile(rationale_regex(["m1", "a.b"], 40))
-    ok = '{"items": [{"item_id": "m1", "rationale": "A comedy like Alien."}, '
-    ok += '{"item_id": "a.b", "rationale": "A comedy like Alien."}]}'
-    assert rx.fullmatch(ok)
-    assert not rx.fullmatch(ok.replace('"a.b"', '"axb"'))
-    assert not rx.fullmatch(ok.replace('"m1"', '"m2"'))
+    rx = re.compile(rationale_regex(40))
+    assert rx.fullmatch('{"rationale": "A comedy like Alien."}')
+    assert not rx.fullmatch('{"rationale": "short"}')
+    assert not rx.fullmatch('{"rationale": "A comedy "quoted" here."}')
 
 
 def test_bad_rationale_answer_raises_never_patched():
-    with pytest.raises(RankingValidationError, match="expected"):
-        parse_rationales('{"items": [{"item_id": "m2", "rationale": "x y z w"}]}', ["m1"], 90)
-    with pytest.raises(RankingValidationError, match="not valid JSON"):
-        parse_rationales('{"items": [', ["m1"], 90)
     llm = FakeLLM("malformed", score_script="by_id")
-    with pytest.raises(RankingValidationError):
+    with pytest.raises(RankingValidationError, match="not valid JSON"):
         ScoringRanker(llm, _cfg(rationale_top_r=1)).rank_many([RankRequest(_cands(3), k=2)])
 
 
@@ -292,6 +285,7 @@ def test_recommender_runs_scoring_mode_end_to_end(tmp_path, catalog_path):
         {
             "store": {"kind": "memory", "collection": f"s{tmp_path.name[-20:]}"},
             "llm": {"engine": "fake"},
+            "retrieval": {"sources": {"embedding": 1.0}},
             "ranking": {"mode": "scoring", "k": 3, "permutations": 2, "rationale_top_r": 1},
         },
         llm=FakeLLM("first", score_script="by_id"),

@@ -17,6 +17,7 @@ def _rec(path: Path) -> Recommender:
                 "interactions_path": str(path / "i.sqlite"),
             },
             "llm": {"engine": "fake"},
+            "retrieval": {"sources": {"embedding": 1.0}},
         },
         embedder=FakeEmbedder(),
     )
@@ -75,6 +76,7 @@ def test_forgotten_items_lose_their_influence(tmp_path: Path, catalog_path: Path
             "store": {"kind": "memory", "collection": "forget_test"},
             "profile": {"path": str(tmp_path / "profiles.sqlite")},
             "llm": {"engine": "fake"},
+            "retrieval": {"sources": {"embedding": 1.0}},
         },
         llm=llm,
         embedder=FakeEmbedder(),

@@ -66,7 +66,22 @@ def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
     if rows is not None:
         rec.add_interactions(rows)
         err.print(f"interactions: {len(rows)} rows from {interactions}")
+        _fit(rec)
     return rec
+
+
+def _fit(rec: Any) -> None:
+    """Refit the interaction-trained sources (item-kNN) and say where they went."""
+    with _progress() as bar:
+        task = bar.add_task("fitting item-kNN", total=None)
+        reports = rec.fit()
+        bar.update(task, total=1, completed=1)
+    for r in reports:
+        p = r.provenance
+        err.print(
+            f"fit {r.kind}: {p['interactions']} interactions, {p['users']} users, "
+            f"{p['items']} items -> {r.path} (data sha256 {p['data_sha256'][:12]})"
+        )
 
 
 @app.command()
@@ -82,6 +97,16 @@ def index(
 ) -> None:
     """Validate a catalog and upsert it into Chroma (idempotent; rerun after a kill)."""
     _index(_config(config, set_), catalog, interactions)
+
+
+@app.command()
+def fit(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Fit the sources that learn from stored interactions (item-kNN), with provenance.
+
+    `genre index --interactions` and `genre demo` run this for you; run it again after adding
+    interactions by other means. Popularity counts new interactions without a refit.
+    """
+    _fit(_recommender(_config(config, set_)))
 
 
 def _print_recommendation(result: Any, as_json: bool) -> None:
@@ -102,6 +127,10 @@ def _print_recommendation(result: Any, as_json: bool) -> None:
         table.add_row(str(item.rank), item.item.id, item.item.title, score, why)
     out.print(table)
     tr = result.trace
+    signals = ", ".join(f"{k} {w:g}" for k, w in tr.sources.items())
+    err.print(f"ranked by {tr.ranked_by or '-'}; candidates from {signals or '-'}", markup=False)
+    for note in tr.notes:
+        err.print(f"note: {note}", markup=False)
     timings = ", ".join(f"{t.stage} {t.seconds:.2f}s" for t in tr.timings)
     err.print(
         f"[dim]model {tr.model_id} ({tr.engine}), template {tr.template} "

@@ -23,7 +23,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -33,6 +33,7 @@ from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import RenderedPrompt, render
 from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
+from genre_agent.ranking.rationales import add_rationales, evidence_text
 from genre_agent.types import RankedItem, StageTiming, Trace
 
 PREFIX = '{"items": ['
@@ -283,90 +284,6 @@ class ListwiseRanker:
                 )
         return llm_s
 
-    def _explain(self, states: list[_State], temperature: float, seed: int) -> list[float]:
-        """Phase 2 of two_phase: one constrained rationale request per chosen item, batched."""
-        jobs: list[tuple[_State, int, GenRequest]] = []
-        for s in states:
-            by_id = {c.item.id: c.item for c in s.req.candidates}
-            for pos, (item_id, _) in enumerate(s.chosen):
-                item = by_id[item_id]
-                prompt = render(
-                    "explain_item",
-                    query=s.req.query,
-                    profile=s.req.profile,
-                    history=_history_view(s.req.history),
-                    item={"id": item.id, "title": item.title, "text": item.text},
-                    max_item_chars=self.cfg.max_item_chars,
-                )
-                jobs.append(
-                    (
-                        s,
-                        pos,
-                        GenRequest(
-                            messages=(
-                                Message("system", prompt.system),
-                                Message("user", prompt.user),
-                            ),
-                            regex=r'\{"rationale": "[^"\\\n\r\t]{8,'
-                            + str(self.cfg.max_rationale_chars)
-                            + r'}"\}',
-                            max_tokens=self.cfg.max_rationale_chars // 2 + 24,
-                            temperature=temperature,
-                            seed=seed,
-                            hint={"task": "explain", "item_id": item_id},
-                        ),
-                    )
-                )
-        spent = [0.0] * len(states)
-        index = {id(s): i for i, s in enumerate(states)}
-        # A request the engine aborts (vLLM's "Failed to advance FSM" ends it with
-        # finish_reason "error" and no text) is retried with another seed, up to
-        # max_repair_rounds times; each retry is recorded. A retry never sees any label.
-        for attempt in range(self.cfg.max_repair_rounds + 1):
-            if not jobs:
-                break
-            reqs = [
-                j[2] if attempt == 0 else replace(j[2], seed=j[2].seed + 1000 * attempt)
-                for j in jobs
-            ]
-            t0 = time.perf_counter()
-            outs = self.llm.generate(reqs)
-            elapsed = time.perf_counter() - t0
-            failed = []
-            for job, out in zip(jobs, outs, strict=True):
-                s, pos, _ = job
-                s.calls += 1
-                s.prompt_tokens += out.prompt_tokens
-                s.completion_tokens += out.completion_tokens
-                spent[index[id(s)]] += elapsed
-                s.raw.append(out.text)
-                why = ""
-                try:
-                    parsed = json.loads(out.text)
-                    why = parsed.get("rationale", "") if isinstance(parsed, dict) else ""
-                except ValueError:
-                    pass
-                if isinstance(why, str) and why.strip():
-                    s.chosen[pos] = (s.chosen[pos][0], why)
-                    continue
-                s.rejected.append(
-                    {
-                        "reason": "malformed rationale",
-                        "item_id": s.chosen[pos][0],
-                        "finish_reason": out.finish_reason,
-                        "entry": out.text[:200],
-                    }
-                )
-                if attempt == self.cfg.max_repair_rounds:
-                    raise RankingValidationError(
-                        f"rationale for item {s.chosen[pos][0]!r} is not valid JSON after "
-                        f"{attempt + 1} attempts: {out.text[:200]!r} "
-                        f"(finish_reason={out.finish_reason}, tokens={out.completion_tokens})"
-                    )
-                failed.append(job)
-            jobs = failed
-        return spent
-
     def rank_many(
         self, requests: Sequence[RankRequest], temperature: float = 0.0, seed: int = 0
     ) -> list[tuple[list[RankedItem], Trace]]:
@@ -381,43 +298,27 @@ class ListwiseRanker:
             states.append(_State(req, self._render(req, k), ids, k, fmt=self.fmt))
         render_s = time.perf_counter() - t_render
         rank_s = self._rank_rounds(states, temperature, seed)
-        explain_s = (
-            self._explain(states, temperature, seed) if self.fmt is IDS else [0.0] * len(states)
-        )
         results = []
-        for s, r_s, e_s in zip(states, rank_s, explain_s, strict=True):
-            answer = {"items": [{"item_id": i, "rationale": w} for i, w in s.chosen]}
-            # Final check against the pydantic schema, so a bug here cannot pass silently.
-            try:
-                if s.ids:  # no candidates (e.g. filters matched nothing): an empty ranking
-                    output_model(s.ids, s.k, 10_000).model_validate(answer)
-            except ValidationError as exc:
-                raise RankingValidationError(f"assembled answer failed schema: {exc}") from exc
+        for s, r_s in zip(states, rank_s, strict=True):
             ids_in = [i for i, _ in s.chosen]
             if len(set(ids_in)) != len(ids_in):
                 raise RankingValidationError(f"assembled answer has duplicate ids: {ids_in}")
             by_id = {c.item.id: c for c in s.req.candidates}
-            evidence_base = " ".join(
-                [s.req.query or "", s.req.profile or ""]
-                + [f"{h.title} {h.text} {h.metadata.get('genres', '')}" for h in s.req.history]
-            )
             ranked = []
             for rank, (item_id, why) in enumerate(s.chosen, start=1):
                 item = by_id[item_id].item
-                ev = f"{evidence_base} {item.title} {item.text} {item.metadata.get('genres', '')}"
+                ev = evidence_text(s.req, item.title, item.text, item.metadata.get("genres"))
                 ranked.append(
                     RankedItem(
                         rank=rank,
                         item=item,
                         score=None,
-                        rationale=why,
-                        unsupported_terms=unsupported_terms(why, ev),
+                        rationale=why or None,
+                        unsupported_terms=unsupported_terms(why, ev) if why else [],
                     )
                 )
             timings = [StageTiming(stage="render", seconds=render_s / max(len(states), 1))]
             timings.append(StageTiming(stage="llm_rank", seconds=r_s))
-            if self.fmt is IDS:
-                timings.append(StageTiming(stage="llm_rationales", seconds=e_s))
             trace = Trace(
                 candidates=s.req.candidates,
                 template=s.prompt.template,
@@ -434,4 +335,22 @@ class ListwiseRanker:
                 timings=timings,
             )
             results.append((ranked, trace))
+        if self.fmt is IDS:  # two_phase: the ranked ids are explained in a second pass
+            add_rationales(
+                self.llm,
+                self.cfg,
+                [s.req for s in states],
+                results,
+                top_r=max((s.k for s in states), default=0),
+                temperature=temperature,
+                seed=seed,
+            )
+        for s, (ranked, _) in zip(states, results, strict=True):
+            # Final check against the pydantic schema, so a bug here cannot pass silently.
+            answer = {"items": [{"item_id": r.item.id, "rationale": r.rationale} for r in ranked]}
+            try:
+                if s.ids:  # no candidates (e.g. filters matched nothing): an empty ranking
+                    output_model(s.ids, s.k, 10_000).model_validate(answer)
+            except ValidationError as exc:
+                raise RankingValidationError(f"assembled answer failed schema: {exc}") from exc
         return results

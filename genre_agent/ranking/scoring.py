@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import string
 import time
 from collections.abc import Sequence
@@ -32,10 +31,11 @@ from dataclasses import dataclass, field
 
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
-from genre_agent.llm.base import LLM, GenRequest, LabelScorer, Message, ScoreRequest
+from genre_agent.llm.base import LLM, LabelScorer, Message, ScoreRequest
 from genre_agent.prompting import RenderedPrompt, render
-from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
+from genre_agent.ranking.base import RankRequest, _history_view
 from genre_agent.ranking.calibration import calibrate, placeholder_candidates
+from genre_agent.ranking.rationales import add_rationales
 from genre_agent.types import Candidate, RankedItem, StageTiming, Trace
 
 LABELS: tuple[str, ...] = tuple(string.ascii_uppercase + string.ascii_lowercase)
@@ -141,42 +141,6 @@ def fuse(llm: Sequence[float], retrieval: Sequence[float], w: float) -> list[flo
     """w * minmax(llm) + (1 - w) * minmax(retrieval)."""
     a, b = minmax(llm), minmax(retrieval)
     return [w * x + (1 - w) * y for x, y in zip(a, b, strict=True)]
-
-
-def rationale_regex(ids: Sequence[str], max_chars: int) -> str:
-    """Exactly these ids, in this order, each with one plain-text rationale."""
-    entries = [
-        r'\{"item_id": "'
-        + re.escape(i).replace('"', r"\"")
-        + r'", "rationale": "[^"\\\n\r\t]{8,'
-        + str(max_chars)
-        + r'}"\}'
-        for i in ids
-    ]
-    return r'\{"items": \[' + ", ".join(entries) + r"\]\}"
-
-
-def parse_rationales(text: str, ids: Sequence[str], max_chars: int) -> list[str]:
-    """Validate a rationale answer; RankingValidationError names the first problem."""
-    try:
-        parsed = json.loads(text)
-        items = parsed["items"]
-        if not isinstance(items, list):
-            raise TypeError("'items' is not a list")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RankingValidationError(f"rationale answer is not valid JSON: {exc}") from None
-    got = [e.get("item_id") if isinstance(e, dict) else None for e in items]
-    if got != list(ids):
-        raise RankingValidationError(f"rationale answer has ids {got}, expected {list(ids)}")
-    out = []
-    for e in items:
-        why = e.get("rationale")
-        if set(e) != {"item_id", "rationale"} or not isinstance(why, str) or not why.strip():
-            raise RankingValidationError(f"rationale entry is malformed: {e}")
-        if len(why) > max_chars:
-            raise RankingValidationError(f"rationale longer than {max_chars} chars: {why!r}")
-        out.append(why)
-    return out
 
 
 @dataclass
@@ -378,64 +342,13 @@ class ScoringRanker:
             )
             results.append((ranked, trace))
         if self.cfg.rationale_top_r > 0:
-            self._explain(results, jobs, temperature, seed)
+            add_rationales(
+                self.llm,
+                self.cfg,
+                [job.req for job in jobs],
+                results,
+                self.cfg.rationale_top_r,
+                temperature,
+                seed,
+            )
         return results
-
-    def _explain(
-        self,
-        results: list[tuple[list[RankedItem], Trace]],
-        jobs: Sequence[_Job],
-        temperature: float,
-        seed: int,
-    ) -> None:
-        """Add rationales to the top-r items of every result, in one batched generate call."""
-        todo, gen_reqs = [], []
-        max_chars = self.cfg.max_rationale_chars
-        for idx, ((ranked, _), job) in enumerate(zip(results, jobs, strict=True)):
-            top = ranked[: self.cfg.rationale_top_r]
-            if not top:
-                continue
-            ids = [r.item.id for r in top]
-            prompt = render(
-                self.cfg.rationale_template,
-                query=job.req.query,
-                profile=job.req.profile,
-                history=_history_view(job.req.history),
-                items=[{"id": r.item.id, "title": r.item.title, "text": r.item.text} for r in top],
-                max_item_chars=self.cfg.max_item_chars,
-            )
-            todo.append((idx, ids, prompt))
-            gen_reqs.append(
-                GenRequest(
-                    messages=(Message("system", prompt.system), Message("user", prompt.user)),
-                    regex=rationale_regex(ids, max_chars),
-                    max_tokens=len(ids) * (max_chars // 2 + 40) + 16,
-                    temperature=temperature,
-                    seed=seed,
-                    hint={"task": "rank", "candidate_ids": ids, "slots": len(ids)},
-                )
-            )
-        if not gen_reqs:
-            return
-        t0 = time.perf_counter()
-        outs = self.llm.generate(gen_reqs)
-        gen_s = (time.perf_counter() - t0) / len(gen_reqs)
-        for (idx, ids, _prompt), out in zip(todo, outs, strict=True):
-            ranked, trace = results[idx]
-            whys = parse_rationales(out.text, ids, max_chars)
-            job = jobs[idx]
-            evidence_base = " ".join(
-                [job.req.query or "", job.req.profile or ""]
-                + [f"{h.title} {h.text} {h.metadata.get('genres', '')}" for h in job.req.history]
-            )
-            for pos, why in enumerate(whys):
-                item = ranked[pos].item
-                ev = f"{evidence_base} {item.title} {item.text} {item.metadata.get('genres', '')}"
-                ranked[pos] = ranked[pos].model_copy(
-                    update={"rationale": why, "unsupported_terms": unsupported_terms(why, ev)}
-                )
-            trace.llm_calls += 1
-            trace.prompt_tokens += out.prompt_tokens
-            trace.completion_tokens += out.completion_tokens
-            trace.raw_outputs.append(out.text)
-            trace.timings.append(StageTiming(stage="rationale", seconds=gen_s))

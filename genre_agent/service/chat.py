@@ -26,8 +26,8 @@ from genre_agent.config import ChatConfig
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import GenRequest, Message
 from genre_agent.prompting import render
-from genre_agent.service.profiles import NoCandidates, recommend_with_profile
 from genre_agent.service.recommender import Recommender
+from genre_agent.service.requests import RecRequest
 from genre_agent.storage.sqlite import SQLiteDB
 
 
@@ -406,22 +406,26 @@ class ChatSession:
                 wheres.append(build_where(st.year_min, st.year_max, [], st.genres_exclude))
             for attempt, where in enumerate(wheres):
                 try:
-                    rec = recommend_with_profile(
-                        self.rec,
-                        self.profile,
-                        user_id=st.user_id,
-                        history=seeds or None,
-                        query=st.query or None,
-                        k=self.cfg.k,
-                        filters=where,
-                        exclude=sorted(exclude),
-                    )
-                except NoCandidates as exc:
-                    turn.error = str(exc)
-                    continue
+                    rec = self.rec.recommend_many(
+                        [
+                            RecRequest(
+                                user_id=st.user_id,
+                                history=seeds or None,
+                                query=st.query or None,
+                                k=self.cfg.k,
+                                filters=where,
+                                profile=self.profile,
+                                exclude=sorted(exclude),
+                                profile_scope="config",
+                            )
+                        ]
+                    )[0]
                 except GenreError as exc:
                     turn.error = str(exc)
                     break
+                if not rec.items:
+                    turn.error = "no items match these wishes and filters"
+                    continue
                 turn.error = None
                 if attempt:
                     turn.where = where

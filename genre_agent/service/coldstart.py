@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from genre_agent.catalog.items import Item
 from genre_agent.errors import GenreError
-from genre_agent.service.profiles import Profiles, recommend_with_profile
+from genre_agent.service.profiles import Profiles
 from genre_agent.service.recommender import Recommender
+from genre_agent.service.requests import RecRequest
 from genre_agent.types import Recommendation
 
 Strategy = Literal["stated", "few", "history"]
@@ -66,15 +67,17 @@ def recommend_cold(
         rec_profile = profiles.build(user_id or "anonymous", items)
         profile_text = rec_profile.profile.as_text()
     # Few items say little on their own: their profile drives both retrieval and rerank.
-    out = recommend_with_profile(
-        rec,
-        profile_text,
-        force=strategy == "few",
+    # With a full history the profile goes where the profile.use_in_* switches say.
+    req = RecRequest(
+        user_id=user_id,
         history=list(history),
         query=stated,
         k=k,
         filters=filters,
+        profile=profile_text,
+        profile_scope="both" if strategy == "few" else "config",
     )
+    out = rec.recommend_many([req])[0]
     return ColdStartResult(strategy, out, profile_text)
 
 

@@ -17,8 +17,6 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -28,12 +26,10 @@ from genre_agent.config import ProfileConfig
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render
-from genre_agent.retrievers.base import RetrievalQuery, Retriever
 from genre_agent.storage.profiles import ProfileRecord, ProfileStore, Topic, UserProfile
-from genre_agent.types import Candidate, Recommendation
 
 if TYPE_CHECKING:
-    from genre_agent.service.recommender import Recommender
+    pass
 
 _TOPIC_CHARS = r"[A-Za-z0-9 ,'&/\-]"
 
@@ -269,56 +265,3 @@ class Profiles:
 
     def forgotten(self, user_id: str) -> set[str]:
         return self.store.forgotten(user_id)
-
-
-# -- feeding profiles into recommend() -----------------------------------------------------
-# Recommender.recommend has one ``profile=`` argument that reaches both the retrieval query and
-# the rerank prompt. ProfileGate wraps the retriever so the two ProfileConfig switches act
-# separately; the per-call profile travels in a ContextVar, so threads never share it.
-_RETRIEVAL_PROFILE: ContextVar[str | None] = ContextVar("genre_retrieval_profile", default=None)
-
-
-class ProfileGate:
-    """Retriever wrapper: the retrieval query sees the profile only if ``use_in_retrieval``."""
-
-    def __init__(self, inner: Retriever, cfg: ProfileConfig) -> None:
-        self.inner = inner
-        self.cfg = cfg
-        self.name = inner.name
-
-    def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        text = _RETRIEVAL_PROFILE.get()
-        found = self.inner.search(replace(query, profile=text), k)
-        if not found:
-            # Stop before the ranker: an empty candidate list has nothing to rank.
-            raise NoCandidates("no items match these wishes and filters")
-        return found
-
-
-def install_profile_gate(rec: Recommender) -> None:
-    """Route profiles through ProfileConfig's switches (idempotent)."""
-    if not isinstance(rec.retriever, ProfileGate):
-        rec.retriever = ProfileGate(rec.retriever, rec.config.profile)
-
-
-def recommend_with_profile(
-    rec: Recommender, profile: str | None, force: bool = False, **kwargs: Any
-) -> Recommendation:
-    """``rec.recommend(**kwargs)`` with the profile applied as the config switches say
-    (``force``: in both retrieval and rerank). Once gated, a Recommender's retrieval query
-    sees a profile only through this function."""
-    install_profile_gate(rec)
-    cfg = rec.config.profile
-    use_ret, use_rank = (True, True) if force else (cfg.use_in_retrieval, cfg.use_in_rerank)
-    token = _RETRIEVAL_PROFILE.set(profile if use_ret else None)
-    try:
-        rerank_profile = profile if use_rank else None
-        if rerank_profile is None and use_ret and profile:
-            # Recommender refuses a request without history/query/profile; the gate still
-            # keeps this profile out of the rerank prompt only if rerank is off, so pass it on
-            # only when nothing else can seed retrieval.
-            if not kwargs.get("history") and not kwargs.get("query") and not kwargs.get("user_id"):
-                rerank_profile = profile
-        return rec.recommend(profile=rerank_profile, **kwargs)
-    finally:
-        _RETRIEVAL_PROFILE.reset(token)

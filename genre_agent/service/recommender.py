@@ -1,4 +1,10 @@
-"""The service: index items, gather candidates, rerank with the LLM, return typed results."""
+"""The service: index items, gather candidates from the configured sources, rank, explain.
+
+One pipeline for every caller. ``recommend``/``recommend_many`` retrieve from the catalog;
+``rank`` orders candidates the caller gives. Both build the request the same way
+(``service.requests``), score with the same fused sources (``service.sources``) and rank
+with the same ranker (``ranking.mode``). The evaluation harness calls these methods too.
+"""
 
 from __future__ import annotations
 
@@ -16,32 +22,47 @@ from genre_agent.llm.base import LLM
 from genre_agent.llm.registry import get_engine
 from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
+from genre_agent.ranking.rationales import add_rationales
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
-from genre_agent.retrievers.embedding import EmbeddingRetriever
+from genre_agent.service.requests import (
+    HistoryEntry,
+    RecRequest,
+    ResolvedHistory,
+    check_k,
+    resolve_history,
+)
+from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore, IndexReport
 from genre_agent.storage.interactions import Interaction, InteractionStore
-from genre_agent.types import RankedItem, Recommendation, StageTiming
+from genre_agent.storage.profiles import ProfileStore
+from genre_agent.types import Candidate, RankedItem, Recommendation, StageTiming, Trace
 
 Announce = Callable[[str], None]
 
+__all__ = ["RecRequest", "Recommender"]
+
 
 @dataclass
-class RecRequest:
-    """One ``recommend`` call's arguments (for batches)."""
+class _Prepared:
+    req: RecRequest
+    history: ResolvedHistory
+    query: RetrievalQuery
+    rerank_profile: str | None
+    candidates: list[Candidate]
+    k: int
+    retrieve_s: float
+    signals: dict[str, float]
 
-    user_id: str | None = None
-    history: Sequence[str | Item] | None = None
-    query: str | None = None
-    k: int | None = None
-    filters: dict[str, Any] | None = None
-    profile: str | None = None
-    exclude: Sequence[str] = ()
+
+def _signals(active: dict[Any, float]) -> dict[str, float]:
+    return {str(k): w for k, w in active.items()}
 
 
 class Recommender:
-    """Catalog -> Chroma candidates -> LLM rerank with rationales.
+    """Catalog -> fused candidate sources -> ranker (LLM or not) -> rationales.
 
     ``llm`` is created lazily on the first call that needs it (and once per process).
+    ``sources`` may carry models fitted elsewhere (the harness fits on its training split).
     """
 
     def __init__(
@@ -50,15 +71,16 @@ class Recommender:
         store: ChromaStore,
         interactions: InteractionStore,
         llm: LLM | None = None,
-        retriever: Retriever | None = None,
+        sources: Sources | None = None,
         announce: Announce | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.interactions = interactions
         self._llm = llm
-        self.retriever = retriever or EmbeddingRetriever(store)
         self.announce = announce
+        self.sources = sources or Sources(config, store, interactions, announce=announce)
+        self._profiles: Any = None
 
     @classmethod
     def from_config(
@@ -76,23 +98,16 @@ class Recommender:
         ipath = cfg.store.interactions_path if cfg.store.kind != "memory" else ":memory:"
         return cls(cfg, store, InteractionStore(ipath), llm=llm, announce=announce)
 
-    def _forgotten(self, user_id: str) -> set[str]:
-        path = self.config.profile.path
-        if not Path(path).exists():
-            return set()
-        from genre_agent.storage.profiles import ProfileStore
-
-        store = ProfileStore(path)
-        try:
-            return store.forgotten(user_id)
-        finally:
-            store.close()
-
     @property
     def llm(self) -> LLM:
         if self._llm is None:
             self._llm = get_engine(self.config.llm, announce=self.announce)
         return self._llm
+
+    @property
+    def retriever(self) -> Retriever:
+        """The fused candidate sources that ``retrieval.sources`` names."""
+        return self.sources.fusion()
 
     # -- indexing -------------------------------------------------------------------------
     def index(
@@ -101,53 +116,93 @@ class Recommender:
         """Upsert items (or a catalog file). A bad file raises before anything is written."""
         if isinstance(items, (str, Path)):
             items = load_items(items)
-        return self.store.upsert(items, progress=progress)
+        report = self.store.upsert(items, progress=progress)
+        self.sources.invalidate()
+        return report
 
     def add_interactions(self, rows: Sequence[Interaction]) -> int:
+        """Store interactions. Popularity counts them at once; item-kNN after `genre fit`."""
         return self.interactions.add(rows)
 
-    # -- recommending ---------------------------------------------------------------------
-    def _resolve_history(self, req: RecRequest) -> tuple[list[Item], set[str]]:
-        """(liked history shown to the model, every interacted id to exclude)."""
-        cfg = self.config.retrieval
-        ids: list[str] = []
-        liked: list[str] = []
-        inline: dict[str, Item] = {}
-        if req.history is not None:
-            for h in req.history:
-                if isinstance(h, Item):
-                    inline[h.id] = h
-                    ids.append(h.id)
-                else:
-                    ids.append(str(h))
-            liked = list(ids)
-        elif req.user_id is not None:
-            rows = self.interactions.history(req.user_id)
-            ids = [r.item_id for r in rows]
-            # Items the user asked to forget (genre profile forget) lose all influence: they
-            # are neither shown to the model nor used for the retrieval query.
-            gone = self._forgotten(req.user_id)
-            rows = [r for r in rows if r.item_id not in gone]
-            liked = [
-                r.item_id for r in rows if r.rating is None or r.rating >= cfg.min_liked_rating
-            ] or [r.item_id for r in rows]
-        known = self.store.get([i for i in liked if i not in inline])
-        known.update(inline)
-        unknown = [i for i in liked if i not in known]
-        if unknown and not known:
-            raise GenreError(f"history items not in the index: {unknown[:10]}")
-        shown = [known[i] for i in liked if i in known]
-        if cfg.history_len:
-            shown = shown[-cfg.history_len :]
-        else:
-            shown = []
-        exclude = set(ids) | set(req.exclude) if cfg.exclude_history else set(req.exclude)
-        return shown, exclude
+    def fit(self) -> list[Any]:
+        """Fit the sources that learn from interactions (``genre fit``); see service.fit."""
+        from genre_agent.service.fit import fit_itemknn
 
+        report = fit_itemknn(self.config, self.sources.catalog(), self.interactions, self.announce)
+        self.sources.invalidate()
+        return [report]
+
+    # -- request building -------------------------------------------------------------------
+    def _forgotten(self, user_id: str) -> set[str]:
+        path = self.config.profile.path
+        if not Path(path).exists():
+            return set()
+        store = ProfileStore(path)
+        try:
+            return store.forgotten(user_id)
+        finally:
+            store.close()
+
+    def _history(self, req: RecRequest) -> ResolvedHistory:
+        entries: Sequence[HistoryEntry] = ()
+        forgotten: set[str] = set()
+        if req.history is not None:
+            entries = req.history
+        elif req.user_id is not None:
+            entries = self.interactions.history(req.user_id)
+            # Items the user asked to forget (genre profile forget) lose all influence.
+            forgotten = self._forgotten(req.user_id)
+        return resolve_history(self.config, entries, self.sources.lookup, req.exclude, forgotten)
+
+    def _stored_profile(self, req: RecRequest, history: ResolvedHistory) -> str | None:
+        """The user's stored (or newly built) profile when a profile switch is on; building
+        one needs the LLM, and is reused while the history is unchanged."""
+        p = self.config.profile
+        if not (p.use_in_retrieval or p.use_in_rerank) or req.user_id is None:
+            return None
+        if not history.liked and not history.disliked:
+            return None
+        if self._profiles is None:
+            from genre_agent.service.profiles import Profiles
+
+            self._profiles = Profiles(self.llm, ProfileStore(p.path), p)
+        record = self._profiles.build(req.user_id, history.liked, history.disliked)
+        return str(record.profile.as_text())
+
+    def _prepare(self, req: RecRequest) -> tuple[ResolvedHistory, RetrievalQuery, str | None]:
+        history = self._history(req)
+        p = self.config.profile
+        profile: str | None = req.profile
+        both = req.profile_scope == "both" and profile is not None
+        if profile is None:
+            profile = self._stored_profile(req, history)
+        use_ret = both or p.use_in_retrieval
+        use_rank = both or p.use_in_rerank
+        if profile and not use_ret and not history.items and not req.query:
+            use_ret = True  # nothing else can seed retrieval
+        if not history.items and not req.query and not (profile and use_ret):
+            who = f"user {req.user_id!r}" if req.user_id is not None else "this request"
+            raise GenreError(
+                f"{who} has no known history: pass history=, query= or profile= "
+                "(or use cold start: `genre recommend --query`)"
+            )
+        allowed = self.store.ids_where(req.filters) if req.filters else None
+        query = RetrievalQuery(
+            history=history.items,
+            text=req.query,
+            profile=profile if use_ret else None,
+            where=req.filters or None,
+            exclude_ids=history.exclude,
+            allowed_ids=allowed,
+            user_id=req.user_id,
+        )
+        return history, query, profile if use_rank else None
+
+    # -- recommending -----------------------------------------------------------------------
     def recommend(
         self,
         user_id: str | None = None,
-        history: Sequence[str | Item] | None = None,
+        history: Sequence[HistoryEntry] | None = None,
         query: str | None = None,
         k: int | None = None,
         filters: dict[str, Any] | None = None,
@@ -159,77 +214,189 @@ class Recommender:
         )[0]
 
     def recommend_many(self, requests: Sequence[RecRequest]) -> list[Recommendation]:
-        """Many requests; the LLM sees them as one batch (vLLM batches them)."""
+        """Retrieve from the catalog and rank, for many requests; the LLM sees one batch."""
         cfg = self.config
+        fusion = self.sources.fusion()
         prepared = []
         for req in requests:
             t0 = time.perf_counter()
-            history, exclude = self._resolve_history(req)
-            if not history and not req.query and not req.profile:
-                raise GenreError(
-                    f"user {req.user_id!r} has no known history: pass history=, query= or profile="
+            k = check_k(req.k, cfg.ranking.k)
+            history, query, rerank_profile = self._prepare(req)
+            cands = fusion.search(query, cfg.retrieval.n_candidates)
+            prepared.append(
+                _Prepared(
+                    req,
+                    history,
+                    query,
+                    rerank_profile,
+                    cands,
+                    k,
+                    time.perf_counter() - t0,
+                    _signals(self.sources.active()),
                 )
-            query = RetrievalQuery(
-                history=tuple(history),
-                text=req.query,
-                profile=req.profile,
-                where=req.filters,
-                exclude_ids=frozenset(exclude),
             )
-            cands = self.retriever.search(query, cfg.retrieval.n_candidates)
-            t_ret = time.perf_counter() - t0
-            k = req.k or cfg.ranking.k
-            prepared.append((req, history, cands, k, t_ret))
-        results: list[Recommendation] = []
-        if cfg.ranking.mode == "retrieval":
-            for req, _, cands, k, t_ret in prepared:
-                from genre_agent.types import Trace
+        return self._rank(prepared)
 
-                items = [
-                    RankedItem(rank=i + 1, item=c.item, score=c.score)
-                    for i, c in enumerate(cands[:k])
-                ]
-                trace = Trace(
-                    candidates=cands, timings=[StageTiming(stage="retrieve", seconds=t_ret)]
-                )
-                results.append(Recommendation(user_id=req.user_id, items=items, trace=trace))
-            return results
-        ranker = make_ranker(self.llm, cfg.ranking)
-        tiers = self._popularity_tiers() if cfg.ranking.popularity_hint else None
-        todo = [
-            RankRequest(
-                hint_candidates(cands, tiers) if tiers is not None else cands,
-                history,
-                req.query,
-                req.profile,
-                k,
-            )
-            for req, history, cands, k, _ in prepared
-        ]
-        ranked = ranker.rank_many(todo, temperature=cfg.llm.temperature, seed=cfg.llm.seed)
-        for (req, _, cands, _, t_ret), (items, trace) in zip(prepared, ranked, strict=True):
-            if tiers is not None:  # the hint is prompt text, not item data: give items back
-                plain = {c.item.id: c.item for c in cands}
-                items = [it.model_copy(update={"item": plain[it.item.id]}) for it in items]
-            # Rankers that score (mode "scoring") keep their fused score; listwise generation
-            # has none, so the item shows its retrieval score.
-            scores = {c.item.id: c.score for c in trace.candidates}
-            items = [
-                it
-                if it.score is not None
-                else it.model_copy(update={"score": scores.get(it.item.id)})
-                for it in items
+    def rank(
+        self,
+        candidates: Sequence[str | Item],
+        *,
+        user_id: str | None = None,
+        history: Sequence[HistoryEntry] | None = None,
+        query: str | None = None,
+        profile: str | None = None,
+        k: int | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> Recommendation:
+        """Order the caller's candidates with the configured pipeline.
+
+        Each candidate gets the fused score of the configured sources (as in ``recommend``),
+        then the configured ranker orders them; an LLM sees them in the order given. Unknown
+        ids are an error. Every candidate is kept (history items too: the caller chose
+        them), except those ``filters`` rejects.
+        """
+        return self.rank_many(
+            [(candidates, RecRequest(user_id, history, query, k, filters, profile))]
+        )[0]
+
+    def rank_many(
+        self, jobs: Sequence[tuple[Sequence[str | Item], RecRequest]]
+    ) -> list[Recommendation]:
+        """``rank`` for many requests at once (one batched LLM call)."""
+        cfg = self.config
+        fusion = self.sources.fusion()
+        prepared = []
+        for cands_in, req in jobs:
+            t0 = time.perf_counter()
+            history, query, rerank_profile = self._prepare(req)
+            items = self._candidate_items(cands_in)
+            allowed = query.allowed_ids
+            ids = [it.id for it in items if allowed is None or it.id in allowed]
+            by_id = {it.id: it for it in items}
+            scores = fusion.score(query, ids) if ids else []
+            cands = [
+                Candidate(item=by_id[i], score=s, source=fusion.name)
+                for i, s in zip(ids, scores, strict=True)
             ]
-            trace.timings.insert(0, StageTiming(stage="retrieve", seconds=t_ret))
-            trace.engine = cfg.llm.engine
+            k = check_k(req.k, cfg.ranking.k)
+            prepared.append(
+                _Prepared(
+                    req,
+                    history,
+                    query,
+                    rerank_profile,
+                    cands,
+                    k,
+                    time.perf_counter() - t0,
+                    _signals(self.sources.active()),
+                )
+            )
+        return self._rank(prepared)
+
+    def _candidate_items(self, cands: Sequence[str | Item]) -> list[Item]:
+        ids = [c for c in cands if isinstance(c, str)]
+        known = self.sources.lookup(ids) if ids else {}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise GenreError(f"candidates not in the index: {missing[:10]}")
+        out = [c if isinstance(c, Item) else known[c] for c in cands]
+        seen = [it.id for it in out]
+        if len(set(seen)) != len(seen):
+            raise GenreError("candidate ids are not distinct")
+        return out
+
+    def _rank(self, prepared: Sequence[_Prepared]) -> list[Recommendation]:
+        cfg = self.config
+        rank_reqs = [
+            RankRequest(p.candidates, p.history.liked, p.req.query, p.rerank_profile, p.k)
+            for p in prepared
+        ]
+        results: list[tuple[list[RankedItem], Trace]] = []
+        if cfg.ranking.mode == "retrieval":
+            for p in prepared:
+                order = sorted(p.candidates, key=lambda c: (-c.score, c.item.id))[: p.k]
+                items = [
+                    RankedItem(rank=i + 1, item=c.item, score=c.score) for i, c in enumerate(order)
+                ]
+                results.append((items, Trace(candidates=p.candidates)))
+            if cfg.ranking.rationale_top_r > 0 and any(p.candidates for p in prepared):
+                add_rationales(
+                    self.llm,
+                    cfg.ranking,
+                    rank_reqs,
+                    results,
+                    cfg.ranking.rationale_top_r,
+                    cfg.llm.temperature,
+                    cfg.llm.seed,
+                )
+                for _, trace in results:
+                    trace.model_id = self.llm.model_id
+                    trace.model_revision = self.llm.revision
+                    trace.engine = cfg.llm.engine
+        else:
+            ranker = make_ranker(self.llm, cfg.ranking)
+            tiers = self._popularity_tiers() if cfg.ranking.popularity_hint else None
+            todo = [
+                RankRequest(
+                    hint_candidates(r.candidates, tiers) if tiers is not None else r.candidates,
+                    r.history,
+                    r.query,
+                    r.profile,
+                    r.k,
+                )
+                for r in rank_reqs
+            ]
+            nonempty = [n for n, r in enumerate(todo) if r.candidates]
+            ranked = ranker.rank_many(
+                [todo[n] for n in nonempty], temperature=cfg.llm.temperature, seed=cfg.llm.seed
+            )
+            results = [([], Trace(candidates=[])) for _ in todo]
+            for n, out in zip(nonempty, ranked, strict=True):
+                results[n] = out
+            for p, (items, trace) in zip(prepared, results, strict=True):
+                plain = {c.item.id: c for c in p.candidates}
+                # The hint is prompt text, not item data: give the items back. Listwise
+                # answers have no score: the item shows its retrieval score.
+                items[:] = [
+                    it.model_copy(
+                        update={
+                            "item": plain[it.item.id].item,
+                            "score": it.score if it.score is not None else plain[it.item.id].score,
+                        }
+                    )
+                    for it in items
+                ]
+                trace.candidates = p.candidates
+                trace.engine = cfg.llm.engine
+        recs = []
+        for p, (items, trace) in zip(prepared, results, strict=True):
+            trace.timings.insert(0, StageTiming(stage="retrieve", seconds=p.retrieve_s))
             trace.config_sha256 = cfg.fingerprint()
-            results.append(Recommendation(user_id=req.user_id, items=items, trace=trace))
-        return results
+            trace.sources = dict(p.signals)
+            trace.ranked_by = (
+                "retrieval" if cfg.ranking.mode == "retrieval" else f"llm:{cfg.ranking.mode}"
+            )
+            if len(items) < p.k:
+                trace.notes.append(self._shortfall(p, len(items)))
+            recs.append(Recommendation(user_id=p.req.user_id, items=items, trace=trace))
+        return recs
+
+    @staticmethod
+    def _shortfall(p: _Prepared, got: int) -> str:
+        if not p.candidates:
+            why = (
+                f"no item matches the filter {p.req.filters}"
+                if p.req.filters
+                else "no candidate is left after excluding the history"
+            )
+            return f"0 of {p.k} asked: {why}"
+        where = f" (filter {p.req.filters})" if p.req.filters else ""
+        return f"{got} of {p.k} asked: only {len(p.candidates)} candidates{where}"
 
     def _popularity_tiers(self) -> dict[str, str]:
         """Tiers from the interaction store's counts over the indexed catalog."""
         counts = self.interactions.item_counts()
-        return popularity_tiers(counts, max(self.store.count(), len(counts)))
+        return popularity_tiers(counts, max(len(self.sources.catalog()), len(counts)))
 
     def close(self) -> None:
         self.interactions.close()

@@ -147,6 +147,15 @@ class ChromaStore:
             )
             offset += len(got["ids"])
 
+    def ids_where(self, where: dict[str, Any]) -> frozenset[str]:
+        """Every stored id whose metadata the Chroma ``where`` filter admits: sources that
+        do not search Chroma filter with this set, so all sources share Chroma's semantics."""
+        try:
+            got = self.collection.get(where=where, include=[])
+        except Exception as exc:
+            raise StoreError(f"Chroma filter failed (where={where!r}): {exc}") from exc
+        return frozenset(got["ids"])
+
     def query(
         self,
         vector: Sequence[float],

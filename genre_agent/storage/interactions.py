@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -101,6 +102,25 @@ class InteractionStore:
         """Interactions per item (every user, every item seen at least once)."""
         cur = self.db.execute("SELECT item_id, COUNT(*) FROM interactions GROUP BY item_id")
         return {item: int(n) for item, n in cur.fetchall()}
+
+    def all(self) -> list[Interaction]:
+        """Every stored interaction, ordered by (user, time, item)."""
+        cur = self.db.execute(
+            "SELECT user_id, item_id, ts, rating FROM interactions ORDER BY user_id, ts, item_id"
+        )
+        return [Interaction(*row) for row in cur.fetchall()]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM interactions").fetchone()[0])
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every stored interaction, in a canonical order (fitted-model provenance)."""
+        digest = hashlib.sha256()
+        for row in self.all():
+            digest.update(
+                json.dumps([row.user_id, row.item_id, row.timestamp, row.rating]).encode()
+            )
+        return digest.hexdigest()
 
     def users(self) -> Iterator[str]:
         for (user,) in self.db.execute("SELECT DISTINCT user_id FROM interactions ORDER BY 1"):

@@ -1,0 +1,78 @@
+"""A dataset served as the product serves a catalog: the harness's Recommender factory.
+
+The items go into a Chroma collection (cached across runs, keyed by the dataset's SHA-256
+and the embedder), the training interactions into an interaction store, and item-kNN is
+fitted on them as ``genre fit`` would. Every system of an experiment, baseline or LLM
+variant, is then a :class:`~genre_agent.service.recommender.Recommender` built from its own
+config over this one world, and the harness only calls its public methods.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from genre_agent.catalog.items import Item
+from genre_agent.config import Config, EmbedderConfig, StoreConfig, default_home
+from genre_agent.embedders import get_embedder
+from genre_agent.eval.datasets import Dataset
+from genre_agent.eval.protocols import train_interactions
+from genre_agent.llm.base import LLM
+from genre_agent.retrievers.cf import ItemKNNRetriever
+from genre_agent.service.recommender import Recommender
+from genre_agent.service.sources import Sources
+from genre_agent.storage.chroma import ChromaStore, make_client
+from genre_agent.storage.interactions import InteractionStore
+
+
+def index_cache_dir() -> Path:
+    """Where embedded eval catalogs persist (``GENRE_EVAL_INDEX``, else under GENRE_HOME)."""
+    env = os.environ.get("GENRE_EVAL_INDEX")
+    return Path(env) if env else default_home() / "eval-index"
+
+
+class EvalWorld:
+    """One dataset's catalog, training interactions and fitted models, shared by systems."""
+
+    def __init__(self, ds: Dataset, embedder: EmbedderConfig, neighbours: int = 100) -> None:
+        self.ds = ds
+        self.embedder_cfg = embedder
+        self.train = train_interactions(ds)
+        self.interactions = InteractionStore(":memory:")
+        self.interactions.add(self.train)
+        self.popularity: dict[str, int] = self.interactions.item_counts()
+        self._neighbours = neighbours
+        self._knn: ItemKNNRetriever | None = None
+        self._store: ChromaStore | None = None
+
+    @property
+    def store(self) -> ChromaStore:
+        """The embedded catalog, built once per (dataset, embedder) and then reused."""
+        if self._store is None:
+            emb = get_embedder(self.embedder_cfg)
+            if self.embedder_cfg.kind == "fake":
+                client = make_client(StoreConfig(kind="memory"))
+            else:
+                client = make_client(StoreConfig(kind="embedded", path=index_cache_dir()))
+            name = f"eval_{self.ds.sha256[:16]}_{self.embedder_cfg.kind.replace('-', '_')}"
+            store = ChromaStore(client, name, emb)
+            if store.count() != len(self.ds.items):
+                store.upsert(self.ds.items.values())  # idempotent: only what is missing
+            self._store = store
+        return self._store
+
+    def itemknn(self) -> ItemKNNRetriever:
+        if self._knn is None:
+            self._knn = ItemKNNRetriever.fit(self.ds.items, self.train, self._neighbours)
+        return self._knn
+
+    def recommender(
+        self, cfg: Config, llm: LLM | None = None, catalog: Mapping[str, Item] | None = None
+    ) -> Recommender:
+        """A Recommender for ``cfg`` over this world. ``catalog`` replaces the items the
+        sources read (an enriched copy of the dataset's items)."""
+        fitted = {"itemknn": self.itemknn()} if cfg.retrieval.sources.get("itemknn", 0) else {}
+        sources = Sources(cfg, self.store, self.interactions, fitted=dict(fitted))
+        sources.set_catalog(dict(catalog) if catalog is not None else self.ds.items)
+        return Recommender(cfg, self.store, self.interactions, llm=llm, sources=sources)

@@ -1,0 +1,128 @@
+"""The configured candidate sources, built from the stores by kind, and their fusion.
+
+``retrieval.sources`` names the sources and their weights; ``SOURCES`` maps each kind to
+the function that builds it. Serving and the evaluation harness both go through
+:class:`Sources`, so a measured configuration is the served one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from genre_agent.catalog.items import Item
+from genre_agent.config import Config, SourceKind
+from genre_agent.retrievers.base import Retriever
+from genre_agent.retrievers.bm25 import BM25Retriever
+from genre_agent.retrievers.embedding import EmbeddingRetriever
+from genre_agent.retrievers.fusion import FusionRetriever
+from genre_agent.retrievers.popularity import PopularityRetriever
+from genre_agent.retrievers.random import RandomRetriever
+from genre_agent.service.fit import load_itemknn
+from genre_agent.storage.chroma import ChromaStore
+from genre_agent.storage.interactions import InteractionStore
+
+Announce = Callable[[str], None]
+
+
+@dataclass
+class SourceContext:
+    """What a source may be built from."""
+
+    config: Config
+    store: ChromaStore
+    interactions: InteractionStore
+    catalog: Callable[[], Mapping[str, Item]]
+    announce: Announce | None = None
+
+
+def _embedding(ctx: SourceContext) -> Retriever:
+    return EmbeddingRetriever(ctx.store, history_len=ctx.config.retrieval.history_len)
+
+
+def _itemknn(ctx: SourceContext) -> Retriever:
+    return load_itemknn(ctx.config, ctx.catalog(), ctx.interactions, ctx.announce)
+
+
+def _bm25(ctx: SourceContext) -> Retriever:
+    return BM25Retriever(ctx.catalog(), history_len=ctx.config.retrieval.history_len)
+
+
+def _popularity(ctx: SourceContext) -> Retriever:
+    return PopularityRetriever(ctx.catalog(), ctx.interactions.item_counts())
+
+
+def _random(ctx: SourceContext) -> Retriever:
+    return RandomRetriever(ctx.catalog(), seed=ctx.config.retrieval.seed)
+
+
+SOURCES: dict[SourceKind, Callable[[SourceContext], Retriever]] = {
+    "embedding": _embedding,
+    "itemknn": _itemknn,
+    "bm25": _bm25,
+    "popularity": _popularity,
+    "random": _random,
+}
+
+
+@dataclass
+class Sources:
+    """Builds each configured source once; ``fitted`` injects ready models by kind (the
+    harness fits on its training split in memory instead of loading ``genre fit``'s)."""
+
+    config: Config
+    store: ChromaStore
+    interactions: InteractionStore
+    fitted: dict[str, Retriever] = field(default_factory=dict)
+    announce: Announce | None = None
+    _built: dict[str, Retriever] = field(default_factory=dict)
+    _catalog: dict[str, Item] | None = None
+    _pop_version: int = -1
+
+    def catalog(self) -> dict[str, Item]:
+        if self._catalog is None:
+            self._catalog = {it.id: it for it in self.store.all_items()}
+        return self._catalog
+
+    def set_catalog(self, items: Mapping[str, Item]) -> None:
+        """Use these items as the catalog the sources read (the harness's dataset)."""
+        self._catalog = dict(items)
+        self._built.clear()
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, Item]:
+        """Catalog items by id: from the loaded catalog, else from the store."""
+        if self._catalog is not None:
+            return {i: self._catalog[i] for i in ids if i in self._catalog}
+        return self.store.get(ids)
+
+    def invalidate(self) -> None:
+        """The catalog changed (index, enrichment): rebuild every source on next use."""
+        self._catalog = None
+        self._built.clear()
+
+    def get(self, kind: SourceKind) -> Retriever:
+        if kind in self.fitted:
+            return self.fitted[kind]
+        if kind == "popularity":
+            # New interactions count at once: recount when the store changed.
+            version = self.interactions.count()
+            if version != self._pop_version:
+                self._built.pop(kind, None)
+                self._pop_version = version
+        if kind not in self._built:
+            ctx = SourceContext(
+                self.config, self.store, self.interactions, self.catalog, self.announce
+            )
+            self._built[kind] = SOURCES[kind](ctx)
+        return self._built[kind]
+
+    def active(self) -> dict[SourceKind, float]:
+        """The sources that run (weight > 0), in config order."""
+        return {k: w for k, w in self.config.retrieval.sources.items() if w > 0}
+
+    def fusion(self) -> FusionRetriever:
+        active = self.active()
+        r = self.config.retrieval
+        return FusionRetriever(
+            [self.get(k) for k in active], list(active.values()), c=r.rrf_c, depth=r.depth
+        )
