@@ -81,36 +81,57 @@ def check_k(k: int | None, flag: str = "-k") -> int | None:
     return k
 
 
-def _is_llm_server_error(exc: BaseException) -> bool:
+def _server_error_kind(exc: BaseException) -> str | None:
+    """ "openai" for an OpenAI client error, "http" for an httpx one, else None."""
     # Only modules already imported can have raised: no import cost on the error path.
     # (openai's own HTTP client is httpx2, whose errors are not httpx's.)
-    kinds = [("openai", "APIError"), ("httpx", "HTTPError"), ("httpx", "InvalidURL")]
-    kinds += [("httpx2", "HTTPError"), ("httpx2", "InvalidURL")]
-    for module, name in kinds:
-        kind = getattr(sys.modules.get(module), name, None)
-        if isinstance(kind, type) and isinstance(exc, kind):
-            return True
-    return False
+    kinds = [("openai", "APIError", "openai")]
+    kinds += [(m, n, "http") for m in ("httpx", "httpx2") for n in ("HTTPError", "InvalidURL")]
+    for module, name, kind in kinds:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return kind
+    return None
+
+
+def _request_url(exc: BaseException) -> str | None:
+    try:
+        return str(exc.request.url)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it has none
+        return None
 
 
 def describe_error(exc: BaseException, cfg: Config | None = None) -> str | None:
     """The message for an error users can act on, or None for a bug (show its traceback).
 
-    GenreError keeps its message (a CatalogError lists its rows on further lines); an LLM or
-    HTTP server error is one line with the engine and base URL from ``cfg``.
+    GenreError keeps its message (a CatalogError lists its rows on further lines). An OpenAI
+    client error is one line naming the engine and base URL from ``cfg``; a bare httpx error
+    (the LLM client's or Chroma's) names the URL it was for, else the engine and the store.
     """
     if isinstance(exc, GenreError):
         return terminal_safe(exc, keep_newlines=True)
-    if not _is_llm_server_error(exc):
+    kind = _server_error_kind(exc)
+    if kind is None:
         return None
     detail = " ".join(str(exc).split()) or type(exc).__name__
     cause = exc.__cause__ or exc.__context__
     if cause is not None and str(cause) and str(cause) not in detail:
         detail += f" ({type(cause).__name__}: {' '.join(str(cause).split())})"
-    where = ""
-    if cfg is not None:
-        where = f" (engine {cfg.llm.engine}, base URL {cfg.llm.base_url or '-'})"
-    return terminal_safe(f"LLM server error{where}: {type(exc).__name__}: {shorten(detail, 300)}")
+    llm = f"engine {cfg.llm.engine}, base URL {cfg.llm.base_url or '-'}" if cfg else ""
+    if kind == "openai":
+        head = f"LLM server error ({llm})" if cfg else "LLM server error"
+    elif _request_url(exc):
+        head = f"HTTP error at {_request_url(exc)}"
+    elif cfg is not None:
+        store = (
+            cfg.store.kind
+            if cfg.store.kind != "http"
+            else f"http {cfg.store.host}:{cfg.store.port}"
+        )
+        head = f"HTTP error (LLM {llm}; store {store})"
+    else:
+        head = "HTTP error"
+    return terminal_safe(f"{head}: {type(exc).__name__}: {shorten(detail, 300)}")
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML/YAML config file.")]
@@ -142,7 +163,7 @@ def cli_config(path: Path | None, pairs: list[str] | None) -> Config:
 
 
 def announce(msg: str) -> None:
-    err.print(f"[dim]{msg}[/dim]")
+    err.print(safe_text(msg, "dim"))
 
 
 def progress_bar(*, info: bool = False) -> Any:

@@ -244,7 +244,18 @@ def test_httpx_errors_are_one_line(tmp_path: Path, capsys, monkeypatch, module: 
     monkeypatch.setattr(Recommender, "recommend", fail)
     code, _, err = _genre(capsys, "recommend", "--history", "h1", *_sets(tmp_path))
     line = _one_error_line(err)
-    assert code == 2 and "engine fake" in line and "ReadError: connection reset by peer" in line
+    assert code == 2 and "ReadError: connection reset by peer" in line
+    assert line.startswith("error: HTTP error (LLM engine fake, base URL -; store embedded): ")
+
+    def fail_at(self, **kwargs):  # with its request, the error names the URL it was for
+        raise http.ConnectError("refused", request=http.Request("GET", "http://127.0.0.1:8000/x"))
+
+    monkeypatch.setattr(Recommender, "recommend", fail_at)
+    code, _, err = _genre(capsys, "recommend", "--history", "h1", *_sets(tmp_path))
+    line = _one_error_line(err)
+    assert (
+        code == 2 and line == "error: HTTP error at http://127.0.0.1:8000/x: ConnectError: refused"
+    )
 
 
 def test_chat_reports_a_failed_turn_and_goes_on(tmp_path: Path, monkeypatch):
