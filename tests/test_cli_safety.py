@@ -119,6 +119,9 @@ def test_k_out_of_range_is_refused(tmp_path: Path, catalog_path: Path, capsys, k
     code, out, err = _genre(capsys, "recommend", "--history", "m1", "-k", k, *_sets(tmp_path))
     assert code == 2 and out == ""
     assert err == f"error: -k must be between 1 and 100 (like ranking.k), got {k}\n"
+    # demo checks it before it loads anything.
+    code, _, err = _genre(capsys, "demo", "--data", str(tmp_path), "-k", k, *_sets(tmp_path))
+    assert code == 2 and err == f"error: -k must be between 1 and 100 (like ranking.k), got {k}\n"
 
 
 # --- fewer results than asked ----------------------------------------------------------------

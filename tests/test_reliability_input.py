@@ -233,7 +233,7 @@ def test_jsonl_reports_every_bad_line(tmp_path: Path):
         '["not", "an", "object"]\n'
         '{"id": "d", "title": ""}\n'
         "{oops}\n"
-        '{"id": "f", "title": "F"}\n'
+        '{"id": "f", "title": "F"}\n' + "[" * 100_000 + "\n"
     )
     problems = _problems(path)
     assert [(line, field) for line, field, _ in problems] == [
@@ -241,7 +241,9 @@ def test_jsonl_reports_every_bad_line(tmp_path: Path):
         (3, "<row>"),
         (4, "title"),
         (5, "<json>"),
+        (7, "<json>"),
     ]
+    assert problems[-1][2] == "invalid JSON: nested too deeply"
 
 
 def test_csv_with_utf8_bom_is_accepted(tmp_path: Path):
