@@ -66,7 +66,11 @@ class StoreConfig(_Frozen):
     # User histories (SQLite) used when recommend() gets a user_id without a history.
     interactions_path: Path = Path(".genre/interactions.sqlite")
     # Models fitted from the interactions by `genre fit` (item-kNN), with provenance.
-    models_path: Path = Path(".genre/models")
+    # None: a "models" folder next to interactions_path, so the two never get separated.
+    models_path: Path | None = None
+
+    def models_dir(self) -> Path:
+        return self.models_path or Path(self.interactions_path).parent / "models"
 
 
 class EmbedderConfig(_Frozen):

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Values longer than this are cut in messages: a 5 MB field must not be echoed to a terminal.
+SHOWN_VALUE_CHARS = 80
+
+
+def shorten(value: str, limit: int = SHOWN_VALUE_CHARS) -> str:
+    """``value`` cut to ``limit`` characters, with an ellipsis and the original length."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}… ({len(value)} chars)"
+
 
 class GenreError(Exception):
     """Base class for errors the CLI prints without a traceback."""
@@ -30,9 +40,20 @@ class RowProblem:
     field: str
     reason: str
     value: str = ""
+    # Length of the original value when ``value`` was cut to SHOWN_VALUE_CHARS (else 0).
+    value_chars: int = 0
+
+    def __post_init__(self) -> None:
+        # Keep only what a message shows; repr() in __str__ escapes control characters.
+        object.__setattr__(self, "field", shorten(self.field))
+        if len(self.value) > SHOWN_VALUE_CHARS:
+            object.__setattr__(self, "value_chars", len(self.value))
+            object.__setattr__(self, "value", self.value[:SHOWN_VALUE_CHARS] + "…")
 
     def __str__(self) -> str:
         shown = f" (value {self.value!r})" if self.value else ""
+        if self.value_chars:
+            shown = f" (value {self.value!r}, {self.value_chars} chars)"
         return f"{self.file}:{self.line}: field {self.field!r}: {self.reason}{shown}"
 
 

@@ -22,6 +22,9 @@ def _sets(tmp_path: Path) -> list[str]:
         f"store.interactions_path={tmp_path / 'i.sqlite'}",
         "--set",
         f"profile.path={tmp_path / 'p.sqlite'}",
+        # The fixture catalog comes without interactions: content sources only.
+        "--set",
+        'retrieval.sources={"embedding": 1.0}',
     ]
 
 

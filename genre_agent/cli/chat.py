@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from genre_agent.cli.common import ConfigOpt, SetOpt, announce, cli_config, progress_bar
+from genre_agent.cli.common import (
+    STATE,
+    ConfigOpt,
+    SetOpt,
+    announce,
+    cli_config,
+    describe_error,
+    progress_bar,
+    safe_json,
+    safe_text,
+    terminal_safe,
+)
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
@@ -35,11 +47,12 @@ def _recommender(cfg: Config) -> Any:
 
 def _print_turn(turn: Any) -> None:
     # Plain print (not rich): piped output stays one line per pick, easy to read back.
+    # Catalog and LLM text has its control characters escaped (no ANSI, no line breaks).
     if turn.error:
-        print(f"(no picks: {turn.error})")
+        print(f"(no picks: {terminal_safe(turn.error)})")
     for n, p in enumerate(turn.picks, start=1):
-        why = f" - {p.rationale}" if p.rationale else ""
-        print(f"  {n}. [{p.id}] {p.title}{why}")
+        why = f" - {terminal_safe(p.rationale)}" if p.rationale else ""
+        print(f"  {n}. [{terminal_safe(p.id)}] {terminal_safe(p.title)}{why}")
     sys.stdout.flush()
 
 
@@ -95,10 +108,24 @@ def chat(
         try:
             turn = sess.send(message)
         except IntentError as exc:
-            print(f"(could not understand that: {exc})")
+            print(f"(could not understand that: {terminal_safe(exc)})")
+            continue
+        except Exception as exc:
+            # An LLM server or store failure ends this turn, not the session.
+            text = describe_error(exc, cfg)
+            if text is None:
+                raise
+            if STATE.debug:
+                traceback.print_exc()
+            else:
+                print(
+                    f"error: {text} (this message got no answer; the session goes on)",
+                    file=sys.stderr,
+                )
+            sys.stderr.flush()
             continue
         if as_json:
-            print(turn.model_dump_json())
+            print(safe_json(turn.model_dump_json()))
         else:
             _print_turn(turn)
     print(f"bye; resume with --session {sess.id}")
@@ -204,7 +231,7 @@ def enrich(
         f"invalid {len(report.invalid)}"
     )
     for bad in report.invalid[:10]:
-        err.print(f"  invalid answer for {bad['item_id']}: {bad['error']}")
+        err.print(safe_text(f"  invalid answer for {bad['item_id']}: {bad['error']}"))
 
 
 def register(main_app: typer.Typer) -> None:

@@ -3,16 +3,136 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
-from genre_agent.config import Config, load_config
-from genre_agent.errors import GenreError
+from genre_agent.config import Config, RankingConfig, load_config
+from genre_agent.errors import GenreError, shorten
 
 err = Console(stderr=True)
+
+
+class CliState:
+    """What the error handler needs from the command that failed."""
+
+    debug: bool = False  # --debug: a traceback instead of the one-line error
+    config: Config | None = None  # the last config a command loaded (names engine and URL)
+
+
+STATE = CliState()
+
+# C0 and C1 controls (ESC and CSI start ANSI sequences), DEL, and the bidi controls that
+# reorder what a terminal shows. Catalog text, LLM text and ids are shown with these escaped.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(value: object, keep_newlines: bool = False) -> str:
+    """``value`` as text with control characters escaped visibly: ESC -> ``\\x1b``."""
+
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        return ch if keep_newlines and ch == "\n" else ch.encode("unicode_escape").decode()
+
+    return _UNSAFE.sub(escape, str(value))
+
+
+def safe_text(value: object, style: str = "") -> Text:
+    """A rich Text of ``value``: never parsed as markup, control characters escaped."""
+    return Text(terminal_safe(value), style=style)
+
+
+# What a JSON encoder leaves raw inside strings: all of _UNSAFE but the C0 controls (always
+# escaped in strings; tab, newline and return occur only as whitespace between tokens).
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_json(text: str) -> str:
+    """JSON text with DEL, C1 and bidi controls written as ``\\uXXXX`` escapes.
+
+    Such characters can only occur inside JSON strings, so the document means the same.
+    """
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def check_k(k: int | None, flag: str = "-k") -> int | None:
+    """``k`` checked by the rule of ``ranking.k`` (its bounds in RankingConfig)."""
+    if k is None:
+        return None
+    try:
+        RankingConfig.model_validate({"k": k})
+    except ValidationError:
+        bounds = {
+            name: getattr(m, name)
+            for m in RankingConfig.model_fields["k"].metadata
+            for name in ("ge", "le")
+            if hasattr(m, name)
+        }
+        raise GenreError(
+            f"{flag} must be between {bounds.get('ge')} and {bounds.get('le')} "
+            f"(like ranking.k), got {k}"
+        ) from None
+    return k
+
+
+def _server_error_kind(exc: BaseException) -> str | None:
+    """ "openai" for an OpenAI client error, "http" for an httpx one, else None."""
+    # Only modules already imported can have raised: no import cost on the error path.
+    # (openai's own HTTP client is httpx2, whose errors are not httpx's.)
+    kinds = [("openai", "APIError", "openai")]
+    kinds += [(m, n, "http") for m in ("httpx", "httpx2") for n in ("HTTPError", "InvalidURL")]
+    for module, name, kind in kinds:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return kind
+    return None
+
+
+def _request_url(exc: BaseException) -> str | None:
+    try:
+        return str(exc.request.url)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it has none
+        return None
+
+
+def describe_error(exc: BaseException, cfg: Config | None = None) -> str | None:
+    """The message for an error users can act on, or None for a bug (show its traceback).
+
+    GenreError keeps its message (a CatalogError lists its rows on further lines). An OpenAI
+    client error is one line naming the engine and base URL from ``cfg``; a bare httpx error
+    (the LLM client's or Chroma's) names the URL it was for, else the engine and the store.
+    """
+    if isinstance(exc, GenreError):
+        return terminal_safe(exc, keep_newlines=True)
+    kind = _server_error_kind(exc)
+    if kind is None:
+        return None
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in detail:
+        detail += f" ({type(cause).__name__}: {' '.join(str(cause).split())})"
+    llm = f"engine {cfg.llm.engine}, base URL {cfg.llm.base_url or '-'}" if cfg else ""
+    if kind == "openai":
+        head = f"LLM server error ({llm})" if cfg else "LLM server error"
+    elif _request_url(exc):
+        head = f"HTTP error at {_request_url(exc)}"
+    elif cfg is not None:
+        store = (
+            cfg.store.kind
+            if cfg.store.kind != "http"
+            else f"http {cfg.store.host}:{cfg.store.port}"
+        )
+        head = f"HTTP error (LLM {llm}; store {store})"
+    else:
+        head = "HTTP error"
+    return terminal_safe(f"{head}: {type(exc).__name__}: {shorten(detail, 300)}")
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML/YAML config file.")]
 SetOpt = Annotated[
@@ -37,11 +157,13 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 def cli_config(path: Path | None, pairs: list[str] | None) -> Config:
     """Defaults < file < env < ``--set`` flags."""
-    return load_config(path, overrides=parse_overrides(pairs))
+    cfg = load_config(path, overrides=parse_overrides(pairs))
+    STATE.config = cfg
+    return cfg
 
 
 def announce(msg: str) -> None:
-    err.print(f"[dim]{msg}[/dim]")
+    err.print(safe_text(msg, "dim"))
 
 
 def progress_bar(*, info: bool = False) -> Any:

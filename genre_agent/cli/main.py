@@ -13,18 +13,35 @@ from rich.console import Console
 from rich.table import Table
 
 from genre_agent.cli.common import (
+    STATE,
     ConfigOpt,
     LabelledBars,
     SetOpt,
     announce,
+    check_k,
     cli_config,
+    describe_error,
     parse_overrides,
     progress_bar,
+    safe_json,
+    safe_text,
+    terminal_safe,
 )
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="GENRE: LLM recommender.")
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, print the full traceback.")
+    ] = False,
+) -> None:
+    STATE.debug = debug
+
+
 models_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect offline models.")
 app.add_typer(models_app, name="models")
 err = Console(stderr=True)
@@ -54,7 +71,7 @@ def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
 
     items = load_items(catalog)
     rows = read_interactions(interactions) if interactions is not None else None
-    err.print(f"loaded {len(items)} valid items from {catalog}")
+    err.print(safe_text(f"loaded {len(items)} valid items from {catalog}"))
     rec = _recommender(cfg)
     with _progress() as bar:
         task = bar.add_task("embedding + indexing", total=len(items))
@@ -65,7 +82,7 @@ def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
     )
     if rows is not None:
         rec.add_interactions(rows)
-        err.print(f"interactions: {len(rows)} rows from {interactions}")
+        err.print(safe_text(f"interactions: {len(rows)} rows from {interactions}"))
         _fit(rec)
     return rec
 
@@ -110,10 +127,16 @@ def fit(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
 
 def _print_recommendation(result: Any, as_json: bool) -> None:
+    # Every catalog and LLM string is shown as text (never rich markup) with control
+    # characters escaped: a title must not be able to style, link or move the terminal.
+    # Notes (why fewer items than asked) go to stderr, so --json stdout stays one document.
+    for note in result.trace.notes:
+        print(terminal_safe(f"note: {note}"), file=sys.stderr)
     if as_json:
-        out.print_json(result.model_dump_json())
+        print(safe_json(result.model_dump_json(indent=2)))
+        sys.stdout.flush()
         return
-    table = Table(title=f"Recommendations for user {result.user_id or '-'}")
+    table = Table(title=safe_text(f"Recommendations for user {result.user_id or '-'}"))
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("title")
@@ -121,21 +144,25 @@ def _print_recommendation(result: Any, as_json: bool) -> None:
     table.add_column("rationale")
     for item in result.items:
         score = "" if item.score is None else f"{item.score:.3f}"
-        why = item.rationale or ""
+        why = safe_text(item.rationale or "")
         if item.unsupported_terms:
-            why += f"  [yellow](unsupported: {', '.join(item.unsupported_terms)})[/yellow]"
-        table.add_row(str(item.rank), item.item.id, item.item.title, score, why)
+            terms = terminal_safe(", ".join(item.unsupported_terms))
+            why.append(f"  (unsupported: {terms})", style="yellow")
+        table.add_row(
+            str(item.rank), safe_text(item.item.id), safe_text(item.item.title), score, why
+        )
     out.print(table)
     tr = result.trace
     signals = ", ".join(f"{k} {w:g}" for k, w in tr.sources.items())
-    err.print(f"ranked by {tr.ranked_by or '-'}; candidates from {signals or '-'}", markup=False)
-    for note in tr.notes:
-        err.print(f"note: {note}", markup=False)
+    err.print(safe_text(f"ranked by {tr.ranked_by or '-'}; candidates from {signals or '-'}"))
     timings = ", ".join(f"{t.stage} {t.seconds:.2f}s" for t in tr.timings)
     err.print(
-        f"[dim]model {tr.model_id} ({tr.engine}), template {tr.template} "
-        f"{tr.template_sha256[:12]}, tokens {tr.prompt_tokens}+{tr.completion_tokens}, "
-        f"repair rounds {tr.repair_rounds}, {timings}[/dim]"
+        safe_text(
+            f"model {tr.model_id} ({tr.engine}), template {tr.template} "
+            f"{tr.template_sha256[:12]}, tokens {tr.prompt_tokens}+{tr.completion_tokens}, "
+            f"repair rounds {tr.repair_rounds}, {timings}",
+            style="dim",
+        )
     )
 
 
@@ -159,6 +186,7 @@ def recommend(
 ) -> None:
     """Rank items for a user, a history and/or a query, with rationales."""
     cfg = _config(config, set_)
+    check_k(k)
     filters = None
     if where:
         try:
@@ -183,13 +211,16 @@ def recommend(
             filters=filters,
             few=COLD_FEW,
         )
-        err.print(f"[dim]cold start: strategy {cold.strategy} ({n} stored interactions)[/dim]")
+        err.print(
+            safe_text(f"cold start: strategy {cold.strategy} ({n} stored interactions)", "dim")
+        )
         if cold.profile_text:
-            err.print(f"[dim]profile: {cold.profile_text}[/dim]")
+            err.print(safe_text(f"profile: {cold.profile_text}", "dim"))
         result = cold.recommendation.model_copy(update={"user_id": user})
     else:
         result = rec.recommend(user_id=user, history=hist, query=query, k=k, filters=filters)
     _print_recommendation(result, as_json)
+    # On stderr, so --json output stays one JSON document.
 
 
 def _demo_data() -> Path | None:
@@ -216,6 +247,7 @@ def demo(
     set_: SetOpt = None,
 ) -> None:
     """Index MovieLens (movies, tags, ratings) and recommend for a sample user."""
+    check_k(k)
     data = data or _demo_data()
     if data is None:
         raise GenreError(
@@ -236,7 +268,7 @@ def demo(
         problems.append("an item has an empty rationale")
     if problems:
         raise GenreError("demo check failed: " + "; ".join(problems))
-    err.print(f"[green]demo ok[/green]: {k} distinct items, none from user {user}'s history")
+    err.print(safe_text(f"demo ok: {k} distinct items, none from user {user}'s history", "green"))
 
 
 @models_app.command("prepare")
@@ -291,37 +323,53 @@ def _mount_commands() -> None:
 _mount_commands()
 
 
-def main() -> None:
-    import signal
+def run(args: list[str] | None = None) -> int:
+    """Run one ``genre`` command line; return its exit code.
 
-    # SIGTERM unwinds like Ctrl-C, so the engine shutdown below still runs and no vLLM
-    # engine process is orphaned.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    A GenreError or an LLM/HTTP server error prints ``error: <cause>`` (exit 2), or with
+    ``--debug`` the full traceback. Any other exception is a bug and propagates.
+    """
+    import traceback
+
+    STATE.debug, STATE.config = False, None
     code = 0
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
         code = rc if isinstance(rc, int) else 0
-    except GenreError as exc:
-        # Plain print: rich would wrap long file paths and break "file:line: field" lines.
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
     except (typer.Abort, KeyboardInterrupt):
         code = 130
     except typer.Exit as exc:
         code = exc.exit_code
-    except Exception as exc:  # click usage errors and the like
+    except Exception as exc:
         import click
 
-        if not isinstance(exc, click.ClickException):
+        if isinstance(exc, click.ClickException):  # usage errors and the like
+            exc.show()
+            return exc.exit_code
+        message = describe_error(exc, STATE.config)
+        if message is None:
             raise
-        exc.show()
-        code = exc.exit_code
+        if STATE.debug:
+            traceback.print_exc()
+        else:
+            # Plain print: rich would wrap long file paths and break "file:line: field" lines.
+            print(f"error: {message}", file=sys.stderr)
+        code = 2
     finally:
         # Shut vLLM down explicitly: left to interpreter exit, its engine process can hang.
         from genre_agent.llm.registry import clear_engines
 
         clear_engines()
-    sys.exit(code)
+    return code
+
+
+def main() -> None:
+    import signal
+
+    # SIGTERM unwinds like Ctrl-C, so the engine shutdown in run() still runs and no vLLM
+    # engine process is orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``genre fit``: fit the sources that learn from interactions, and persist them with provenance.
 
-Item-kNN is fitted here and saved under ``store.models_path/itemknn/`` (the similarity
+Item-kNN is fitted here and saved under ``store.models_path/itemknn/`` (default: ``models/`` next to the
+interactions file) (the similarity
 matrix, its item ids, and ``provenance.json``: the interaction data's SHA-256, the config
 that shaped the model, counts and the time). A fit writes to a temporary folder and renames
 it into place only when complete, so a killed fit never damages the model served before.
@@ -40,7 +41,7 @@ class FitReport:
 
 
 def _folder(cfg: Config, kind: str) -> Path:
-    return Path(cfg.store.models_path) / kind
+    return cfg.store.models_dir() / kind
 
 
 def fit_itemknn(

@@ -8,6 +8,7 @@ with the same ranker (``ranking.mode``). The evaluation harness calls these meth
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -377,21 +378,26 @@ class Recommender:
                 "retrieval" if cfg.ranking.mode == "retrieval" else f"llm:{cfg.ranking.mode}"
             )
             if len(items) < p.k:
-                trace.notes.append(self._shortfall(p, len(items)))
+                trace.notes.append(self._shortfall(p, len(items), len(trace.rejected_entries)))
             recs.append(Recommendation(user_id=p.req.user_id, items=items, trace=trace))
         return recs
 
-    @staticmethod
-    def _shortfall(p: _Prepared, got: int) -> str:
-        if not p.candidates:
-            why = (
-                f"no item matches the filter {p.req.filters}"
-                if p.req.filters
-                else "no candidate is left after excluding the history"
-            )
-            return f"0 of {p.k} asked: {why}"
-        where = f" (filter {p.req.filters})" if p.req.filters else ""
-        return f"{got} of {p.k} asked: only {len(p.candidates)} candidates{where}"
+    def _shortfall(self, p: _Prepared, got: int, rejected: int) -> str:
+        """Why fewer items than asked came back, in one line."""
+        cands = len(p.candidates)
+        shown = json.dumps(p.req.filters, ensure_ascii=False) if p.req.filters else ""
+        if cands >= p.k:
+            why = f"the ranker returned {got} valid items from {cands} candidates"
+            why += f" ({rejected} rejected entries)" if rejected else ""
+        elif p.req.filters and cands == 0:
+            why = f"no item matched the filter {shown}"
+        elif p.req.filters:
+            why = f"only {cands} candidates matched the filter {shown}"
+        elif cands >= self.config.retrieval.n_candidates:
+            why = f"retrieval.n_candidates is {self.config.retrieval.n_candidates}"
+        else:
+            why = f"only {cands} candidates are left once the user's history is excluded"
+        return f"{got} of {p.k} asked: {why}"
 
     def _popularity_tiers(self) -> dict[str, str]:
         """Tiers from the interaction store's counts over the indexed catalog."""

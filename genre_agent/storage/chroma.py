@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from genre_agent.catalog.items import Item
+from genre_agent.catalog.items import Item, validate_rows
 from genre_agent.config import StoreConfig
 from genre_agent.embedders import Embedder
-from genre_agent.errors import StoreError
+from genre_agent.errors import StoreError, shorten
 
 Progress = Callable[[int, int], None]
 
@@ -93,33 +93,86 @@ class ChromaStore:
     def upsert(
         self, items: Iterable[Item], batch_size: int = 256, progress: Progress | None = None
     ) -> IndexReport:
-        items = list(items)
-        added = updated = unchanged = 0
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            existing = self._existing_hashes([it.id for it in batch])
-            todo = []
-            for it in batch:
-                digest = item_hash(it, self.embedder.name)
-                if existing.get(it.id) == digest:
-                    unchanged += 1
-                    continue
-                if it.id in existing:
-                    updated += 1
-                else:
-                    added += 1
-                todo.append((it, digest))
-            if todo:
-                vecs = self.embedder.embed([it.document() for it, _ in todo])
-                self.collection.upsert(
-                    ids=[it.id for it, _ in todo],
-                    embeddings=vecs,  # type: ignore[arg-type]
-                    documents=[it.document() for it, _ in todo],
-                    metadatas=[_to_record(it, d) for it, d in todo],
-                )
-            if progress:
-                progress(min(start + batch_size, len(items)), len(items))
-        return IndexReport(added, updated, unchanged)
+        """Add or replace ``items``, all or nothing.
+
+        Every item is validated again first (a model_copy or model_construct skips pydantic),
+        so what Chroma would refuse raises CatalogError before anything is written. If Chroma
+        or the embedder still fails part-way, the rows this call added are deleted and the
+        ones it replaced are restored, then one StoreError is raised. (A killed process cannot
+        roll back: rerunning the same upsert completes it, as each record carries its hash.)
+        """
+        # Line numbers in problems are 1-based positions in ``items``.
+        items = validate_rows(
+            ((n, it.model_dump()) for n, it in enumerate(items, start=1)), "<items to upsert>"
+        )
+        added_ids: list[str] = []  # written by this call
+        new_ids: list[str] = []  # of the batch being written
+        previous: dict[str, Any] = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
+        unchanged = updated = 0
+        batch: list[Item] = []
+        try:
+            for start in range(0, len(items), batch_size):
+                batch = items[start : start + batch_size]
+                existing = self._existing_hashes([it.id for it in batch])
+                todo = []
+                for it in batch:
+                    digest = item_hash(it, self.embedder.name)
+                    if existing.get(it.id) == digest:
+                        unchanged += 1
+                        continue
+                    todo.append((it, digest))
+                if todo:
+                    replaced = [it.id for it, _ in todo if it.id in existing]
+                    if replaced:
+                        self._keep_previous(replaced, previous)
+                    new_ids = [it.id for it, _ in todo if it.id not in existing]
+                    vecs = self.embedder.embed([it.document() for it, _ in todo])
+                    self.collection.upsert(
+                        ids=[it.id for it, _ in todo],
+                        embeddings=vecs,  # type: ignore[arg-type]
+                        documents=[it.document() for it, _ in todo],
+                        metadatas=[_to_record(it, d) for it, d in todo],
+                    )
+                    added_ids.extend(new_ids)
+                    updated += len(replaced)
+                    new_ids = []
+                if progress:
+                    progress(min(start + batch_size, len(items)), len(items))
+        except Exception as exc:
+            where = f"items {batch[0].id}..{batch[-1].id}" if batch else "the first batch"
+            cause = shorten(" ".join(f"{type(exc).__name__}: {exc}".split()), 200)
+            undone = f"the {len(added_ids)} added and {updated} replaced rows it wrote"
+            try:
+                # The failed batch's new ids too, in case Chroma kept part of it.
+                self._roll_back(added_ids + new_ids, previous)
+            except Exception as again:
+                raise StoreError(
+                    f"upsert failed at {where} ({cause}), and rolling back {undone} failed too "
+                    f"({shorten(str(again), 200)}); rerun the same index command to finish it"
+                ) from exc
+            raise StoreError(
+                f"upsert failed at {where} ({cause}); rolled back {undone}, the collection is "
+                "as before"
+            ) from exc
+        return IndexReport(len(added_ids), updated, unchanged)
+
+    def _keep_previous(self, ids: list[str], previous: dict[str, Any]) -> None:
+        """Append the stored records of ``ids`` to ``previous`` (for a roll-back)."""
+        got = self.collection.get(ids=ids, include=["embeddings", "documents", "metadatas"])
+        previous["ids"].extend(got["ids"])
+        previous["embeddings"].extend([float(x) for x in e] for e in got["embeddings"])
+        previous["documents"].extend(got["documents"])
+        previous["metadatas"].extend(got["metadatas"])
+
+    def _roll_back(
+        self, added_ids: list[str], previous: dict[str, Any], batch_size: int = 256
+    ) -> None:
+        for start in range(0, len(added_ids), batch_size):
+            self.collection.delete(ids=added_ids[start : start + batch_size])
+        for start in range(0, len(previous["ids"]), batch_size):
+            self.collection.upsert(
+                **{key: values[start : start + batch_size] for key, values in previous.items()}
+            )
 
     def get(self, ids: Sequence[str]) -> dict[str, Item]:
         if not ids:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from genre_agent.catalog.items import DecodedLines, csv_dict_rows
 from genre_agent.errors import CatalogError, RowProblem
 from genre_agent.storage.sqlite import SQLiteDB
 
@@ -23,7 +24,8 @@ class Interaction:
 
 def read_interactions(path: str | Path) -> list[Interaction]:
     """Read ``user_id,item_id[,timestamp][,rating]`` rows from CSV/JSONL, or MovieLens
-    ``ratings.csv`` (``userId,movieId,rating,timestamp``). Bad rows raise one CatalogError."""
+    ``ratings.csv`` (``userId,movieId,rating,timestamp``). Bad rows raise one CatalogError
+    listing every bad line (bad encoding, bad JSON, missing or non-numeric fields)."""
     path = Path(path)
     if path.is_dir():
         path = path / "ratings.csv"
@@ -46,23 +48,46 @@ def read_interactions(path: str | Path) -> list[Interaction]:
         except (TypeError, ValueError) as exc:
             problems.append(RowProblem(str(path), line, "timestamp/rating", str(exc)))
             return
+        if not math.isfinite(ts) or (rating is not None and not math.isfinite(rating)):
+            problems.append(
+                RowProblem(str(path), line, "timestamp/rating", "NaN and Infinity are not allowed")
+            )
+            return
         rows.append(Interaction(str(user), str(item), ts, rating))
 
     if not path.exists():
         raise CatalogError([RowProblem(str(path), 0, "<file>", "file not found")])
-    if path.suffix.lower() in {".jsonl", ".ndjson"}:
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if line.strip():
-                    try:
-                        parse(n, json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        problems.append(RowProblem(str(path), n, "<json>", exc.msg))
-    else:
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            for raw in reader:
-                parse(reader.line_num, dict(raw))
+    try:
+        if path.suffix.lower() in {".jsonl", ".ndjson"}:
+            lines = DecodedLines(path)
+            for line in lines:
+                problems.extend(lines.drain())
+                if not line.strip():
+                    continue
+                try:
+                    raw = json.loads(line)
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                    problems.append(RowProblem(str(path), lines.line, "<json>", msg, line.strip()))
+                    continue
+                if not isinstance(raw, dict):
+                    problems.append(
+                        RowProblem(
+                            str(path), lines.line, "<row>", "expected a JSON object", line.strip()
+                        )
+                    )
+                    continue
+                parse(lines.line, raw)
+            problems.extend(lines.drain())
+        else:
+            for entry in csv_dict_rows(path):
+                if isinstance(entry, RowProblem):
+                    problems.append(entry)
+                else:
+                    parse(*entry)
+    except OSError as exc:
+        reason = f"cannot read: {exc.strerror or exc}"
+        raise CatalogError([RowProblem(str(path), 0, "<file>", reason)]) from None
     if problems:
         raise CatalogError(problems)
     return rows
