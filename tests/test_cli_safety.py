@@ -267,8 +267,9 @@ def test_httpx_errors_are_one_line(tmp_path: Path, capsys, monkeypatch, module: 
 def test_chat_reports_a_failed_turn_and_goes_on(tmp_path: Path, monkeypatch):
     import httpx
     import openai
-    from genre_agent.service.chat import scripted_intents
     from test_chat import make_rec
+
+    from genre_agent.service.chat import scripted_intents
 
     answer = scripted_intents()
     calls = {"n": 0}

@@ -1,9 +1,9 @@
 """``genre fit``: fit the sources that learn from interactions, and persist them with provenance.
 
-Item-kNN is fitted here and saved under ``store.models_path/itemknn/`` (default: ``models/`` next to the
-interactions file) (the similarity
-matrix, its item ids, and ``provenance.json``: the interaction data's SHA-256, the config
-that shaped the model, counts and the time). A fit writes to a temporary folder and renames
+Item-kNN is fitted here and saved under ``store.models_path/itemknn/`` (default: a
+``models/`` folder next to the interactions file): the similarity matrix, its item ids, and
+``provenance.json`` (the interaction data's SHA-256, the config that shaped the model,
+counts and the time). A fit writes to a temporary folder and renames
 it into place only when complete, so a killed fit never damages the model served before.
 
 Popularity needs no fit: it counts the interaction store on every request whose store has
