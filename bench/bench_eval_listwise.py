@@ -3,7 +3,7 @@
 Runs only the LLM variants of an experiment (no baselines) into a fresh directory, without
 the response cache being pre-filled, and prints NDCG@10 and users/min per variant.
 
-    flock /work/vllm.lock /work/venv/bin/python bench/bench_eval_listwise.py --users 20
+    python bench/bench_eval_listwise.py --users 20
 """
 
 from __future__ import annotations

@@ -8,19 +8,21 @@ in the top 10 (a sanity check, not an evaluation; random is 0.5). vLLM's prefix 
 emptied before each measured run and each latency call, so no mode reuses another's prompts;
 reuse *within* a run (the shared system prompt, a user's history across permutations) counts.
 
-    flock /work/vllm.lock /work/venv/bin/python bench/bench_ranking_modes.py [--users 50]
+    python bench/bench_ranking_modes.py [--users 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
 
-DATA = Path("/work/shared/data/ml-latest-small")
+# Relative to the repo root, where bench scripts are run; GENRE_DEMO_DATA overrides it.
+DATA = Path(os.environ.get("GENRE_DEMO_DATA", "../shared/data/ml-latest-small"))
 
 
 def build_requests(data: Path, n_users: int, n_cands: int, seed: int, history_len: int):

@@ -1,8 +1,8 @@
 """Position bias of every system in an eval run: NDCG@10 with the target among the first 5
 vs the last 5 label positions (the presented candidate order is the label order).
 
-    /work/venv/bin/python bench/bench_tune.py eval/experiments/ml_small_tuned.toml \
-        /work/reports/genre_tune/eval_test
+    python bench/bench_tune.py eval/experiments/ml_small_tuned.toml \
+        runs/genre_tune/eval_test
 
 The fusion weight is chosen by ``genre eval search`` (docs/eval.md), which replays cached
 label scores, so no separate sweep lives here.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,15 +127,31 @@ def _format(source: str, exc: ValidationError) -> str:
 
 
 def load_experiment(source: str | Path | dict[str, Any]) -> Experiment:
-    """Load and validate; a relative dataset path is resolved against the file's folder."""
+    """Load and validate.
+
+    Environment variables in ``dataset.path`` (``$GENRE_DATA/ml-latest-small``) are
+    expanded; an unset one is a ConfigError. A relative dataset path is then resolved
+    against the file's folder.
+    """
     if isinstance(source, dict):
         data, name, base = dict(source), "experiment", Path.cwd()
     else:
         path = Path(source)
         data, name, base = read_config_file(path), str(path), path.parent
     ds = data.get("dataset")
-    if isinstance(ds, dict) and "path" in ds and not Path(str(ds["path"])).is_absolute():
-        data["dataset"] = {**ds, "path": str((base / str(ds["path"])).resolve())}
+    if isinstance(ds, dict) and "path" in ds:
+        raw = str(ds["path"])
+        expanded = os.path.expandvars(raw)
+        if "$" in expanded:
+            found = re.search(r"\$\{([^}]*)\}?|\$(\w*)", expanded)
+            var = "$" + ((found.group(1) or found.group(2) or "") if found else "")
+            raise ConfigError(
+                f"{name}: dataset.path: environment variable {var} is not set (path {raw!r})"
+            )
+        ds_path = Path(expanded)
+        if not ds_path.is_absolute():
+            ds_path = (base / ds_path).resolve()
+        data["dataset"] = {**ds, "path": str(ds_path)}
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:

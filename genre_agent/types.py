@@ -67,6 +67,9 @@ class Trace(BaseModel):
     # who ordered the candidates ("retrieval", "llm:scoring", "llm:listwise").
     sources: dict[str, float] = Field(default_factory=dict)
     ranked_by: str = ""
+    # The user profile text this request had, and where it went ("retrieval", "rerank").
+    profile: str | None = None
+    profile_used: list[str] = Field(default_factory=list)
     # Why the answer has fewer items than asked, and similar one-line facts.
     notes: list[str] = Field(default_factory=list)
 

@@ -53,10 +53,19 @@ class _Prepared:
     k: int
     retrieve_s: float
     signals: dict[str, float]
+    profile: str | None = None
+    profile_used: tuple[str, ...] = ()
 
 
 def _signals(active: dict[Any, float]) -> dict[str, float]:
     return {str(k): w for k, w in active.items()}
+
+
+def _used(query: RetrievalQuery, rerank_profile: str | None) -> tuple[str, ...]:
+    """Where the profile went: "retrieval", "rerank", both or neither."""
+    return tuple(
+        name for name, on in (("retrieval", query.profile), ("rerank", rerank_profile)) if on
+    )
 
 
 class Recommender:
@@ -170,7 +179,9 @@ class Recommender:
         record = self._profiles.build(req.user_id, history.liked, history.disliked)
         return str(record.profile.as_text())
 
-    def _prepare(self, req: RecRequest) -> tuple[ResolvedHistory, RetrievalQuery, str | None]:
+    def _prepare(
+        self, req: RecRequest
+    ) -> tuple[ResolvedHistory, RetrievalQuery, str | None, str | None]:
         history = self._history(req)
         p = self.config.profile
         profile: str | None = req.profile
@@ -197,7 +208,7 @@ class Recommender:
             allowed_ids=allowed,
             user_id=req.user_id,
         )
-        return history, query, profile if use_rank else None
+        return history, query, profile if use_rank else None, profile
 
     # -- recommending -----------------------------------------------------------------------
     def recommend(
@@ -222,7 +233,7 @@ class Recommender:
         for req in requests:
             t0 = time.perf_counter()
             k = check_k(req.k, cfg.ranking.k)
-            history, query, rerank_profile = self._prepare(req)
+            history, query, rerank_profile, profile = self._prepare(req)
             cands = fusion.search(query, cfg.retrieval.n_candidates)
             prepared.append(
                 _Prepared(
@@ -234,6 +245,8 @@ class Recommender:
                     k,
                     time.perf_counter() - t0,
                     _signals(self.sources.active()),
+                    profile,
+                    _used(query, rerank_profile),
                 )
             )
         return self._rank(prepared)
@@ -269,7 +282,7 @@ class Recommender:
         prepared = []
         for cands_in, req in jobs:
             t0 = time.perf_counter()
-            history, query, rerank_profile = self._prepare(req)
+            history, query, rerank_profile, profile = self._prepare(req)
             items = self._candidate_items(cands_in)
             allowed = query.allowed_ids
             ids = [it.id for it in items if allowed is None or it.id in allowed]
@@ -290,6 +303,8 @@ class Recommender:
                     k,
                     time.perf_counter() - t0,
                     _signals(self.sources.active()),
+                    profile,
+                    _used(query, rerank_profile),
                 )
             )
         return self._rank(prepared)
@@ -374,6 +389,8 @@ class Recommender:
             trace.timings.insert(0, StageTiming(stage="retrieve", seconds=p.retrieve_s))
             trace.config_sha256 = cfg.fingerprint()
             trace.sources = dict(p.signals)
+            trace.profile = p.profile or None
+            trace.profile_used = list(p.profile_used)
             trace.ranked_by = (
                 "retrieval" if cfg.ranking.mode == "retrieval" else f"llm:{cfg.ranking.mode}"
             )
