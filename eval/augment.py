@@ -56,15 +56,15 @@ def check_switches(cfg: Config, variant: str) -> None:
 class VariantInputs:
     """Profiles and enriched items for one variant, built with that variant's LLM."""
 
-    def __init__(self, cfg: Config, llm: LLM, ds: Dataset) -> None:
+    def __init__(self, cfg: Config, llm: LLM | None, ds: Dataset) -> None:
         self.cfg = cfg
         self.ds = ds
         self.profiles = (
             Profiles(llm, ProfileStore(":memory:"), cfg.profile)
-            if cfg.profile.use_in_rerank
+            if cfg.profile.use_in_rerank and llm is not None
             else None
         )
-        self.enricher = Enricher(llm, cfg.enrich) if cfg.enrich.enabled else None
+        self.enricher = Enricher(llm, cfg.enrich) if cfg.enrich.enabled and llm else None
         self.enriched: dict[str, Item] = {}
         self.invalid: dict[str, str] = {}
         self.enrich_s = 0.0

@@ -64,6 +64,16 @@ class Prepared:
     retriever_recall: float | None
 
 
+def needs_llm(cfg: Config) -> bool:
+    """Whether serving ``cfg`` calls the LLM at all."""
+    return (
+        cfg.ranking.mode != "retrieval"
+        or cfg.ranking.rationale_top_r > 0
+        or cfg.profile.use_in_rerank
+        or cfg.enrich.enabled
+    )
+
+
 def protocol_overrides(exp: Experiment) -> dict[str, Any]:
     """What the protocol fixes in every system's config: two-stage systems retrieve as many
     candidates as the protocol names."""
@@ -227,16 +237,19 @@ class Runner:
         self.prepared = prepare(exp, self.split, self.overrides)
 
     def variant_config(self, variant: VariantSpec) -> Config:
-        """Base config < protocol < variant fields < CLI overrides."""
-        merged = {**protocol_overrides(self.exp), **self.overrides}
-        cfg = self.exp.variant_config(variant, merged)
+        return self.system_config(self.exp, variant, self.overrides)
+
+    @staticmethod
+    def system_config(
+        exp: Experiment, variant: VariantSpec, overrides: Mapping[str, Any] | None = None
+    ) -> Config:
+        """The config a variant is served with: base config < protocol < variant fields <
+        CLI overrides."""
+        merged = {**protocol_overrides(exp), **(overrides or {})}
         if variant.ranker == "bm25":
             # BM25 over the variant's item texts, as a retrieval-only system.
-            cfg = self.exp.variant_config(
-                variant,
-                {**merged, "ranking.mode": "retrieval", "retrieval.sources": {"bm25": 1.0}},
-            )
-        return cfg
+            merged.update({"ranking.mode": "retrieval", "retrieval.sources": {"bm25": 1.0}})
+        return exp.variant_config(variant, merged)
 
     def _check_resume(self, name: str, cfg: Config) -> None:
         # Resuming must never mix two configurations in one system.
@@ -398,14 +411,16 @@ class Runner:
 
     def run_variant(self, variant: VariantSpec) -> None:
         cfg: Config = self.variant_config(variant)
-        llm = CachingLLM(self.llm_factory(cfg.llm), self.cache_path)
-        seeds = self.exp.seeds if cfg.llm.temperature > 0 else self.exp.seeds[:1]
+        # A variant that never calls the LLM (retrieval order, no rationales, no profile, no
+        # enrichment) does not load an engine.
+        llm = CachingLLM(self.llm_factory(cfg.llm), self.cache_path) if needs_llm(cfg) else None
+        seeds = self.exp.seeds if cfg.llm.temperature > 0 and llm else self.exp.seeds[:1]
         ds = self.prepared.ds
         meta = {
             "variant": variant.name,
             "config_sha256": cfg.fingerprint(),
-            "model_id": llm.model_id,
-            "model_revision": llm.revision,
+            "model_id": llm.model_id if llm else "",
+            "model_revision": llm.revision if llm else "",
             "dataset_sha256": ds.sha256,
             "mode": cfg.ranking.mode,
             "template": cfg.ranking.template,
@@ -434,7 +449,7 @@ class Runner:
                 )
                 rec = self.prepared.world.recommender(scfg, llm, catalog=catalog)
                 for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
-                    hits, misses = llm.hits, llm.misses
+                    hits, misses = (llm.hits, llm.misses) if llm else (0, 0)
                     t0 = time.perf_counter()
                     profiles = inputs.profiles_for(batch)
                     # A user whose profile cannot be built is a failed request (scored 0), like
@@ -462,8 +477,8 @@ class Runner:
                     )
                     # Share of this batch's engine calls answered from the cache: a replayed
                     # batch's wall time says nothing about speed (summary.users_per_min).
-                    calls = (llm.hits - hits) + (llm.misses - misses)
-                    rate = (llm.hits - hits) / calls if calls else 0.0
+                    calls = (llm.hits - hits) + (llm.misses - misses) if llm else 0
+                    rate = (llm.hits - hits) / calls if llm and calls else 0.0
                     self._append(
                         [
                             {**r, "cache_hit_rate": rate, **({"ranker": "bm25"} if bm25 else {})}
@@ -475,7 +490,8 @@ class Runner:
         finally:
             meta.update(inputs.meta())
             inputs.close()
-            llm.close()
+            if llm is not None:
+                llm.close()
 
     def write_manifest(self) -> None:
         """Write manifest.json. Variants recorded by an earlier invocation into the same run

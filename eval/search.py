@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genre_agent.config import Config
+from genre_agent.config import Config, SourceKind
 from genre_agent.errors import ConfigError
 from genre_agent.eval.experiment import Experiment, VariantSpec
 from genre_agent.eval.runner import LLMFactory, Runner
@@ -36,6 +36,11 @@ class SearchSpace(BaseModel):
     fusion_weight: tuple[float, float] = (0.0, 1.0)
     k: tuple[int, int] = (10, 10)
     templates: list[str] = Field(default_factory=list)
+    # retrieval.sources weights, per source (e.g. {"itemknn": (0, 2)}); unnamed sources keep
+    # the base variant's weight. ``--space source.itemknn=0,2``.
+    sources: dict[SourceKind, tuple[float, float]] = Field(default_factory=dict)
+    # ranking.mode choices (empty: the base variant's mode). ``--space modes=retrieval,scoring``.
+    modes: list[Literal["retrieval", "scoring", "listwise"]] = Field(default_factory=list)
 
 
 def _toml_value(v: Any) -> str:
@@ -76,6 +81,18 @@ def _suggest(space: SearchSpace, trial: Any | None, rng: random.Random) -> dict[
         "fusion_weight": num("fusion_weight", *space.fusion_weight, False),
         "k": num("k", *space.k, True),
     }
+    if space.sources:
+        params["sources"] = {
+            k: float(num(f"source.{k}", lo, hi, False)) for k, (lo, hi) in space.sources.items()
+        }
+    if space.modes:
+        params["mode"] = (
+            trial.suggest_categorical("mode", space.modes)
+            if trial is not None and len(space.modes) > 1
+            else (space.modes[0] if len(space.modes) == 1 else rng.choice(space.modes))
+        )
+        if params["mode"] != "scoring":
+            params["fusion_weight"] = 1.0  # only scoring has LLM scores to fuse
     if len(space.templates) == 1:
         params["template"] = space.templates[0]
     elif space.templates:
@@ -93,13 +110,21 @@ def parse_space(specs: list[str]) -> SearchSpace:
     for spec in specs:
         key, sep, value = spec.partition("=")
         key = key.strip()
+        if sep and key.startswith("source."):
+            bounds = [float(p) for p in value.split(",") if p.strip()] if value else []
+            if len(bounds) == 1:
+                bounds *= 2
+            if len(bounds) != 2 or bounds[0] > bounds[1]:
+                raise ConfigError(f"--space {spec!r}: expected source.NAME=LO,HI with LO <= HI")
+            fields.setdefault("sources", {})[key.split(".", 1)[1]] = tuple(bounds)
+            continue
         if not sep or key not in SearchSpace.model_fields:
             raise ConfigError(
                 f"--space {spec!r}: expected KEY=LO,HI with KEY one of "
                 f"{sorted(SearchSpace.model_fields)}"
             )
         parts = [p.strip() for p in value.split(",") if p.strip()]
-        if key == "templates":
+        if key in {"templates", "modes"}:
             fields[key] = parts
             continue
         if len(parts) == 1:
@@ -138,7 +163,8 @@ def search(
     recomputing them."""
     out = Path(out_dir)
     space = space or SearchSpace()
-    if exp.variant_config(base, overrides).ranking.mode != "scoring":
+    modes = set(space.modes) or {exp.variant_config(base, overrides).ranking.mode}
+    if "scoring" not in modes:
         if space.fusion_weight == SearchSpace().fusion_weight:
             space = space.model_copy(update={"fusion_weight": (1.0, 1.0)})
         elif space.fusion_weight != (1.0, 1.0):
@@ -186,7 +212,9 @@ def search(
     best = max(history, key=lambda h: (h["valid"], -h["trial"]))
     test_value = evaluate(best["params"], "final", "test")
     variant = base.model_copy(update={**best["params"], "name": "best"})
-    cfg = exp.variant_config(variant, overrides)
+    # Exactly the config the final run served (protocol fixes included): serving this file
+    # reproduces the test number.
+    cfg = Runner.system_config(exp, variant, overrides)
     (out / "best_config.toml").write_text(config_toml(cfg), encoding="utf-8")
     result = {
         "primary": exp.primary,
@@ -195,6 +223,8 @@ def search(
         "best": best,
         "test": test_value,
         "best_fusion_weight": best["params"]["fusion_weight"],
+        "best_sources": cfg.retrieval.sources,
+        "best_mode": cfg.ranking.mode,
         "best_config": str(out / "best_config.toml"),
     }
     (out / "search.json").write_text(json.dumps(result, indent=2, sort_keys=True))

@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from genre_agent.config import load_config
@@ -204,3 +205,68 @@ def test_search_can_share_a_runs_cache(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert (out / "search.json").exists() and not (out / "llm_cache.sqlite").exists()
+
+
+@pytest.mark.parametrize("protocol", ["sampled", "two-stage"])
+def test_search_over_sources_and_mode_serves_what_it_measured(tmp_path: Path, protocol) -> None:
+    """Search source weights and the ranking mode; then serve the written config file
+    through a Recommender on the test split and get the search's number back."""
+    from genre_agent.eval.experiment import load_experiment
+    from genre_agent.eval.runner import Runner
+    from genre_agent.eval.summary import summarize_prepared
+
+    exp_path = _experiment(tmp_path)
+    text = exp_path.read_text().replace('kind = "sampled"', f'kind = "{protocol}"')
+    exp_path.write_text(text)
+    out = tmp_path / "s"
+    space = [
+        "--space",
+        "source.itemknn=0,2",
+        "--space",
+        "source.bm25=0,1",
+        "--space",
+        "source.popularity=0,1",
+        "--space",
+        "source.embedding=0,1",
+        "--space",
+        "modes=retrieval,scoring",
+        "--space",
+        "history_len=20",
+    ]
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            str(exp_path),
+            "--trials",
+            "4",
+            "--sampler",
+            "random",
+            "--out",
+            str(out),
+            "--set",
+            "ranking.rationale_top_r=0",
+            *space,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "search.json").read_text())
+    assert {t["params"]["mode"] for t in result["trials"]} <= {"retrieval", "scoring"}
+    best = tomllib.loads((out / "best_config.toml").read_text())
+    assert best["retrieval"]["sources"] == result["best_sources"]
+    # Serve the file: an experiment whose config IS best_config.toml, one plain variant.
+    exp = load_experiment(exp_path)
+    served = exp.model_copy(update={"config": best, "baselines": [], "variants": []})
+    run = Runner(served, tmp_path / "served", split="test")
+    from genre_agent.eval.experiment import VariantSpec
+
+    run.run_variant(VariantSpec(name="served"))
+    run.write_manifest()
+    got = summarize_prepared(tmp_path / "served", run.prepared)["systems"]["served"]
+    assert got["metrics"][exp.primary]["mean"] == pytest.approx(result["test"])
+    assert (
+        got["config_sha256"]
+        == json.loads((out / "final" / "results.jsonl").read_text().splitlines()[0])[
+            "config_sha256"
+        ]
+    )
