@@ -156,9 +156,11 @@ def search_cmd(
     space: Annotated[
         list[str] | None,
         typer.Option(
-            help="search bounds KEY=LO,HI (history_len, temperature, fusion_weight, k) or "
-            "templates=a,b; one value fixes the knob. Defaults: history_len=5,40, "
-            "fusion_weight=0,1, temperature=0, k=10, the variant's template"
+            help="search bounds KEY=LO,HI (history_len, temperature, fusion_weight, k, "
+            "source.NAME for a retrieval source weight) or templates=a,b / "
+            "modes=retrieval,scoring,listwise; one value fixes the knob. Defaults: "
+            "history_len=5,40, fusion_weight=0,1, temperature=0, k=10, the variant's "
+            "template, mode and sources"
         ),
     ] = None,
     sets: Sets = None,

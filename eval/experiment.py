@@ -13,9 +13,8 @@ from genre_agent.config import Config, EngineKind, SourceKind, load_config, read
 from genre_agent.errors import ConfigError
 from genre_agent.eval.baselines import ALL_BASELINES, BaselineKind
 from genre_agent.eval.datasets import DatasetConfig
+from genre_agent.eval.metrics import METRICS_AT_K
 from genre_agent.eval.protocols import ProtocolConfig, Split
-
-_METRICS = ("ndcg", "recall", "hr", "precision", "f1", "mrr")
 
 
 class _Frozen(BaseModel):
@@ -93,7 +92,7 @@ class Experiment(_Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"variant/baseline names must be unique; repeated: {dupes}")
-        allowed = {f"{m}@{k}" for m in _METRICS for k in self.ks} | {"auc"}
+        allowed = {f"{m}@{k}" for m in METRICS_AT_K for k in self.ks} | {"auc"}
         if self.primary not in allowed:
             raise ValueError(f"primary {self.primary!r} is not computed; one of {sorted(allowed)}")
         if self.segments != sorted(set(self.segments)) or any(t < 1 for t in self.segments):

@@ -12,7 +12,7 @@ Conventions shared by every function:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
 
 
@@ -86,18 +86,26 @@ def auc(ranked: Sequence[str], relevant: set[str], candidates: Sequence[str]) ->
     return total / (len(positives) * len(negatives))
 
 
+# The cut-off metrics every result line carries, by name (``ndcg`` -> ``ndcg@10`` ...). A new
+# metric is one entry here (and a test against pytrec_eval or ranx where one has it).
+METRICS_AT_K: dict[str, Callable[[Sequence[str], set[str], int], float]] = {
+    "ndcg": ndcg_at_k,
+    "recall": recall_at_k,
+    "hr": hit_at_k,
+    "precision": precision_at_k,
+    "f1": f1_at_k,
+    "mrr": mrr_at_k,
+}
+
+
 def user_metrics(
     ranked: Sequence[str], relevant: set[str], candidates: Sequence[str], ks: Sequence[int]
 ) -> dict[str, float]:
-    """All per-user metrics, named ``ndcg@10`` etc."""
+    """All per-user metrics, named ``ndcg@10`` etc., plus ``auc`` over the candidates."""
     out: dict[str, float] = {}
     for k in ks:
-        out[f"ndcg@{k}"] = ndcg_at_k(ranked, relevant, k)
-        out[f"recall@{k}"] = recall_at_k(ranked, relevant, k)
-        out[f"hr@{k}"] = hit_at_k(ranked, relevant, k)
-        out[f"precision@{k}"] = precision_at_k(ranked, relevant, k)
-        out[f"f1@{k}"] = f1_at_k(ranked, relevant, k)
-        out[f"mrr@{k}"] = mrr_at_k(ranked, relevant, k)
+        for name, fn in METRICS_AT_K.items():
+            out[f"{name}@{k}"] = fn(ranked, relevant, k)
     out["auc"] = auc(ranked, relevant, candidates)
     return out
 

@@ -1,4 +1,6 @@
-"""Golden rendered text of the scoring-mode templates (rerank_scoring, rationale).
+"""Golden rendered text of the scoring-mode template (rerank_scoring).
+
+Rationales for every mode come from explain_item (tests/test_prompts_golden.py).
 
 Regenerate with GENRE_UPDATE_GOLDEN=1 pytest tests/test_scoring_golden.py, then review.
 """
@@ -27,12 +29,6 @@ SCORING = {
     ],
     "labels": ["A", "B"],
 }
-RATIONALE = {
-    **BASE,
-    "items": [{"id": "m7", "title": "Evolution (2001)", "text": "Genres: Comedy, Sci-Fi."}],
-}
-
-
 def _check(name: str, text: str) -> None:
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("GENRE_UPDATE_GOLDEN"):
@@ -47,16 +43,10 @@ def test_rerank_scoring_golden():
     _check("rerank_scoring", f"## system\n{p.system}\n## user\n{p.user}\n")
 
 
-def test_rationale_golden():
-    p = render("rationale", **RATIONALE)
-    _check("rationale", f"## system\n{p.system}\n## user\n{p.user}\n")
-
-
 @pytest.mark.parametrize(
     ("name", "ctx", "key"),
     [
         ("rerank_scoring", SCORING, "labels"),
-        ("rationale", RATIONALE, "items"),
     ],
 )
 def test_strict_undefined(name, ctx, key):
