@@ -64,7 +64,12 @@ def tiny_experiment(data: str | Path, **extra: Any) -> Any:
         "name": "t",
         "dataset": {"kind": "jsonl", "path": str(data)},
         "protocol": {"kind": "sampled", "n_candidates": 8, "users": 8, "min_history": 3},
-        "config": {"llm": {"engine": "fake"}, "embedder": {"kind": "fake"}},
+        "config": {
+            "llm": {"engine": "fake"},
+            "embedder": {"kind": "fake"},
+            # The LLM ranks (listwise) in these fixtures: they test the LLM variants' path.
+            "ranking": {"mode": "listwise"},
+        },
         "variants": [{"name": "a"}, {"name": "b", "k": 3, "history_len": 4}],
         "baselines": ["random", "popularity", "itemknn"],
         "ks": [1, 5],

@@ -120,7 +120,14 @@ class RetrievalConfig(_Frozen):
 
 
 class RankingConfig(_Frozen):
-    mode: RankingMode = "listwise"
+    """Who orders the candidates, and who explains them.
+
+    The default orders by the fused retrieval score and uses the LLM for rationales only:
+    measured on ml-latest-small, no LLM ranking mode of the default 0.5B model beats the
+    order of its own candidates (README, "Quality"; docs/eval.md).
+    """
+
+    mode: RankingMode = "retrieval"
     template: str = "rerank_listwise"
     k: int = Field(10, ge=1, le=100)
     max_rationale_chars: int = Field(120, ge=20, le=1000)
@@ -142,7 +149,7 @@ class RankingConfig(_Frozen):
     aggregate: Literal["borda", "mean"] = "borda"
     # modes "scoring" and "retrieval": rationales for the top-r items (0 = none). Listwise
     # two_phase explains all k.
-    rationale_top_r: int = Field(0, ge=0, le=100)
+    rationale_top_r: int = Field(10, ge=0, le=100)
     # With permutations > 1: if the list's stability (mean Spearman correlation between
     # each permutation's ranking and the aggregate) is below the threshold, return the
     # retrieval order instead, flagged in Trace.fallback.

@@ -33,7 +33,7 @@ def _req(ids):
 
 def _order(cal: str, ids, llm=None):
     llm = llm or FakeLLM("first", score_script=biased)
-    ranker = ScoringRanker(llm, RankingConfig(mode="scoring", calibration=cal))
+    ranker = ScoringRanker(llm, RankingConfig(mode="scoring", calibration=cal, rationale_top_r=0))
     [(ranked, trace)] = ranker.rank_many([_req(ids)])
     return [r.item.id for r in ranked], trace
 
@@ -76,7 +76,10 @@ def test_content_free_prompt_shows_no_candidate():
 def test_one_content_free_pass_per_window_length():
     llm = FakeLLM("first", score_script=biased)
     ranker = ScoringRanker(
-        llm, RankingConfig(mode="scoring", calibration="content_free", permutations=3)
+        llm,
+        RankingConfig(
+            mode="scoring", calibration="content_free", permutations=3, rationale_top_r=0
+        ),
     )
     ranker.rank_many([_req([f"i{n}" for n in range(6)])])
     assert sum(1 for r in llm.score_requests if not r.hint["candidate_ids"]) == 1

@@ -40,7 +40,10 @@ def test_index_then_recommend_json(tmp_path: Path, catalog_path: Path):
     data = json.loads(res.stdout)
     ids = [i["item"]["id"] for i in data["items"]]
     assert len(ids) == 4 and not {"m1", "m3", "m20"} & set(ids)
-    assert data["trace"]["template"] == "rerank_listwise_ids"
+    # The default ranks by the fused sources and has the LLM explain the list.
+    assert data["trace"]["ranked_by"] == "retrieval"
+    assert data["trace"]["template"] == "explain_item"
+    assert all(i["rationale"] for i in data["items"])
 
 
 def test_recommend_table_with_where(tmp_path: Path, catalog_path: Path):

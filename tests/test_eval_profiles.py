@@ -34,7 +34,7 @@ def experiment(data: Path, variants: list[dict[str, Any]], **extra: Any):
     config = {
         "llm": {"engine": "fake"},
         "embedder": {"kind": "fake"},
-        "ranking": {"mode": "scoring", "k": 8, "max_item_chars": 400},
+        "ranking": {"mode": "scoring", "k": 8, "max_item_chars": 400, "rationale_top_r": 0},
         "profile": {"max_history": 4},
     }
     spec: dict[str, Any] = {"config": config, "baselines": ["popularity", "itemknn"]}

@@ -53,7 +53,8 @@ def _prefer(*ids: str):
 
 
 def _cfg(**kw) -> RankingConfig:
-    return RankingConfig(mode="scoring", **kw)
+    # Rationales off unless a test asks for them: these tests count scoring calls.
+    return RankingConfig(mode="scoring", **{"rationale_top_r": 0, **kw})
 
 
 def test_registered_and_made_by_mode():

@@ -29,6 +29,8 @@ SCORING = {
     ],
     "labels": ["A", "B"],
 }
+
+
 def _check(name: str, text: str) -> None:
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("GENRE_UPDATE_GOLDEN"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
-from genre_agent.prompting import render
+from genre_agent.prompting import render, template_sha256
 from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
 from genre_agent.types import RankedItem, StageTiming, Trace
 
@@ -83,6 +83,11 @@ def add_rationales(
                 )
             )
     spent = [0.0] * len(results)
+    for (_, trace), n in zip(results, range(len(results)), strict=True):
+        if not trace.template and any(j.result == n for j in jobs):
+            # Retrieval mode: the rationale prompt is the request's only prompt.
+            trace.template = cfg.rationale_template
+            trace.template_sha256 = template_sha256(cfg.rationale_template)
     todo = jobs
     for attempt in range(cfg.max_repair_rounds + 1):
         if not todo:
