@@ -48,6 +48,8 @@ def _run(tmp: Path, lines: list[str], session: str | None = None) -> list[str]:
         "store.collection": "chatreal",
         "store.interactions_path": str(tmp / "i.sqlite"),
         "retrieval.n_candidates": 8,
+        # No interactions are loaded here: the content sources.
+        "retrieval.sources": '{"embedding": 1.0, "bm25": 0.5}',
         "chat.k": 3,
         "chat.sessions_path": str(tmp / "chat.sqlite"),
     }
@@ -79,7 +81,8 @@ def test_four_turn_chat_real_model(tmp_path: Path) -> None:
                 "path": str(tmp_path / "chroma"),
                 "collection": "chatreal",
                 "interactions_path": str(tmp_path / "i.sqlite"),
-            }
+            },
+            "retrieval": {"sources": {"embedding": 1.0, "bm25": 0.5}},
         },
         use_env=False,
     )

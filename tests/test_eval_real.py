@@ -36,6 +36,7 @@ engine = "transformers"
 model = "smollm2-135m"
 dtype = "float32"
 [config.ranking]
+mode = "listwise"
 k = 3
 max_rationale_chars = 20
 [[variants]]

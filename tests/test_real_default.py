@@ -35,14 +35,57 @@ def _check(result, k: int) -> None:
     assert result.trace.model_revision.startswith("1d9614638d18")
 
 
-def _config(tmp_path: Path, **store):
+def _config(tmp_path: Path, sources: dict | None = None, **store):
+    # The fixture catalog has no interactions: content sources unless a test adds some.
     return load_config(
         {
             "store": {"interactions_path": str(tmp_path / "i.sqlite"), **store},
-            "retrieval": {"n_candidates": 20},
+            "retrieval": {"n_candidates": 20, "sources": sources or CONTENT},
         },
         use_env=False,
     )
+
+
+CONTENT = {"embedding": 1.0, "bm25": 0.5}
+HYBRID = {"embedding": 1.0, "itemknn": 1.0, "bm25": 0.5, "popularity": 0.5}
+
+
+def _hybrid_where(rec: Recommender, catalog_path: Path) -> None:
+    """Served hybrid request with a filter: every source's candidates and every pick match."""
+    from test_pipeline import ROWS
+
+    rec.index(catalog_path)
+    rec.add_interactions(ROWS)
+    rec.fit()
+    where = {"genre_comedy": True}
+    result = rec.recommend(history=HISTORY, k=5, filters=where)
+    _check(result, 5)
+    assert result.trace.sources == HYBRID and result.trace.ranked_by == "retrieval"
+    assert all(c.item.metadata.get("genre_comedy") is True for c in result.trace.candidates)
+    for kind in HYBRID:  # and each source alone
+        alone = rec.sources.get(kind)  # type: ignore[arg-type]
+        from genre_agent.retrievers.base import RetrievalQuery
+
+        items = tuple(rec.sources.lookup(HISTORY).values())
+        q = RetrievalQuery(
+            history=items,
+            where=where,
+            allowed_ids=rec.store.ids_where(where),
+            exclude_ids=frozenset(HISTORY),
+        )
+        found = alone.search(q, 20)
+        assert found and all(c.item.metadata.get("genre_comedy") is True for c in found), kind
+
+
+def test_hybrid_where_embedded_chroma(tmp_path: Path, catalog_path: Path, vllm_engine):
+    cfg = _config(tmp_path, HYBRID, kind="embedded", path=str(tmp_path / "chroma"))
+    _hybrid_where(Recommender.from_config(cfg, llm=vllm_engine), catalog_path)
+
+
+def test_hybrid_where_chroma_server(tmp_path: Path, catalog_path: Path, vllm_engine):
+    with chroma_server(tmp_path) as port:
+        cfg = _config(tmp_path, HYBRID, kind="http", port=port)
+        _hybrid_where(Recommender.from_config(cfg, llm=vllm_engine), catalog_path)
 
 
 def test_embedded_chroma_vllm(tmp_path: Path, catalog_path: Path, vllm_engine):
@@ -101,7 +144,7 @@ def test_transformers_engine_smollm2(tmp_path: Path, catalog_path: Path):
         {
             "store": {"kind": "memory", "collection": "smol_test"},
             "llm": {"engine": "transformers", "model": "smollm2-135m", "dtype": "float32"},
-            "retrieval": {"n_candidates": 10},
+            "retrieval": {"n_candidates": 10, "sources": CONTENT},
             "ranking": {"max_rationale_chars": 40},
         },
         use_env=False,

@@ -23,7 +23,7 @@ def tuned(tmp_path_factory):
     cfg = load_config(
         {
             "llm": {"engine": "transformers", "model": "smollm2-135m", "dtype": "float32"},
-            "ranking": {"mode": "scoring"},
+            "ranking": {"mode": "scoring", "rationale_top_r": 0},
             "tune": {
                 "data": str(data),
                 "data_kind": "jsonl",
