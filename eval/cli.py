@@ -70,6 +70,10 @@ def run(
 
     exp = _load(experiment, users, max_history)
     if only:
+        known = [*exp.baselines, *(v.name for v in exp.variants)]
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise GenreError(f"--only: {unknown} not in {experiment}; known: {known}")
         exp = exp.model_copy(
             update={
                 "baselines": [b for b in exp.baselines if b in only],

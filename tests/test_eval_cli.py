@@ -270,3 +270,11 @@ def test_search_over_sources_and_mode_serves_what_it_measured(tmp_path: Path, pr
             "config_sha256"
         ]
     )
+
+
+def test_only_names_unknown_systems(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["run", str(_experiment(tmp_path)), "--only", "first", "--only", "nope"]
+    )
+    assert res.exit_code != 0
+    assert "--only: ['nope'] not in" in str(res.exception) + res.output
