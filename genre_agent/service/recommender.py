@@ -227,29 +227,30 @@ class Recommender:
 
     def recommend_many(self, requests: Sequence[RecRequest]) -> list[Recommendation]:
         """Retrieve from the catalog and rank, for many requests; the LLM sees one batch."""
-        cfg = self.config
         fusion = self.sources.fusion()
-        prepared = []
-        for req in requests:
-            t0 = time.perf_counter()
-            k = check_k(req.k, cfg.ranking.k)
-            history, query, rerank_profile, profile = self._prepare(req)
-            cands = fusion.search(query, cfg.retrieval.n_candidates)
-            prepared.append(
-                _Prepared(
-                    req,
-                    history,
-                    query,
-                    rerank_profile,
-                    cands,
-                    k,
-                    time.perf_counter() - t0,
-                    _signals(self.sources.active()),
-                    profile,
-                    _used(query, rerank_profile),
-                )
-            )
-        return self._rank(prepared)
+        n = self.config.retrieval.n_candidates
+        return self._rank([self._prepared(req, lambda q: fusion.search(q, n)) for req in requests])
+
+    def _prepared(
+        self, req: RecRequest, candidates: Callable[[RetrievalQuery], list[Candidate]]
+    ) -> _Prepared:
+        """Resolve one request and gather its candidates (timed as the retrieve stage)."""
+        t0 = time.perf_counter()
+        k = check_k(req.k, self.config.ranking.k)
+        history, query, rerank_profile, profile = self._prepare(req)
+        cands = candidates(query)
+        return _Prepared(
+            req,
+            history,
+            query,
+            rerank_profile,
+            cands,
+            k,
+            time.perf_counter() - t0,
+            _signals(self.sources.active()),
+            profile,
+            _used(query, rerank_profile),
+        )
 
     def rank(
         self,
@@ -277,37 +278,22 @@ class Recommender:
         self, jobs: Sequence[tuple[Sequence[str | Item], RecRequest]]
     ) -> list[Recommendation]:
         """``rank`` for many requests at once (one batched LLM call)."""
-        cfg = self.config
         fusion = self.sources.fusion()
-        prepared = []
-        for cands_in, req in jobs:
-            t0 = time.perf_counter()
-            history, query, rerank_profile, profile = self._prepare(req)
-            items = self._candidate_items(cands_in)
-            allowed = query.allowed_ids
-            ids = [it.id for it in items if allowed is None or it.id in allowed]
-            by_id = {it.id: it for it in items}
-            scores = fusion.score(query, ids) if ids else []
-            cands = [
-                Candidate(item=by_id[i], score=s, source=fusion.name)
-                for i, s in zip(ids, scores, strict=True)
-            ]
-            k = check_k(req.k, cfg.ranking.k)
-            prepared.append(
-                _Prepared(
-                    req,
-                    history,
-                    query,
-                    rerank_profile,
-                    cands,
-                    k,
-                    time.perf_counter() - t0,
-                    _signals(self.sources.active()),
-                    profile,
-                    _used(query, rerank_profile),
-                )
-            )
-        return self._rank(prepared)
+
+        def scored(cands_in: Sequence[str | Item]) -> Callable[[RetrievalQuery], list[Candidate]]:
+            def score(query: RetrievalQuery) -> list[Candidate]:
+                items = self._candidate_items(cands_in)
+                allowed = query.allowed_ids
+                kept = [it for it in items if allowed is None or it.id in allowed]
+                scores = fusion.score(query, [it.id for it in kept]) if kept else []
+                return [
+                    Candidate(item=it, score=s, source=fusion.name)
+                    for it, s in zip(kept, scores, strict=True)
+                ]
+
+            return score
+
+        return self._rank([self._prepared(req, scored(c)) for c, req in jobs])
 
     def _candidate_items(self, cands: Sequence[str | Item]) -> list[Item]:
         ids = [c for c in cands if isinstance(c, str)]
