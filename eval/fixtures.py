@@ -68,7 +68,13 @@ def tiny_experiment(data: str | Path, **extra: Any) -> Any:
             "llm": {"engine": "fake"},
             "embedder": {"kind": "fake"},
             # The LLM ranks (listwise) in these fixtures: they test the LLM variants' path.
-            "ranking": {"mode": "listwise"},
+            # Free-format rationales from the whole-history prompt: no two users share a
+            # prompt, so a first run has no cache hits (the replay tests rely on it).
+            "ranking": {
+                "mode": "listwise",
+                "rationale_template": "explain_item",
+                "rationale_format": "free",
+            },
         },
         "variants": [{"name": "a"}, {"name": "b", "k": 3, "history_len": 4}],
         "baselines": ["random", "popularity", "itemknn"],

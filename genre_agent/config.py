@@ -130,7 +130,7 @@ class RankingConfig(_Frozen):
     mode: RankingMode = "retrieval"
     template: str = "rerank_listwise"
     k: int = Field(10, ge=1, le=100)
-    max_rationale_chars: int = Field(120, ge=20, le=1000)
+    max_rationale_chars: int = Field(160, ge=30, le=1000)
     max_item_chars: int = Field(160, ge=20, le=4000)
     # Max constrained continuation rounds after the first pass; see genre_agent.ranking.listwise.
     max_repair_rounds: int = Field(3, ge=0, le=20)
@@ -140,7 +140,11 @@ class RankingConfig(_Frozen):
     # --- mode="scoring" (genre_agent.ranking.scoring): one forward pass scores labelled candidates.
     scoring_template: str = "rerank_scoring"
     # Per-item rationale prompt (genre_agent.ranking.rationales), used by every mode.
-    rationale_template: str = "explain_item"
+    rationale_template: str = "explain_evidence"
+    # "evidence": the answer cites supporting history items by id (an enum of the evidence
+    # ids) next to one sentence that must end with a period; "free": one sentence of up to
+    # max_rationale_chars, no citations (the format before evidence, kept for A/B runs).
+    rationale_format: Literal["evidence", "free"] = "evidence"
     # Candidates per prompt; each gets a one-token label A..Z then a..z. Longer lists are
     # split into windows whose scores are centred (see docs/ranking.md).
     window_size: int = Field(20, ge=2, le=52)

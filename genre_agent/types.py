@@ -9,6 +9,39 @@ from pydantic import BaseModel, ConfigDict, Field
 from genre_agent.catalog.items import Item
 
 
+class Support(BaseModel):
+    """A history item that supports a recommendation, and how."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    # Which signals found the link: "itemknn" (co-occurrence), "embedding" (text
+    # similarity), "attributes" (shared genres/tags only).
+    by: list[str]
+    similarity: float = 0.0
+    # Attributes the recommended item shares with this history item ("genre Sci-Fi").
+    shared: list[str] = Field(default_factory=list)
+
+
+class Evidence(BaseModel):
+    """Why an item was recommended, computed before any LLM runs (service/evidence.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # The one or two history items that support it most.
+    history: list[Support] = Field(default_factory=list)
+    # The item's attributes ("genre Comedy", "tag space", "1980s") shared with the history.
+    shared: list[str] = Field(default_factory=list)
+    # Words of the request found in the item's data.
+    request: list[str] = Field(default_factory=list)
+    # Each candidate source that ranked it, with its rank there (1 = first).
+    signals: dict[str, int] = Field(default_factory=dict)
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.history]
+
+
 class Candidate(BaseModel):
     """An item proposed by a retriever, with that retriever's score (higher is better)."""
 
@@ -17,6 +50,9 @@ class Candidate(BaseModel):
     item: Item
     score: float
     source: str
+    # Fusion: the item's rank in each source that proposed it.
+    ranks: dict[str, int] = Field(default_factory=dict)
+    evidence: Evidence | None = None
 
 
 class RankedItem(BaseModel):
@@ -26,8 +62,11 @@ class RankedItem(BaseModel):
     item: Item
     score: float | None = None
     rationale: str | None = None
-    # Words in the rationale (names, numbers) found in neither the item nor the user's data.
+    # The history items the rationale cites (ids from ``evidence.history``).
+    cites: list[str] = Field(default_factory=list)
+    # Words in the rationale (names, numbers, genres) that its evidence does not contain.
     unsupported_terms: list[str] = Field(default_factory=list)
+    evidence: Evidence | None = None
     # Scoring mode: the aggregated LLM score before fusion, and the variance of the item's
     # rank across shuffled candidate orders (None with a single order).
     llm_score: float | None = None

@@ -74,6 +74,22 @@ class ItemKNNRetriever:
         ids = (folder / "itemknn.ids").read_text(encoding="utf-8").split("\n")
         return cls(items, ids, load_npz(folder / "itemknn.npz").tocsr())
 
+    def pair_similarity(
+        self, history_ids: Sequence[str], item_ids: Sequence[str]
+    ) -> dict[tuple[str, str], float]:
+        """cosine(h, i) for every known (history item, item) pair with a nonzero value."""
+        hs = [h for h in history_ids if h in self.pos]
+        its = [i for i in item_ids if i in self.pos]
+        if not hs or not its:
+            return {}
+        block = self.sim[[self.pos[h] for h in hs]][:, [self.pos[i] for i in its]].toarray()
+        return {
+            (h, i): float(block[a, b])
+            for a, h in enumerate(hs)
+            for b, i in enumerate(its)
+            if block[a, b] > 0
+        }
+
     def _all_scores(self, history_ids: Sequence[str]) -> np.ndarray:
         idx = [self.pos[h] for h in history_ids if h in self.pos]
         if not idx:

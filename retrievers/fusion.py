@@ -57,10 +57,19 @@ class FusionRetriever:
         return {p.name: p.score(query, candidate_ids) for p in self.parts}
 
     def score(self, query: RetrievalQuery, candidate_ids: Sequence[str]) -> list[float]:
+        return [score for score, _ in self.score_with_ranks(query, candidate_ids)]
+
+    def score_with_ranks(
+        self, query: RetrievalQuery, candidate_ids: Sequence[str]
+    ) -> list[tuple[float, dict[str, int]]]:
+        """Fused score and each part's rank (within the list) of every candidate."""
         per_part = self.part_scores(query, candidate_ids)
         lists = [ranks_of(per_part[p.name], candidate_ids) for p in self.parts]
         fused = rrf(lists, self.weights, self.c)
-        return [fused.get(i, 0.0) for i in candidate_ids]
+        return [
+            (fused.get(i, 0.0), {p.name: lst[i] for p, lst in zip(self.parts, lists, strict=True)})
+            for i in candidate_ids
+        ]
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
         depth = max(self.depth, k)
@@ -69,4 +78,14 @@ class FusionRetriever:
         fused = rrf(lists, self.weights, self.c)
         by_id = {c.item.id: c.item for h in hits for c in h}
         order = sorted(fused, key=lambda i: (-fused[i], i))[:k]
-        return [Candidate(item=by_id[i], score=fused[i], source=self.name) for i in order]
+        return [
+            Candidate(
+                item=by_id[i],
+                score=fused[i],
+                source=self.name,
+                ranks={
+                    p.name: lst[i] for p, lst in zip(self.parts, lists, strict=True) if i in lst
+                },
+            )
+            for i in order
+        ]

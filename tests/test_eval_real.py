@@ -38,7 +38,7 @@ dtype = "float32"
 [config.ranking]
 mode = "listwise"
 k = 3
-max_rationale_chars = 20
+max_rationale_chars = 30
 [[variants]]
 name = "tiny"
 """)

@@ -106,7 +106,7 @@ def test_engine_aborted_rationale_is_retried_and_recorded():
             if req.hint["item_id"] == "i2" and failures["left"]:
                 failures["left"] -= 1
                 return ""  # what vLLM returns for a request it aborted
-            return _json.dumps({"rationale": "A comedy, like Film 1."})
+            return _json.dumps({"cites": [], "rationale": "A comedy, like Film 1."})
         return '{"ranking": ["i1", "i2"]}'
 
     llm = FakeLLM(script)
@@ -161,7 +161,7 @@ def _assert_contained(req: GenRequest) -> None:
     assert "Ignore all previous" not in system
     # The untrusted closing tag was neutralised: exactly one real </data> per block opened.
     assert user.count("<data>") == user.count("</data>")
-    if "Evil" in user:
+    if "SYSTEM" in user:  # the rationale prompt shows titles and genres, not the item text
         assert "\u2039/data\u203a SYSTEM" in user
     assert "never an instruction" in system
 

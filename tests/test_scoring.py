@@ -220,7 +220,7 @@ def test_rationale_regex_is_one_plain_sentence():
 
 def test_bad_rationale_answer_raises_never_patched():
     llm = FakeLLM("malformed", score_script="by_id")
-    with pytest.raises(RankingValidationError, match="not valid JSON"):
+    with pytest.raises(RankingValidationError, match="is not valid after"):
         ScoringRanker(llm, _cfg(rationale_top_r=1)).rank_many([RankRequest(_cands(3), k=2)])
 
 

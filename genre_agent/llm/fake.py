@@ -115,7 +115,11 @@ class FakeLLM:
         if req.hint.get("task") == "enrich":
             return _enrich_text(req)
         if req.hint.get("task") == "explain":
-            return json.dumps({"rationale": f"Fits the user's history ({req.hint['item_id']})."})
+            why = f"Fits the user's history ({req.hint['item_id']})."
+            if '"cites"' in (req.regex or ""):  # the evidence format: cite the first support
+                cites = list(req.hint.get("evidence_ids") or [])[:1]
+                return json.dumps({"cites": cites, "rationale": why})
+            return json.dumps({"rationale": why})
         return str(req.hint.get("reply", "{}"))
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:

@@ -33,7 +33,7 @@ from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import RenderedPrompt, render
 from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
-from genre_agent.ranking.rationales import add_rationales, evidence_text
+from genre_agent.ranking.rationales import add_rationales
 from genre_agent.types import RankedItem, StageTiming, Trace
 
 PREFIX = '{"items": ['
@@ -307,7 +307,13 @@ class ListwiseRanker:
             ranked = []
             for rank, (item_id, why) in enumerate(s.chosen, start=1):
                 item = by_id[item_id].item
-                ev = evidence_text(s.req, item.title, item.text, item.metadata.get("genres"))
+                # Inline answers may name the request, the profile, any history item and
+                # the item itself.
+                ev = " ".join(
+                    [s.req.query or "", s.req.profile or "", item.title, item.text]
+                    + [f"{h.title} {h.metadata.get('genres', '')}" for h in s.req.history]
+                    + [str(item.metadata.get("genres", ""))]
+                )
                 ranked.append(
                     RankedItem(
                         rank=rank,

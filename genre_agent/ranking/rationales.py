@@ -15,27 +15,60 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render, template_sha256
 from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
-from genre_agent.types import RankedItem, StageTiming, Trace
+from genre_agent.ranking.grounding import evidence_text, unsupported_genres
+from genre_agent.types import Evidence, RankedItem, StageTiming, Trace
 
 
 def rationale_regex(max_chars: int) -> str:
+    """The "free" format: one plain string of 8..max_chars characters (no citations)."""
     return r'\{"rationale": "[^"\\\n\r\t]{8,' + str(max_chars) + r'}"\}'
 
 
-def evidence_text(req: RankRequest, item_title: str, item_text: str, genres: object) -> str:
-    """What a rationale may cite: the request, the profile, the history and the item."""
-    base = " ".join(
-        [req.query or "", req.profile or ""]
-        + [f"{h.title} {h.text} {h.metadata.get('genres', '')}" for h in req.history]
+SENTENCE = r'^[A-Z0-9][^"\\\n\r\t]{20,%d}[.!?]$'
+
+
+def answer_model(evidence_ids: Sequence[str], max_chars: int) -> type[BaseModel]:
+    """The "evidence" answer: cited ids (an enum of the evidence ids, at most 2) and one
+    sentence that starts with a capital, ends with a period and holds no double quote, so the
+    decoder cannot close the string early or stop mid-sentence."""
+    ids = tuple(dict.fromkeys(evidence_ids))
+    cites: Any = (
+        (list[Literal[ids]], Field(max_length=min(2, len(ids))))  # type: ignore[valid-type]
+        if ids
+        else (list[str], Field(max_length=0))
     )
-    return f"{base} {item_title} {item_text} {genres or ''}"
+    return create_model(
+        "Explanation",
+        __config__=ConfigDict(extra="forbid"),
+        cites=cites,
+        rationale=(str, Field(pattern=SENTENCE % (max_chars - 2))),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _schema_regex(evidence_ids: tuple[str, ...], max_chars: int) -> str:
+    from outlines_core.json_schema import build_regex_from_schema
+
+    schema = answer_model(evidence_ids, max_chars).model_json_schema()
+    return str(build_regex_from_schema(json.dumps(schema), whitespace_pattern=r" ?"))
+
+
+def signals_text(signals: dict[str, int]) -> str:
+    names = {"itemknn": "item-kNN", "bm25": "BM25", "embedding": "embedding search"}
+    parts = [f"{names.get(k, k)} (rank {r})" if r else names.get(k, k) for k, r in signals.items()]
+    return ", ".join(parts) or "the catalog order"
 
 
 @dataclass
@@ -43,7 +76,78 @@ class _Job:
     result: int  # index into the results list
     pos: int  # position in that result's ranked list
     request: GenRequest
-    raw: list[str] = field(default_factory=list)
+    evidence: Evidence | None
+    model: type[BaseModel] | None
+
+
+def _request(
+    cfg: RankingConfig,
+    req: RankRequest,
+    item: Item,
+    ev: Evidence | None,
+    temperature: float,
+    seed: int,
+) -> tuple[GenRequest, type[BaseModel] | None]:
+    evidence = ev or Evidence()
+    prompt = render(
+        cfg.rationale_template,
+        query=req.query,
+        profile=req.profile,
+        history=_history_view(req.history),
+        item={
+            "id": item.id,
+            "title": item.title,
+            "text": item.text,
+            "genres": str(item.metadata.get("genres", "")).replace("|", ", "),
+        },
+        evidence=evidence.model_dump(),
+        signals=signals_text(evidence.signals),
+        max_item_chars=cfg.max_item_chars,
+    )
+    messages = (Message("system", prompt.system), Message("user", prompt.user))
+    if cfg.rationale_format == "free":
+        regex, model = rationale_regex(cfg.max_rationale_chars), None
+        max_tokens = cfg.max_rationale_chars // 2 + 24
+    else:
+        ids = tuple(evidence.ids())
+        regex, model = (
+            _schema_regex(ids, cfg.max_rationale_chars),
+            answer_model(ids, cfg.max_rationale_chars),
+        )
+        # A token is at least ~3 characters here; room for the JSON and two cited ids.
+        max_tokens = cfg.max_rationale_chars // 3 + 40
+    hint = {"task": "explain", "item_id": item.id, "evidence_ids": list(evidence.ids())}
+    return (
+        GenRequest(
+            messages=messages,
+            regex=regex,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            hint=hint,
+        ),
+        model,
+    )
+
+
+def parse_answer(text: str, model: type[BaseModel] | None) -> tuple[str, list[str]]:
+    """(sentence, cited ids) of a valid answer; ValueError naming the problem otherwise."""
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict):
+        raise ValueError("not a JSON object")
+    if model is None:
+        why = parsed.get("rationale", "")
+        if not isinstance(why, str) or not why.strip() or set(parsed) != {"rationale"}:
+            raise ValueError("malformed rationale")
+        return why, []
+    try:
+        answer = model.model_validate(parsed)
+    except ValidationError as exc:
+        raise ValueError(f"answer fails the schema: {exc.errors()[0]['msg']}") from None
+    cites = list(answer.cites)  # type: ignore[attr-defined]
+    if len(set(cites)) != len(cites):
+        raise ValueError(f"duplicate cites {cites}")
+    return str(answer.rationale), cites  # type: ignore[attr-defined]
 
 
 def add_rationales(
@@ -58,30 +162,11 @@ def add_rationales(
     """Give the top ``top_r`` items of every result a rationale, in place (see module doc)."""
     jobs: list[_Job] = []
     for n, (req, (ranked, _)) in enumerate(zip(requests, results, strict=True)):
+        evidence = {c.item.id: c.evidence for c in req.candidates}
         for pos, entry in enumerate(ranked[:top_r]):
-            item = entry.item
-            prompt = render(
-                cfg.rationale_template,
-                query=req.query,
-                profile=req.profile,
-                history=_history_view(req.history),
-                item={"id": item.id, "title": item.title, "text": item.text},
-                max_item_chars=cfg.max_item_chars,
-            )
-            jobs.append(
-                _Job(
-                    n,
-                    pos,
-                    GenRequest(
-                        messages=(Message("system", prompt.system), Message("user", prompt.user)),
-                        regex=rationale_regex(cfg.max_rationale_chars),
-                        max_tokens=cfg.max_rationale_chars // 2 + 24,
-                        temperature=temperature,
-                        seed=seed,
-                        hint={"task": "explain", "item_id": item.id},
-                    ),
-                )
-            )
+            ev = entry.evidence or evidence.get(entry.item.id)
+            gen, model = _request(cfg, req, entry.item, ev, temperature, seed)
+            jobs.append(_Job(n, pos, gen, ev, model))
     spent = [0.0] * len(results)
     for (_, trace), n in zip(results, range(len(results)), strict=True):
         if not trace.template and any(j.result == n for j in jobs):
@@ -93,7 +178,8 @@ def add_rationales(
         if not todo:
             break
         # A request the engine aborts (vLLM's "Failed to advance FSM" ends it with
-        # finish_reason "error" and no text) is retried with another seed.
+        # finish_reason "error" and no text), or cuts at max_tokens, is retried with another
+        # seed; every failure is recorded.
         reqs = [
             j.request if attempt == 0 else replace(j.request, seed=j.request.seed + 1000 * attempt)
             for j in todo
@@ -109,37 +195,48 @@ def add_rationales(
             trace.completion_tokens += out.completion_tokens
             trace.raw_outputs.append(out.text)
             spent[job.result] += elapsed / len(todo)
-            why = ""
-            try:
-                parsed = json.loads(out.text)
-                why = parsed.get("rationale", "") if isinstance(parsed, dict) else ""
-            except ValueError:
-                pass
             entry = ranked[job.pos]
-            if isinstance(why, str) and why.strip():
-                req = requests[job.result]
-                ev = evidence_text(
-                    req, entry.item.title, entry.item.text, entry.item.metadata.get("genres")
+            try:
+                why, cites = parse_answer(out.text, job.model)
+            except ValueError as exc:
+                reason = (
+                    "truncated rationale"
+                    if out.finish_reason == "length"
+                    else "malformed rationale"
                 )
-                ranked[job.pos] = entry.model_copy(
-                    update={"rationale": why, "unsupported_terms": unsupported_terms(why, ev)}
+                trace.rejected_entries.append(
+                    {
+                        "reason": reason,
+                        "item_id": entry.item.id,
+                        "finish_reason": out.finish_reason,
+                        "detail": str(exc)[:200],
+                        "entry": out.text[:200],
+                    }
                 )
+                if attempt == cfg.max_repair_rounds:
+                    raise RankingValidationError(
+                        f"rationale for item {entry.item.id!r} is not valid after "
+                        f"{attempt + 1} attempts: {exc}; last answer {out.text[:200]!r} "
+                        f"(finish_reason={out.finish_reason}, tokens={out.completion_tokens})"
+                    ) from None
+                failed.append(job)
                 continue
-            trace.rejected_entries.append(
-                {
-                    "reason": "malformed rationale",
-                    "item_id": entry.item.id,
-                    "finish_reason": out.finish_reason,
-                    "entry": out.text[:200],
+            allowed = evidence_text(entry.item, job.evidence, cites)
+            req = requests[job.result]
+            allowed += " " + " ".join([req.query or "", req.profile or ""])
+            if job.model is None:  # free format: the whole history may be named
+                allowed += " " + " ".join(
+                    f"{h.title} {h.metadata.get('genres', '')}" for h in req.history
+                )
+            bad = unsupported_terms(why, allowed) + unsupported_genres(why, allowed)
+            ranked[job.pos] = entry.model_copy(
+                update={
+                    "rationale": why,
+                    "cites": cites,
+                    "unsupported_terms": list(dict.fromkeys(bad)),
+                    "evidence": job.evidence,
                 }
             )
-            if attempt == cfg.max_repair_rounds:
-                raise RankingValidationError(
-                    f"rationale for item {entry.item.id!r} is not valid JSON after "
-                    f"{attempt + 1} attempts: {out.text[:200]!r} "
-                    f"(finish_reason={out.finish_reason}, tokens={out.completion_tokens})"
-                )
-            failed.append(job)
         todo = failed
     for (_, trace), seconds in zip(results, spent, strict=True):
         if seconds:

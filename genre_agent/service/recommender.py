@@ -25,6 +25,7 @@ from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
 from genre_agent.ranking.rationales import add_rationales
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
+from genre_agent.service.evidence import build_evidence
 from genre_agent.service.requests import (
     HistoryEntry,
     RecRequest,
@@ -238,7 +239,7 @@ class Recommender:
         t0 = time.perf_counter()
         k = check_k(req.k, self.config.ranking.k)
         history, query, rerank_profile, profile = self._prepare(req)
-        cands = candidates(query)
+        cands = self._with_evidence(candidates(query), history, req.query)
         return _Prepared(
             req,
             history,
@@ -285,15 +286,29 @@ class Recommender:
                 items = self._candidate_items(cands_in)
                 allowed = query.allowed_ids
                 kept = [it for it in items if allowed is None or it.id in allowed]
-                scores = fusion.score(query, [it.id for it in kept]) if kept else []
+                ranked = fusion.score_with_ranks(query, [it.id for it in kept]) if kept else []
                 return [
-                    Candidate(item=it, score=s, source=fusion.name)
-                    for it, s in zip(kept, scores, strict=True)
+                    Candidate(item=it, score=s, source=fusion.name, ranks=ranks)
+                    for it, (s, ranks) in zip(kept, ranked, strict=True)
                 ]
 
             return score
 
         return self._rank([self._prepared(req, scored(c)) for c, req in jobs])
+
+    def _with_evidence(
+        self, cands: list[Candidate], history: ResolvedHistory, query: str | None
+    ) -> list[Candidate]:
+        """Each candidate with its evidence (service/evidence.py): no LLM involved."""
+        if not cands:
+            return cands
+        liked = history.liked
+        knn = self.sources.cf_model()
+        ids = [c.item.id for c in cands]
+        pairs = knn.pair_similarity([h.id for h in liked], ids) if knn and liked else {}
+        vectors = self.store.embeddings([h.id for h in liked] + ids) if liked else {}
+        evidence = build_evidence(cands, liked, query, pairs, vectors)
+        return [c.model_copy(update={"evidence": e}) for c, e in zip(cands, evidence, strict=True)]
 
     def _candidate_items(self, cands: Sequence[str | Item]) -> list[Item]:
         ids = [c for c in cands if isinstance(c, str)]
@@ -372,6 +387,13 @@ class Recommender:
                 trace.engine = cfg.llm.engine
         recs = []
         for p, (items, trace) in zip(prepared, results, strict=True):
+            by_id = {c.item.id: c.evidence for c in p.candidates}
+            items[:] = [
+                it
+                if it.evidence is not None
+                else it.model_copy(update={"evidence": by_id.get(it.item.id)})
+                for it in items
+            ]
             trace.timings.insert(0, StageTiming(stage="retrieve", seconds=p.retrieve_s))
             trace.config_sha256 = cfg.fingerprint()
             trace.sources = dict(p.signals)

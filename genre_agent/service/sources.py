@@ -14,11 +14,12 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import Config, SourceKind
 from genre_agent.retrievers.base import Retriever
 from genre_agent.retrievers.bm25 import BM25Retriever
+from genre_agent.retrievers.cf import ItemKNNRetriever
 from genre_agent.retrievers.embedding import EmbeddingRetriever
 from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.retrievers.popularity import PopularityRetriever
 from genre_agent.retrievers.random import RandomRetriever
-from genre_agent.service.fit import load_itemknn
+from genre_agent.service.fit import load_itemknn, provenance
 from genre_agent.storage.chroma import ChromaStore
 from genre_agent.storage.interactions import InteractionStore
 
@@ -115,6 +116,16 @@ class Sources:
             )
             self._built[kind] = SOURCES[kind](ctx)
         return self._built[kind]
+
+    def cf_model(self) -> ItemKNNRetriever | None:
+        """The item-kNN model for evidence, if one is fitted (never an error)."""
+        for got in (self.fitted.get("itemknn"), self._built.get("itemknn")):
+            if isinstance(got, ItemKNNRetriever):
+                return got
+        if provenance(self.config, "itemknn") is None:
+            return None
+        model = self.get("itemknn")
+        return model if isinstance(model, ItemKNNRetriever) else None
 
     def active(self) -> dict[SourceKind, float]:
         """The sources that run (weight > 0), in config order."""
