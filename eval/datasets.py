@@ -2,6 +2,9 @@
 
 Every loader returns a :class:`Dataset` whose ``sha256`` is computed over the canonical
 interactions and items, so a result file says exactly which data it was measured on.
+What a loader could not use or had to change (a RecBole item file without a genre column)
+is listed in ``Dataset.warnings`` and raised as a :class:`DatasetWarning` by
+:func:`load_dataset`; ``genre eval run`` prints them and records them in manifest.json.
 """
 
 from __future__ import annotations
@@ -9,18 +12,23 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from genre_agent.catalog.items import Item, genre_key, load_items, load_movielens_items
 from genre_agent.errors import CatalogError, RowProblem
 from genre_agent.storage.interactions import Interaction, read_interactions
 
 DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "jsonl"]
+RECBOLE_KINDS = ("recbole",)
+# Column names (without their RecBole ":type") read as an item's genres when
+# ``DatasetConfig.genre_field`` is unset; RecBole's own ml-100k calls it "class".
+GENRE_COLUMNS = ("genre", "genres", "class")
 
 ML100K_GENRES = (
     "unknown",
@@ -54,6 +62,23 @@ class DatasetConfig(BaseModel):
     path: Path
     # Interactions rated below this are dropped (None keeps all, as implicit feedback).
     min_rating: float | None = None
+    # RecBole item files: the column holding each item's genres ("class" or
+    # "class:token_seq"). None: the first of GENRE_COLUMNS, else a token_seq column whose
+    # name contains "genre"; with none of these the items have no genres (a warning).
+    genre_field: str | None = None
+
+    @model_validator(mode="after")
+    def _genre_field_is_recbole(self) -> DatasetConfig:
+        if self.genre_field is not None and self.kind not in RECBOLE_KINDS:
+            raise ValueError(
+                f"genre_field names a column of a RecBole item file; kind {self.kind!r} "
+                "reads its genres from its own fixed column"
+            )
+        return self
+
+
+class DatasetWarning(UserWarning):
+    """Data a loader could not use, or changed to use it; the dataset still loads."""
 
 
 @dataclass
@@ -63,6 +88,8 @@ class Dataset:
     items: dict[str, Item]
     sha256: str = ""
     by_user: dict[str, list[Interaction]] = field(default_factory=dict)
+    # What the loader could not use or had to change, one message per problem.
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -89,7 +116,13 @@ def dataset_hash(interactions: list[Interaction], items: dict[str, Item]) -> str
     return digest.hexdigest()
 
 
-def _finish(name: str, rows: list[Interaction], items: list[Item], cfg: DatasetConfig) -> Dataset:
+def _finish(
+    name: str,
+    rows: list[Interaction],
+    items: list[Item],
+    cfg: DatasetConfig,
+    notes: list[str] | None = None,
+) -> Dataset:
     by_id = {it.id: it for it in items}
     if cfg.min_rating is not None:
         rows = [r for r in rows if r.rating is None or r.rating >= cfg.min_rating]
@@ -101,7 +134,7 @@ def _finish(name: str, rows: list[Interaction], items: list[Item], cfg: DatasetC
                 for u in unknown
             ]
         )
-    return Dataset(name, rows, by_id)
+    return Dataset(name, rows, by_id, warnings=list(notes or []))
 
 
 def _need(path: Path) -> Path:
@@ -173,14 +206,20 @@ def load_ml1m(cfg: DatasetConfig) -> Dataset:
     return _finish(cfg.path.name, _ml_ratings(cfg.path / "ratings.dat", "::"), items, cfg)
 
 
+def _names(header: list[str]) -> list[str]:
+    """Column names of a RecBole header, without their ``:type``."""
+    return [h.split(":")[0] for h in header]
+
+
 def _recbole_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """A RecBole atomic file: tab-separated, header ``name:type`` per column."""
+    """A RecBole atomic file: tab-separated, header ``name:type`` per column. Returns the
+    header as written (names with types) and the (line, fields) rows."""
     with _need(path).open(encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, delimiter="\t")
         header = next(reader, None)
         if not header:
             raise CatalogError([RowProblem(str(path), 1, "<header>", "empty file")])
-        names = [h.split(":")[0] for h in header]
+        names = _names(header)
         rows = []
         for row in reader:
             if not row:
@@ -198,7 +237,32 @@ def _recbole_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
                     ]
                 )
             rows.append((reader.line_num, row))
-    return names, rows
+    return header, rows
+
+
+def _genre_column(
+    path: Path, header: list[str], wanted: str | None, notes: list[str]
+) -> int | None:
+    """Index of the item file's genre column (see ``DatasetConfig.genre_field``)."""
+    names = [n.lower() for n in _names(header)]
+    if wanted is not None:
+        key = wanted.split(":")[0].lower()
+        if key not in names:
+            reason = f"dataset.genre_field: no such column; columns: {', '.join(header)}"
+            raise CatalogError([RowProblem(str(path), 1, wanted.split(":")[0], reason)])
+        return names.index(key)
+    for want in GENRE_COLUMNS:
+        if want in names:
+            return names.index(want)
+    for i, h in enumerate(header):
+        name, _, kind = h.partition(":")
+        if kind == "token_seq" and "genre" in name.lower():
+            return i
+    notes.append(
+        f"{path}: no genre column (columns: {', '.join(header)}), so items have no genres; "
+        "set dataset.genre_field to the column that holds them"
+    )
+    return None
 
 
 def load_recbole(cfg: DatasetConfig) -> Dataset:
@@ -207,6 +271,7 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
     stem = cfg.path.name if cfg.path.is_dir() else cfg.path.name.split(".")[0]
     inter_path, item_path = base / f"{stem}.inter", base / f"{stem}.item"
     names, rows = _recbole_table(inter_path)
+    names = _names(names)
     for need in ("user_id", "item_id"):
         if need not in names:
             raise CatalogError([RowProblem(str(inter_path), 1, need, "column missing in header")])
@@ -222,15 +287,19 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
             _int_field(inter_path, line, "rating", row[col["rating"]]) if "rating" in col else None
         )
         inter.append(Interaction(row[col["user_id"]], row[col["item_id"]], ts, rating))
-    inames, irows = _recbole_table(item_path)
-    icol = {n: i for i, n in enumerate(inames)}
+    iheader, irows = _recbole_table(item_path)
+    icol = {n: i for i, n in enumerate(_names(iheader))}
     if "item_id" not in icol:
         raise CatalogError([RowProblem(str(item_path), 1, "item_id", "column missing in header")])
     title_col = next((c for c in ("movie_title", "title", "name") if c in icol), None)
+    notes: list[str] = []
+    gcol = _genre_column(item_path, iheader, cfg.genre_field, notes)
     items = []
     for _line, row in irows:
-        genres = row[icol["genre"]].split() if "genre" in icol else []
+        genres = row[gcol].split() if gcol is not None else []
         meta: dict[str, str | int | float | bool] = {"genres": "|".join(genres)}
+        for g in genres:
+            meta[genre_key(g)] = True
         title = row[icol[title_col]] if title_col else row[icol["item_id"]]
         text = ("Genres: " + ", ".join(genres) + ".") if genres else ""
         items.append(
@@ -241,7 +310,7 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
                 metadata=meta,
             )
         )
-    return _finish(stem, inter, items, cfg)
+    return _finish(stem, inter, items, cfg, notes)
 
 
 def load_jsonl(cfg: DatasetConfig) -> Dataset:
@@ -261,4 +330,8 @@ LOADERS: dict[str, Callable[[DatasetConfig], Dataset]] = {
 
 
 def load_dataset(cfg: DatasetConfig) -> Dataset:
-    return LOADERS[cfg.kind](cfg)
+    """Load ``cfg``; each of the dataset's warnings is also raised as a DatasetWarning."""
+    ds = LOADERS[cfg.kind](cfg)
+    for note in ds.warnings:
+        warnings.warn(note, DatasetWarning, stacklevel=2)
+    return ds

@@ -511,6 +511,7 @@ class Runner:
                 "sha256": self.prepared.ds.sha256,
                 "items": len(self.prepared.ds.items),
                 "interactions": len(self.prepared.ds.interactions),
+                "warnings": self.prepared.ds.warnings,
             },
             "users": len(self.prepared.cases),
             "retriever_recall": self.prepared.retriever_recall,

@@ -1,0 +1,127 @@
+"""The harness reads data honestly: nothing a file holds is silently dropped or misread, and
+every refusal or change names the file (and line) it is about."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genre_agent.catalog.items import genre_key
+from genre_agent.errors import CatalogError
+from genre_agent.eval.datasets import DatasetConfig, load_dataset
+from genre_agent.eval.fixtures import tiny_rows
+
+INTER, ITEMS = tiny_rows(n_users=4, n_items=12, per_user=6)
+cli = CliRunner()
+
+
+def _genres(it: dict) -> list[str]:
+    return str(it["metadata"]["genres"]).split("|")
+
+
+def _sequences() -> dict[str, list[str]]:
+    """Each user's items in time order (the fixture's timestamps are distinct per user)."""
+    out: dict[str, list[str]] = {}
+    for r in sorted(INTER, key=lambda r: (r["user_id"], r["timestamp"])):
+        out.setdefault(str(r["user_id"]), []).append(str(r["item_id"]))
+    return out
+
+
+def write_recbole_items(
+    d: Path,
+    stem: str,
+    genre_header: str | None = "class:token_seq",
+    titles: dict[str, str] | None = None,
+) -> None:
+    """``STEM.item`` laid out like RecBole's own ml-100k (genres in ``class``)."""
+    head = ["item_id:token", "movie_title:token_seq", "release_year:token"]
+    head += [genre_header] if genre_header else []
+    lines = []
+    for it in ITEMS:
+        row = [str(it["id"]), (titles or {}).get(str(it["id"]), str(it["title"])), "1995"]
+        row += [" ".join(_genres(it))] if genre_header else []
+        lines.append("\t".join(row) + "\n")
+    (d / f"{stem}.item").write_text("\t".join(head) + "\n" + "".join(lines))
+
+
+def write_recbole(
+    d: Path,
+    stem: str = "ml-100k",
+    genre_header: str | None = "class:token_seq",
+    item_file: bool = True,
+    titles: dict[str, str] | None = None,
+) -> Path:
+    """RecBole atomic files ``STEM.inter`` (+ ``STEM.item``) in ``d``."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{stem}.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        + "".join(
+            f"{r['user_id']}\t{r['item_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in INTER
+        )
+    )
+    if item_file:
+        write_recbole_items(d, stem, genre_header, titles)
+    return d
+
+
+# -- 1. the genre column ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header", ["class:token_seq", "genre:token_seq", "genres:token_seq", "movie_genre:token_seq"]
+)
+def test_recbole_genre_column_is_found_by_its_usual_names(tmp_path: Path, header: str) -> None:
+    d = write_recbole(tmp_path / "ml-100k", genre_header=header)
+    ds = load_dataset(DatasetConfig(kind="recbole", path=d))
+    for it in ITEMS:
+        got = ds.items[str(it["id"])]
+        assert got.metadata["genres"] == "|".join(_genres(it))
+        assert got.text == "Genres: " + ", ".join(_genres(it)) + "."
+        assert all(got.metadata[genre_key(g)] is True for g in _genres(it))
+    assert ds.warnings == []
+
+
+def test_recbole_genre_field_names_the_column(tmp_path: Path) -> None:
+    d = write_recbole(tmp_path / "ml-100k", genre_header="tags:token_seq")
+    ds = load_dataset(DatasetConfig(kind="recbole", path=d, genre_field="tags"))
+    assert ds.items["7"].metadata["genres"] == ITEMS[6]["metadata"]["genres"]
+    # The name with its RecBole type works too; a column the file lacks is an error.
+    typed = DatasetConfig(kind="recbole", path=d, genre_field="tags:token_seq")
+    assert load_dataset(typed).sha256 == ds.sha256
+    with pytest.raises(CatalogError, match=r"ml-100k\.item:1: field 'nope'.*tags:token_seq"):
+        load_dataset(DatasetConfig(kind="recbole", path=d, genre_field="nope"))
+    with pytest.raises(ValueError, match="genre_field"):
+        DatasetConfig(kind="jsonl", path=d, genre_field="tags")
+
+
+def test_recbole_without_a_genre_column_warns_naming_file_and_columns(tmp_path: Path) -> None:
+    d = write_recbole(tmp_path / "ml-100k", genre_header="tags:token_seq")
+    with pytest.warns(UserWarning, match=r"ml-100k\.item") as caught:
+        ds = load_dataset(DatasetConfig(kind="recbole", path=d))
+    msg = str(caught[0].message)
+    assert "no genre column" in msg and "tags:token_seq" in msg and "genre_field" in msg
+    assert ds.warnings == [msg]
+    assert all(it.metadata["genres"] == "" for it in ds.items.values())
+
+
+def test_run_prints_and_records_dataset_warnings(tmp_path: Path) -> None:
+    from genre_agent.eval.cli import app
+
+    d = write_recbole(tmp_path / "ml-100k", genre_header="tags:token_seq")
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        'name = "w"\nbaselines = ["popularity"]\nks = [1]\nprimary = "ndcg@1"\n'
+        'bootstrap = 100\npermutations = 100\n[dataset]\nkind = "recbole"\n'
+        f'path = "{d.name}"\n[protocol]\nn_candidates = 4\nmin_history = 3\n'
+        '[config.embedder]\nkind = "fake"\n'
+    )
+    out = tmp_path / "run"
+    res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {d / 'ml-100k.item'}: no genre column" in res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    (note,) = manifest["dataset"]["warnings"]
+    assert note.startswith(f"{d / 'ml-100k.item'}: no genre column")
