@@ -29,6 +29,8 @@ RECBOLE_KINDS = ("recbole",)
 # Column names (without their RecBole ":type") read as an item's genres when
 # ``DatasetConfig.genre_field`` is unset; RecBole's own ml-100k calls it "class".
 GENRE_COLUMNS = ("genre", "genres", "class")
+# RecBole's sequential benchmark files: NAME.train.inter, NAME.valid.inter, NAME.test.inter.
+SEQ_SPLITS = ("train", "valid", "test")
 
 ML100K_GENRES = (
     "unknown",
@@ -265,34 +267,58 @@ def _genre_column(
     return None
 
 
-def load_recbole(cfg: DatasetConfig) -> Dataset:
-    """RecBole atomic files: ``<dir>/<name>.inter`` and ``<dir>/<name>.item``."""
-    base = cfg.path if cfg.path.is_dir() else cfg.path.parent
-    stem = cfg.path.name if cfg.path.is_dir() else cfg.path.name.split(".")[0]
-    inter_path, item_path = base / f"{stem}.inter", base / f"{stem}.item"
-    names, rows = _recbole_table(inter_path)
-    names = _names(names)
-    for need in ("user_id", "item_id"):
-        if need not in names:
-            raise CatalogError([RowProblem(str(inter_path), 1, need, "column missing in header")])
-    col = {n: i for i, n in enumerate(names)}
-    inter = []
-    for line, row in rows:
-        ts = (
-            _int_field(inter_path, line, "timestamp", row[col["timestamp"]])
-            if "timestamp" in col
-            else 0.0
+def _recbole_inter_file(path: Path) -> tuple[Path, str]:
+    """The ``.inter`` file a "recbole" ``dataset.path`` names, and its stem.
+
+    A directory: ``<dir>/<dir name>.inter`` (RecBole's own layout), else its only ``*.inter``;
+    several are an error listing them. A file: ``NAME.inter`` or ``NAME.item``. Anything
+    else is a prefix ``<dir>/NAME``."""
+    if path.is_dir():
+        if (path / f"{path.name}.inter").exists():
+            return path / f"{path.name}.inter", path.name
+        found = sorted(path.glob("*.inter"))
+        if len(found) == 1:
+            return found[0], found[0].name.removesuffix(".inter")
+        reason = "no *.inter file in this directory"
+        if found:
+            reason = (
+                f"{len(found)} *.inter files ({', '.join(f.name for f in found)}); "
+                "set dataset.path to the one to read"
+            )
+            if any(f.name.endswith(f".{s}.inter") for f in found for s in SEQ_SPLITS):
+                reason += (
+                    "; NAME.train/valid/test.inter are RecBole sequential benchmark files: "
+                    'use kind = "recbole-seq"'
+                )
+        raise CatalogError([RowProblem(str(path), 0, "<file>", reason)])
+    if path.suffix in (".inter", ".item"):
+        return path.with_suffix(".inter"), path.stem
+    return path.with_name(f"{path.name}.inter"), path.name
+
+
+def _recbole_item_file(inter_path: Path, stem: str, notes: list[str]) -> Path | None:
+    """``STEM.item`` next to the interactions; None (a warning) when the directory has no
+    ``*.item`` at all."""
+    item_path = inter_path.with_name(f"{stem}.item")
+    if item_path.exists():
+        return item_path
+    others = sorted(inter_path.parent.glob("*.item"))
+    if others:
+        reason = (
+            f"file not found (this directory has {', '.join(f.name for f in others)}; "
+            f"RecBole pairs {stem}.inter with {stem}.item)"
         )
-        rating = (
-            _int_field(inter_path, line, "rating", row[col["rating"]]) if "rating" in col else None
-        )
-        inter.append(Interaction(row[col["user_id"]], row[col["item_id"]], ts, rating))
+        raise CatalogError([RowProblem(str(item_path), 0, "<file>", reason)])
+    notes.append(f"{item_path}: file not found, so items have their ids as titles and no genres")
+    return None
+
+
+def _recbole_items(item_path: Path, cfg: DatasetConfig, notes: list[str]) -> list[Item]:
     iheader, irows = _recbole_table(item_path)
     icol = {n: i for i, n in enumerate(_names(iheader))}
     if "item_id" not in icol:
         raise CatalogError([RowProblem(str(item_path), 1, "item_id", "column missing in header")])
     title_col = next((c for c in ("movie_title", "title", "name") if c in icol), None)
-    notes: list[str] = []
     gcol = _genre_column(item_path, iheader, cfg.genre_field, notes)
     items = []
     for _line, row in irows:
@@ -310,6 +336,36 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
                 metadata=meta,
             )
         )
+    return items
+
+
+def load_recbole(cfg: DatasetConfig) -> Dataset:
+    """RecBole atomic files: ``STEM.inter`` and (optional) ``STEM.item``; see
+    :func:`_recbole_inter_file` for what ``dataset.path`` may name."""
+    inter_path, stem = _recbole_inter_file(cfg.path)
+    header, rows = _recbole_table(inter_path)
+    names = _names(header)
+    for need in ("user_id", "item_id"):
+        if need not in names:
+            raise CatalogError([RowProblem(str(inter_path), 1, need, "column missing in header")])
+    col = {n: i for i, n in enumerate(names)}
+    inter = []
+    for line, row in rows:
+        ts = (
+            _int_field(inter_path, line, "timestamp", row[col["timestamp"]])
+            if "timestamp" in col
+            else 0.0
+        )
+        rating = (
+            _int_field(inter_path, line, "rating", row[col["rating"]]) if "rating" in col else None
+        )
+        inter.append(Interaction(row[col["user_id"]], row[col["item_id"]], ts, rating))
+    notes: list[str] = []
+    item_path = _recbole_item_file(inter_path, stem, notes)
+    if item_path is not None:
+        items = _recbole_items(item_path, cfg, notes)
+    else:
+        items = [Item(id=i, title=i) for i in sorted({r.item_id for r in inter})]
     return _finish(stem, inter, items, cfg, notes)
 
 

@@ -125,3 +125,32 @@ def test_run_prints_and_records_dataset_warnings(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     (note,) = manifest["dataset"]["warnings"]
     assert note.startswith(f"{d / 'ml-100k.item'}: no genre column")
+
+
+# -- 2. a RecBole directory with any file stem -------------------------------------------------
+
+
+def test_recbole_directory_with_any_stem(tmp_path: Path) -> None:
+    d = write_recbole(tmp_path / "data", stem="ml-100k")
+    ds = load_dataset(DatasetConfig(kind="recbole", path=d))
+    assert ds.name == "ml-100k"
+    assert {u: [r.item_id for r in rows] for u, rows in ds.by_user.items()} == _sequences()
+    assert ds.items["3"].metadata["genres"] == ITEMS[2]["metadata"]["genres"]
+
+
+def test_recbole_directory_with_several_inter_files_lists_them(tmp_path: Path) -> None:
+    d = write_recbole(tmp_path / "data", stem="a")
+    write_recbole(d, stem="b")
+    with pytest.raises(CatalogError) as err:
+        load_dataset(DatasetConfig(kind="recbole", path=d))
+    assert "a.inter" in str(err.value) and "b.inter" in str(err.value)
+    # Naming one of them picks it.
+    assert load_dataset(DatasetConfig(kind="recbole", path=d / "b.inter")).name == "b"
+
+
+def test_recbole_directory_without_an_item_file_warns(tmp_path: Path) -> None:
+    d = write_recbole(tmp_path / "data", stem="x", item_file=False)
+    with pytest.warns(UserWarning, match=r"x\.item"):
+        ds = load_dataset(DatasetConfig(kind="recbole", path=d))
+    assert set(ds.items) == {str(r["item_id"]) for r in INTER}
+    assert ds.items["5"].title == "5" and ds.items["5"].metadata == {}
