@@ -24,8 +24,8 @@ from genre_agent.catalog.items import Item, genre_key, load_items, load_movielen
 from genre_agent.errors import CatalogError, RowProblem
 from genre_agent.storage.interactions import Interaction, read_interactions
 
-DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "jsonl"]
-RECBOLE_KINDS = ("recbole",)
+DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "recbole-seq", "jsonl"]
+RECBOLE_KINDS = ("recbole", "recbole-seq")
 # Column names (without their RecBole ":type") read as an item's genres when
 # ``DatasetConfig.genre_field`` is unset; RecBole's own ml-100k calls it "class".
 GENRE_COLUMNS = ("genre", "genres", "class")
@@ -345,6 +345,12 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
     inter_path, stem = _recbole_inter_file(cfg.path)
     header, rows = _recbole_table(inter_path)
     names = _names(header)
+    if "item_id_list" in names:  # each row is (history, next item): not one interaction
+        reason = (
+            "a RecBole sequential file (history list + next item), which "
+            'kind = "recbole" would misread: use kind = "recbole-seq"'
+        )
+        raise CatalogError([RowProblem(str(inter_path), 1, "item_id_list", reason)])
     for need in ("user_id", "item_id"):
         if need not in names:
             raise CatalogError([RowProblem(str(inter_path), 1, need, "column missing in header")])
@@ -369,6 +375,95 @@ def load_recbole(cfg: DatasetConfig) -> Dataset:
     return _finish(stem, inter, items, cfg, notes)
 
 
+def _seq_files(path: Path) -> tuple[str, list[Path]]:
+    """The stem and the NAME.{train,valid,test}.inter files a "recbole-seq" path names: a
+    directory holding one such set, one of the files, or a prefix ``<dir>/NAME``."""
+    if path.is_dir():
+        stems = sorted(f.name.removesuffix(".train.inter") for f in path.glob("*.train.inter"))
+        if len(stems) != 1:
+            reason = (
+                f"{len(stems)} sets of sequential files ({', '.join(stems)}); set "
+                "dataset.path to DIR/NAME"
+                if stems
+                else "no NAME.train.inter in this directory"
+            )
+            raise CatalogError([RowProblem(str(path), 0, "<file>", reason)])
+        base, stem = path, stems[0]
+    else:
+        stem = path.name
+        for split in SEQ_SPLITS:
+            stem = stem.removesuffix(f".{split}.inter")
+        base = path.parent
+    return stem, [_need(base / f"{stem}.{split}.inter") for split in SEQ_SPLITS]
+
+
+def load_recbole_seq(cfg: DatasetConfig) -> Dataset:
+    """RecBole's sequential benchmark files: NAME.train/valid/test.inter, one row per
+    (user, ``item_id_list`` history, next ``item_id``), plus optional NAME.item.
+
+    Each user's sequence is rebuilt by reading the files in the order train, valid, test: a
+    user's first row gives its history and target; every later row must continue the
+    sequence (its history, possibly cut to its last items by RecBole's
+    MAX_ITEM_LIST_LENGTH, ends the sequence so far) and adds its target. Interactions get
+    their positions as timestamps. The harness then splits each sequence itself (last item:
+    test, the one before: validation), which are the files' targets when every user has one
+    row in each of valid and test; a warning counts the users for whom that is not so."""
+    stem, files = _seq_files(cfg.path)
+    seqs: dict[str, list[str]] = {}
+    rows_in: dict[str, dict[str, int]] = {}
+    for split, path in zip(SEQ_SPLITS, files, strict=True):
+        header, rows = _recbole_table(path)
+        col = {n: i for i, n in enumerate(_names(header))}
+        user = next((u for u in ("user_id", "session_id") if u in col), "")
+        if not user or "item_id_list" not in col or "item_id" not in col:
+            reason = (
+                "a sequential file needs user_id (or session_id), item_id_list and item_id; "
+                f"columns: {', '.join(header)}"
+            )
+            raise CatalogError([RowProblem(str(path), 1, "<header>", reason)])
+        problems = []
+        for line, row in rows:
+            uid, hist, target = (
+                row[col[user]],
+                row[col["item_id_list"]].split(),
+                row[col["item_id"]],
+            )
+            seq = seqs.setdefault(uid, [])
+            if not seq:
+                seq.extend(hist)
+            elif not hist or seq[-len(hist) :] != hist:
+                reason = (
+                    f"does not continue user {uid!r}'s sequence so far, which ends "
+                    f"{' '.join(seq[-5:])!r}"
+                )
+                problems.append(RowProblem(str(path), line, "item_id_list", reason, " ".join(hist)))
+                continue
+            seq.append(target)
+            counts = rows_in.setdefault(uid, {})
+            counts[split] = counts.get(split, 0) + 1
+        if problems:
+            raise CatalogError(problems)
+    inter = [
+        Interaction(uid, item, float(pos), None)
+        for uid, seq in seqs.items()
+        for pos, item in enumerate(seq)
+    ]
+    notes: list[str] = []
+    odd = sum(1 for c in rows_in.values() if c.get("valid") != 1 or c.get("test") != 1)
+    if odd:
+        notes.append(
+            f"{files[1]}, {files[2]}: {odd} of {len(seqs)} users do not have exactly one row in "
+            "each; the harness splits every rebuilt sequence itself (last item: test, the one "
+            "before: validation), so for them its targets are not the files'"
+        )
+    item_path = _recbole_item_file(files[0], stem, notes)
+    if item_path is not None:
+        items = _recbole_items(item_path, cfg, notes)
+    else:
+        items = [Item(id=i, title=i) for i in sorted({r.item_id for r in inter})]
+    return _finish(stem, inter, items, cfg, notes)
+
+
 def load_jsonl(cfg: DatasetConfig) -> Dataset:
     """``interactions.jsonl`` (user_id, item_id, timestamp, rating) + ``items.jsonl`` (Item)."""
     items = load_items(_need(cfg.path / "items.jsonl"))
@@ -381,6 +476,7 @@ LOADERS: dict[str, Callable[[DatasetConfig], Dataset]] = {
     "ml-100k": load_ml100k,
     "ml-1m": load_ml1m,
     "recbole": load_recbole,
+    "recbole-seq": load_recbole_seq,
     "jsonl": load_jsonl,
 }
 

@@ -13,6 +13,7 @@ from genre_agent.catalog.items import genre_key
 from genre_agent.errors import CatalogError
 from genre_agent.eval.datasets import DatasetConfig, load_dataset
 from genre_agent.eval.fixtures import tiny_rows
+from genre_agent.eval.protocols import ProtocolConfig, build_cases
 
 INTER, ITEMS = tiny_rows(n_users=4, n_items=12, per_user=6)
 cli = CliRunner()
@@ -154,3 +155,84 @@ def test_recbole_directory_without_an_item_file_warns(tmp_path: Path) -> None:
         ds = load_dataset(DatasetConfig(kind="recbole", path=d))
     assert set(ds.items) == {str(r["item_id"]) for r in INTER}
     assert ds.items["5"].title == "5" and ds.items["5"].metadata == {}
+
+
+# -- 3. RecBole's sequential benchmark files ---------------------------------------------------
+
+
+def write_recbole_seq(d: Path, stem: str = "tiny", augment: bool = True, max_len: int = 0) -> Path:
+    """NAME.{train,valid,test}.inter as RecBole's sequential benchmarks ship them: one row per
+    (history, next item); ``augment`` writes every prefix to train, ``max_len`` cuts each
+    history to its last items (RecBole's MAX_ITEM_LIST_LENGTH)."""
+    d.mkdir(parents=True, exist_ok=True)
+    head = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+    rows: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    for user, seq in _sequences().items():
+        n = len(seq)
+        train = range(1, n - 2) if augment else [n - 3]
+        for split, targets in (("train", train), ("valid", [n - 2]), ("test", [n - 1])):
+            for t in targets:
+                hist = seq[:t][-max_len:] if max_len else seq[:t]
+                rows[split].append(f"{user}\t{' '.join(hist)}\t{seq[t]}\n")
+    for split, lines in rows.items():
+        (d / f"{stem}.{split}.inter").write_text(head + "".join(lines))
+    write_recbole_items(d, stem)
+    return d
+
+
+@pytest.mark.parametrize(("augment", "max_len"), [(True, 0), (False, 0), (True, 2)])
+def test_recbole_seq_rebuilds_each_users_sequence(
+    tmp_path: Path, augment: bool, max_len: int
+) -> None:
+    d = write_recbole_seq(tmp_path / "seq", augment=augment, max_len=max_len)
+    ds = load_dataset(DatasetConfig(kind="recbole-seq", path=d))
+    assert ds.name == "tiny" and ds.warnings == []
+    assert {u: [r.item_id for r in rows] for u, rows in ds.by_user.items()} == _sequences()
+    assert ds.items["3"].metadata["genres"] == ITEMS[2]["metadata"]["genres"]
+    # The harness's leave-one-out targets are the benchmark's valid and test targets.
+    proto = ProtocolConfig(n_candidates=2, users=100, min_history=1)
+    for split in ("valid", "test"):
+        lines = (d / f"tiny.{split}.inter").read_text().splitlines()[1:]
+        want = {ln.split("\t")[0]: ln.split("\t")[2] for ln in lines}
+        assert {c.user_id: c.target for c in build_cases(ds, proto, split)} == want
+
+
+def test_recbole_seq_history_that_does_not_continue_names_file_and_line(tmp_path: Path) -> None:
+    d = write_recbole_seq(tmp_path / "seq")
+    valid = d / "tiny.valid.inter"
+    lines = valid.read_text().splitlines()
+    user, _hist, target = lines[2].split("\t")
+    lines[2] = f"{user}\t11 12\t{target}"
+    valid.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CatalogError, match=rf"{valid}:3: field 'item_id_list'"):
+        load_dataset(DatasetConfig(kind="recbole-seq", path=d))
+
+
+def test_recbole_seq_warns_when_its_split_is_not_the_files(tmp_path: Path) -> None:
+    d = write_recbole_seq(tmp_path / "seq")
+    test = d / "tiny.test.inter"
+    lines = test.read_text().splitlines()
+    test.write_text("\n".join(lines[:-1]) + "\n")  # the last user has no test row
+    with pytest.warns(UserWarning, match="1 of 4 users do not have exactly one row"):
+        load_dataset(DatasetConfig(kind="recbole-seq", path=d / "tiny.train.inter"))
+    # Plain interaction files under sequential names are refused, naming what is missing.
+    plain = write_recbole(tmp_path / "p", stem="p.train")
+    for split in ("valid", "test"):
+        (plain / f"p.{split}.inter").write_text((plain / "p.train.inter").read_text())
+    with pytest.raises(CatalogError, match=r"p\.train\.inter:1: field '<header>'.*item_id_list"):
+        load_dataset(DatasetConfig(kind="recbole-seq", path=plain))
+
+
+def test_sequential_files_read_as_plain_recbole_are_refused(tmp_path: Path) -> None:
+    d = write_recbole_seq(tmp_path / "seq")
+    with pytest.raises(CatalogError, match="recbole-seq") as err:
+        load_dataset(DatasetConfig(kind="recbole", path=d))
+    assert all(f"tiny.{s}.inter" in str(err.value) for s in ("train", "valid", "test"))
+    # One such file alone, named or in its own directory, is refused too (not misread).
+    one = tmp_path / "one"
+    one.mkdir()
+    (d / "tiny.test.inter").rename(one / "one.inter")
+    (d / "tiny.item").rename(one / "one.item")
+    for path in (one, one / "one.inter"):
+        with pytest.raises(CatalogError, match=r"one\.inter.*item_id_list.*recbole-seq"):
+            load_dataset(DatasetConfig(kind="recbole", path=path))
