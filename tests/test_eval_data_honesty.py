@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from genre_agent.catalog.items import genre_key
 from genre_agent.errors import CatalogError
-from genre_agent.eval.datasets import DatasetConfig, load_dataset
+from genre_agent.eval.datasets import ML100K_GENRES, DatasetConfig, load_dataset
 from genre_agent.eval.fixtures import tiny_rows
 from genre_agent.eval.protocols import ProtocolConfig, build_cases
 
@@ -154,7 +154,7 @@ def test_recbole_directory_without_an_item_file_warns(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"x\.item"):
         ds = load_dataset(DatasetConfig(kind="recbole", path=d))
     assert set(ds.items) == {str(r["item_id"]) for r in INTER}
-    assert ds.items["5"].title == "5" and ds.items["5"].metadata == {}
+    assert ds.items["5"].title == "5" and ds.items["5"].metadata == {"genres": ""}
 
 
 # -- 3. RecBole's sequential benchmark files ---------------------------------------------------
@@ -236,3 +236,77 @@ def test_sequential_files_read_as_plain_recbole_are_refused(tmp_path: Path) -> N
     for path in (one, one / "one.inter"):
         with pytest.raises(CatalogError, match=r"one\.inter.*item_id_list.*recbole-seq"):
             load_dataset(DatasetConfig(kind="recbole", path=path))
+
+
+# -- 4. over-long titles ------------------------------------------------------------------------
+
+
+def write_ml100k(d: Path, titles: dict[str, str]) -> Path:
+    d.mkdir()
+    lines = []
+    for it in ITEMS:
+        flags = ["1" if g in _genres(it) else "0" for g in ML100K_GENRES]
+        title = titles.get(str(it["id"]), str(it["title"]))
+        lines.append("|".join([str(it["id"]), title, "01-Jan-1995", "", "http://x", *flags]))
+    (d / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    (d / "u.data").write_text(
+        "".join(
+            f"{r['user_id']}\t{r['item_id']}\t{int(r['rating'])}\t{r['timestamp']}\n" for r in INTER
+        )
+    )
+    return d
+
+
+def write_ml1m(d: Path, titles: dict[str, str]) -> Path:
+    d.mkdir()
+    (d / "movies.dat").write_text(
+        "".join(
+            f"{it['id']}::{titles.get(str(it['id']), it['title'])}::{'|'.join(_genres(it))}\n"
+            for it in ITEMS
+        ),
+        encoding="latin-1",
+    )
+    (d / "ratings.dat").write_text(
+        "".join(
+            f"{r['user_id']}::{r['item_id']}::{int(r['rating'])}::{r['timestamp']}\n" for r in INTER
+        )
+    )
+    return d
+
+
+def _recbole_with(d: Path, titles: dict[str, str]) -> Path:
+    return write_recbole(d, titles=titles)
+
+
+# (kind, writer, file holding the items, 1-based line of item "3")
+LONG_TITLE_CASES = [
+    ("ml-100k", write_ml100k, "u.item", 3),
+    ("ml-1m", write_ml1m, "movies.dat", 3),
+    ("recbole", _recbole_with, "ml-100k.item", 4),
+]
+
+
+@pytest.mark.parametrize(("kind", "writer", "file", "line"), LONG_TITLE_CASES)
+def test_long_title_is_cut_with_a_warning_naming_file_and_line(
+    tmp_path: Path, kind: str, writer, file: str, line: int
+) -> None:
+    d = writer(tmp_path / "d", {"3": "A" * 600})
+    with pytest.warns(UserWarning) as caught:
+        ds = load_dataset(DatasetConfig(kind=kind, path=d))  # type: ignore[arg-type]
+    msg = str(caught[0].message)
+    assert msg.startswith(f"{d / file}:{line}: field 'title'") and "600" in msg
+    assert ds.items["3"].title == "A" * 499 + "…"
+    assert ds.warnings == [msg]
+
+
+@pytest.mark.parametrize(("kind", "writer", "file", "line"), LONG_TITLE_CASES)
+def test_bad_item_row_names_file_and_line(
+    tmp_path: Path, kind: str, writer, file: str, line: int
+) -> None:
+    """Any other invalid item field is a clear error, not a pydantic traceback."""
+    d = writer(tmp_path / "d", {})
+    lines = (d / file).read_text(encoding="latin-1").splitlines()
+    lines[line - 1] = "bad id" + lines[line - 1].removeprefix("3")
+    (d / file).write_text("\n".join(lines) + "\n", encoding="latin-1")
+    with pytest.raises(CatalogError, match=rf"{d / file}:{line}: field 'id'"):
+        load_dataset(DatasetConfig(kind=kind, path=d))  # type: ignore[arg-type]
