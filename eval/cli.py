@@ -100,6 +100,8 @@ def run(
         _release_engines()
     summary = summarize_prepared(out_dir, runner.prepared)
     md, html = write_report(out_dir)
+    if runner.prepared.eligibility is not None:
+        typer.echo(runner.prepared.eligibility.describe())
     _print_summary(summary)
     typer.echo(f"wrote {out_dir / 'results.jsonl'}, {md}, {html}")
 

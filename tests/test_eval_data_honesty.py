@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.catalog.items import genre_key
-from genre_agent.errors import CatalogError
+from genre_agent.errors import CatalogError, ConfigError, GenreError
 from genre_agent.eval.datasets import ML100K_GENRES, DatasetConfig, load_dataset
-from genre_agent.eval.fixtures import tiny_rows
+from genre_agent.eval.fixtures import tiny_rows, write_jsonl_dataset
 from genre_agent.eval.protocols import ProtocolConfig, build_cases
 
 INTER, ITEMS = tiny_rows(n_users=4, n_items=12, per_user=6)
@@ -310,3 +310,74 @@ def test_bad_item_row_names_file_and_line(
     (d / file).write_text("\n".join(lines) + "\n", encoding="latin-1")
     with pytest.raises(CatalogError, match=rf"{d / file}:{line}: field 'id'"):
         load_dataset(DatasetConfig(kind=kind, path=d))  # type: ignore[arg-type]
+
+
+# -- 5 and 6. eligible users; speed only for LLM variants ----------------------------------------
+
+
+def _experiment(tmp_path: Path, min_history: int = 3, users: int = 4) -> tuple[Path, Path]:
+    """A jsonl dataset in which two users are too short for ``min_history`` 3."""
+    data = write_jsonl_dataset(tmp_path / "data", n_users=8, n_items=30, per_user=8)
+    rows = [json.loads(x) for x in (data / "interactions.jsonl").read_text().splitlines()]
+    keep, seen = [], {"u1": 0, "u2": 0}
+    for r in rows:
+        if r["user_id"] in seen:
+            seen[r["user_id"]] += 1
+            if seen[r["user_id"]] > 4:  # 4 rows: 2 before the validation target (< 3)
+                continue
+        keep.append(r)
+    (data / "interactions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+    path = tmp_path / "exp.toml"
+    path.write_text(f"""
+name = "honest"
+baselines = ["popularity"]
+ks = [1, 5]
+primary = "ndcg@5"
+bootstrap = 100
+permutations = 100
+[dataset]
+kind = "jsonl"
+path = "{data.name}"
+[protocol]
+kind = "sampled"
+n_candidates = 6
+users = {users}
+min_history = {min_history}
+[config.llm]
+engine = "fake"
+[config.embedder]
+kind = "fake"
+[config.ranking]
+mode = "listwise"
+[[variants]]
+name = "first"
+""")
+    return path, tmp_path / "run"
+
+
+def test_run_reports_eligible_and_dropped_users(tmp_path: Path) -> None:
+    from genre_agent.eval.cli import app
+
+    exp, out = _experiment(tmp_path)
+    res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    elig = json.loads((out / "manifest.json").read_text())["eligibility"]
+    assert elig == {"min_history": 3, "users": 8, "eligible": 6, "dropped": 2, "sampled": 4}
+    assert "6 of 8 users eligible (min_history 3), 2 dropped; 4 sampled" in res.output
+
+
+def test_no_eligible_user_is_a_one_line_error(tmp_path: Path) -> None:
+    from genre_agent.eval.cli import app
+
+    exp, out = _experiment(tmp_path, min_history=50)
+    res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])
+    assert isinstance(res.exception, GenreError), res.output
+    msg = str(res.exception)
+    assert "\n" not in msg
+    assert "protocol.min_history = 50" in msg and "none of the 8 users" in msg
+    with pytest.raises(ConfigError, match="none of the 8 users"):
+        build_cases(
+            load_dataset(DatasetConfig(kind="jsonl", path=tmp_path / "data")),
+            ProtocolConfig(min_history=50),
+            "test",
+        )
