@@ -112,7 +112,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for name, e in summary["systems"].items():
         m = e["metrics"][primary]
         upm = e.get("users_per_min")
-        speed = "replayed from cache" if upm is None else f"users/min {upm:.1f}"
+        if e["kind"] != "llm":  # no speed for baselines (summary.py)
+            speed = "users/min -"
+        else:
+            speed = "replayed from cache" if upm is None else f"users/min {upm:.1f}"
         typer.echo(
             f"  {name:14s} {m['mean']:.4f} [{m['low']:.4f}, {m['high']:.4f}]"
             f"  fail {e['failure_rate']:.3f}  {speed}"

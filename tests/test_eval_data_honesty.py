@@ -381,3 +381,23 @@ def test_no_eligible_user_is_a_one_line_error(tmp_path: Path) -> None:
             ProtocolConfig(min_history=50),
             "test",
         )
+
+
+def test_baselines_report_no_speed(tmp_path: Path) -> None:
+    from genre_agent.eval.cli import app
+
+    exp, out = _experiment(tmp_path)
+    res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    systems = json.loads((out / "summary.json").read_text())["systems"]
+    assert systems["popularity"]["users_per_min"] is None
+    assert systems["first"]["users_per_min"] is not None
+    line = next(x for x in res.output.splitlines() if x.strip().startswith("popularity"))
+    assert line.endswith("users/min -")
+    first = next(x for x in res.output.splitlines() if x.strip().startswith("first"))
+    assert "users/min " in first and not first.endswith("users/min -")
+    md = (out / "report.md").read_text().splitlines()
+    header = next(x for x in md if x.startswith("| system |")).split(" | ")
+    col = header.index("users_per_min")
+    assert next(x for x in md if x.startswith("| popularity |")).split(" | ")[col] == "-"
+    assert next(x for x in md if x.startswith("| first |")).split(" | ")[col] not in {"-", ""}
