@@ -94,7 +94,7 @@ def test_recbole_genre_field_names_the_column(tmp_path: Path) -> None:
     assert load_dataset(typed).sha256 == ds.sha256
     with pytest.raises(CatalogError, match=r"ml-100k\.item:1: field 'nope'.*tags:token_seq"):
         load_dataset(DatasetConfig(kind="recbole", path=d, genre_field="nope"))
-    with pytest.raises(ValueError, match="genre_field"):
+    with pytest.raises(ValueError, match="genre_field names a column of a RecBole item file"):
         DatasetConfig(kind="jsonl", path=d, genre_field="tags")
 
 
