@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,6 +65,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Run baselines and prompt variants; write results.jsonl, summary.json and the report."""
+    from genre_agent.eval.datasets import DatasetWarning
     from genre_agent.eval.report import write_report
     from genre_agent.eval.runner import Runner
     from genre_agent.eval.summary import summarize_prepared
@@ -82,7 +84,12 @@ def run(
         )
     out_dir = out or Path("runs") / exp.name
     bar = LabelledBars() if progress else None
-    runner = Runner(exp, out_dir, _overrides(sets), progress=bar, split=split, cache_path=cache)
+    with warnings.catch_warnings():
+        # Printed below, once and plainly; manifest.json records them too.
+        warnings.simplefilter("ignore", DatasetWarning)
+        runner = Runner(exp, out_dir, _overrides(sets), progress=bar, split=split, cache_path=cache)
+    for note in runner.prepared.ds.warnings:
+        typer.echo(f"warning: {note}", err=True)
     try:
         if bar:
             with bar.progress:
@@ -93,6 +100,8 @@ def run(
         _release_engines()
     summary = summarize_prepared(out_dir, runner.prepared)
     md, html = write_report(out_dir)
+    if runner.prepared.eligibility is not None:
+        typer.echo(runner.prepared.eligibility.describe())
     _print_summary(summary)
     typer.echo(f"wrote {out_dir / 'results.jsonl'}, {md}, {html}")
 
@@ -103,7 +112,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for name, e in summary["systems"].items():
         m = e["metrics"][primary]
         upm = e.get("users_per_min")
-        speed = "replayed from cache" if upm is None else f"users/min {upm:.1f}"
+        if e["kind"] != "llm":  # no speed for baselines (summary.py)
+            speed = "users/min -"
+        else:
+            speed = "replayed from cache" if upm is None else f"users/min {upm:.1f}"
         typer.echo(
             f"  {name:14s} {m['mean']:.4f} [{m['low']:.4f}, {m['high']:.4f}]"
             f"  fail {e['failure_rate']:.3f}  {speed}"

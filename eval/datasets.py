@@ -2,25 +2,31 @@
 
 Every loader returns a :class:`Dataset` whose ``sha256`` is computed over the canonical
 interactions and items, so a result file says exactly which data it was measured on.
+What a loader could not use or had to change (a RecBole item file without a genre column)
+is listed in ``Dataset.warnings`` and raised as a :class:`DatasetWarning` by
+:func:`load_dataset`; ``genre eval run`` prints them and records them in manifest.json.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from genre_agent.catalog.items import Item, genre_key, load_items, load_movielens_items
+from genre_agent.catalog.items import Item, load_items, load_movielens_items, validate_rows
 from genre_agent.errors import CatalogError, RowProblem
+from genre_agent.eval.recbole import read_recbole, read_recbole_seq
+from genre_agent.eval.rows import item_row, item_title, need_file, number
 from genre_agent.storage.interactions import Interaction, read_interactions
 
-DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "jsonl"]
+DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "recbole-seq", "jsonl"]
+RECBOLE_KINDS = ("recbole", "recbole-seq")
 
 ML100K_GENRES = (
     "unknown",
@@ -54,6 +60,23 @@ class DatasetConfig(BaseModel):
     path: Path
     # Interactions rated below this are dropped (None keeps all, as implicit feedback).
     min_rating: float | None = None
+    # RecBole item files: the column holding each item's genres ("class" or
+    # "class:token_seq"). None: the first of recbole.GENRE_COLUMNS, else a token_seq column
+    # whose name contains "genre"; with none of these the items have no genres (a warning).
+    genre_field: str | None = None
+
+    @model_validator(mode="after")
+    def _genre_field_is_recbole(self) -> DatasetConfig:
+        if self.genre_field is not None and self.kind not in RECBOLE_KINDS:
+            raise ValueError(
+                f"genre_field names a column of a RecBole item file; kind {self.kind!r} "
+                "reads its genres from its own fixed column"
+            )
+        return self
+
+
+class DatasetWarning(UserWarning):
+    """Data a loader could not use, or changed to use it; the dataset still loads."""
 
 
 @dataclass
@@ -63,6 +86,8 @@ class Dataset:
     items: dict[str, Item]
     sha256: str = ""
     by_user: dict[str, list[Interaction]] = field(default_factory=dict)
+    # What the loader could not use or had to change, one message per problem.
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -89,7 +114,13 @@ def dataset_hash(interactions: list[Interaction], items: dict[str, Item]) -> str
     return digest.hexdigest()
 
 
-def _finish(name: str, rows: list[Interaction], items: list[Item], cfg: DatasetConfig) -> Dataset:
+def _finish(
+    name: str,
+    rows: list[Interaction],
+    items: list[Item],
+    notes: list[str],
+    cfg: DatasetConfig,
+) -> Dataset:
     by_id = {it.id: it for it in items}
     if cfg.min_rating is not None:
         rows = [r for r in rows if r.rating is None or r.rating >= cfg.min_rating]
@@ -101,56 +132,45 @@ def _finish(name: str, rows: list[Interaction], items: list[Item], cfg: DatasetC
                 for u in unknown
             ]
         )
-    return Dataset(name, rows, by_id)
+    return Dataset(name, rows, by_id, warnings=list(notes))
 
 
-def _need(path: Path) -> Path:
-    if not path.exists():
-        raise CatalogError([RowProblem(str(path), 0, "<file>", "file not found")])
-    return path
+def _ml_items(
+    path: Path, sep: str, encoding: str, genre_flags: bool, notes: list[str]
+) -> list[Item]:
+    def rows() -> Iterator[tuple[int, dict[str, Any]] | RowProblem]:
+        with need_file(path).open(encoding=encoding) as fh:
+            for n, line in enumerate(fh, start=1):
+                line = line.rstrip("\n")
+                if not line:
+                    continue
+                parts = line.split(sep)
+                if len(parts) < (2 + len(ML100K_GENRES) if genre_flags else 3):
+                    yield RowProblem(str(path), n, "<row>", "too few fields", line)
+                    continue
+                if genre_flags:  # ML-100K: 19 trailing 0/1 genre columns
+                    flags = parts[-len(ML100K_GENRES) :]
+                    genres = [g for g, f in zip(ML100K_GENRES, flags, strict=True) if f == "1"]
+                    genres = [g for g in genres if g != "unknown"]
+                else:
+                    genres = [g for g in parts[2].split("|") if g]
+                title = item_title(parts[1], parts[0], f"{path}:{n}", notes)
+                yield n, item_row(parts[0], title, genres)
 
-
-def _int_field(path: Path, line: int, name: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise CatalogError([RowProblem(str(path), line, name, "not a number", raw)]) from None
-
-
-def _ml_items(path: Path, sep: str, encoding: str, genre_flags: bool) -> list[Item]:
-    items = []
-    with _need(path).open(encoding=encoding) as fh:
-        for n, line in enumerate(fh, start=1):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            parts = line.split(sep)
-            if len(parts) < 3:
-                raise CatalogError([RowProblem(str(path), n, "<row>", "too few fields", line)])
-            if genre_flags:  # ML-100K: 19 trailing 0/1 genre columns
-                genres = [g for g, f in zip(ML100K_GENRES, parts[-19:], strict=True) if f == "1"]
-                genres = [g for g in genres if g != "unknown"]
-            else:
-                genres = [g for g in parts[2].split("|") if g]
-            meta: dict[str, str | int | float | bool] = {"genres": "|".join(genres)}
-            for g in genres:
-                meta[genre_key(g)] = True
-            text = ("Genres: " + ", ".join(genres) + ".") if genres else ""
-            items.append(Item(id=parts[0], title=parts[1] or parts[0], text=text, metadata=meta))
-    return items
+    return validate_rows(rows(), str(path))
 
 
 def _ml_ratings(path: Path, sep: str) -> list[Interaction]:
     rows = []
-    with _need(path).open(encoding="latin-1") as fh:
+    with need_file(path).open(encoding="latin-1") as fh:
         for n, line in enumerate(fh, start=1):
             parts = line.strip().split(sep)
             if len(parts) != 4:
                 raise CatalogError(
                     [RowProblem(str(path), n, "<row>", "expected user, item, rating, time", line)]
                 )
-            rating = _int_field(path, n, "rating", parts[2])
-            ts = _int_field(path, n, "timestamp", parts[3])
+            rating = number(path, n, "rating", parts[2])
+            ts = number(path, n, "timestamp", parts[3])
             rows.append(Interaction(parts[0], parts[1], ts, rating))
     return rows
 
@@ -158,97 +178,39 @@ def _ml_ratings(path: Path, sep: str) -> list[Interaction]:
 def load_movielens(cfg: DatasetConfig) -> Dataset:
     """ml-latest-small style: ratings.csv + movies.csv (+ tags.csv)."""
     items = load_movielens_items(cfg.path)
-    return _finish(cfg.path.name, read_interactions(_need(cfg.path / "ratings.csv")), items, cfg)
+    rows = read_interactions(need_file(cfg.path / "ratings.csv"))
+    return _finish(cfg.path.name, rows, items, [], cfg)
 
 
 def load_ml100k(cfg: DatasetConfig) -> Dataset:
     """ML-100K: tab-separated u.data and '|'-separated u.item (latin-1)."""
-    items = _ml_items(cfg.path / "u.item", "|", "latin-1", genre_flags=True)
-    return _finish(cfg.path.name, _ml_ratings(cfg.path / "u.data", "\t"), items, cfg)
+    notes: list[str] = []
+    items = _ml_items(cfg.path / "u.item", "|", "latin-1", True, notes)
+    return _finish(cfg.path.name, _ml_ratings(cfg.path / "u.data", "\t"), items, notes, cfg)
 
 
 def load_ml1m(cfg: DatasetConfig) -> Dataset:
     """ML-1M: '::'-separated ratings.dat and movies.dat (latin-1)."""
-    items = _ml_items(cfg.path / "movies.dat", "::", "latin-1", genre_flags=False)
-    return _finish(cfg.path.name, _ml_ratings(cfg.path / "ratings.dat", "::"), items, cfg)
-
-
-def _recbole_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """A RecBole atomic file: tab-separated, header ``name:type`` per column."""
-    with _need(path).open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        header = next(reader, None)
-        if not header:
-            raise CatalogError([RowProblem(str(path), 1, "<header>", "empty file")])
-        names = [h.split(":")[0] for h in header]
-        rows = []
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(names):
-                raise CatalogError(
-                    [
-                        RowProblem(
-                            str(path),
-                            reader.line_num,
-                            "<row>",
-                            f"{len(row)} fields, header has {len(names)}",
-                            "\t".join(row),
-                        )
-                    ]
-                )
-            rows.append((reader.line_num, row))
-    return names, rows
+    notes: list[str] = []
+    items = _ml_items(cfg.path / "movies.dat", "::", "latin-1", False, notes)
+    return _finish(cfg.path.name, _ml_ratings(cfg.path / "ratings.dat", "::"), items, notes, cfg)
 
 
 def load_recbole(cfg: DatasetConfig) -> Dataset:
-    """RecBole atomic files: ``<dir>/<name>.inter`` and ``<dir>/<name>.item``."""
-    base = cfg.path if cfg.path.is_dir() else cfg.path.parent
-    stem = cfg.path.name if cfg.path.is_dir() else cfg.path.name.split(".")[0]
-    inter_path, item_path = base / f"{stem}.inter", base / f"{stem}.item"
-    names, rows = _recbole_table(inter_path)
-    for need in ("user_id", "item_id"):
-        if need not in names:
-            raise CatalogError([RowProblem(str(inter_path), 1, need, "column missing in header")])
-    col = {n: i for i, n in enumerate(names)}
-    inter = []
-    for line, row in rows:
-        ts = (
-            _int_field(inter_path, line, "timestamp", row[col["timestamp"]])
-            if "timestamp" in col
-            else 0.0
-        )
-        rating = (
-            _int_field(inter_path, line, "rating", row[col["rating"]]) if "rating" in col else None
-        )
-        inter.append(Interaction(row[col["user_id"]], row[col["item_id"]], ts, rating))
-    inames, irows = _recbole_table(item_path)
-    icol = {n: i for i, n in enumerate(inames)}
-    if "item_id" not in icol:
-        raise CatalogError([RowProblem(str(item_path), 1, "item_id", "column missing in header")])
-    title_col = next((c for c in ("movie_title", "title", "name") if c in icol), None)
-    items = []
-    for _line, row in irows:
-        genres = row[icol["genre"]].split() if "genre" in icol else []
-        meta: dict[str, str | int | float | bool] = {"genres": "|".join(genres)}
-        title = row[icol[title_col]] if title_col else row[icol["item_id"]]
-        text = ("Genres: " + ", ".join(genres) + ".") if genres else ""
-        items.append(
-            Item(
-                id=row[icol["item_id"]],
-                title=title or row[icol["item_id"]],
-                text=text,
-                metadata=meta,
-            )
-        )
-    return _finish(stem, inter, items, cfg)
+    """RecBole atomic files ``NAME.inter`` (+ ``NAME.item``); see genre_agent.eval.recbole."""
+    return _finish(*read_recbole(cfg.path, cfg.genre_field), cfg)
+
+
+def load_recbole_seq(cfg: DatasetConfig) -> Dataset:
+    """RecBole's sequential benchmark files; see genre_agent.eval.recbole.read_recbole_seq."""
+    return _finish(*read_recbole_seq(cfg.path, cfg.genre_field), cfg)
 
 
 def load_jsonl(cfg: DatasetConfig) -> Dataset:
     """``interactions.jsonl`` (user_id, item_id, timestamp, rating) + ``items.jsonl`` (Item)."""
-    items = load_items(_need(cfg.path / "items.jsonl"))
-    rows = read_interactions(_need(cfg.path / "interactions.jsonl"))
-    return _finish(cfg.path.name, rows, items, cfg)
+    items = load_items(need_file(cfg.path / "items.jsonl"))
+    rows = read_interactions(need_file(cfg.path / "interactions.jsonl"))
+    return _finish(cfg.path.name, rows, items, [], cfg)
 
 
 LOADERS: dict[str, Callable[[DatasetConfig], Dataset]] = {
@@ -256,9 +218,14 @@ LOADERS: dict[str, Callable[[DatasetConfig], Dataset]] = {
     "ml-100k": load_ml100k,
     "ml-1m": load_ml1m,
     "recbole": load_recbole,
+    "recbole-seq": load_recbole_seq,
     "jsonl": load_jsonl,
 }
 
 
 def load_dataset(cfg: DatasetConfig) -> Dataset:
-    return LOADERS[cfg.kind](cfg)
+    """Load ``cfg``; each of the dataset's warnings is also raised as a DatasetWarning."""
+    ds = LOADERS[cfg.kind](cfg)
+    for note in ds.warnings:
+        warnings.warn(note, DatasetWarning, stacklevel=2)
+    return ds

@@ -90,9 +90,44 @@ def train_interactions(ds: Dataset) -> list[Interaction]:
     return [r for rows in ds.by_user.values() for r in rows[:-2]]
 
 
+@dataclass(frozen=True)
+class Eligibility:
+    """How ``min_history`` and ``users`` chose the evaluated users (manifest.json)."""
+
+    min_history: int
+    users: int  # in the dataset
+    eligible: int  # with at least min_history items before the validation target
+    dropped: int  # the others
+    sampled: int  # evaluated: a seeded sample of protocol.users eligible users
+
+    def describe(self) -> str:
+        return (
+            f"{self.eligible} of {self.users} users eligible (min_history {self.min_history}), "
+            f"{self.dropped} dropped; {self.sampled} sampled"
+        )
+
+
+def eligibility(ds: Dataset, cfg: ProtocolConfig) -> Eligibility:
+    """Count the users ``min_history`` admits; a one-line ConfigError when it admits none."""
+    lengths = [len(rows) for rows in ds.by_user.values()]
+    eligible = sum(n >= cfg.min_history + 2 for n in lengths)
+    if not eligible:
+        raise ConfigError(
+            f"protocol.min_history = {cfg.min_history}: none of the {len(lengths)} users of "
+            f"dataset {ds.name!r} has the {cfg.min_history + 2} interactions it needs "
+            f"({cfg.min_history} before the validation target, then the validation and test "
+            f"targets); the most any user has is {max(lengths, default=0)}"
+        )
+    return Eligibility(
+        cfg.min_history, len(lengths), eligible, len(lengths) - eligible, min(eligible, cfg.users)
+    )
+
+
 def eligible_users(ds: Dataset, cfg: ProtocolConfig) -> list[str]:
     """Users with at least ``min_history`` items before the validation target, then a seeded
-    sample of ``users`` of them (all of them if fewer), in sorted order."""
+    sample of ``users`` of them (all of them if fewer), in sorted order. None eligible is a
+    ConfigError (:func:`eligibility`)."""
+    eligibility(ds, cfg)
     users = sorted(u for u, rows in ds.by_user.items() if len(rows) >= cfg.min_history + 2)
     if len(users) > cfg.users:
         users = sorted(random.Random(cfg.seed).sample(users, cfg.users))

@@ -41,6 +41,8 @@ def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         row += [_ci(e["metrics"][m]) for m in metrics]
         row += [_ci(e["candidate_recall"]) if "candidate_recall" in e else ""] if recall else []
         row += [_fmt(e.get(x), 2 if "tokens" in x or "per_min" in x else 4) for x in extra]
+        if e["kind"] != "llm":  # baselines have no speed (summary.py)
+            row[len(row) - len(extra) + extra.index("users_per_min")] = "-"
         rows.append(row)
     return header, rows
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,13 @@ from genre_agent.eval.cache import CachingLLM
 from genre_agent.eval.datasets import Dataset, load_dataset
 from genre_agent.eval.experiment import Experiment, VariantSpec
 from genre_agent.eval.metrics import user_metrics
-from genre_agent.eval.protocols import EvalCase, build_cases, history_rows
+from genre_agent.eval.protocols import (
+    Eligibility,
+    EvalCase,
+    build_cases,
+    eligibility,
+    history_rows,
+)
 from genre_agent.eval.world import EvalWorld
 from genre_agent.llm.base import LLM
 from genre_agent.service.profiles import ProfileError
@@ -62,6 +68,8 @@ class Prepared:
     world: EvalWorld
     cases: list[EvalCase]
     retriever_recall: float | None
+    # How protocol.min_history and protocol.users chose the users (None: not counted).
+    eligibility: Eligibility | None = None
 
 
 def needs_llm(cfg: Config) -> bool:
@@ -99,6 +107,7 @@ def prepare(
 ) -> Prepared:
     """Load the data, serve it as a world (index, training interactions), build the cases."""
     ds = load_dataset(exp.dataset)
+    counted = eligibility(ds, exp.protocol)  # before indexing: no eligible user is an error
     base = exp.base_config(overrides)
     world = EvalWorld(ds, base.embedder, base.retrieval.itemknn_neighbours)
     proto = exp.protocol
@@ -119,7 +128,7 @@ def prepare(
         popularity=world.popularity,
         retrieve=retrieve,
     )
-    return Prepared(ds, world, cases, None)
+    return Prepared(ds, world, cases, None, counted)
 
 
 def _record(
@@ -503,6 +512,7 @@ class Runner:
             if old.get("dataset", {}).get("sha256") == self.prepared.ds.sha256:
                 variants.update(old.get("variants", {}))
         variants.update(self.variant_meta)
+        counted = self.prepared.eligibility
         manifest = {
             "experiment": self.exp.model_dump(mode="json"),
             "split": self.split,
@@ -511,8 +521,10 @@ class Runner:
                 "sha256": self.prepared.ds.sha256,
                 "items": len(self.prepared.ds.items),
                 "interactions": len(self.prepared.ds.interactions),
+                "warnings": self.prepared.ds.warnings,
             },
             "users": len(self.prepared.cases),
+            "eligibility": asdict(counted) if counted else None,
             "retriever_recall": self.prepared.retriever_recall,
             "variants": variants,
         }
