@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,3 +122,12 @@ class Recommendation(BaseModel):
     user_id: str | None
     items: list[RankedItem]
     trace: Trace
+
+
+class StreamEvent(BaseModel):
+    """One event of ``Recommender.recommend_stream``: "ranked" (the list, no rationales yet),
+    "rationale" (one item with its rationale), "done" (the whole result)."""
+
+    kind: Literal["ranked", "rationale", "done"]
+    recommendation: Recommendation | None = None
+    item: RankedItem | None = None

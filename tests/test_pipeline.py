@@ -249,3 +249,68 @@ def test_profile_switches_reach_chat(tmp_path) -> None:
         if r.hint.get("task") != "intent"
         for m in r.messages
     )
+
+
+# -- explanations: evidence first, words second ---------------------------------------------
+
+
+def test_evidence_names_supporting_history_shared_attributes_and_signals(tmp_path, catalog_path):
+    rec = make(
+        tmp_path,
+        catalog_path,
+        ranking={"mode": "retrieval", "rationale_top_r": 0},
+        retrieval={"sources": ALL_SOURCES},
+    )
+    rec.add_interactions(ROWS)
+    rec.fit()
+    out = rec.recommend(history=["m4", "m5"], query="parody space", k=5)
+    assert all(i.rationale is None for i in out.items)  # no LLM: evidence only
+    for it in out.items:
+        ev = it.evidence
+        assert ev is not None and 1 <= len(ev.history) <= 2
+        assert {s.id for s in ev.history} <= {"m4", "m5"}
+        assert set(ev.signals) <= set(ALL_SOURCES) and ev.signals
+        for s in ev.history:  # shared attributes really are shared
+            assert all(a in _attrs(rec, s.id) and a in _attrs(rec, it.item.id) for a in s.shared)
+    assert any(ev.request for ev in (i.evidence for i in out.items) if ev)
+
+
+def _attrs(rec, item_id):
+    from genre_agent.ranking.grounding import attributes
+
+    return attributes(rec.sources.lookup([item_id])[item_id])
+
+
+def test_rationales_cite_only_evidence_and_end_in_a_sentence(tmp_path, catalog_path) -> None:
+    import re
+
+    rec = make(tmp_path, catalog_path, ranking={"rationale_top_r": 3})
+    rec.add_interactions(ROWS)
+    rec.fit()
+    out = rec.recommend(history=["m4", "m5"], k=4)
+    explained = [i for i in out.items if i.rationale]
+    assert len(explained) == 3
+    for it in explained:
+        assert set(it.cites) <= set(it.evidence.ids()) and it.cites
+        assert re.search(r"[.!?]$", it.rationale)
+    req = next(r for r in rec.llm.requests if r.hint.get("task") == "explain")
+    assert '"cites"' in req.regex and "m4" in req.regex  # ids are an enum of the evidence
+    assert "Evidence:" in req.messages[1].content
+
+
+def test_recommend_stream_gives_the_list_first_then_each_rationale(tmp_path, catalog_path):
+    rec = make(tmp_path, catalog_path, ranking={"rationale_top_r": 3})
+    rec.add_interactions(ROWS)
+    rec.fit()
+    events = list(rec.recommend_stream(history=["m4", "m5"], k=4))
+    kinds = [e.kind for e in events]
+    assert kinds == ["ranked", "rationale", "rationale", "rationale", "done"]
+    first, done = events[0].recommendation, events[-1].recommendation
+    assert all(i.rationale is None for i in first.items)
+    assert all(i.evidence is not None for i in first.items)
+    assert [i.item.id for i in first.items] == [i.item.id for i in done.items]
+    assert [i.rationale is not None for i in done.items] == [True, True, True, False]
+    plain = rec.recommend(history=["m4", "m5"], k=4)
+    assert [(i.item.id, i.rationale) for i in plain.items] == [
+        (i.item.id, i.rationale) for i in done.items
+    ]

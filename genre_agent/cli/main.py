@@ -136,22 +136,69 @@ def _print_recommendation(result: Any, as_json: bool) -> None:
         print(safe_json(result.model_dump_json(indent=2)))
         sys.stdout.flush()
         return
+    out.print(_table(result, with_rationales=True))
+    _print_trace(result)
+
+
+def _evidence_text(item: Any) -> str:
+    """The evidence in a few words: the supporting liked items and shared attributes."""
+    ev = item.evidence
+    if ev is None:
+        return ""
+    parts = [f"like {s.title}" for s in ev.history]
+    parts += ev.shared[:3]
+    if ev.request:
+        parts.append("asked: " + ", ".join(ev.request))
+    return "; ".join(parts)
+
+
+def _why(item: Any) -> Any:
+    why = safe_text(item.rationale or "")
+    if item.unsupported_terms:
+        terms = terminal_safe(", ".join(item.unsupported_terms))
+        why.append(f"  (unsupported: {terms})", style="yellow")
+    return why
+
+
+def _table(result: Any, with_rationales: bool) -> Table:
     table = Table(title=safe_text(f"Recommendations for user {result.user_id or '-'}"))
     table.add_column("#", justify="right")
     table.add_column("id")
-    table.add_column("title")
+    table.add_column("title", overflow="fold")
     table.add_column("score", justify="right")
-    table.add_column("rationale")
+    table.add_column("evidence", overflow="fold")
+    if with_rationales:
+        # Wrapped, never cut: a rationale is shown whole.
+        table.add_column("rationale", overflow="fold")
     for item in result.items:
         score = "" if item.score is None else f"{item.score:.3f}"
-        why = safe_text(item.rationale or "")
-        if item.unsupported_terms:
-            terms = terminal_safe(", ".join(item.unsupported_terms))
-            why.append(f"  (unsupported: {terms})", style="yellow")
-        table.add_row(
-            str(item.rank), safe_text(item.item.id), safe_text(item.item.title), score, why
-        )
-    out.print(table)
+        row: list[Any] = [str(item.rank), safe_text(item.item.id), safe_text(item.item.title)]
+        row += [score, safe_text(_evidence_text(item))]
+        if with_rationales:
+            row.append(_why(item))
+        table.add_row(*row)
+    return table
+
+
+def _print_stream(events: Any) -> Any:
+    """The ranked list at once, then each rationale as it arrives; returns the result."""
+    first = next(events)
+    result = first.recommendation
+    for note in result.trace.notes:
+        print(terminal_safe(f"note: {note}"), file=sys.stderr)
+    out.print(_table(result, with_rationales=False))
+    for ev in events:
+        if ev.kind == "rationale":
+            line = safe_text(f"{ev.item.rank}. {ev.item.item.title}: ")
+            line.append_text(_why(ev.item))
+            out.print(line)
+        elif ev.kind == "done":
+            result = ev.recommendation
+    _print_trace(result)
+    return result
+
+
+def _print_trace(result: Any) -> None:
     tr = result.trace
     signals = ", ".join(f"{k} {w:g}" for k, w in tr.sources.items())
     err.print(safe_text(f"ranked by {tr.ranked_by or '-'}; candidates from {signals or '-'}"))
@@ -217,6 +264,11 @@ def recommend(
         if cold.profile_text:
             err.print(safe_text(f"profile: {cold.profile_text}", "dim"))
         result = cold.recommendation.model_copy(update={"user_id": user})
+    elif not as_json:
+        _print_stream(
+            rec.recommend_stream(user_id=user, history=hist, query=query, k=k, filters=filters)
+        )
+        return
     else:
         result = rec.recommend(user_id=user, history=hist, query=query, k=k, filters=filters)
     _print_recommendation(result, as_json)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,14 @@ from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore, IndexReport
 from genre_agent.storage.interactions import Interaction, InteractionStore
 from genre_agent.storage.profiles import ProfileStore
-from genre_agent.types import Candidate, RankedItem, Recommendation, StageTiming, Trace
+from genre_agent.types import (
+    Candidate,
+    RankedItem,
+    Recommendation,
+    StageTiming,
+    StreamEvent,
+    Trace,
+)
 
 Announce = Callable[[str], None]
 
@@ -253,6 +261,65 @@ class Recommender:
             _used(query, rerank_profile),
         )
 
+    def recommend_stream(
+        self,
+        user_id: str | None = None,
+        history: Sequence[HistoryEntry] | None = None,
+        query: str | None = None,
+        k: int | None = None,
+        filters: dict[str, Any] | None = None,
+        profile: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> Iterator[StreamEvent]:
+        """``recommend``, streamed: first the ranked list (with evidence, without
+        rationales), then each rationale as its engine call returns, then the whole result.
+
+        Each of the top ``ranking.rationale_top_r`` items is explained by its own request,
+        submitted at once from a thread pool: an engine that serves concurrent callers
+        (the openai engine, or the in-process engine's owner thread) answers them as they
+        finish. Listwise two_phase explains inside its ranker, so it streams nothing early.
+        """
+        cfg = self.config
+        req = RecRequest(user_id, history, query, k, filters, profile, exclude)
+        fusion = self.sources.fusion()
+        prepared = self._prepared(req, lambda q: fusion.search(q, cfg.retrieval.n_candidates))
+        ranked = self._rank([prepared], explain=False)[0]
+        yield StreamEvent(kind="ranked", recommendation=ranked)
+        top = ranked.items[: cfg.ranking.rationale_top_r] if ranked.items else []
+        if cfg.ranking.mode == "listwise" or not top:
+            yield StreamEvent(kind="done", recommendation=ranked)
+            return
+        rank_req = RankRequest(
+            prepared.candidates, prepared.history.liked, req.query, prepared.rerank_profile, 1
+        )
+        trace = ranked.trace
+        items = list(ranked.items)
+
+        def explain(pos: int) -> tuple[int, RankedItem, Trace]:
+            one: list[tuple[list[RankedItem], Trace]] = [([items[pos]], Trace(candidates=[]))]
+            add_rationales(
+                self.llm, cfg.ranking, [rank_req], one, 1, cfg.llm.temperature, cfg.llm.seed
+            )
+            return pos, one[0][0][0], one[0][1]
+
+        with ThreadPoolExecutor(max_workers=len(top)) as pool:
+            futures = [pool.submit(explain, pos) for pos in range(len(top))]
+            for fut in as_completed(futures):
+                pos, item, sub = fut.result()
+                items[pos] = item
+                trace.llm_calls += sub.llm_calls
+                trace.prompt_tokens += sub.prompt_tokens
+                trace.completion_tokens += sub.completion_tokens
+                trace.raw_outputs += sub.raw_outputs
+                trace.rejected_entries += sub.rejected_entries
+                trace.template, trace.template_sha256 = sub.template, sub.template_sha256
+                yield StreamEvent(kind="rationale", item=item)
+        trace.model_id, trace.model_revision = self.llm.model_id, self.llm.revision
+        trace.engine = cfg.llm.engine
+        yield StreamEvent(
+            kind="done", recommendation=ranked.model_copy(update={"items": items, "trace": trace})
+        )
+
     def rank(
         self,
         candidates: Sequence[str | Item],
@@ -322,8 +389,12 @@ class Recommender:
             raise GenreError("candidate ids are not distinct")
         return out
 
-    def _rank(self, prepared: Sequence[_Prepared]) -> list[Recommendation]:
+    def _rank(self, prepared: Sequence[_Prepared], explain: bool = True) -> list[Recommendation]:
         cfg = self.config
+        if not explain:  # recommend_stream: rank now, explain item by item afterwards
+            cfg = cfg.model_copy(
+                update={"ranking": cfg.ranking.model_copy(update={"rationale_top_r": 0})}
+            )
         rank_reqs = [
             RankRequest(p.candidates, p.history.liked, p.req.query, p.rerank_profile, p.k)
             for p in prepared
@@ -351,7 +422,7 @@ class Recommender:
                     trace.model_revision = self.llm.revision
                     trace.engine = cfg.llm.engine
         else:
-            ranker = make_ranker(self.llm, cfg.ranking)
+            ranker = make_ranker(self.llm, cfg.ranking)  # listwise two_phase always explains
             tiers = self._popularity_tiers() if cfg.ranking.popularity_hint else None
             todo = [
                 RankRequest(
