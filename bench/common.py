@@ -33,6 +33,10 @@ def ml_recommender(workdir: Path, **overrides: Any):
     rec.index(load_movielens_items(DATA))  # idempotent: a no-op after the first run
     if not rec.interactions.history("1"):
         rec.add_interactions(read_interactions(DATA / "ratings.csv"))
+    from genre_agent.service.fit import provenance
+
+    if provenance(rec.config, "itemknn") is None:
+        rec.fit()  # the default sources include item-kNN
     return rec
 
 
