@@ -85,11 +85,6 @@ def fit_itemknn(
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    if announce:
-        announce(
-            f"fit itemknn: {len(rows)} interactions, {provenance['users']} users, "
-            f"{len(items)} items in {provenance['fit_seconds']}s -> {final}"
-        )
     return FitReport("itemknn", final, provenance)
 
 
