@@ -130,7 +130,7 @@ class RankingConfig(_Frozen):
     mode: RankingMode = "retrieval"
     template: str = "rerank_listwise"
     k: int = Field(10, ge=1, le=100)
-    max_rationale_chars: int = Field(160, ge=30, le=1000)
+    max_rationale_chars: int = Field(120, ge=30, le=1000)
     max_item_chars: int = Field(160, ge=20, le=4000)
     # Max constrained continuation rounds after the first pass; see genre_agent.ranking.listwise.
     max_repair_rounds: int = Field(3, ge=0, le=20)

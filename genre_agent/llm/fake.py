@@ -117,8 +117,11 @@ class FakeLLM:
         if req.hint.get("task") == "explain":
             why = f"Fits the user's history ({req.hint['item_id']})."
             if '"cites"' in (req.regex or ""):  # the evidence format: cite the first support
-                cites = list(req.hint.get("evidence_ids") or [])[:1]
-                return json.dumps({"cites": cites, "rationale": why})
+                ids = list(req.hint.get("evidence_ids") or [])[:1]
+                titles = list(req.hint.get("evidence_titles") or [])[:1]
+                if ids:
+                    why = f"Like {titles[0]}, it fits the history of this user."
+                return json.dumps({"rationale": why, "cites": ids})
             return json.dumps({"rationale": why})
         return str(req.hint.get("reply", "{}"))
 

@@ -13,6 +13,20 @@ _TAGS_RE = re.compile(r"Tags:\s*([^.]*)\.?")
 GENRE_WORDS = {g.lower() for g in MOVIELENS_GENRES} | {"sci-fi", "scifi", "science fiction"}
 
 
+_ARTICLE_RE = re.compile(
+    r"^(?P<name>.+), (?P<art>The|A|An|Les|La|Le|L'|Il|Der|Die|Das|El)(?P<rest>\s*\(\d{4}\))?$"
+)
+
+
+def display_title(title: str) -> str:
+    """MovieLens writes "Silence of the Lambs, The (1991)"; a sentence wants "The Silence of
+    the Lambs (1991)"."""
+    m = _ARTICLE_RE.match(title.strip())
+    if not m:
+        return title
+    return f"{m['art']} {m['name']}{m['rest'] or ''}"
+
+
 def attributes(item: Item) -> set[str]:
     """The item's citable attributes: "genre X", "tag y", "1980s"."""
     out: set[str] = set()
@@ -35,7 +49,8 @@ def attributes(item: Item) -> set[str]:
 def evidence_text(item: Item, evidence: Evidence | None, cites: Iterable[str] = ()) -> str:
     """Everything a rationale about ``item`` may mention: the item itself, the cited (or, with
     no cites, all) supporting items, the shared attributes and the request words."""
-    parts = [item.title, item.text, str(item.metadata.get("genres", "")).replace("|", " ")]
+    parts = [item.title, display_title(item.title), item.text]
+    parts.append(str(item.metadata.get("genres", "")).replace("|", " "))
     if evidence is not None:
         cited = set(cites)
         for s in evidence.history:

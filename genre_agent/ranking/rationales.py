@@ -13,13 +13,22 @@ nothing is filled in.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
@@ -27,7 +36,7 @@ from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render, template_sha256
 from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
-from genre_agent.ranking.grounding import evidence_text, unsupported_genres
+from genre_agent.ranking.grounding import display_title, evidence_text, unsupported_genres
 from genre_agent.types import Evidence, RankedItem, StageTiming, Trace
 
 
@@ -36,32 +45,68 @@ def rationale_regex(max_chars: int) -> str:
     return r'\{"rationale": "[^"\\\n\r\t]{8,' + str(max_chars) + r'}"\}'
 
 
-SENTENCE = r'^[A-Z0-9][^"\\\n\r\t]{20,%d}[.!?]$'
+# The free part of a sentence: printable ASCII without a double quote or a backslash, so the
+# decoder can neither close the JSON string early nor emit stray bytes.
+_PLAIN = r"[ !#-\[\]-~]"
+OPENERS = ("Like", "As with")
 
 
-def answer_model(evidence_ids: Sequence[str], max_chars: int) -> type[BaseModel]:
-    """The "evidence" answer: cited ids (an enum of the evidence ids, at most 2) and one
-    sentence that starts with a capital, ends with a period and holds no double quote, so the
-    decoder cannot close the string early or stop mid-sentence."""
-    ids = tuple(dict.fromkeys(evidence_ids))
-    cites: Any = (
-        (list[Literal[ids]], Field(max_length=min(2, len(ids))))  # type: ignore[valid-type]
-        if ids
-        else (list[str], Field(max_length=0))
-    )
-    return create_model(
-        "Explanation",
-        __config__=ConfigDict(extra="forbid"),
-        cites=cites,
-        rationale=(str, Field(pattern=SENTENCE % (max_chars - 2))),
-    )
+def _sentence_pattern(title: str | None, max_chars: int) -> str:
+    """One sentence ending with a period. With a supporting title, it must open with
+    "Like <title>," (or "As with <title>,"): it names the evidence it cites."""
+    if title is None:
+        return rf"^[A-Z]{_PLAIN}{{20,{max_chars}}}\.$"
+    openers = "|".join(OPENERS)
+    return rf"^({openers}) {_literal(title)}, {_PLAIN}{{10,{max_chars}}}\.$"
+
+
+def _literal(text: str) -> str:
+    r"""``text`` as a regex literal (spaces stay spaces: some grammar engines reject ``\ ``)."""
+    return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", text)
+
+
+def _citable(title: str) -> bool:
+    """A title that can sit inside the JSON string as written (no quote, backslash or control)."""
+    return all(ch >= " " and ch not in '"\\' for ch in title)
+
+
+def answer_model(support: Sequence[tuple[str, str]], max_chars: int) -> Any:
+    """The "evidence" answer schema for supports ``[(id, title), ...]``.
+
+    One alternative per support: the sentence opens with that support's title and ``cites``
+    is exactly its id, so the cited id and the named title always agree. Without support,
+    the sentence is free (but complete) and ``cites`` is empty. Every answer is
+    ``{"rationale": "...", "cites": [...]}`` with ``extra="forbid"``.
+    """
+    variants: list[type[BaseModel]] = []
+    for n, (item_id, title) in enumerate(t for t in dict.fromkeys(support) if _citable(t[1])):
+        variants.append(
+            create_model(
+                f"Explanation{n}",
+                __config__=ConfigDict(extra="forbid"),
+                rationale=(str, Field(pattern=_sentence_pattern(title, max_chars))),
+                cites=(list[Literal[(item_id,)]], Field(min_length=1, max_length=1)),  # type: ignore[valid-type]
+            )
+        )
+    if not variants:
+        variants.append(
+            create_model(
+                "ExplanationFree",
+                __config__=ConfigDict(extra="forbid"),
+                rationale=(str, Field(pattern=_sentence_pattern(None, max_chars))),
+                cites=(list[str], Field(max_length=0)),
+            )
+        )
+    if len(variants) == 1:
+        return variants[0]
+    return RootModel[Union[tuple(variants)]]  # type: ignore[valid-type,misc]  # noqa: UP007
 
 
 @lru_cache(maxsize=4096)
-def _schema_regex(evidence_ids: tuple[str, ...], max_chars: int) -> str:
+def _schema_regex(support: tuple[tuple[str, str], ...], max_chars: int) -> str:
     from outlines_core.json_schema import build_regex_from_schema
 
-    schema = answer_model(evidence_ids, max_chars).model_json_schema()
+    schema = TypeAdapter(answer_model(support, max_chars)).json_schema()
     return str(build_regex_from_schema(json.dumps(schema), whitespace_pattern=r" ?"))
 
 
@@ -96,7 +141,7 @@ def _request(
         history=_history_view(req.history),
         item={
             "id": item.id,
-            "title": item.title,
+            "title": display_title(item.title),
             "text": item.text,
             "genres": str(item.metadata.get("genres", "")).replace("|", ", "),
         },
@@ -109,14 +154,21 @@ def _request(
         regex, model = rationale_regex(cfg.max_rationale_chars), None
         max_tokens = cfg.max_rationale_chars // 2 + 24
     else:
-        ids = tuple(evidence.ids())
+        support = tuple((h.id, h.title) for h in evidence.history)
         regex, model = (
-            _schema_regex(ids, cfg.max_rationale_chars),
-            answer_model(ids, cfg.max_rationale_chars),
+            _schema_regex(support, cfg.max_rationale_chars),
+            answer_model(support, cfg.max_rationale_chars),
         )
-        # A token is at least ~3 characters here; room for the JSON and two cited ids.
-        max_tokens = cfg.max_rationale_chars // 3 + 40
-    hint = {"task": "explain", "item_id": item.id, "evidence_ids": list(evidence.ids())}
+        # A token is at least ~3 characters here; room for the opener, the title, the JSON
+        # and the cited id.
+        longest = max((len(t) for _, t in support), default=0)
+        max_tokens = (cfg.max_rationale_chars + longest) // 3 + 40
+    hint = {
+        "task": "explain",
+        "item_id": item.id,
+        "evidence_ids": list(evidence.ids()),
+        "evidence_titles": [h.title for h in evidence.history],
+    }
     return (
         GenRequest(
             messages=messages,
@@ -140,14 +192,16 @@ def parse_answer(text: str, model: type[BaseModel] | None) -> tuple[str, list[st
         if not isinstance(why, str) or not why.strip() or set(parsed) != {"rationale"}:
             raise ValueError("malformed rationale")
         return why, []
+    answer: Any
     try:
         answer = model.model_validate(parsed)
     except ValidationError as exc:
         raise ValueError(f"answer fails the schema: {exc.errors()[0]['msg']}") from None
-    cites = list(answer.cites)  # type: ignore[attr-defined]
+    answer = getattr(answer, "root", answer)
+    cites = list(answer.cites)
     if len(set(cites)) != len(cites):
         raise ValueError(f"duplicate cites {cites}")
-    return str(answer.rationale), cites  # type: ignore[attr-defined]
+    return str(answer.rationale), cites
 
 
 def add_rationales(

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from genre_agent.catalog.items import Item
-from genre_agent.ranking.grounding import attributes
+from genre_agent.ranking.grounding import attributes, display_title
 from genre_agent.types import Candidate, Evidence, Support
 
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\-]{2,}")
@@ -53,7 +53,8 @@ def _add_support(picks: list[Support], h: Item, by: str, sim: float, shared: lis
         if s.id == h.id:
             picks[n] = s.model_copy(update={"by": [*s.by, by]})
             return
-    picks.append(Support(id=h.id, title=h.title, by=[by], similarity=sim, shared=shared))
+    title = display_title(h.title)
+    picks.append(Support(id=h.id, title=title, by=[by], similarity=sim, shared=shared))
 
 
 def build_evidence(
