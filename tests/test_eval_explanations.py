@@ -1,15 +1,24 @@
-"""Explanation metrics: each pure function on hand-made records."""
+"""Explanation metrics: each pure function on hand-made records, then the runner, the summary
+and the report on the tiny fixture (fake LLM: "Fits the user's history (<id>).")."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from genre_agent.catalog.items import Item
 from genre_agent.eval import explain_metrics as em
-from genre_agent.types import Evidence, RankedItem, Support
+from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
+from genre_agent.eval.report import write_report
+from genre_agent.eval.runner import Runner, read_results
+from genre_agent.eval.summary import explanation_summary, summarize_prepared
+from genre_agent.llm import FakeLLM
+from genre_agent.service.recommender import Recommender
+from genre_agent.service.requests import RecRequest
+from genre_agent.types import Evidence, RankedItem, Recommendation, Support
 
 
 def entry(
@@ -191,3 +200,216 @@ def test_explanation_entry_records_cites_and_evidence() -> None:
         "Horror|Comedy",
         ["genre Horror"],
     )
+
+
+# -- summary of hand-made lines -----------------------------------------------------------------
+def _line(user: str, seed: int, grounding: float | None, cited: float | None, rand: float | None):
+    return {
+        "user_id": user,
+        "seed": seed,
+        "explanations": [entry("A."), entry("B.")],
+        "explain_metrics": {m: 0.0 for m in em.METRICS} | {"grounding_rate": grounding},
+        "cf_drop_cited": cited,
+        "cf_drop_random": rand,
+    }
+
+
+def test_explanation_summary_averages_users_and_pairs_the_counterfactual() -> None:
+    lines = [
+        _line("u1", 0, 1.0, 2.0, 0.0),
+        _line("u1", 1, 0.0, 4.0, 0.0),  # seeds of one user are averaged first
+        _line("u2", 0, 1.0, 1.0, 1.0),
+        _line("u3", 0, None, None, None),  # undefined for u3: left out
+        {"user_id": "u4", "seed": 0},  # no rationale: no line in the block
+    ]
+    s = explanation_summary(lines, 200)
+    assert s is not None
+    assert s["rationales"] == 8 and s["users"] == 3
+    m = s["metrics"]
+    assert m["grounding_rate"]["mean"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["grounding_rate"]["users"] == 2
+    assert m["cf_drop_cited"]["mean"] == pytest.approx((3.0 + 1.0) / 2)
+    assert m["cf_drop_random"]["mean"] == pytest.approx(0.5)
+    diff = m["cf_drop_cited_minus_random"]
+    assert diff["mean"] == pytest.approx(((3.0 - 0.0) + (1.0 - 1.0)) / 2)
+    assert diff["low"] <= diff["mean"] <= diff["high"] and diff["users"] == 2
+    assert explanation_summary([{"user_id": "u", "seed": 0}], 200) is None
+    no_cf = explanation_summary([_line("u1", 0, 1.0, None, None)], 200)
+    assert no_cf is not None and "cf_drop_cited" not in no_cf["metrics"]
+
+
+# -- the runner, summary and report on the tiny fixture --------------------------------------
+FREE = {"ranking.rationale_format": "free", "ranking.rationale_template": "explain_item"}
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    return write_jsonl_dataset(tmp_path / "data")
+
+
+def _experiment(data: Path, **extra: Any) -> Any:
+    spec: dict[str, Any] = {
+        "config": {
+            "llm": {"engine": "fake"},
+            "embedder": {"kind": "fake"},
+            "ranking": {"mode": "retrieval", "rationale_top_r": 3},
+        },
+        "explanations": True,
+        "variants": [{"name": "evidence"}, {"name": "free", "overrides": FREE}],
+        "baselines": ["popularity"],
+    }
+    return tiny_experiment(data, **{**spec, **extra})
+
+
+def test_runner_records_explanations_and_the_report_compares_variants(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Recommender, list[tuple[Sequence[Any], RecRequest]], list[Any]]] = []
+    real = Recommender.rank_many
+
+    def spy(self: Recommender, jobs: Any) -> list[Recommendation]:
+        outs = real(self, jobs)
+        calls.append((self, list(jobs), outs))
+        return outs
+
+    monkeypatch.setattr(Recommender, "rank_many", spy)
+    llms: list[FakeLLM] = []
+
+    def factory(_: Any) -> FakeLLM:
+        llms.append(FakeLLM("first"))
+        return llms[-1]
+
+    run = Runner(_experiment(data), tmp_path / "r", llm_factory=factory)
+    run.run()
+    lines = read_results(tmp_path / "r")
+    new = {"explanations", "explain_metrics", "rationale_attempts_truncated", "cf_drop_cited"}
+    assert not new & {k for r in lines if r["system"] == "popularity" for k in r}
+
+    hist = {c.user_id: c.history for c in run.prepared.cases}
+    for name in ("evidence", "free"):
+        recs = [r for r in lines if r["system"] == name]
+        assert len(recs) == 8
+        for r in recs:
+            ex = r["explanations"]
+            assert [e["item_id"] for e in ex] == r["ranked"][:3]
+            assert all(e["rationale"] == f"Fits the user's history ({e['item_id']})." for e in ex)
+            assert r["rationale_attempts_truncated"] == 0
+            assert r["explain_metrics"]["grounding_rate"] == 1.0
+            if name == "evidence":  # the fake cites the first evidence id
+                assert all(e["cites"] == e["evidence_ids"][:1] for e in ex)
+                assert all(set(e["cites"]) <= set(hist[r["user_id"]]) for e in ex)
+            else:
+                assert all(e["cites"] == [] for e in ex)
+                assert r["cf_drop_cited"] is None and r["cf_drop_random"] is None
+    # Exactly one explain request per explained item: the counterfactual calls no LLM.
+    explains = [q for llm in llms for q in llm.requests if q.hint.get("task") == "explain"]
+    assert len(explains) == 2 * 8 * 3
+
+    # The counterfactual: the served candidates re-ranked without rationales, first with the
+    # whole history, then without the cited items, then without as many random ones.
+    sources = run.variant_config(run.exp.variants[0]).retrieval.sources  # not the baseline's
+    cf_calls = [
+        c
+        for c in calls
+        if c[0].config.ranking.rationale_top_r == 0 and c[0].config.retrieval.sources == sources
+    ]
+    evidence = {r["user_id"]: r for r in lines if r["system"] == "evidence"}
+    # No engine was ever loaded by the counterfactual's Recommender (it loads lazily).
+    assert len(cf_calls) == 8 and all(c[0]._llm is None for c in cf_calls)
+    for _, jobs, outs in cf_calls:
+        user = jobs[0][1].user_id
+        line = evidence[user]
+        assert all(
+            len(cands) == 8 and {it.id for it in cands} == set(line["ranked"]) for cands, _ in jobs
+        )
+        full = [row.item_id for row in jobs[0][1].history]
+        assert tuple(full) == hist[user]
+        orders = [[it.item.id for it in o.items] for o in outs]
+        cited, rand = [], []
+        plan = [e for e in line["explanations"] if e["cites"]]
+        assert len(jobs) == 1 + 2 * len(plan)
+        for n, e in enumerate(plan):
+            without = [row.item_id for row in jobs[1 + 2 * n][1].history]
+            assert without == [h for h in full if h not in e["cites"]]
+            assert len({row.item_id for row in jobs[2 + 2 * n][1].history}) == len(set(full)) - 1
+            cited.append(orders[1 + 2 * n].index(e["item_id"]) - orders[0].index(e["item_id"]))
+            rand.append(orders[2 + 2 * n].index(e["item_id"]) - orders[0].index(e["item_id"]))
+        assert line["cf_drop_cited"] == pytest.approx(sum(cited) / len(cited))
+        assert line["cf_drop_random"] == pytest.approx(sum(rand) / len(rand))
+    # Removing the evidence moves the explained items more than removing random items.
+    assert any(r["cf_drop_cited"] != r["cf_drop_random"] for r in evidence.values())
+
+    s = summarize_prepared(tmp_path / "r", run.prepared)
+    assert "explanations" not in s["systems"]["popularity"]
+    for name in ("evidence", "free"):
+        block = s["systems"][name]["explanations"]
+        assert block["rationales"] == 24 and block["users"] == 8
+        assert block["metrics"]["grounding_rate"]["mean"] == 1.0
+        assert block["metrics"]["truncation_rate"]["mean"] == 0.0
+    ev = s["systems"]["evidence"]["explanations"]["metrics"]
+    mean_cited = sum(r["cf_drop_cited"] for r in evidence.values()) / 8
+    assert ev["cf_drop_cited"]["mean"] == pytest.approx(mean_cited)
+    assert ev["cf_drop_cited_minus_random"]["users"] == 8
+    assert "cf_drop_cited" not in s["systems"]["free"]["explanations"]["metrics"]
+
+    md_path, html_path = write_report(tmp_path / "r")
+    md = md_path.read_text()
+    section = md.split("## Explanations", 1)[1]
+    assert "| metric | evidence | free |" in section
+    row = next(x for x in section.splitlines() if x.startswith("| grounding rate"))
+    assert row.count("1.0000 [1.0000, 1.0000]") == 2
+    row = next(x for x in section.splitlines() if x.startswith("| counterfactual: cited - random"))
+    assert row.endswith("| - |")
+    assert "<h2>Explanations" in html_path.read_text()
+
+
+def test_llm_ranking_modes_record_no_counterfactual(data: Path, tmp_path: Path) -> None:
+    exp = _experiment(
+        data,
+        variants=[{"name": "listwise", "mode": "listwise"}],
+        protocol={"kind": "sampled", "n_candidates": 8, "users": 3, "min_history": 3},
+        baselines=[],
+    )
+    Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
+    lines = read_results(tmp_path / "r")
+    assert len(lines) == 3 and all(r["explanations"] for r in lines)
+    assert all(r["cf_drop_cited"] is None and r["cf_drop_random"] is None for r in lines)
+
+
+def test_without_the_switch_no_counterfactual_is_recorded(data: Path, tmp_path: Path) -> None:
+    exp = _experiment(
+        data,
+        explanations=False,
+        variants=[{"name": "evidence"}],
+        protocol={"kind": "sampled", "n_candidates": 8, "users": 3, "min_history": 3},
+        baselines=[],
+    )
+    assert _experiment(data).explanations and not exp.explanations
+    Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
+    lines = read_results(tmp_path / "r")
+    assert all(r["explanations"] and "cf_drop_cited" not in r for r in lines)
+
+
+def test_two_stage_counterfactual_reranks_the_systems_own_candidates(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str | None, list[str]]] = []
+    real = Recommender.rank_many
+
+    def spy(self: Recommender, jobs: Any) -> list[Recommendation]:
+        seen.extend((req.user_id, [getattr(c, "id", c) for c in cands]) for cands, req in jobs)
+        return real(self, jobs)
+
+    monkeypatch.setattr(Recommender, "rank_many", spy)
+    exp = _experiment(
+        data,
+        variants=[{"name": "evidence"}],
+        protocol={"kind": "two-stage", "n_candidates": 6, "users": 4, "min_history": 3},
+        baselines=[],
+    )
+    Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
+    lines = {r["user_id"]: r for r in read_results(tmp_path / "r")}
+    assert seen and any(r["cf_drop_cited"] is not None for r in lines.values())
+    for user, cands in seen:
+        assert user is not None
+        assert set(cands) == set(lines[user]["ranked"]) and len(cands) == 6
