@@ -82,6 +82,11 @@ class Experiment(_Frozen):
     # Also report every metric per group of users split by visible history length at these
     # thresholds ([5]: <=5 and >5); see genre_agent.eval.summary.
     segments: list[int] = Field(default_factory=list)
+    # Also measure whether rationales are faithful: for every retrieval-mode variant, re-rank
+    # each user's candidates without the history items the rationales cite (and without as
+    # many random ones) and record the explained items' rank drops (docs/eval.md,
+    # "Explanation metrics"). The other explanation metrics are recorded regardless.
+    explanations: bool = False
     batch_size: int = Field(16, ge=1, le=4096)
     bootstrap: int = Field(2000, ge=100)
     permutations: int = Field(5000, ge=100)

@@ -66,6 +66,36 @@ def comparison_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+# Row labels of the Explanations table, in order (keys of summary.explanations.metrics).
+EXPLANATION_ROWS = (
+    ("grounding_rate", "grounding rate (cites in history, no unsupported genre)"),
+    ("unsupported_rate", "unsupported-term rate"),
+    ("truncation_rate", "truncation rate (no final . ! ?)"),
+    ("truncated_attempt_rate", "truncated attempts / attempts"),
+    ("specificity", "specificity (names a history title or shared attribute)"),
+    ("distinct_2", "distinct-2 (per user)"),
+    ("duplicate_share", "duplicate rationales (share)"),
+    ("cf_drop_cited", "counterfactual rank drop: cited removed"),
+    ("cf_drop_random", "counterfactual rank drop: random removed"),
+    ("cf_drop_cited_minus_random", "counterfactual: cited - random (paired)"),
+)
+
+
+def explanation_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """Rows = explanation metrics, columns = the systems with rationales (two prompt
+    configurations side by side); each cell mean [95% CI]. None when no system has any."""
+    names = [n for n, e in summary["systems"].items() if e.get("explanations")]
+    if not names:
+        return None
+    blocks = [summary["systems"][n]["explanations"] for n in names]
+    rows = [["rationales (n)", *(str(b["rationales"]) for b in blocks)]]
+    rows.append(["users", *(str(b["users"]) for b in blocks)])
+    for key, label in EXPLANATION_ROWS:
+        cells = [_ci(b["metrics"][key]) if key in b["metrics"] else "-" for b in blocks]
+        rows.append([label, *cells])
+    return ["metric", *names], rows
+
+
 def segment_tables(
     seg: dict[str, Any], primary: str
 ) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -192,6 +222,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tupl
     cheader, crows = comparison_rows(summary)
     prov = _provenance(summary)
     seg = summary.get("segments")
+    expl = explanation_table(summary)
+    expl_title = "Explanations (mean [95% bootstrap CI] over users)"
     md = (
         "\n\n".join(
             [
@@ -201,6 +233,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tupl
                 _md_table(header, rows),
                 "## Paired comparisons (bootstrap CI of the difference, permutation p)",
                 _md_table(cheader, crows),
+                *([f"## {expl_title}", _md_table(*expl)] if expl else []),
                 *([segments_markdown(summary["segments"], summary["primary"])] if seg else []),
             ]
         )
@@ -232,6 +265,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tupl
         + f"<img alt='latency' src='data:image/png;base64,{imgs['latency']}'>"
         + "<h2>Paired comparisons</h2>"
         + h_table(cheader, crows)
+        + (f"<h2>{html.escape(expl_title)}</h2>" + h_table(*expl) if expl else "")
         + "".join(
             f"<h2>{html.escape(title)}</h2>" + h_table(hd, rs)
             for title, hd, rs in (segment_tables(seg, summary["primary"]) if seg else [])

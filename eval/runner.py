@@ -17,6 +17,15 @@ reaches a system, and a failed request is retried with the same request. A varia
 profile (``profile.use_in_rerank``) is built from the same visible history; its enriched
 items (``enrich.enabled``) are the candidates, enriched without any label (see
 ``genre_agent.eval.augment``).
+
+Explanations: a line whose items have rationales also records them (``explanations``: each
+with its cites, evidence ids, shared attributes, unsupported terms, the item's title and
+genres), the truncated rationale attempts and the per-user explanation metrics
+(``genre_agent.eval.explain_metrics``). With ``experiment.explanations``, a retrieval-mode
+variant also re-ranks each user's served candidates without the cited history items, and
+without as many random ones, through a Recommender of its own config with
+``rationale_top_r = 0`` (no LLM), and records the mean rank drops (``cf_drop_cited``,
+``cf_drop_random``). Baselines' lines are unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +45,13 @@ from genre_agent.eval.baselines import baseline_overrides
 from genre_agent.eval.cache import CachingLLM
 from genre_agent.eval.datasets import Dataset, load_dataset
 from genre_agent.eval.experiment import Experiment, VariantSpec
+from genre_agent.eval.explain_metrics import (
+    explanation_entry,
+    mean_or_none,
+    rank_drop,
+    removals,
+)
+from genre_agent.eval.explain_metrics import user_metrics as explain_user_metrics
 from genre_agent.eval.metrics import user_metrics
 from genre_agent.eval.protocols import (
     Eligibility,
@@ -377,6 +393,7 @@ class Runner:
             top = [r.item.id for r in out.items]
             # Unranked candidates follow in presented order (label-blind), so AUC is defined.
             ranked = top + [i for i in cand_ids if i not in set(top)]
+            more.update(self._explanations(case, out))
             lines.append(
                 _record(
                     name,
@@ -398,6 +415,83 @@ class Runner:
                 )
             )
         return lines
+
+    def _explanations(self, case: EvalCase, out: Recommendation) -> dict[str, Any]:
+        """The rationales of ``out`` with their cites and evidence, and their per-user
+        metrics (``eval/explain_metrics.py``); nothing when no item has a rationale."""
+        entries = [explanation_entry(it) for it in out.items if it.rationale is not None]
+        if not entries:
+            return {}
+        reasons = _rejections(out.trace.rejected_entries)
+        truncated = reasons.get("truncated rationale", 0)
+        titles = [self.prepared.ds.items[h].title for h in case.history]
+        return {
+            "explanations": entries,
+            "rationale_attempts_truncated": truncated,
+            "explain_metrics": explain_user_metrics(
+                entries,
+                list(case.history),
+                titles,
+                truncated,
+                truncated + reasons.get("malformed rationale", 0),
+            ),
+        }
+
+    def _counterfactual(
+        self,
+        rec: Recommender | None,
+        case: EvalCase,
+        out: Recommendation,
+        profile: str,
+        plain_history: bool,
+    ) -> dict[str, Any]:
+        """Mean rank drop of the explained items when the history items their rationale cites
+        are removed, and when as many random history items are (seeded by user id): the
+        same candidates re-ranked by ``rec``, the variant's config without rationales, and
+        compared with its order on the whole history. None when ``rec`` is None (an LLM
+        ranking mode) or no explained item cites the visible history; a re-ranking that
+        fails gives None and ``cf_error``."""
+        none: dict[str, Any] = {"cf_drop_cited": None, "cf_drop_random": None}
+        explained = [(it.item.id, it.cites) for it in out.items if it.rationale is not None]
+        plan = removals(explained, case.history, f"{self.exp.protocol.seed}:{case.user_id}")
+        if rec is None or not plan:
+            return none
+        ds = self.prepared.ds
+        rows = history_rows(ds, case)
+        cands = [c.item for c in out.trace.candidates]
+
+        def request(drop: Sequence[str]) -> tuple[list[Item], RecRequest]:
+            gone = set(drop)
+            shown: list[Any] = (
+                [ds.items[h] for h in case.history if h not in gone]
+                if plain_history
+                else [r for r in rows if r.item_id not in gone]
+            )
+            return cands, RecRequest(
+                user_id=case.user_id,
+                history=shown,
+                k=min(len(cands), 100),
+                profile=profile,
+                profile_scope="config",
+            )
+
+        jobs = [request(())]
+        for _, cited, rand in plan:
+            jobs += [request(cited), request(rand)]
+        try:
+            outs = rec.rank_many(jobs)
+        except GenreError as exc:
+            return {**none, "cf_error": str(exc)[:500]}
+        orders = [[it.item.id for it in o.items] for o in outs]
+        base = orders[0]
+        # An item past the first 100 of the full-history order has no rank to drop from.
+        kept = [(n, item) for n, (item, _, _) in enumerate(plan) if item in base]
+        by_cited = [float(rank_drop(base, orders[1 + 2 * n], item)) for n, item in kept]
+        by_random = [float(rank_drop(base, orders[2 + 2 * n], item)) for n, item in kept]
+        return {
+            "cf_drop_cited": mean_or_none(by_cited),
+            "cf_drop_random": mean_or_none(by_random),
+        }
 
     def run_baselines(self) -> None:
         ds = self.prepared.ds
@@ -452,6 +546,14 @@ class Runner:
             # The bm25 variant indexes the enriched texts; LLM variants see enriched
             # candidates as items passed with the request.
             catalog = {**ds.items, **inputs.enriched} if bm25 else None
+            # Counterfactual re-ranking (experiment.explanations): the same config without
+            # rationales, so no LLM runs. An LLM ranking mode would need the LLM: skipped.
+            cf_rec = None
+            if self.exp.explanations and cfg.ranking.mode == "retrieval":
+                ranking = cfg.ranking.model_copy(update={"mode": "retrieval", "rationale_top_r": 0})
+                cf_rec = self.prepared.world.recommender(
+                    cfg.model_copy(update={"ranking": ranking}), catalog=catalog
+                )
             for seed in seeds:
                 scfg = cfg.model_copy(
                     update={"llm": cfg.llm.model_copy(update={"seed": cfg.llm.seed + seed})}
@@ -481,6 +583,17 @@ class Runner:
                     extra = {
                         c.user_id: inputs.record_fields(c, profiles.get(c.user_id)) for c in batch
                     }
+                    if self.exp.explanations:
+                        for c in ok:
+                            out = by_user[c.user_id]
+                            if isinstance(out, Recommendation) and any(
+                                it.rationale is not None for it in out.items
+                            ):
+                                extra[c.user_id].update(
+                                    self._counterfactual(
+                                        cf_rec, c, out, texts.get(c.user_id, ""), bm25
+                                    )
+                                )
                     lines = self._lines(
                         variant.name, "llm", seed, batch, outs, wall, _identity(meta), extra
                     )

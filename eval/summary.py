@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from genre_agent.errors import GenreError
+from genre_agent.eval.explain_metrics import CF_METRICS
+from genre_agent.eval.explain_metrics import METRICS as EXPLAIN_METRICS
 from genre_agent.eval.metrics import average_popularity, coverage, intra_list_diversity, mean
 from genre_agent.eval.runner import read_results
 from genre_agent.eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
@@ -46,6 +48,49 @@ def _compare(
         "low": ci.low,
         "high": ci.high,
         "p": paired_permutation_p(xa, xb, n_perm),
+    }
+
+
+def _user_means(records: list[dict[str, Any]], key: str) -> dict[str, float]:
+    """Per-user value of an explanation metric averaged over seeds; None values (undefined
+    for that line) are left out, and a user with none is left out."""
+    acc: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        # The counterfactual drops are top-level fields, the other metrics in explain_metrics.
+        value = r.get(key) if key in CF_METRICS else (r.get("explain_metrics") or {}).get(key)
+        if value is not None:
+            acc[r["user_id"]].append(float(value))
+    return {u: mean(v) for u, v in acc.items()}
+
+
+def explanation_summary(records: list[dict[str, Any]], n_boot: int) -> dict[str, Any] | None:
+    """One system's explanation metrics (eval/explain_metrics.py): each per-user value
+    averaged over users with a 95% bootstrap CI, and the counterfactual's paired difference
+    mean(cited drop - random drop) with a paired bootstrap CI. None without rationales."""
+    recs = [r for r in records if r.get("explanations")]
+    if not recs:
+        return None
+    metrics: dict[str, Any] = {}
+    for m in (*EXPLAIN_METRICS, *CF_METRICS):
+        per_user = _user_means(recs, m)
+        if not per_user:  # undefined for every user (e.g. no counterfactual): no number
+            continue
+        ci = bootstrap_ci(list(per_user.values()), n_boot)
+        metrics[m] = {"mean": ci.mean, "low": ci.low, "high": ci.high, "users": len(per_user)}
+    cited, rand = _user_means(recs, "cf_drop_cited"), _user_means(recs, "cf_drop_random")
+    both = sorted(set(cited) & set(rand))
+    if both:
+        ci = paired_bootstrap_ci([cited[u] for u in both], [rand[u] for u in both], n_boot)
+        metrics["cf_drop_cited_minus_random"] = {
+            "mean": ci.mean,
+            "low": ci.low,
+            "high": ci.high,
+            "users": len(both),
+        }
+    return {
+        "rationales": sum(len(r["explanations"]) for r in recs),
+        "users": len({r["user_id"] for r in recs}),
+        "metrics": metrics,
     }
 
 
@@ -257,6 +302,9 @@ def summarize(
                 }
             )
         entry["dataset_sha256"] = recs[0].get("dataset_sha256")
+        explained = explanation_summary(recs, n_boot)
+        if explained is not None:
+            entry["explanations"] = explained
         systems[name] = entry
     variants = [n for n, e in systems.items() if e["kind"] == "llm"]
     comparisons = []
