@@ -119,8 +119,10 @@ class FakeLLM:
             if '"cites"' in (req.regex or ""):  # the evidence format: cite the first support
                 ids = list(req.hint.get("evidence_ids") or [])[:1]
                 titles = list(req.hint.get("evidence_titles") or [])[:1]
+                shared = list(req.hint.get("evidence_shared") or [[]])[0]
                 if ids:
-                    why = f"Like {titles[0]}, it fits the history of this user."
+                    what = shared[0].split(" ", 1)[-1] if shared else "the history of this user"
+                    why = f"Like {titles[0]}, it shares {what}."
                 return json.dumps({"rationale": why, "cites": ids})
             return json.dumps({"rationale": why})
         return str(req.hint.get("reply", "{}"))

@@ -51,13 +51,30 @@ _PLAIN = r"[ !#-\[\]-~]"
 OPENERS = ("Like", "As with")
 
 
-def _sentence_pattern(title: str | None, max_chars: int) -> str:
-    """One sentence ending with a period. With a supporting title, it must open with
-    "Like <title>," (or "As with <title>,"): it names the evidence it cites."""
+def _sentence_pattern(title: str | None, shared: Sequence[str], max_chars: int) -> str:
+    """One sentence ending with a period. With a supporting title, it opens with "Like
+    <title>," (or "As with <title>,"), so it names the evidence it cites; when that item
+    shares attributes with the recommendation, the sentence must also name one of them
+    (a genre, tag or decade), so every rationale states at least one true, shared fact."""
     if title is None:
         return rf"^[A-Z]{_PLAIN}{{20,{max_chars}}}\.$"
     openers = "|".join(OPENERS)
-    return rf"^({openers}) {_literal(title)}, {_PLAIN}{{10,{max_chars}}}\.$"
+    head = rf"^({openers}) {_literal(title)}, "
+    values = sorted({v for a in shared for v in _attribute_words(a)}, key=len, reverse=True)
+    if not values:
+        return rf"{head}{_PLAIN}{{10,{max_chars}}}\.$"
+    half = max_chars // 2
+    alt = "|".join(_literal(v) for v in values)
+    return rf"{head}{_PLAIN}{{0,{half}}}({alt}){_PLAIN}{{0,{half}}}\.$"
+
+
+def _attribute_words(attribute: str) -> list[str]:
+    """How a sentence may name an attribute: "genre Sci-Fi" -> "Sci-Fi", "sci-fi";
+    "tag space" -> "space"; "1990s" -> "1990s"."""
+    value = attribute.split(" ", 1)[1] if attribute.startswith(("genre ", "tag ")) else attribute
+    if not all(" " <= ch <= "~" and ch not in '"\\' for ch in value):
+        return []
+    return list(dict.fromkeys([value, value.lower()]))
 
 
 def _literal(text: str) -> str:
@@ -70,8 +87,8 @@ def _citable(title: str) -> bool:
     return all(ch >= " " and ch not in '"\\' for ch in title)
 
 
-def answer_model(support: Sequence[tuple[str, str]], max_chars: int) -> Any:
-    """The "evidence" answer schema for supports ``[(id, title), ...]``.
+def answer_model(support: Sequence[tuple[str, str, tuple[str, ...]]], max_chars: int) -> Any:
+    """The "evidence" answer schema for supports ``[(id, title, shared attributes), ...]``.
 
     One alternative per support: the sentence opens with that support's title and ``cites``
     is exactly its id, so the cited id and the named title always agree. Without support,
@@ -79,12 +96,14 @@ def answer_model(support: Sequence[tuple[str, str]], max_chars: int) -> Any:
     ``{"rationale": "...", "cites": [...]}`` with ``extra="forbid"``.
     """
     variants: list[type[BaseModel]] = []
-    for n, (item_id, title) in enumerate(t for t in dict.fromkeys(support) if _citable(t[1])):
+    for n, (item_id, title, shared) in enumerate(
+        t for t in dict.fromkeys(support) if _citable(t[1])
+    ):
         variants.append(
             create_model(
                 f"Explanation{n}",
                 __config__=ConfigDict(extra="forbid"),
-                rationale=(str, Field(pattern=_sentence_pattern(title, max_chars))),
+                rationale=(str, Field(pattern=_sentence_pattern(title, shared, max_chars))),
                 cites=(list[Literal[(item_id,)]], Field(min_length=1, max_length=1)),  # type: ignore[valid-type]
             )
         )
@@ -93,7 +112,7 @@ def answer_model(support: Sequence[tuple[str, str]], max_chars: int) -> Any:
             create_model(
                 "ExplanationFree",
                 __config__=ConfigDict(extra="forbid"),
-                rationale=(str, Field(pattern=_sentence_pattern(None, max_chars))),
+                rationale=(str, Field(pattern=_sentence_pattern(None, (), max_chars))),
                 cites=(list[str], Field(max_length=0)),
             )
         )
@@ -103,7 +122,7 @@ def answer_model(support: Sequence[tuple[str, str]], max_chars: int) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _schema_regex(support: tuple[tuple[str, str], ...], max_chars: int) -> str:
+def _schema_regex(support: tuple[tuple[str, str, tuple[str, ...]], ...], max_chars: int) -> str:
     from outlines_core.json_schema import build_regex_from_schema
 
     schema = TypeAdapter(answer_model(support, max_chars)).json_schema()
@@ -154,20 +173,21 @@ def _request(
         regex, model = rationale_regex(cfg.max_rationale_chars), None
         max_tokens = cfg.max_rationale_chars // 2 + 24
     else:
-        support = tuple((h.id, h.title) for h in evidence.history)
+        support = tuple((h.id, h.title, tuple(h.shared)) for h in evidence.history)
         regex, model = (
             _schema_regex(support, cfg.max_rationale_chars),
             answer_model(support, cfg.max_rationale_chars),
         )
         # A token is at least ~3 characters here; room for the opener, the title, the JSON
         # and the cited id.
-        longest = max((len(t) for _, t in support), default=0)
+        longest = max((len(t) for _, t, _ in support), default=0)
         max_tokens = (cfg.max_rationale_chars + longest) // 3 + 40
     hint = {
         "task": "explain",
         "item_id": item.id,
         "evidence_ids": list(evidence.ids()),
         "evidence_titles": [h.title for h in evidence.history],
+        "evidence_shared": [list(h.shared) for h in evidence.history],
     }
     return (
         GenRequest(
