@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent import Recommender
+from genre_agent.config import DEFAULT_SOURCES
 from genre_agent.embedders.fake import FakeEmbedder
 from genre_agent.errors import GenreError
 from genre_agent.llm import FakeLLM
@@ -61,7 +62,7 @@ def test_default_sources_need_a_fit_and_say_so(tmp_path, catalog_path) -> None:
     assert prov["interactions"] == len(ROWS) and prov["config"]["itemknn_neighbours"] == 100
     out = rec.recommend(history=["m4", "m5"], k=3)
     assert len(out.items) == 3 and not {"m4", "m5"} & {i.item.id for i in out.items}
-    assert out.trace.sources == {"itemknn": 1.0, "bm25": 0.5, "popularity": 0.5}
+    assert out.trace.sources == DEFAULT_SOURCES
 
 
 def test_fit_replaces_the_model_whole_and_the_fit_survives_a_reopen(tmp_path, catalog_path):
@@ -207,7 +208,7 @@ def test_profile_switches_reach_cli_recommend_user(tmp_path, catalog_path) -> No
     assert res.exit_code == 0, res.output
     trace = json.loads(res.stdout)["trace"]
     assert trace["profile_used"] == ["rerank"] and trace["profile"]
-    assert trace["sources"] == {"itemknn": 1.0, "bm25": 0.5, "popularity": 0.5}
+    assert trace["sources"] == DEFAULT_SOURCES
 
 
 def test_profile_switches_reach_demo(tmp_path) -> None:
@@ -229,7 +230,7 @@ def test_profile_switches_reach_demo(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     trace = json.loads(res.stdout)["trace"]
     assert trace["profile_used"] == ["rerank"]
-    assert trace["sources"] == {"itemknn": 1.0, "bm25": 0.5, "popularity": 0.5}
+    assert trace["sources"] == DEFAULT_SOURCES
 
 
 def test_profile_switches_reach_chat(tmp_path) -> None:
