@@ -77,6 +77,7 @@ EVIDENCE = {
                 "by": ["itemknn", "embedding"],
                 "similarity": 0.41,
                 "shared": ["genre Sci-Fi", "tag aliens"],
+                "shares": "the genre Sci-Fi and the tag aliens",
             }
         ],
         "shared": ["genre Sci-Fi", "tag aliens"],

@@ -129,6 +129,25 @@ def _schema_regex(support: tuple[tuple[str, str, tuple[str, ...]], ...], max_cha
     return str(build_regex_from_schema(json.dumps(schema), whitespace_pattern=r" ?"))
 
 
+def shares_text(shared: Sequence[str]) -> str:
+    """ "genre Action", "genre Thriller", "tag heist", "1990s" -> "the genres Action and
+    Thriller, the tag heist and the 1990s" (how the prompt words the evidence)."""
+    genres = [a.split(" ", 1)[1] for a in shared if a.startswith("genre ")]
+    tags = [a.split(" ", 1)[1] for a in shared if a.startswith("tag ")]
+    other = [a for a in shared if not a.startswith(("genre ", "tag "))]
+
+    def join(words: list[str]) -> str:
+        return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+    parts = []
+    if genres:
+        parts.append(("the genre " if len(genres) == 1 else "the genres ") + join(genres))
+    if tags:
+        parts.append(("the tag " if len(tags) == 1 else "the tags ") + join(tags))
+    parts += [f"the {o}" for o in other]
+    return join(parts) if parts else ""
+
+
 def signals_text(signals: dict[str, int]) -> str:
     names = {"itemknn": "item-kNN", "bm25": "BM25", "embedding": "embedding search"}
     parts = [f"{names.get(k, k)} (rank {r})" if r else names.get(k, k) for k, r in signals.items()]
@@ -164,7 +183,12 @@ def _request(
             "text": item.text,
             "genres": str(item.metadata.get("genres", "")).replace("|", ", "),
         },
-        evidence=evidence.model_dump(),
+        evidence={
+            **evidence.model_dump(),
+            "history": [
+                {**h.model_dump(), "shares": shares_text(h.shared)} for h in evidence.history
+            ],
+        },
         signals=signals_text(evidence.signals),
         max_item_chars=cfg.max_item_chars,
     )
