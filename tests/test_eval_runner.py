@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from genre_agent.config import DEFAULT_SOURCES
 from genre_agent.errors import ConfigError, GenreError
 from genre_agent.eval.cache import CachingLLM, request_key
 from genre_agent.eval.experiment import load_experiment
@@ -147,6 +148,8 @@ def test_fusion_weight_fuses_like_serving(data: Path, tmp_path: Path) -> None:
             {"name": "retrieval", **scoring, "fusion_weight": 0.0},
         ],
         baselines=["fusion"],
+        # The fusion baseline with the weights the variants' config serves.
+        fusion_weights=dict(DEFAULT_SOURCES),
     )
     Runner(exp, tmp_path / "r", llm_factory=lambda c: FakeLLM("first")).run()
     recs = read_results(tmp_path / "r")

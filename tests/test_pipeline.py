@@ -315,3 +315,46 @@ def test_recommend_stream_gives_the_list_first_then_each_rationale(tmp_path, cat
     assert [(i.item.id, i.rationale) for i in plain.items] == [
         (i.item.id, i.rationale) for i in done.items
     ]
+
+
+def test_grounding_flags_decades_and_genres_the_cited_item_does_not_share() -> None:
+    from genre_agent.catalog.items import Item
+    from genre_agent.ranking.grounding import (
+        evidence_text,
+        unsupported_decades,
+        unsupported_genres,
+    )
+    from genre_agent.types import Evidence, Support
+
+    item = Item(
+        id="a",
+        title="American Beauty (1999)",
+        text="Genres: Drama.",
+        metadata={"genres": "Drama", "year": 1999},
+    )
+    ev = Evidence(
+        history=[
+            Support(id="sw", title="Star Wars (1977)", by=["itemknn"], shared=[]),
+            Support(id="go", title="Go (1999)", by=["embedding"], shared=["1990s", "genre Drama"]),
+        ],
+        shared=["1990s", "genre Drama"],
+    )
+    allowed = evidence_text(item, ev, ["sw"])
+    assert unsupported_decades("Like Star Wars (1977), it shares the 1990s.", allowed) == ["1990s"]
+    assert unsupported_genres("Like Star Wars (1977), it is a horror film.", allowed) == ["horror"]
+    ok = evidence_text(item, ev, ["go"])
+    assert unsupported_decades("Like Go (1999), it shares the 1990s.", ok) == []
+
+
+def test_a_support_that_shares_nothing_is_not_offered_when_another_does() -> None:
+    import re
+
+    from genre_agent.ranking.rationales import _schema_regex
+
+    rx = _schema_regex((("sw", "Star Wars (1977)", ()), ("go", "Go (1999)", ("1990s",))), 120)
+    assert "Star Wars" not in rx and "Go \\(1999\\)" in rx
+    assert re.fullmatch(
+        rx, '{"rationale": "Like Go (1999), it shares the 1990s.", "cites": ["go"]}'
+    )
+    alone = _schema_regex((("sw", "Star Wars (1977)", ()),), 120)
+    assert "Star Wars" in alone

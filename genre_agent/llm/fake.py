@@ -116,14 +116,18 @@ class FakeLLM:
             return _enrich_text(req)
         if req.hint.get("task") == "explain":
             why = f"Fits the user's history ({req.hint['item_id']})."
-            if '"cites"' in (req.regex or ""):  # the evidence format: cite the first support
-                ids = list(req.hint.get("evidence_ids") or [])[:1]
-                titles = list(req.hint.get("evidence_titles") or [])[:1]
-                shared = list(req.hint.get("evidence_shared") or [[]])[0]
-                if ids:
-                    what = shared[0].split(" ", 1)[-1] if shared else "the history of this user"
-                    why = f"Like {titles[0]}, it shares {what}."
-                return json.dumps({"rationale": why, "cites": ids})
+            if '"cites"' in (req.regex or ""):  # the evidence format
+                ids = list(req.hint.get("evidence_ids") or [])
+                titles = list(req.hint.get("evidence_titles") or [])
+                shared = list(req.hint.get("evidence_shared") or [])
+                # Cite the first support that shares something (the schema offers those).
+                pick = next((n for n, s in enumerate(shared) if s), 0)
+                if not ids:
+                    return json.dumps({"rationale": why, "cites": []})
+                facts = shared[pick] if pick < len(shared) else []
+                what = facts[0].split(" ", 1)[-1] if facts else "the history of this user"
+                why = f"Like {titles[pick]}, it shares {what}."
+                return json.dumps({"rationale": why, "cites": [ids[pick]]})
             return json.dumps({"rationale": why})
         return str(req.hint.get("reply", "{}"))
 

@@ -56,8 +56,17 @@ def evidence_text(item: Item, evidence: Evidence | None, cites: Iterable[str] = 
         for s in evidence.history:
             if not cited or s.id in cited:
                 parts += [s.title, *s.shared]
-        parts += evidence.shared + evidence.request
+        # With cites, only what the cited items share counts (not the other support's).
+        parts += (evidence.request if cited else evidence.shared + evidence.request)
     return " ".join(parts)
+
+
+_DECADE_RE = re.compile(r"\b(?:1[89]|20)\d0s\b")
+
+
+def unsupported_decades(rationale: str, allowed: str) -> list[str]:
+    """Decades ("the 1990s") the rationale names that the allowed text does not hold."""
+    return sorted({d for d in _DECADE_RE.findall(rationale) if d not in allowed})
 
 
 def unsupported_genres(rationale: str, allowed: str) -> list[str]:

@@ -36,7 +36,12 @@ from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render, template_sha256
 from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
-from genre_agent.ranking.grounding import display_title, evidence_text, unsupported_genres
+from genre_agent.ranking.grounding import (
+    display_title,
+    evidence_text,
+    unsupported_decades,
+    unsupported_genres,
+)
 from genre_agent.types import Evidence, RankedItem, StageTiming, Trace
 
 
@@ -96,9 +101,11 @@ def answer_model(support: Sequence[tuple[str, str, tuple[str, ...]]], max_chars:
     ``{"rationale": "...", "cites": [...]}`` with ``extra="forbid"``.
     """
     variants: list[type[BaseModel]] = []
-    for n, (item_id, title, shared) in enumerate(
-        t for t in dict.fromkeys(support) if _citable(t[1])
-    ):
+    citable = [t for t in dict.fromkeys(support) if _citable(t[1])]
+    # A support that shares nothing nameable with the item leaves the sentence free; offer
+    # it only when no support shares anything.
+    with_facts = [t for t in citable if any(_attribute_words(a) for a in t[2])]
+    for n, (item_id, title, shared) in enumerate(with_facts or citable):
         variants.append(
             create_model(
                 f"Explanation{n}",
@@ -326,7 +333,11 @@ def add_rationales(
                 allowed += " " + " ".join(
                     f"{h.title} {h.metadata.get('genres', '')}" for h in req.history
                 )
-            bad = unsupported_terms(why, allowed) + unsupported_genres(why, allowed)
+            bad = (
+                unsupported_terms(why, allowed)
+                + unsupported_genres(why, allowed)
+                + unsupported_decades(why, allowed)
+            )
             ranked[job.pos] = entry.model_copy(
                 update={
                     "rationale": why,
