@@ -49,8 +49,14 @@ class LLMConfig(_Frozen):
     kv_cache_gib: int = Field(2, ge=1, le=64)
     enable_prefix_caching: bool = True
     dtype: Literal["bfloat16", "float32", "float16", "auto"] = "bfloat16"
-    request_timeout_s: float = Field(600.0, gt=0)
-    max_retries: int = Field(1, ge=0, le=5)
+    # engine="openai": per HTTP request. With no retries a dead or hung server fails
+    # in about this time instead of retries x timeout.
+    request_timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(0, ge=0, le=5)
+    # In-process engines (vllm, transformers): longest a call waits for its batch, queue
+    # included, before LLMTimeout. Longer than request_timeout_s: one CPU batch of several
+    # rankings with rationales can take minutes on 2 cores.
+    engine_timeout_s: float = Field(300.0, gt=0)
     # engine="fake" only: scripted answers (see genre_agent.llm.fake).
     fake_script: Literal["first", "reverse", "duplicate", "offlist", "malformed"] = "first"
 

@@ -18,6 +18,7 @@ from genre_agent.llm.base import (
     LabelScores,
     ScoreRequest,
 )
+from genre_agent.llm.faults import map_in_threads, openai_error
 
 
 def _revision(target: str) -> str:
@@ -178,8 +179,12 @@ class VLLMEngine:
 class OpenAIEngine:
     """Any OpenAI-compatible server; constrained output uses vLLM's ``structured_outputs``.
 
-    An assistant prefix is continued with vLLM's ``continue_final_message``.
+    An assistant prefix is continued with vLLM's ``continue_final_message``. Server and
+    connection failures raise LLMUnavailable (one line: engine, URL, cause).
     """
+
+    # The HTTP client is thread-safe and the server batches concurrent requests.
+    thread_safe = True
 
     def __init__(self, cfg: LLMConfig, target: str) -> None:
         from openai import OpenAI
@@ -195,6 +200,16 @@ class OpenAIEngine:
         self.model_id = cfg.served_model_name or target
         self.revision = ""
         self._workers = 8
+        self._base_url = str(cfg.base_url)
+        self._timeout_s = cfg.request_timeout_s
+
+    def _create(self, **kwargs: Any) -> Any:
+        import openai
+
+        try:
+            return self.client.chat.completions.create(**kwargs)
+        except openai.OpenAIError as exc:
+            raise openai_error(exc, self._base_url, self._timeout_s) from exc
 
     def _one(self, req: GenRequest) -> Generation:
         messages: list[dict[str, str]] = [
@@ -208,9 +223,9 @@ class OpenAIEngine:
             extra["continue_final_message"] = True
             extra["add_generation_prompt"] = False
         t0 = time.perf_counter()
-        resp = self.client.chat.completions.create(
+        resp = self._create(
             model=self.model_id,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=req.max_tokens,
             temperature=req.temperature,
             seed=req.seed,
@@ -227,11 +242,8 @@ class OpenAIEngine:
         )
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
-        # Concurrent requests let the server batch them.
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            return list(pool.map(self._one, requests))
+        # Concurrent requests let the server batch them; daemon threads keep Ctrl-C prompt.
+        return map_in_threads(self._one, requests, self._workers, "genre-openai")
 
     def _score_one(self, req: ScoreRequest) -> LabelScores:
         import math
@@ -248,9 +260,9 @@ class OpenAIEngine:
         # structured_outputs choice restricts the answer to the labels; with the server
         # started with --logprobs-mode processed_logprobs the returned logprobs are
         # the masked ones. Either way they are renormalised over the labels below.
-        resp = self.client.chat.completions.create(
+        resp = self._create(
             model=self.model_id,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=1,
             temperature=0.0,
             logprobs=True,
@@ -279,10 +291,7 @@ class OpenAIEngine:
         )
 
     def score_labels(self, requests: Sequence[ScoreRequest]) -> list[LabelScores]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            return list(pool.map(self._score_one, requests))
+        return map_in_threads(self._score_one, requests, self._workers, "genre-openai")
 
     def close(self) -> None:
         self.client.close()

@@ -93,6 +93,9 @@ class FakeLLM:
     returning {label: logprob}.
     """
 
+    # Scripts are pure and list.append is atomic: callers may share one FakeLLM.
+    thread_safe = True
+
     def __init__(
         self, script: str | Script = "first", score_script: str | ScoreScript = "first"
     ) -> None:

@@ -53,6 +53,8 @@ _LOCK = threading.Lock()
 def get_engine(cfg: LLMConfig, announce: Callable[[str], None] | None = None) -> LLM:
     """Build (once per process) the engine that ``cfg`` names.
 
+    Engines that do not declare ``thread_safe = True`` come wrapped in an EngineOwner, so
+    any number of threads may share the returned object.
     Packaged model names are prepared lazily (see genre_agent.llm.models.resolve_model).
     """
     if cfg.engine not in ENGINES:
@@ -78,6 +80,11 @@ def get_engine(cfg: LLMConfig, announce: Callable[[str], None] | None = None) ->
             announce(f"loading LLM engine {cfg.engine!r} with model {target}")
         t0 = time.perf_counter()
         engine = ENGINES[cfg.engine](cfg, target)
+        if not getattr(engine, "thread_safe", False):
+            # One engine thread serialises and batches concurrent callers (see owner.py).
+            from genre_agent.llm.owner import own
+
+            engine = own(engine, cfg.engine, cfg.engine_timeout_s)
         if announce:
             announce(f"engine ready in {time.perf_counter() - t0:.1f}s")
         _CACHE[key] = engine

@@ -57,7 +57,7 @@ def evidence_text(item: Item, evidence: Evidence | None, cites: Iterable[str] = 
             if not cited or s.id in cited:
                 parts += [s.title, *s.shared]
         # With cites, only what the cited items share counts (not the other support's).
-        parts += (evidence.request if cited else evidence.shared + evidence.request)
+        parts += evidence.request if cited else evidence.shared + evidence.request
     return " ".join(parts)
 
 

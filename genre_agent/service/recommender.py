@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from genre_agent.config import Config, load_config
 from genre_agent.embedders import Embedder, get_embedder
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM
+from genre_agent.llm.faults import iter_in_threads
 from genre_agent.llm.registry import get_engine
 from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
@@ -302,18 +302,16 @@ class Recommender:
             )
             return pos, one[0][0][0], one[0][1]
 
-        with ThreadPoolExecutor(max_workers=len(top)) as pool:
-            futures = [pool.submit(explain, pos) for pos in range(len(top))]
-            for fut in as_completed(futures):
-                pos, item, sub = fut.result()
-                items[pos] = item
-                trace.llm_calls += sub.llm_calls
-                trace.prompt_tokens += sub.prompt_tokens
-                trace.completion_tokens += sub.completion_tokens
-                trace.raw_outputs += sub.raw_outputs
-                trace.rejected_entries += sub.rejected_entries
-                trace.template, trace.template_sha256 = sub.template, sub.template_sha256
-                yield StreamEvent(kind="rationale", item=item)
+        # Daemon threads waited on in short slices: Ctrl-C stops a stream at once.
+        for _, (pos, item, sub) in iter_in_threads(explain, list(range(len(top))), len(top)):
+            items[pos] = item
+            trace.llm_calls += sub.llm_calls
+            trace.prompt_tokens += sub.prompt_tokens
+            trace.completion_tokens += sub.completion_tokens
+            trace.raw_outputs += sub.raw_outputs
+            trace.rejected_entries += sub.rejected_entries
+            trace.template, trace.template_sha256 = sub.template, sub.template_sha256
+            yield StreamEvent(kind="rationale", item=item)
         trace.model_id, trace.model_revision = self.llm.model_id, self.llm.revision
         trace.engine = cfg.llm.engine
         yield StreamEvent(
