@@ -62,19 +62,21 @@ def _hybrid_where(rec: Recommender, catalog_path: Path) -> None:
     _check(result, 5)
     assert result.trace.sources == HYBRID and result.trace.ranked_by == "retrieval"
     assert all(c.item.metadata.get("genre_comedy") is True for c in result.trace.candidates)
-    for kind in HYBRID:  # and each source alone
-        alone = rec.sources.get(kind)  # type: ignore[arg-type]
-        from genre_agent.retrievers.base import RetrievalQuery
+    # Each source alone, on a filter that rejects some of what it would find: in ROWS, m8
+    # co-occurs with the comedies m4..m12, of which only m11 and m12 are horror too.
+    from genre_agent.retrievers.base import RetrievalQuery
 
-        items = tuple(rec.sources.lookup(HISTORY).values())
-        q = RetrievalQuery(
-            history=items,
-            where=where,
-            allowed_ids=rec.store.ids_where(where),
-            exclude_ids=frozenset(HISTORY),
-        )
-        found = alone.search(q, 20)
-        assert found and all(c.item.metadata.get("genre_comedy") is True for c in found), kind
+    horror = {"genre_horror": True}
+    q = RetrievalQuery(
+        history=tuple(rec.sources.lookup(["m8"]).values()),
+        where=horror,
+        allowed_ids=rec.store.ids_where(horror),
+        exclude_ids=frozenset({"m8"}),
+    )
+    for kind in HYBRID:
+        found = rec.sources.get(kind).search(q, 20)  # type: ignore[arg-type]
+        assert found, kind
+        assert all(c.item.metadata.get("genre_horror") is True for c in found), kind
 
 
 def test_hybrid_where_embedded_chroma(tmp_path: Path, catalog_path: Path, vllm_engine):
