@@ -366,34 +366,34 @@ class Runner:
         lines = []
         for case, out in zip(batch, outs, strict=True):
             more = {**common, **(extra or {}).get(case.user_id, {})}
+            ranked: list[str] = []
+            cand_ids: list[str] = []
             if isinstance(out, Exception):
-                lines.append(
-                    _record(
-                        name,
-                        kind,
-                        seed,
-                        case,
-                        [],
-                        self.exp.ks,
-                        candidates=() if two_stage else None,
-                        failed=True,
-                        error=str(out)[:500],
-                        latency_s=wall,
-                        wall_s=wall,
-                        prompt_tokens=0,
-                        completion_tokens=0,
-                        rejected={},
-                        template_sha256="",
-                        **more,
-                    )
-                )
-                continue
-            trace = out.trace
-            cand_ids = [c.item.id for c in trace.candidates]
-            top = [r.item.id for r in out.items]
-            # Unranked candidates follow in presented order (label-blind), so AUC is defined.
-            ranked = top + [i for i in cand_ids if i not in set(top)]
-            more.update(self._explanations(case, out))
+                fields: dict[str, Any] = {
+                    "failed": True,
+                    "error": str(out)[:500],
+                    "latency_s": wall,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "rejected": {},
+                    "template_sha256": "",
+                }
+            else:
+                trace = out.trace
+                cand_ids = [c.item.id for c in trace.candidates]
+                top = [r.item.id for r in out.items]
+                # Unranked candidates follow in presented order (label-blind): AUC is defined.
+                ranked = top + [i for i in cand_ids if i not in set(top)]
+                more.update(self._explanations(case, out))
+                fields = {
+                    "failed": False,
+                    "latency_s": sum(t.seconds for t in trace.timings),
+                    "prompt_tokens": trace.prompt_tokens,
+                    "completion_tokens": trace.completion_tokens,
+                    "rejected": _rejections(trace.rejected_entries),
+                    "llm_calls": trace.llm_calls,
+                    "template_sha256": trace.template_sha256,
+                }
             lines.append(
                 _record(
                     name,
@@ -403,14 +403,8 @@ class Runner:
                     ranked,
                     self.exp.ks,
                     candidates=cand_ids if two_stage else None,
-                    failed=False,
-                    latency_s=sum(t.seconds for t in trace.timings),
                     wall_s=wall,
-                    prompt_tokens=trace.prompt_tokens,
-                    completion_tokens=trace.completion_tokens,
-                    rejected=_rejections(trace.rejected_entries),
-                    llm_calls=trace.llm_calls,
-                    template_sha256=trace.template_sha256,
+                    **fields,
                     **more,
                 )
             )

@@ -155,12 +155,6 @@ def shares_text(shared: Sequence[str]) -> str:
     return join(parts) if parts else ""
 
 
-def signals_text(signals: dict[str, int]) -> str:
-    names = {"itemknn": "item-kNN", "bm25": "BM25", "embedding": "embedding search"}
-    parts = [f"{names.get(k, k)} (rank {r})" if r else names.get(k, k) for k, r in signals.items()]
-    return ", ".join(parts) or "the catalog order"
-
-
 @dataclass
 class _Job:
     result: int  # index into the results list
@@ -196,7 +190,6 @@ def _request(
                 {**h.model_dump(), "shares": shares_text(h.shared)} for h in evidence.history
             ],
         },
-        signals=signals_text(evidence.signals),
         max_item_chars=cfg.max_item_chars,
     )
     messages = (Message("system", prompt.system), Message("user", prompt.user))

@@ -48,7 +48,6 @@ def fit_itemknn(
     cfg: Config,
     items: Mapping[str, Item],
     interactions: InteractionStore,
-    announce: Announce | None = None,
 ) -> FitReport:
     """Fit item-kNN on every stored interaction and replace the saved model atomically."""
     rows = interactions.all()

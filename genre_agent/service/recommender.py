@@ -147,7 +147,7 @@ class Recommender:
         """Fit the sources that learn from interactions (``genre fit``); see service.fit."""
         from genre_agent.service.fit import fit_itemknn
 
-        report = fit_itemknn(self.config, self.sources.catalog(), self.interactions, self.announce)
+        report = fit_itemknn(self.config, self.sources.catalog(), self.interactions)
         self.sources.invalidate()
         return [report]
 
