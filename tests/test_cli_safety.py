@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
+from test_cli import _sets as _cli_sets
 from typer.testing import CliRunner
 
 import genre_agent.cli.chat as cli_chat
@@ -26,21 +27,8 @@ EVIL = "Evil [/x] [link=http://evil.example]click[/link] \x1b[31mred \x9b2J \u20
 
 
 def _sets(tmp_path: Path, engine: str = "fake") -> list[str]:
-    return [
-        "--set",
-        f"llm.engine={engine}",
-        "--set",
-        "embedder.kind=fake",
-        "--set",
-        f"store.path={tmp_path / 'chroma'}",
-        "--set",
-        f"store.interactions_path={tmp_path / 'i.sqlite'}",
-        "--set",
-        f"profile.path={tmp_path / 'p.sqlite'}",
-        # The fixture catalog comes without interactions: content sources only.
-        "--set",
-        'retrieval.sources={"embedding": 1.0}',
-    ]
+    # test_cli's settings (fake embedder, stores under tmp_path), with this engine.
+    return [f"llm.engine={engine}" if x == "llm.engine=fake" else x for x in _cli_sets(tmp_path)]
 
 
 def _index(tmp_path: Path, rows: list[dict] | None = None) -> None:
