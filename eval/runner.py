@@ -125,7 +125,7 @@ def prepare(
     ds = load_dataset(exp.dataset)
     counted = eligibility(ds, exp.protocol)  # before indexing: no eligible user is an error
     base = exp.base_config(overrides)
-    world = EvalWorld(ds, base.embedder, base.retrieval.itemknn_neighbours)
+    world = EvalWorld(ds, base.embedder)
     proto = exp.protocol
     retrieve = None
     if proto.kind == "retriever":

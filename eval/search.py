@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genre_agent.config import Config, SourceKind
+from genre_agent.config import Config, RankingMode, SourceKind
 from genre_agent.errors import ConfigError
 from genre_agent.eval.experiment import Experiment, VariantSpec
 from genre_agent.eval.runner import LLMFactory, Runner
@@ -40,7 +40,7 @@ class SearchSpace(BaseModel):
     # the base variant's weight. ``--space source.itemknn=0,2``.
     sources: dict[SourceKind, tuple[float, float]] = Field(default_factory=dict)
     # ranking.mode choices (empty: the base variant's mode). ``--space modes=retrieval,scoring``.
-    modes: list[Literal["retrieval", "scoring", "listwise"]] = Field(default_factory=list)
+    modes: list[RankingMode] = Field(default_factory=list)
 
 
 def _toml_value(v: Any) -> str:

@@ -1,14 +1,16 @@
 """A dataset served as the product serves a catalog: the harness's Recommender factory.
 
 The items go into a Chroma collection (cached across runs, keyed by the dataset's SHA-256
-and the embedder), the training interactions into an interaction store, and item-kNN is
-fitted on them as ``genre fit`` would. Every system of an experiment, baseline or LLM
+and the embedder), the training interactions into an interaction store, and each fitted
+source a config uses (``service.fit.FITTERS``) is fitted on them as ``genre fit`` would,
+once per (kind, settings). Every system of an experiment, baseline or LLM
 variant, is then a :class:`~genre_agent.service.recommender.Recommender` built from its own
 config over this one world, and the harness only calls its public methods.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +21,8 @@ from genre_agent.embedders import get_embedder
 from genre_agent.eval.datasets import Dataset
 from genre_agent.eval.protocols import train_interactions
 from genre_agent.llm.base import LLM
-from genre_agent.retrievers.cf import ItemKNNRetriever
+from genre_agent.retrievers.base import Retriever
+from genre_agent.service.fit import FITTERS, FittedSource
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore, make_client
@@ -35,15 +38,14 @@ def index_cache_dir() -> Path:
 class EvalWorld:
     """One dataset's catalog, training interactions and fitted models, shared by systems."""
 
-    def __init__(self, ds: Dataset, embedder: EmbedderConfig, neighbours: int = 100) -> None:
+    def __init__(self, ds: Dataset, embedder: EmbedderConfig) -> None:
         self.ds = ds
         self.embedder_cfg = embedder
         self.train = train_interactions(ds)
         self.interactions = InteractionStore(":memory:")
         self.interactions.add(self.train)
         self.popularity: dict[str, int] = self.interactions.item_counts()
-        self._neighbours = neighbours
-        self._knn: ItemKNNRetriever | None = None
+        self._fitted: dict[str, FittedSource] = {}
         self._store: ChromaStore | None = None
 
     @property
@@ -62,17 +64,24 @@ class EvalWorld:
             self._store = store
         return self._store
 
-    def itemknn(self) -> ItemKNNRetriever:
-        if self._knn is None:
-            self._knn = ItemKNNRetriever.fit(self.ds.items, self.train, self._neighbours)
-        return self._knn
+    def fitted(self, cfg: Config, kind: str) -> FittedSource:
+        """``kind`` fitted on the training split with ``cfg``'s settings (cached)."""
+        fitter = FITTERS[kind]
+        key = json.dumps([kind, fitter.settings(cfg)], sort_keys=True, default=str)
+        if key not in self._fitted:
+            self._fitted[key] = fitter.fit(cfg, self.ds.items, self.train, None)
+        return self._fitted[key]
 
     def recommender(
         self, cfg: Config, llm: LLM | None = None, catalog: Mapping[str, Item] | None = None
     ) -> Recommender:
         """A Recommender for ``cfg`` over this world. ``catalog`` replaces the items the
         sources read (an enriched copy of the dataset's items)."""
-        fitted = {"itemknn": self.itemknn()} if cfg.retrieval.sources.get("itemknn", 0) else {}
-        sources = Sources(cfg, self.store, self.interactions, fitted=dict(fitted))
+        fitted: dict[str, Retriever] = {
+            kind: self.fitted(cfg, kind)
+            for kind, w in cfg.retrieval.sources.items()
+            if w > 0 and kind in FITTERS
+        }
+        sources = Sources(cfg, self.store, self.interactions, fitted=fitted)
         sources.set_catalog(dict(catalog) if catalog is not None else self.ds.items)
         return Recommender(cfg, self.store, self.interactions, llm=llm, sources=sources)

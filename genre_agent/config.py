@@ -16,9 +16,12 @@ from genre_agent.errors import ConfigError
 EngineKind = Literal["vllm", "openai", "transformers", "fake"]
 StoreKind = Literal["embedded", "http", "memory"]
 EmbedderKind = Literal["sentence-transformers", "fake"]
-RankingMode = Literal["listwise", "scoring", "retrieval"]
-# Candidate sources (genre_agent.retrievers.SOURCES): each scores the catalog for a request.
-SourceKind = Literal["embedding", "itemknn", "bm25", "popularity", "random"]
+RankingMode = Literal["listwise", "scoring", "retrieval", "learned"]
+# Candidate sources (genre_agent.service.sources.SOURCES): each scores the catalog for a
+# request. itemknn, als, bpr and sequential are fitted by `genre fit` (service.fit.FITTERS).
+SourceKind = Literal[
+    "embedding", "itemknn", "bm25", "popularity", "random", "als", "bpr", "sequential"
+]
 
 
 class _Frozen(BaseModel):
@@ -96,6 +99,45 @@ DEFAULT_SOURCES: dict[SourceKind, float] = {
 }
 
 
+class ALSConfig(_Frozen):
+    """Implicit-feedback ALS (implicit.als), fitted by `genre fit`."""
+
+    factors: int = Field(64, ge=1, le=4096)
+    regularization: float = Field(0.05, ge=0.0, le=1000.0)
+    iterations: int = Field(15, ge=1, le=1000)
+    # Confidence = 1 + alpha * interaction weight.
+    alpha: float = Field(1.0, gt=0.0, le=10_000.0)
+    seed: int = 0
+
+
+class BPRConfig(_Frozen):
+    """Bayesian personalised ranking (implicit.bpr), fitted by `genre fit`."""
+
+    factors: int = Field(64, ge=1, le=4096)
+    regularization: float = Field(0.01, ge=0.0, le=1000.0)
+    iterations: int = Field(100, ge=1, le=10_000)
+    learning_rate: float = Field(0.01, gt=0.0, le=10.0)
+    seed: int = 0
+
+
+class SequentialConfig(_Frozen):
+    """The self-attentive next-item model (SASRec-style, torch on CPU), fitted by `genre fit`."""
+
+    max_len: int = Field(50, ge=2, le=1000)
+    hidden: int = Field(64, ge=8, le=1024)
+    layers: int = Field(2, ge=1, le=12)
+    heads: int = Field(1, ge=1, le=16)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    epochs: int = Field(200, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    # Wall-clock budget for training (seconds): training stops after the epoch that crosses
+    # it, and provenance says so.
+    time_budget_s: float = Field(480.0, gt=0.0)
+    threads: int | None = Field(None, ge=1, le=1024)
+    seed: int = 0
+
+
 class RetrievalConfig(_Frozen):
     """How candidates are gathered before the LLM sees them.
 
@@ -118,6 +160,9 @@ class RetrievalConfig(_Frozen):
     min_liked_rating: float = 3.5
     exclude_history: bool = True
     seed: int = 0
+    als: ALSConfig = ALSConfig()
+    bpr: BPRConfig = BPRConfig()
+    sequential: SequentialConfig = SequentialConfig()
 
     @model_validator(mode="after")
     def _some_source(self) -> RetrievalConfig:
@@ -129,6 +174,30 @@ class RetrievalConfig(_Frozen):
                 f"sources: at least one source needs a weight > 0, got {dict(self.sources)}"
             )
         return self
+
+
+HistoryBucket = Literal["cold", "short", "long"]
+
+
+def _no_llm_feature() -> dict[HistoryBucket, bool]:
+    return {"cold": False, "short": False, "long": False}
+
+
+class LearnedConfig(_Frozen):
+    """``ranking.mode = "learned"``: a LightGBM lambdarank model over per-candidate features
+    (genre_agent.ranking.learned), trained by `genre fit --ranker`."""
+
+    # The LLM's label score (scoring mode) as a feature, per history-length bucket:
+    # cold <= 5 liked items, short 6-20, long > 20. Off in a bucket: no LLM call there.
+    llm_feature: dict[HistoryBucket, bool] = Field(default_factory=_no_llm_feature)
+    # Training: negatives per validation target drawn from the retrieved candidates, plus
+    # random catalog negatives.
+    retrieved_negatives: int = Field(49, ge=1, le=1000)
+    random_negatives: int = Field(0, ge=0, le=1000)
+    num_leaves: int = Field(31, ge=2, le=4096)
+    n_estimators: int = Field(300, ge=1, le=100_000)
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    seed: int = 0
 
 
 class RankingConfig(_Frozen):
@@ -180,6 +249,7 @@ class RankingConfig(_Frozen):
     # Start each candidate's text with its catalog popularity tier, counted over the
     # interactions the ranker may see (genre_agent.ranking.popularity_hint). Both ranking modes.
     popularity_hint: bool = False
+    learned: LearnedConfig = LearnedConfig()
 
     @model_validator(mode="after")
     def _fusion_needs_scores(self) -> RankingConfig:
@@ -295,6 +365,31 @@ class TuneConfig(_Frozen):
     max_minutes: float | None = Field(None, gt=0)
 
 
+class ServiceConfig(_Frozen):
+    """`genre serve`: the HTTP service (genre_agent.http)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Required to bind anything but loopback; then every endpoint but health needs it.
+    api_key: str | None = None
+    # Longest the LLM stage (rationales, LLM ranking) may take; past it the response is the
+    # non-LLM ranking flagged fallback="llm_timeout".
+    llm_budget_s: float = Field(20.0, gt=0.0)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+
+
+class QueueConfig(_Frozen):
+    """`genre consume`: feedback events from a Redis Stream (genre_agent.queue)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    stream: str = "genre:feedback"
+    group: str = "genre"
+    consumer: str = "consumer-1"
+    dead_letter: str = "genre:feedback:dead"
+    batch: int = Field(100, ge=1, le=10_000)
+    block_ms: int = Field(1000, ge=1, le=60_000)
+
+
 class Config(_Frozen):
     """The whole configuration tree."""
 
@@ -307,6 +402,8 @@ class Config(_Frozen):
     enrich: EnrichConfig = EnrichConfig()
     chat: ChatConfig = ChatConfig()
     tune: TuneConfig = TuneConfig()
+    service: ServiceConfig = ServiceConfig()
+    queue: QueueConfig = QueueConfig()
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of this config (recorded with results)."""

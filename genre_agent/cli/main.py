@@ -87,12 +87,17 @@ def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
     return rec
 
 
-def _fit(rec: Any) -> None:
-    """Refit the interaction-trained sources (item-kNN) and say where they went."""
-    with _progress() as bar:
-        task = bar.add_task("fitting item-kNN", total=None)
-        reports = rec.fit()
-        bar.update(task, total=1, completed=1)
+def _fit(rec: Any, kinds: list[str] | None = None) -> None:
+    """Refit the interaction-trained sources and say where they went."""
+    from genre_agent.service.fit import kinds_to_fit
+
+    todo = kinds or kinds_to_fit(rec.config)
+    reports = []
+    for kind in todo:
+        with _progress() as bar:
+            task = bar.add_task(f"fitting {kind}", total=None)
+            reports += rec.fit([kind])
+            bar.update(task, total=1, completed=1)
     for r in reports:
         p = r.provenance
         err.print(
@@ -117,13 +122,22 @@ def index(
 
 
 @app.command()
-def fit(config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Fit the sources that learn from stored interactions (item-kNN), with provenance.
+def fit(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Fit only this source (repeatable): itemknn, als, ..."),
+    ] = None,
+) -> None:
+    """Fit the sources that learn from stored interactions, with provenance.
 
-    `genre index --interactions` and `genre demo` run this for you; run it again after adding
-    interactions by other means. Popularity counts new interactions without a refit.
+    By default: item-kNN (it also gives rationales their evidence) and every other fitted
+    source with a weight > 0 in retrieval.sources. `genre index --interactions` and
+    `genre demo` run this for you; run it again after adding interactions by other means.
+    Popularity counts new interactions without a refit.
     """
-    _fit(_recommender(_config(config, set_)))
+    _fit(_recommender(_config(config, set_)), source)
 
 
 def _print_recommendation(result: Any, as_json: bool) -> None:

@@ -1,13 +1,15 @@
 """``genre fit``: fit the sources that learn from interactions, and persist them with provenance.
 
-Item-kNN is fitted here and saved under ``store.models_path/itemknn/`` (default: a
-``models/`` folder next to the interactions file): the similarity matrix, its item ids, and
-``provenance.json`` (the interaction data's SHA-256, the config that shaped the model,
-counts and the time). A fit writes to a temporary folder and renames
-it into place only when complete, so a killed fit never damages the model served before.
+``FITTERS`` maps each fitted source kind (item-kNN, ALS, BPR, the sequential model) to how
+it is fitted from interaction rows and loaded back. Each is saved under
+``store.models_path/<kind>/`` (default: a ``models/`` folder next to the interactions file)
+with ``provenance.json`` (the interaction data's SHA-256, the config that shaped the model,
+counts and the time). A fit writes to a temporary folder and renames it into place only when
+complete, so a killed fit never damages the model served before.
 
 Popularity needs no fit: it counts the interaction store on every request whose store has
 changed, so new interactions count at once. BM25 and the embedding source read the catalog.
+The evaluation harness fits the same ``FITTERS`` in memory on its training split.
 """
 
 from __future__ import annotations
@@ -15,22 +17,60 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
+from genre_agent.retrievers.base import Retriever
 from genre_agent.retrievers.cf import ItemKNNRetriever
-from genre_agent.storage.interactions import InteractionStore
+from genre_agent.storage.interactions import Interaction, InteractionStore
 
 Announce = Callable[[str], None]
 
 
 class FitError(GenreError):
     """A source cannot be fitted or loaded (no interactions, no fitted model)."""
+
+
+class FittedSource(Retriever, Protocol):
+    """A source that is fitted from interactions and saved to a folder."""
+
+    def save(self, folder: Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class Fitter:
+    """How one source kind is fitted from interaction rows and loaded back.
+
+    ``fit(cfg, items, rows, announce)`` returns the model; ``settings(cfg)`` is the config
+    that shapes it (recorded in provenance, and the harness's cache key); ``load(folder,
+    items, cfg)`` reads a saved model.
+    """
+
+    fit: Callable[
+        [Config, Mapping[str, Item], Sequence[Interaction], Announce | None], FittedSource
+    ]
+    load: Callable[[Path, Mapping[str, Item], Config], FittedSource]
+    settings: Callable[[Config], dict[str, Any]]
+
+
+def _fit_itemknn(
+    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
+) -> ItemKNNRetriever:
+    return ItemKNNRetriever.fit(items, rows, cfg.retrieval.itemknn_neighbours)
+
+
+FITTERS: dict[str, Fitter] = {
+    "itemknn": Fitter(
+        fit=_fit_itemknn,
+        load=lambda folder, items, cfg: ItemKNNRetriever.load(folder, items),
+        settings=lambda cfg: {"itemknn_neighbours": cfg.retrieval.itemknn_neighbours},
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -44,57 +84,79 @@ def _folder(cfg: Config, kind: str) -> Path:
     return cfg.store.models_dir() / kind
 
 
-def fit_itemknn(
-    cfg: Config,
-    items: Mapping[str, Item],
-    interactions: InteractionStore,
-) -> FitReport:
-    """Fit item-kNN on every stored interaction and replace the saved model atomically."""
-    rows = interactions.all()
-    if not rows:
-        raise FitError(
-            f"genre fit: no interactions in {interactions.path}: load some with "
-            "`genre index CATALOG --interactions FILE` (item-kNN learns from them)"
-        )
-    if not items:
-        raise FitError("genre fit: the catalog is empty: run `genre index CATALOG` first")
-    t0 = time.perf_counter()
-    neighbours = cfg.retrieval.itemknn_neighbours
-    model = ItemKNNRetriever.fit(items, rows, neighbours)
-    known = sum(1 for r in rows if r.item_id in items)
-    provenance = {
-        "kind": "itemknn",
-        "data_sha256": interactions.fingerprint(),
-        "interactions": len(rows),
-        "interactions_in_catalog": known,
-        "users": len({r.user_id for r in rows}),
-        "items": len(items),
-        "config": {"itemknn_neighbours": neighbours},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "fit_seconds": round(time.perf_counter() - t0, 3),
-    }
-    final = _folder(cfg, "itemknn")
+def save_atomically(final: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` fills a temporary folder, then it replaces ``final`` in two renames."""
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    tmp.mkdir(parents=True)
+    write(tmp)
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    return FitReport("itemknn", final, provenance)
 
 
-def load_itemknn(
+def fit_source(
     cfg: Config,
+    kind: str,
     items: Mapping[str, Item],
     interactions: InteractionStore,
     announce: Announce | None = None,
-) -> ItemKNNRetriever:
-    """The saved item-kNN model; a clear error if there is none."""
-    folder = _folder(cfg, "itemknn")
+) -> FitReport:
+    """Fit ``kind`` on every stored interaction and replace its saved model atomically."""
+    if kind not in FITTERS:
+        raise FitError(f"genre fit: {kind!r} is not a fitted source; fitted: {sorted(FITTERS)}")
+    rows = interactions.all()
+    if not rows:
+        raise FitError(
+            f"genre fit: no interactions in {interactions.path}: load some with "
+            f"`genre index CATALOG --interactions FILE` ({kind} learns from them)"
+        )
+    if not items:
+        raise FitError("genre fit: the catalog is empty: run `genre index CATALOG` first")
+    fitter = FITTERS[kind]
+    t0 = time.perf_counter()
+    model = fitter.fit(cfg, items, rows, announce)
+    known = sum(1 for r in rows if r.item_id in items)
+    prov = {
+        "kind": kind,
+        "data_sha256": interactions.fingerprint(),
+        "interactions": len(rows),
+        "interactions_in_catalog": known,
+        "users": len({r.user_id for r in rows}),
+        "items": len(items),
+        "config": fitter.settings(cfg),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fit_seconds": round(time.perf_counter() - t0, 3),
+    }
+
+    def write(tmp: Path) -> None:
+        model.save(tmp)
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2), encoding="utf-8")
+
+    final = _folder(cfg, kind)
+    save_atomically(final, write)
+    return FitReport(kind, final, prov)
+
+
+def fit_itemknn(
+    cfg: Config, items: Mapping[str, Item], interactions: InteractionStore
+) -> FitReport:
+    """Fit item-kNN (the evidence model) on every stored interaction."""
+    return fit_source(cfg, "itemknn", items, interactions)
+
+
+def load_fitted(
+    cfg: Config,
+    kind: str,
+    items: Mapping[str, Item],
+    interactions: InteractionStore,
+    announce: Announce | None = None,
+) -> FittedSource:
+    """The saved model of ``kind``; a clear error if there is none."""
+    folder = _folder(cfg, kind)
     meta_path = folder / "provenance.json"
     if not meta_path.exists():
         stored = interactions.count()
@@ -104,19 +166,43 @@ def load_itemknn(
             else "no interactions are stored either: `genre index CATALOG --interactions FILE`"
         )
         raise FitError(
-            f"retrieval.sources.itemknn needs a fitted model at {folder}: {hint} "
+            f"retrieval.sources.{kind} needs a fitted model at {folder}: {hint} "
             "(or set its weight to 0)"
         )
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     now = interactions.count()
     if announce and now != meta.get("interactions"):
         announce(
-            f"note: itemknn was fitted on {meta.get('interactions')} interactions; the store "
+            f"note: {kind} was fitted on {meta.get('interactions')} interactions; the store "
             f"now holds {now}. Run `genre fit` to include the new ones."
         )
-    return ItemKNNRetriever.load(folder, items)
+    settings = FITTERS[kind].settings(cfg)
+    if announce and meta.get("config") != settings:
+        announce(
+            f"note: {kind} was fitted with {meta.get('config')}; the config now says "
+            f"{settings}. Run `genre fit` to refit."
+        )
+    return FITTERS[kind].load(folder, items, cfg)
+
+
+def load_itemknn(
+    cfg: Config,
+    items: Mapping[str, Item],
+    interactions: InteractionStore,
+    announce: Announce | None = None,
+) -> ItemKNNRetriever:
+    model = load_fitted(cfg, "itemknn", items, interactions, announce)
+    assert isinstance(model, ItemKNNRetriever)
+    return model
 
 
 def provenance(cfg: Config, kind: str) -> dict[str, Any] | None:
     path = _folder(cfg, kind) / "provenance.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def kinds_to_fit(cfg: Config) -> list[str]:
+    """What `genre fit` fits: item-kNN (it also serves evidence) and every other fitted
+    source with a weight > 0."""
+    active = [k for k, w in cfg.retrieval.sources.items() if w > 0 and k in FITTERS]
+    return ["itemknn"] + [k for k in active if k != "itemknn"]

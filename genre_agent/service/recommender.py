@@ -143,13 +143,18 @@ class Recommender:
         """Store interactions. Popularity counts them at once; item-kNN after `genre fit`."""
         return self.interactions.add(rows)
 
-    def fit(self) -> list[Any]:
-        """Fit the sources that learn from interactions (``genre fit``); see service.fit."""
-        from genre_agent.service.fit import fit_itemknn
+    def fit(self, kinds: Sequence[str] | None = None) -> list[Any]:
+        """Fit the sources that learn from interactions (``genre fit``): ``kinds``, else
+        item-kNN and every active fitted source (service.fit)."""
+        from genre_agent.service.fit import fit_source, kinds_to_fit
 
-        report = fit_itemknn(self.config, self.sources.catalog(), self.interactions)
+        todo = list(kinds) if kinds is not None else kinds_to_fit(self.config)
+        catalog = self.sources.catalog()
+        reports = [
+            fit_source(self.config, k, catalog, self.interactions, self.announce) for k in todo
+        ]
         self.sources.invalidate()
-        return [report]
+        return reports
 
     # -- request building -------------------------------------------------------------------
     def _forgotten(self, user_id: str) -> set[str]:

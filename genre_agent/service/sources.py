@@ -19,7 +19,7 @@ from genre_agent.retrievers.embedding import EmbeddingRetriever
 from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.retrievers.popularity import PopularityRetriever
 from genre_agent.retrievers.random import RandomRetriever
-from genre_agent.service.fit import load_itemknn, provenance
+from genre_agent.service.fit import load_fitted, provenance
 from genre_agent.storage.chroma import ChromaStore
 from genre_agent.storage.interactions import InteractionStore
 
@@ -41,8 +41,13 @@ def _embedding(ctx: SourceContext) -> Retriever:
     return EmbeddingRetriever(ctx.store, history_len=ctx.config.retrieval.history_len)
 
 
-def _itemknn(ctx: SourceContext) -> Retriever:
-    return load_itemknn(ctx.config, ctx.catalog(), ctx.interactions, ctx.announce)
+def _fitted(kind: str) -> Callable[[SourceContext], Retriever]:
+    """A source ``genre fit`` fitted (service.fit.FITTERS), loaded from its folder."""
+
+    def build(ctx: SourceContext) -> Retriever:
+        return load_fitted(ctx.config, kind, ctx.catalog(), ctx.interactions, ctx.announce)
+
+    return build
 
 
 def _bm25(ctx: SourceContext) -> Retriever:
@@ -59,7 +64,7 @@ def _random(ctx: SourceContext) -> Retriever:
 
 SOURCES: dict[SourceKind, Callable[[SourceContext], Retriever]] = {
     "embedding": _embedding,
-    "itemknn": _itemknn,
+    "itemknn": _fitted("itemknn"),
     "bm25": _bm25,
     "popularity": _popularity,
     "random": _random,
