@@ -111,6 +111,14 @@ class Trace(BaseModel):
     profile_used: list[str] = Field(default_factory=list)
     # Why the answer has fewer items than asked, and similar one-line facts.
     notes: list[str] = Field(default_factory=list)
+    # "personal": ranked for this request's history/query/profile; "popular": a cold
+    # request (no history, no query, no profile) got the popularity source's list.
+    strategy: str = "personal"
+    # ranking.mode = "learned": the features that ranked this list (the LLM's only in the
+    # history buckets where ranking.learned.llm_feature turns it on).
+    features: list[str] = Field(default_factory=list)
+    # Rationales that were asked for but are missing (LLM budget spent, engine down).
+    missing_rationales: list[str] = Field(default_factory=list)
 
     def seconds(self, stage: str) -> float:
         return sum(t.seconds for t in self.timings if t.stage == stage)
