@@ -52,7 +52,11 @@ def _toml_value(v: Any) -> str:
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         return (
-            "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+            "{"
+            + ", ".join(
+                f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None
+            )
+            + "}"
         )
     return json.dumps(str(v))
 
