@@ -89,8 +89,9 @@ def describe(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<event>"
         shown = ""
-        if err["type"] != "missing" and "input" in err and not isinstance(err["input"], dict):
-            shown = f" (value {shorten(repr(err['input']))})"
+        value = err.get("input")
+        if err["type"] != "missing" and value is not None and not isinstance(value, dict):
+            shown = f" (value {shorten(repr(value))})"
         lines.append(f"field {loc!r}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return lines
 
