@@ -420,9 +420,10 @@ COMMAND_GROUP = "genre_agent.commands"
 def _mount_commands() -> None:
     from importlib.metadata import entry_points
 
-    from genre_agent.cli import chat
+    from genre_agent.cli import chat, consume
 
     chat.register(app)
+    consume.register(app)
     for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         ep.load()(app)
 
