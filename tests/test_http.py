@@ -46,6 +46,8 @@ def make_service(tmp_path: Path, llm: Any = None, **sections: dict[str, Any]) ->
         "llm": {"engine": "fake"},
         "retrieval": {"sources": ALL_SOURCES},
         "ranking": {"rationale_top_r": R},
+        # No Redis call at each scrape unless a test asks for it.
+        "service": {"queue_metrics": False},
     }
     for name, values in sections.items():
         tree[name] = {**tree.get(name, {}), **values}
@@ -418,3 +420,69 @@ def test_concurrent_requests_share_one_recommender(client: TestClient) -> None:
         results = list(pool.map(get, paths))
     assert all(code == 200 for code, _ in results)
     assert results[:4] == results[4:]  # the same answers as one at a time
+
+
+# -- feedback, forgetting a user, the queue's lag -------------------------------------------
+
+
+def test_feedback_is_stored_once_and_a_forgotten_user_is_unknown_again(client) -> None:
+    events = [
+        {"event_id": "e1", "user_id": "u9", "item_id": "m4", "type": "like"},
+        {"event_id": "e2", "user_id": "u9", "item_id": "m5", "type": "rating", "value": 5},
+        {"event_id": "e3", "user_id": "u9", "item_id": "m1", "type": "dislike"},
+    ]
+    assert client.get("/v1/recommend/u9").status_code == 404
+    got = client.post("/v1/feedback", json={"events": events})
+    assert got.json() == {"stored": 3, "duplicates": []}, got.text
+    again = client.post("/v1/feedback", json={"events": events[:2]})
+    assert again.json() == {"stored": 0, "duplicates": ["e1", "e2"]}
+    out = client.get("/v1/recommend/u9", params={"k": 3, "explain": "false"}).json()
+    assert not {"m1", "m4", "m5"} & set(_ids(out))
+    cited = {s["id"] for it in out["items"] for s in it["evidence"]["history"]}
+    assert cited and cited <= {"m4", "m5"}  # the dislike is excluded, never liked
+
+    bad = {"event_id": "e4", "user_id": "u9", "item_id": "m6", "type": "love"}
+    got = client.post("/v1/feedback", json={"events": [bad]})
+    assert got.status_code == 422 and "events.0.type" in got.json()["message"]
+    no_value = {**bad, "type": "rating"}
+    got = client.post("/v1/feedback", json={"events": [no_value]})
+    assert got.status_code == 422 and "value" in got.json()["message"]
+
+    sid = client.post("/v1/sessions", json={"user_id": "u9"}).json()["id"]
+    report = client.delete("/v1/users/u9").json()
+    assert report["events"] == 3 and report["chat_sessions"] == 1 and report["total"] >= 4
+    assert client.get("/v1/recommend/u9").status_code == 404
+    assert client.get(f"/v1/sessions/{sid}").status_code == 404
+    # Other users are untouched; a redelivered event of the forgotten user stays out.
+    assert client.get("/v1/recommend/c0", params={"explain": "false"}).status_code == 200
+    assert client.post("/v1/feedback", json={"events": events[:1]}).json()["stored"] == 0
+
+
+def test_queue_metrics_say_when_redis_does_not_answer(tmp_path: Path) -> None:
+    from servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    svc = make_service(tmp_path, service={"queue_metrics": True}, queue={"redis_url": url})
+    with TestClient(create_app(service=svc)) as c:
+        text = c.get("/metrics").text
+    assert "genre_queue_up 0.0" in text and "genre_queue_lag" not in text
+
+
+@pytest.mark.server
+def test_queue_metrics_report_the_lag_of_a_real_redis(tmp_path: Path) -> None:
+    import redis
+    from servers import redis_server
+
+    with redis_server(tmp_path / "redis") as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url)
+        client.xgroup_create("genre:feedback", "genre", id="0", mkstream=True)
+        for n in range(3):
+            client.xadd("genre:feedback", {"event_id": f"e{n}"})
+        svc = make_service(tmp_path, service={"queue_metrics": True}, queue={"redis_url": url})
+        with TestClient(create_app(service=svc)) as c:
+            text = c.get("/metrics").text
+        client.close()
+    assert "genre_queue_up 1.0" in text
+    assert 'genre_queue_lag{group="genre",stream="genre:feedback"} 3.0' in text
+    assert 'genre_queue_pending{group="genre",stream="genre:feedback"} 0.0' in text

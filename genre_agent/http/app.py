@@ -51,6 +51,8 @@ def create_app(
     cfg = service.config if service is not None else (config or load_config())
     svc = service or Service.from_config(cfg, llm=llm, embedder=embedder)
     metrics = Metrics()
+    if cfg.service.queue_metrics:
+        metrics.watch_queue(cfg.queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,7 +117,8 @@ def create_app(
 
     @app.get("/metrics", dependencies=[auth], tags=["health"])
     def prometheus() -> Response:
-        """Prometheus text: request latency per endpoint, LLM tokens, fallbacks by reason."""
+        """Prometheus text: request latency per endpoint, LLM tokens, fallbacks by reason,
+        and the feedback queue's lag."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.include_router(build_router(svc, metrics), dependencies=[auth])

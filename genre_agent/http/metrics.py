@@ -7,7 +7,10 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from genre_agent.config import QueueConfig
 from genre_agent.types import Recommendation
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware"]
@@ -50,6 +53,10 @@ class Metrics:
             "genre_ready", "1 once stores and models are loaded.", registry=self.registry
         )
 
+    def watch_queue(self, cfg: QueueConfig) -> None:
+        """Report the feedback queue's lag at each scrape (service.queue_metrics)."""
+        self.registry.register(QueueCollector(cfg))
+
     def observe_result(self, rec: Recommendation) -> None:
         tr = rec.trace
         self.tokens.labels("prompt").inc(tr.prompt_tokens)
@@ -61,6 +68,52 @@ class Metrics:
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
+
+
+class QueueCollector(Collector):
+    """The feedback queue's consumer group, read from Redis when /metrics is scraped
+    (``genre_agent.queue.queue_status``; a short timeout, so a missing Redis costs little).
+    ``genre_queue_up`` is 0 when Redis did not answer, and the other gauges are absent."""
+
+    def __init__(self, cfg: QueueConfig) -> None:
+        self.cfg = cfg
+        self._client: Any = None
+
+    def describe(self) -> list[Any]:
+        return []  # no Redis call when the collector is registered
+
+    def collect(self) -> Any:
+        import redis
+
+        from genre_agent.errors import GenreError
+        from genre_agent.queue import queue_status
+
+        up = GaugeMetricFamily("genre_queue_up", "1 if the feedback queue's Redis answered.")
+        try:
+            if self._client is None:
+                self._client = redis.Redis.from_url(
+                    self.cfg.redis_url, socket_connect_timeout=0.25, socket_timeout=0.5
+                )
+            status = queue_status(self._client, self.cfg)
+        except (GenreError, redis.RedisError, ValueError, OSError):
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        if not status.exists:
+            return
+        labels = ["stream", "group"]
+        values = [status.stream, status.group]
+        for name, doc, value in (
+            ("genre_queue_lag", "Stream entries not yet delivered to the group.", status.lag),
+            ("genre_queue_pending", "Entries delivered and not acknowledged.", status.pending),
+            ("genre_queue_length", "Entries in the stream.", status.length),
+        ):
+            if value is not None:
+                gauge = GaugeMetricFamily(name, doc, labels=labels)
+                gauge.add_metric(values, value)
+                yield gauge
 
 
 class MetricsMiddleware:

@@ -6,6 +6,7 @@ thread shares the one Recommender and engine (whose owner thread batches their L
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from genre_agent.catalog.items import validate_rows
 from genre_agent.errors import GenreError, RowProblem
 from genre_agent.http.metrics import Metrics
 from genre_agent.http.schemas import (
+    FeedbackBody,
     ItemsBody,
     MessageBody,
     RankBody,
@@ -29,6 +31,7 @@ from genre_agent.http.schemas import (
 )
 from genre_agent.http.service import Service
 from genre_agent.service.chat import IntentError, SessionState, Turn
+from genre_agent.service.feedback import forget_user, record_feedback
 from genre_agent.types import Recommendation, StreamEvent
 
 SSE = "text/event-stream"
@@ -211,6 +214,21 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         if not service.rec.delete_items([item_id]):
             raise HTTPException(404, f"item {item_id!r} is not in the index")
         return {"deleted": item_id}
+
+    # -- feedback and users -------------------------------------------------------------
+    @router.post("/feedback")
+    def feedback(body: FeedbackBody) -> dict[str, Any]:
+        """Store feedback events (committed before the answer); repeats by event id are
+        listed as duplicates. Histories and popularity see them at once."""
+        result = record_feedback(service.rec.interactions, body.events)
+        return {"stored": result.stored, "duplicates": result.duplicates}
+
+    @router.delete("/users/{user_id}")
+    def forget(user_id: UserId) -> dict[str, Any]:
+        """Delete everything stored about a user: interactions, feedback events, profile,
+        forgotten-item list and chat sessions. Answers with the counts deleted."""
+        report = forget_user(service.rec.config, service.rec.interactions, user_id)
+        return {**dataclasses.asdict(report), "total": report.total()}
 
     # -- chat ---------------------------------------------------------------------------
     @router.post("/sessions", status_code=201)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genre_agent.service.feedback import FeedbackEvent
 from genre_agent.storage.interactions import Interaction
 
 
@@ -88,3 +89,10 @@ class SessionBody(_Strict):
 
 class MessageBody(_Strict):
     message: str = Field(min_length=1, max_length=2000)
+
+
+class FeedbackBody(_Strict):
+    """Feedback events (genre_agent.service.feedback); an event id stored before is a
+    duplicate, not stored again, so a client may safely retry a batch."""
+
+    events: list[FeedbackEvent] = Field(min_length=1, max_length=10_000)
