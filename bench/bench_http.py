@@ -83,10 +83,11 @@ def main() -> None:
             lambda u: client.get(f"/v1/recommend/{u}", params={"k": k, "explain": "false"}),
             users,
         )
-    for name, top in (("evidence, all candidates (before)", None), (f"evidence, top {k} (now)", k)):
-        run = evidence(top)
-        run(users[0])
-        rows[name] = [float(run(u)) for u in users]  # type: ignore[arg-type]
+        # Inside the block: leaving it closes the service's stores.
+        for name, top in (("evidence, all candidates (before)", None), (f"evidence, top {k}", k)):
+            run = evidence(top)
+            run(users[0])
+            rows[name] = [float(run(u)) for u in users]  # type: ignore[arg-type]
     base = statistics.median(rows["direct Recommender (no LLM)"])
     print(f"{len(users)} users, k={k}, n_candidates={rec.config.retrieval.n_candidates}")
     print(f"{'path':<40} {'median ms':>10} {'p90 ms':>8} {'x direct':>9}")

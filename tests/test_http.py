@@ -358,6 +358,10 @@ def test_an_llm_that_is_down_gives_a_flagged_list_never_a_500(tmp_path, mode) ->
         assert events[-1][1]["trace"]["fallback"] == "llm_unavailable"
         metrics = c.get("/metrics").text
         assert 'genre_fallbacks_total{reason="llm_unavailable"} 3.0' in metrics
+        # Chat needs the LLM to read the message: 503 naming the cause, not a 500.
+        sid = c.post("/v1/sessions", json={}).json()["id"]
+        turn = c.post(f"/v1/sessions/{sid}/messages", json={"message": "space"})
+        assert turn.status_code == 503 and "cannot connect" in turn.json()["detail"]
 
 
 # -- auth, binding, metrics, concurrency ----------------------------------------------------
@@ -442,15 +446,18 @@ def test_feedback_is_stored_once_and_a_forgotten_user_is_unknown_again(client) -
     assert cited and cited <= {"m4", "m5"}  # the dislike is excluded, never liked
 
     bad = {"event_id": "e4", "user_id": "u9", "item_id": "m6", "type": "love"}
-    got = client.post("/v1/feedback", json={"events": [bad]})
-    assert got.status_code == 422 and "events.0.type" in got.json()["message"]
+    good = {"event_id": "e5", "user_id": "u9", "item_id": "m7", "type": "view"}
+    got = client.post("/v1/feedback", json={"events": [good, bad]})
+    assert got.status_code == 422 and "events.1.type" in got.json()["message"]
+    # The batch was refused whole: its good event was not stored either.
+    assert client.post("/v1/feedback", json={"events": [good]}).json()["stored"] == 1
     no_value = {**bad, "type": "rating"}
     got = client.post("/v1/feedback", json={"events": [no_value]})
     assert got.status_code == 422 and "value" in got.json()["message"]
 
     sid = client.post("/v1/sessions", json={"user_id": "u9"}).json()["id"]
     report = client.delete("/v1/users/u9").json()
-    assert report["events"] == 3 and report["chat_sessions"] == 1 and report["total"] >= 4
+    assert report["events"] == 4 and report["chat_sessions"] == 1 and report["total"] >= 4
     assert client.get("/v1/recommend/u9").status_code == 404
     assert client.get(f"/v1/sessions/{sid}").status_code == 404
     # Other users are untouched; a redelivered event of the forgotten user stays out.
@@ -486,3 +493,20 @@ def test_queue_metrics_report_the_lag_of_a_real_redis(tmp_path: Path) -> None:
     assert "genre_queue_up 1.0" in text
     assert 'genre_queue_lag{group="genre",stream="genre:feedback"} 3.0' in text
     assert 'genre_queue_pending{group="genre",stream="genre:feedback"} 0.0' in text
+
+
+def test_the_retrieval_order_explains_its_items_as_if_every_candidate_had_evidence(tmp_path):
+    """Evidence is computed for the returned items only; it is the evidence they would
+    have had if every candidate had been given some (each item's is its own)."""
+    from genre_agent.service.requests import RecRequest
+
+    rec = make_service(tmp_path).rec
+    query = "parody space"
+    out = rec.recommend(history=["m4", "m5", "m1"], query=query, k=5)
+    assert all(c.evidence is None for c in out.trace.candidates)
+    history = rec._history(RecRequest(history=["m4", "m5", "m1"]))
+    every = {
+        c.item.id: c.evidence for c in rec._with_evidence(out.trace.candidates, history, query)
+    }
+    assert [it.evidence for it in out.items] == [every[it.item.id] for it in out.items]
+    assert all(it.evidence and it.evidence.history for it in out.items)
