@@ -113,8 +113,6 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
                         metrics.observe_result(ev.recommendation)
                     yield ev
 
-            if first.kind == "done" and first.recommendation is not None:
-                metrics.observe_result(first.recommendation)
             return StreamingResponse(_sse(first, counted()), media_type=SSE)
         done = first
         for ev in events:
