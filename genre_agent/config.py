@@ -393,6 +393,9 @@ class QueueConfig(_Frozen):
     dead_letter: str = "genre:feedback:dead"
     batch: int = Field(100, ge=1, le=10_000)
     block_ms: int = Field(1000, ge=1, le=60_000)
+    # Entries another consumer of the group read and left unacknowledged this long (it
+    # died) are claimed (XAUTOCLAIM) and handled by this one; checked as often. 0 = never.
+    claim_idle_ms: int = Field(60_000, ge=0)
     # Seconds between status lines (counts, lag, pending) when stderr is not a terminal.
     status_every_s: float = Field(10.0, gt=0.0)
 

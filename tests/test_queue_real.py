@@ -191,3 +191,25 @@ def test_restart_rereads_entries_read_but_never_acked(tmp_path: Path, redis_port
     assert "group lag 0, pending 0" in run.stderr, run.stderr
     assert stored(db) == len(ids)
     assert client.xpending(STREAM, GROUP)["pending"] == 0
+
+
+def test_entries_left_pending_by_a_dead_consumer_are_claimed(
+    tmp_path: Path, redis_port: int
+) -> None:
+    client = redis.Redis(port=redis_port)
+    db = tmp_path / "i.sqlite"
+    ids, _ = send(client, 0, 30)
+    client.xgroup_create(STREAM, GROUP, id="0")
+    # consumer-2 read 12 entries and died; consumer-1 is started below.
+    assert len(client.xreadgroup(GROUP, "consumer-2", {STREAM: ">"}, count=12)[0][1]) == 12
+    time.sleep(0.3)
+    run = subprocess.run(
+        consume_cmd(redis_port, db, "--until-idle", "-s", "queue.claim_idle_ms=200"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "claimed 12" in run.stderr, run.stderr
+    assert stored(db) == len(ids)
+    assert client.xpending(STREAM, GROUP)["pending"] == 0

@@ -16,6 +16,7 @@ field ``event`` holding the event as a JSON object.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -99,13 +100,16 @@ class ConsumeStats:
     batches: int = 0
     # Entries re-read from this consumer's pending list at start (read, never acked).
     replayed: int = 0
+    # Entries claimed from other consumers that left them pending (XAUTOCLAIM).
+    claimed: int = 0
     started: float = field(default_factory=time.time)
 
     def line(self) -> str:
         secs = max(time.time() - self.started, 1e-9)
         return (
             f"read {self.read}, stored {self.stored}, duplicates {self.duplicates}, "
-            f"dead-lettered {self.dead}, replayed {self.replayed}, gone {self.gone} "
+            f"dead-lettered {self.dead}, replayed {self.replayed}, claimed {self.claimed}, "
+            f"gone {self.gone} "
             f"in {self.batches} batches ({self.read / secs:.0f} events/s)"
         )
 
@@ -190,6 +194,7 @@ class Consumer:
         self._cursor = "0"
         # The last read of new entries came back empty after block_ms.
         self.idle = False
+        self._next_claim = 0.0
 
     def ensure_group(self) -> None:
         """XGROUP CREATE ... MKSTREAM, unless the group exists (it then keeps its position)."""
@@ -201,10 +206,39 @@ class Consumer:
                     f"XGROUP CREATE {self.cfg.stream} {self.cfg.group}: {exc}"
                 ) from None
 
+    def claim(self) -> int:
+        """Take over entries another consumer of the group read and left unacknowledged for
+        claim_idle_ms (it died), and handle them; returns how many."""
+        total, start = 0, "0-0"
+        while True:
+            resp: Any = self.client.xautoclaim(
+                self.cfg.stream,
+                self.cfg.group,
+                self.cfg.consumer,
+                self.cfg.claim_idle_ms,
+                start_id=start,
+                count=self.cfg.batch,
+            )
+            start = _text(resp[0])
+            entries: list[Entry] = [(_text(eid), fields) for eid, fields in resp[1]]
+            if entries:
+                self.handle(entries)
+                total += len(entries)
+            if start == "0-0":
+                break
+        self.stats.claimed += total
+        return total
+
     def step(self) -> int:
         """Read and handle one batch; returns how many entries it had (0: none came
         within block_ms, or the pending list is now empty)."""
         replay = self._cursor == "0"
+        if not replay and self.cfg.claim_idle_ms and time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + self.cfg.claim_idle_ms / 1000
+            claimed = self.claim()
+            if claimed:
+                self.idle = False
+                return claimed
         resp: Any = self.client.xreadgroup(
             self.cfg.group,
             self.cfg.consumer,
@@ -284,5 +318,10 @@ class Consumer:
             raise QueueError(
                 f"queue {self.cfg.stream!r} at {shown_url(self.cfg.redis_url)}: {exc} "
                 "(entries read but not acknowledged are re-read on the next start)"
+            ) from None
+        except sqlite3.Error as exc:
+            raise QueueError(
+                f"interactions store {self.interactions.path}: {exc} (the batch was not "
+                "acknowledged; it is re-read on the next start)"
             ) from None
         return self.stats
