@@ -1,9 +1,9 @@
 """The LLM stage under a time budget: the ranked list always, rationales while time lasts.
 
 ``budgeted_stream`` runs ``Recommender.recommend_stream`` on a worker thread and passes its
-events on until ``service.llm_budget_s`` is spent. The last event is always "done": the
-stream's own, or, when the budget ran out or the engine failed, the ranked list with the
-rationales that finished, ``trace.fallback`` naming why ("llm_timeout", "llm_unavailable",
+events on until ``service.llm_budget_s`` is spent. The first event is always "ranked" and
+the last always "done": the stream's own, or, when the budget ran out or the engine failed,
+the ranked list with the rationales that finished, ``trace.fallback`` naming why ("llm_timeout", "llm_unavailable",
 "llm_invalid") and ``trace.missing_rationales`` listing the items left unexplained. If
 the failure came before the ranked list (an LLM ranker), the list is the one the non-LLM
 fallback gives. An LLM failure is never an error answer, and never an unflagged one.
@@ -130,6 +130,8 @@ def budgeted_stream(
         final = flag(_merged(ranked, trace, explained), reason, wanted, why)
     else:
         final = flag(fallback(), reason, wanted, why + "; the list is the non-LLM ranking")
+        # A stream always starts with the list.
+        yield StreamEvent(kind="ranked", recommendation=final)
     yield StreamEvent(kind="done", recommendation=final)
 
 
