@@ -3,10 +3,11 @@
 ``budgeted_stream`` runs ``Recommender.recommend_stream`` on a worker thread and passes its
 events on until ``service.llm_budget_s`` is spent. The first event is always "ranked" and
 the last always "done": the stream's own, or, when the budget ran out or the engine failed,
-the ranked list with the rationales that finished, ``trace.fallback`` naming why ("llm_timeout", "llm_unavailable",
-"llm_invalid") and ``trace.missing_rationales`` listing the items left unexplained. If
-the failure came before the ranked list (an LLM ranker), the list is the one the non-LLM
-fallback gives. An LLM failure is never an error answer, and never an unflagged one.
+the ranked list with the rationales that finished, ``trace.fallback`` naming why
+("llm_timeout", "llm_unavailable", "llm_invalid") and ``trace.missing_rationales`` listing
+the items left unexplained. If the failure came before the ranked list (an LLM ranker),
+the list is the one the non-LLM fallback gives. An LLM failure is never an error answer,
+and never an unflagged one.
 """
 
 from __future__ import annotations
