@@ -372,10 +372,15 @@ class ServiceConfig(_Frozen):
     port: int = Field(8000, ge=1, le=65535)
     # Required to bind anything but loopback; then every endpoint but health needs it.
     api_key: str | None = None
-    # Longest the LLM stage (rationales, LLM ranking) may take; past it the response is the
-    # non-LLM ranking flagged fallback="llm_timeout".
+    # Longest the LLM stage (rationales, LLM ranking) may take, counted from the request's
+    # start; past it the answer is the ranked list with the rationales that finished,
+    # flagged fallback="llm_timeout" and missing_rationales (genre_agent.http.budget).
     llm_budget_s: float = Field(20.0, gt=0.0)
+    # A larger request body is refused with 413 before it is parsed.
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    # /metrics reads the feedback queue's lag and pending count from Redis (XINFO GROUPS on
+    # queue.stream) at each scrape, with a short timeout; false: no Redis call.
+    queue_metrics: bool = True
 
 
 class QueueConfig(_Frozen):
@@ -388,6 +393,11 @@ class QueueConfig(_Frozen):
     dead_letter: str = "genre:feedback:dead"
     batch: int = Field(100, ge=1, le=10_000)
     block_ms: int = Field(1000, ge=1, le=60_000)
+    # Entries another consumer of the group read and left unacknowledged this long (it
+    # died) are claimed (XAUTOCLAIM) and handled by this one; checked as often. 0 = never.
+    claim_idle_ms: int = Field(60_000, ge=0)
+    # Seconds between status lines (counts, lag, pending) when stderr is not a terminal.
+    status_every_s: float = Field(10.0, gt=0.0)
 
 
 class Config(_Frozen):

@@ -1,8 +1,10 @@
-"""Start real servers on 127.0.0.1 for tests: `chroma run` and vLLM's OpenAI server."""
+"""Start real servers on 127.0.0.1 for tests: `chroma run`, vLLM's OpenAI server and
+`redis-server`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -91,3 +93,59 @@ def vllm_cmd(model: str, port: int, name: str) -> list[str]:
         "--seed",
         "0",
     ]
+
+
+def redis_cmd(workdir: Path, port: int) -> list[str]:
+    """`redis-server` on loopback, keeping nothing on disk (its files stay in ``workdir``)."""
+    exe = shutil.which("redis-server") or "redis-server"
+    return [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+    ]
+
+
+@contextmanager
+def redis_server(workdir: Path, timeout: float = 30) -> Iterator[int]:
+    """`redis-server` on a free port, logging to ``workdir/redis.log``; yields the port and
+    stops the server by its PID."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "redis.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(redis_cmd(workdir, port), stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"redis-server exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                    )
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(16).startswith(b"+PONG"):
+                            break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    raise TimeoutError(f"redis-server not up after {timeout}s")
+                time.sleep(0.1)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

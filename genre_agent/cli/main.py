@@ -337,6 +337,47 @@ def demo(
     err.print(safe_text(f"demo ok: {k} distinct items, none from user {user}'s history", "green"))
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default service.host, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to bind (default service.port, 8000).")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve the HTTP API (docs at /docs). A non-loopback address needs service.api_key."""
+    import uvicorn
+
+    from genre_agent.http import create_app
+    from genre_agent.http.guards import check_bind
+    from genre_agent.http.service import Service
+
+    pairs = list(set_ or [])
+    pairs += [f"service.host={json.dumps(host)}"] if host is not None else []
+    pairs += [f"service.port={port}"] if port is not None else []
+    cfg = _config(config, pairs)
+    check_bind(cfg.service.host, cfg.service.api_key)
+    service = Service.from_config(cfg, announce=_announce)
+    err.print(safe_text("loading stores, sources and the LLM engine ...", "dim"))
+    service.load()  # in the main thread, before the server accepts requests
+    err.print(
+        safe_text(
+            f"ready in {service.load_seconds:.1f}s: {service.rec.store.count()} items; "
+            f"serving http://{cfg.service.host}:{cfg.service.port} (docs at /docs)",
+            "green",
+        )
+    )
+    uvicorn.run(
+        create_app(service=service),
+        host=cfg.service.host,
+        port=cfg.service.port,
+        log_level="info",
+    )
+
+
 @models_app.command("prepare")
 def models_prepare(
     model: Annotated[str, typer.Argument(help="Packaged model name.")] = "qwen2.5-coder-0.5b",
@@ -379,9 +420,10 @@ COMMAND_GROUP = "genre_agent.commands"
 def _mount_commands() -> None:
     from importlib.metadata import entry_points
 
-    from genre_agent.cli import chat
+    from genre_agent.cli import chat, consume
 
     chat.register(app)
+    consume.register(app)
     for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         ep.load()(app)
 

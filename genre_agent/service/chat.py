@@ -282,6 +282,12 @@ class SessionStore:
             raise GenreError(f"no chat session {session_id!r}")
         return SessionState.model_validate_json(row[0])
 
+    def delete_user(self, user_id: str) -> int:
+        """Delete every session of ``user_id``; returns how many."""
+        with self.lock, self.db:
+            cur = self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        return cur.rowcount
+
     def list(self) -> list[tuple[str, str | None, float]]:
         with self.lock:
             return list(

@@ -139,6 +139,13 @@ class Recommender:
         self.sources.invalidate()
         return report
 
+    def delete_items(self, ids: Sequence[str]) -> list[str]:
+        """Remove items from the index (every source stops proposing them); return the ids
+        that were indexed. Their interactions stay: a history may still name them."""
+        removed = self.store.delete(ids)
+        self.sources.invalidate()
+        return removed
+
     def add_interactions(self, rows: Sequence[Interaction]) -> int:
         """Store interactions. Popularity counts them at once; item-kNN after `genre fit`."""
         return self.interactions.add(rows)
@@ -252,7 +259,11 @@ class Recommender:
         t0 = time.perf_counter()
         k = check_k(req.k, self.config.ranking.k)
         history, query, rerank_profile, profile = self._prepare(req)
-        cands = self._with_evidence(candidates(query), history, req.query)
+        cands = candidates(query)
+        if self.config.ranking.mode != "retrieval":
+            # An LLM ranker may explain any candidate; the retrieval order explains only
+            # what it returns, so _rank computes evidence for those items alone.
+            cands = self._with_evidence(cands, history, req.query)
         return _Prepared(
             req,
             history,
@@ -376,7 +387,9 @@ class Recommender:
         knn = self.sources.cf_model()
         ids = [c.item.id for c in cands]
         pairs = knn.pair_similarity([h.id for h in liked], ids) if knn and liked else {}
-        vectors = self.store.embeddings([h.id for h in liked] + ids) if liked else {}
+        # Distinct ids: rank() keeps candidates that are in the history too.
+        wanted = list(dict.fromkeys([h.id for h in liked] + ids))
+        vectors = self.store.embeddings(wanted) if liked else {}
         evidence = build_evidence(cands, liked, query, pairs, vectors)
         return [c.model_copy(update={"evidence": e}) for c, e in zip(cands, evidence, strict=True)]
 
@@ -406,8 +419,10 @@ class Recommender:
         if cfg.ranking.mode == "retrieval":
             for p in prepared:
                 order = sorted(p.candidates, key=lambda c: (-c.score, c.item.id))[: p.k]
+                order = self._with_evidence(order, p.history, p.req.query)
                 items = [
-                    RankedItem(rank=i + 1, item=c.item, score=c.score) for i, c in enumerate(order)
+                    RankedItem(rank=i + 1, item=c.item, score=c.score, evidence=c.evidence)
+                    for i, c in enumerate(order)
                 ]
                 results.append((items, Trace(candidates=p.candidates)))
             if cfg.ranking.rationale_top_r > 0 and any(p.candidates for p in prepared):

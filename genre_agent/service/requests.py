@@ -83,7 +83,14 @@ def resolve_history(
         else:
             rows.append(Interaction(user_id="", item_id=str(e)))
     all_ids = [r.item_id for r in rows]
-    rows = [r for r in rows if r.item_id not in forgotten]
+    # One entry per item, placed at (and liked or not by) its latest interaction: feedback
+    # events keep repeats (three views of one item are three rows).
+    latest: dict[str, Interaction] = {}
+    for r in rows:
+        if r.item_id not in forgotten:
+            latest.pop(r.item_id, None)
+            latest[r.item_id] = r
+    rows = list(latest.values())
     wanted = [r.item_id for r in rows if r.item_id not in inline]
     known: dict[str, Item] = dict(lookup(wanted)) if wanted else {}
     known.update(inline)

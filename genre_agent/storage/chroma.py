@@ -174,6 +174,18 @@ class ChromaStore:
                 **{key: values[start : start + batch_size] for key, values in previous.items()}
             )
 
+    def delete(self, ids: Sequence[str]) -> list[str]:
+        """Remove the stored items among ``ids``; return the ids that were stored."""
+        if not ids:
+            return []
+        try:
+            stored = list(self.collection.get(ids=list(ids), include=[])["ids"])
+            if stored:
+                self.collection.delete(ids=stored)
+        except Exception as exc:
+            raise StoreError(f"Chroma delete failed (ids={list(ids)[:10]!r}): {exc}") from exc
+        return stored
+
     def get(self, ids: Sequence[str]) -> dict[str, Item]:
         if not ids:
             return {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,50 +94,148 @@ def read_interactions(path: str | Path) -> list[Interaction]:
     return rows
 
 
+# Feedback events (genre_agent.service.feedback): one row per event, keyed by its id so a
+# redelivered event is not stored twice. ``rating`` is what readers see (None = implicit
+# positive); ``type`` and ``value`` are kept as sent.
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS interactions (user_id TEXT, item_id TEXT, ts REAL,"
+    " rating REAL, PRIMARY KEY (user_id, item_id))",
+    "CREATE TABLE IF NOT EXISTS feedback (event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
+    " item_id TEXT NOT NULL, type TEXT NOT NULL, value REAL, ts REAL NOT NULL, rating REAL,"
+    " recorded REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, ts)",
+    # Ids of events deleted by forget_user: a redelivery of one must not bring it back.
+    "CREATE TABLE IF NOT EXISTS feedback_forgotten (event_id TEXT PRIMARY KEY)",
+    # What every reader sees: the loaded interactions (one per user and item) and every
+    # feedback event (repeats of one user and item kept).
+    "CREATE VIEW IF NOT EXISTS all_interactions AS"
+    " SELECT user_id, item_id, ts, rating FROM interactions"
+    " UNION ALL SELECT user_id, item_id, ts, rating FROM feedback",
+]
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    """One feedback event as stored (``rating`` already derived from ``type``/``value``)."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    value: float | None
+    timestamp: float
+    rating: float | None
+
+
 class InteractionStore:
-    """user -> items, ordered by time. Re-adding the same (user, item) replaces it."""
+    """user -> items, ordered by time.
+
+    Two tables: ``interactions`` (loaded files: re-adding the same (user, item) replaces it)
+    and ``feedback`` (events: each kept, idempotent by event id). Readers see both.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._sql = SQLiteDB(
-            path,
-            [
-                "CREATE TABLE IF NOT EXISTS interactions (user_id TEXT, item_id TEXT, ts REAL,"
-                " rating REAL, PRIMARY KEY (user_id, item_id))"
-            ],
-        )
+        self._sql = SQLiteDB(path, _SCHEMA)
         self.db = self._sql.conn
 
     def add(self, rows: Iterable[Interaction]) -> int:
-        with self.db:
-            cur = self.db.executemany(
+        with self._sql.tx() as db:
+            cur = db.executemany(
                 "INSERT OR REPLACE INTO interactions VALUES (?, ?, ?, ?)",
                 ((r.user_id, r.item_id, r.timestamp, r.rating) for r in rows),
             )
         return cur.rowcount
 
+    def add_events(self, rows: Iterable[FeedbackRow]) -> list[str]:
+        """Store events in one transaction, committed before returning; return the ids
+        not stored because that id was stored (or forgotten) before, in this batch or any
+        earlier one."""
+        duplicates: list[str] = []
+        now = time.time()
+        with self._sql.tx() as db:
+            for r in rows:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO feedback SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+                    " WHERE NOT EXISTS (SELECT 1 FROM feedback_forgotten WHERE event_id = ?)",
+                    (
+                        r.event_id,
+                        r.user_id,
+                        r.item_id,
+                        r.type,
+                        r.value,
+                        r.timestamp,
+                        r.rating,
+                        now,
+                        r.event_id,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    duplicates.append(r.event_id)
+        return duplicates
+
+    def event_counts(self, event_ids: Iterable[str]) -> dict[str, int]:
+        """How many times each id is stored (0 or 1: the id is the key)."""
+        ids = list(event_ids)
+        found: dict[str, int] = {}
+        with self._sql.lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for eid, n in self.db.execute(
+                    f"SELECT event_id, COUNT(*) FROM feedback WHERE event_id IN ({marks})"
+                    " GROUP BY event_id",
+                    chunk,
+                ):
+                    found[eid] = int(n)
+        return {eid: found.get(eid, 0) for eid in ids}
+
+    def event_count(self) -> int:
+        with self._sql.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+
+    def delete_user(self, user_id: str) -> tuple[int, int]:
+        """Delete every interaction and event of ``user_id`` in one transaction; the event
+        ids are remembered so a redelivered event stays deleted. Returns (interactions,
+        events) deleted."""
+        with self._sql.tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO feedback_forgotten"
+                " SELECT event_id FROM feedback WHERE user_id = ?",
+                (user_id,),
+            )
+            n_rows = db.execute("DELETE FROM interactions WHERE user_id = ?", (user_id,)).rowcount
+            n_events = db.execute("DELETE FROM feedback WHERE user_id = ?", (user_id,)).rowcount
+        return n_rows, n_events
+
     def history(self, user_id: str) -> list[Interaction]:
-        cur = self.db.execute(
-            "SELECT user_id, item_id, ts, rating FROM interactions WHERE user_id = ?"
-            " ORDER BY ts, item_id",
-            (user_id,),
-        )
-        return [Interaction(*row) for row in cur.fetchall()]
+        with self._sql.lock:
+            cur = self.db.execute(
+                "SELECT user_id, item_id, ts, rating FROM all_interactions WHERE user_id = ?"
+                " ORDER BY ts, item_id",
+                (user_id,),
+            )
+            return [Interaction(*row) for row in cur.fetchall()]
 
     def item_counts(self) -> dict[str, int]:
-        """Interactions per item (every user, every item seen at least once)."""
-        cur = self.db.execute("SELECT item_id, COUNT(*) FROM interactions GROUP BY item_id")
-        return {item: int(n) for item, n in cur.fetchall()}
+        """Interactions per item (every user, every item seen at least once; each feedback
+        event counts)."""
+        with self._sql.lock:
+            cur = self.db.execute("SELECT item_id, COUNT(*) FROM all_interactions GROUP BY item_id")
+            return {item: int(n) for item, n in cur.fetchall()}
 
     def all(self) -> list[Interaction]:
-        """Every stored interaction, ordered by (user, time, item)."""
-        cur = self.db.execute(
-            "SELECT user_id, item_id, ts, rating FROM interactions ORDER BY user_id, ts, item_id"
-        )
-        return [Interaction(*row) for row in cur.fetchall()]
+        """Every stored interaction and event, ordered by (user, time, item, rating)."""
+        with self._sql.lock:
+            cur = self.db.execute(
+                "SELECT user_id, item_id, ts, rating FROM all_interactions"
+                " ORDER BY user_id, ts, item_id, rating"
+            )
+            return [Interaction(*row) for row in cur.fetchall()]
 
     def count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM interactions").fetchone()[0])
+        with self._sql.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM all_interactions").fetchone()[0])
 
     def fingerprint(self) -> str:
         """SHA-256 of every stored interaction, in a canonical order (fitted-model provenance)."""
@@ -148,8 +247,12 @@ class InteractionStore:
         return digest.hexdigest()
 
     def users(self) -> Iterator[str]:
-        for (user,) in self.db.execute("SELECT DISTINCT user_id FROM interactions ORDER BY 1"):
+        with self._sql.lock:
+            rows = self.db.execute(
+                "SELECT DISTINCT user_id FROM all_interactions ORDER BY 1"
+            ).fetchall()
+        for (user,) in rows:
             yield user
 
     def close(self) -> None:
-        self.db.close()
+        self._sql.close()

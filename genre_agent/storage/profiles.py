@@ -93,6 +93,12 @@ class ProfileStore:
         with self.lock, self.db:
             self.db.execute("INSERT OR IGNORE INTO forgotten VALUES (?, ?)", (user_id, item_id))
 
+    def drop_forgotten(self, user_id: str) -> int:
+        """Delete the list of items ``user_id`` asked to forget (forgetting the whole user)."""
+        with self.lock, self.db:
+            cur = self.db.execute("DELETE FROM forgotten WHERE user_id = ?", (user_id,))
+        return cur.rowcount
+
     def forgotten(self, user_id: str) -> set[str]:
         with self.lock:
             rows = self.db.execute(

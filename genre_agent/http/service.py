@@ -1,0 +1,164 @@
+"""What one `genre serve` process holds: one Recommender (one engine), its stores, sessions.
+
+Every request shares these objects; the endpoints are thin calls into them. ``fast`` is the
+same pipeline without the LLM (no LLM ranking, no rationales), sharing the stores and the
+loaded sources: it serves ``explain=false`` and is the list a request falls back to when
+the LLM fails before ranking.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from genre_agent.catalog.items import Item
+from genre_agent.config import Config
+from genre_agent.embedders import Embedder
+from genre_agent.http.budget import budgeted_call, budgeted_stream
+from genre_agent.llm.base import LLM
+from genre_agent.service.chat import ChatSession, SessionStore
+from genre_agent.service.recommender import Recommender
+from genre_agent.service.requests import HistoryEntry
+from genre_agent.types import Recommendation, StreamEvent
+
+
+def needs_llm(cfg: Config) -> bool:
+    """Whether serving ``cfg`` calls the LLM on every explained request."""
+    r = cfg.ranking
+    learned_llm = r.mode == "learned" and any(r.learned.llm_feature.values())
+    return r.mode in ("scoring", "listwise") or r.rationale_top_r > 0 or learned_llm
+
+
+def fast_config(cfg: Config) -> Config:
+    """``cfg`` without the LLM: no rationales, and an LLM ranking mode becomes retrieval."""
+    update: dict[str, Any] = {"rationale_top_r": 0}
+    if cfg.ranking.mode in ("scoring", "listwise"):
+        update.update(mode="retrieval", fusion_weight=1.0)
+    return cfg.model_copy(update={"ranking": cfg.ranking.model_copy(update=update)})
+
+
+def wanted_rationales(cfg: Config, k: int | None) -> int:
+    """How many top items an explained answer should carry a rationale for."""
+    n = k or cfg.ranking.k
+    if cfg.ranking.mode == "listwise":
+        return n
+    return min(cfg.ranking.rationale_top_r, n)
+
+
+class Service:
+    """The process-wide state of the HTTP service (see module doc)."""
+
+    def __init__(self, config: Config, rec: Recommender) -> None:
+        self.config = config
+        self.rec = rec
+        self.fast = Recommender(
+            fast_config(rec.config), rec.store, rec.interactions, sources=rec.sources
+        )
+        self.budget_s = config.service.llm_budget_s
+        self._sessions: SessionStore | None = None
+        self._session_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self.ready = False
+        self.load_error: str | None = None
+        self.load_seconds = 0.0
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        llm: LLM | None = None,
+        embedder: Embedder | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> Service:
+        rec = Recommender.from_config(config, llm=llm, embedder=embedder, announce=announce)
+        return cls(config, rec)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def load(self) -> None:
+        """Open the stores, build the configured sources (fitted models included) and, when
+        the config explains or ranks with the LLM, load the engine. Idempotent."""
+        if self.ready:
+            return
+        t0 = time.perf_counter()
+        try:
+            self.rec.store.count()
+            self.rec.sources.fusion()
+            if needs_llm(self.rec.config):
+                _ = self.rec.llm
+            self.sessions()
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.load_seconds = time.perf_counter() - t0
+        self.ready = True
+
+    def close(self) -> None:
+        self.ready = False
+        if self._sessions is not None:
+            self._sessions.close()
+        self.rec.close()
+
+    # -- recommending -------------------------------------------------------------------
+    def stream(
+        self,
+        explain: bool,
+        user_id: str | None = None,
+        history: Sequence[HistoryEntry] | None = None,
+        query: str | None = None,
+        k: int | None = None,
+        filters: dict[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> Iterator[StreamEvent]:
+        """Events of one recommendation: "ranked", then rationales, then "done" (flagged
+        when the LLM stage ran out of budget or failed; see http/budget.py)."""
+        args: dict[str, Any] = dict(
+            user_id=user_id, history=history, query=query, k=k, filters=filters, exclude=exclude
+        )
+        if not explain or not needs_llm(self.rec.config):
+            rec = self.fast.recommend(**args) if not explain else self.rec.recommend(**args)
+            yield StreamEvent(kind="ranked", recommendation=rec)
+            yield StreamEvent(kind="done", recommendation=rec)
+            return
+        yield from budgeted_stream(
+            lambda: self.rec.recommend_stream(**args),
+            lambda: self.fast.recommend(**args),
+            self.budget_s,
+            wanted_rationales(self.rec.config, k),
+        )
+
+    def recommend(self, explain: bool, **args: Any) -> Recommendation:
+        done: Recommendation | None = None
+        for ev in self.stream(explain, **args):
+            if ev.kind == "done":
+                done = ev.recommendation
+        assert done is not None  # every stream ends with "done"
+        return done
+
+    def rank(self, explain: bool, candidates: Sequence[str | Item], **args: Any) -> Recommendation:
+        if not explain or not needs_llm(self.rec.config):
+            return (self.rec if explain else self.fast).rank(candidates, **args)
+        return budgeted_call(
+            lambda: self.rec.rank(candidates, **args),
+            lambda: self.fast.rank(candidates, **args),
+            self.budget_s,
+            wanted_rationales(self.rec.config, args.get("k")),
+        )
+
+    # -- chat ---------------------------------------------------------------------------
+    def sessions(self) -> SessionStore:
+        if self._sessions is None:
+            self._sessions = SessionStore(self.rec.config.chat.sessions_path)
+        return self._sessions
+
+    def session_lock(self, session_id: str) -> threading.Lock:
+        """One lock per session id: turns of one session run one at a time."""
+        with self._locks_lock:
+            return self._session_locks.setdefault(session_id, threading.Lock())
+
+    def start_session(self, user_id: str | None, profile: str | None) -> ChatSession:
+        return ChatSession.start(self.rec, self.sessions(), user_id=user_id, profile=profile)
+
+    def resume_session(self, session_id: str) -> ChatSession:
+        return ChatSession.resume(self.rec, self.sessions(), session_id)
