@@ -160,33 +160,39 @@ def users_and_items(db: Path) -> tuple[list[str], list[str]]:
 # --- the API (bodies of each endpoint) -----------------------------------------------------
 
 
+Call = tuple[str, str, dict[str, Any]]  # method, path, httpx keyword arguments
+
+
 @dataclass(frozen=True)
 class Api:
+    """The request of each endpoint (docs at /docs of `genre serve`)."""
+
     base: str
     users: list[str]
     items: list[str]
     k: int = 10
 
-    def recommend(self, rng: random.Random, explain: bool) -> tuple[str, dict[str, Any]]:
-        return "/v1/recommend", {
-            "user_id": rng.choice(self.users),
-            "k": self.k,
-            "explain": explain,
-        }
+    def recommend(self, rng: random.Random, explain: bool) -> Call:
+        body = {"user_id": rng.choice(self.users), "k": self.k, "explain": explain}
+        return "POST", "/v1/recommend", {"json": body}
 
-    def rank(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
-        return "/v1/rank", {
+    def rank(self, rng: random.Random) -> Call:
+        body = {
             "user_id": rng.choice(self.users),
             "candidates": rng.sample(self.items, min(30, len(self.items))),
             "k": self.k,
+            "explain": False,
         }
+        return "POST", "/v1/rank", {"json": body}
 
-    def similar(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
-        return "/v1/similar", {"item_id": rng.choice(self.items), "k": self.k}
+    def similar(self, rng: random.Random) -> Call:
+        item = rng.choice(self.items)
+        params = {"k": self.k, "explain": "false"}
+        return "GET", f"/v1/items/{item}/similar", {"params": params}
 
     @staticmethod
-    def feedback(events: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-        return "/v1/feedback", {"events": events}
+    def feedback(events: list[dict[str, Any]]) -> Call:
+        return "POST", "/v1/feedback", {"json": {"events": events}}
 
 
 # --- load phases ---------------------------------------------------------------------------
@@ -209,7 +215,7 @@ class PhaseResult:
 async def run_phase(
     client: Any,
     name: str,
-    make: Callable[[random.Random], tuple[str, dict[str, Any]]],
+    make: Callable[[random.Random], Call],
     clients: int,
     duration: float,
     max_requests: int | None = None,
@@ -227,10 +233,10 @@ async def run_phase(
             if max_requests is not None and sent[0] >= max_requests:
                 return
             sent[0] += 1
-            path, body = make(rng)
+            method, path, kw = make(rng)
             t = time.perf_counter()
             try:
-                resp = await client.post(path, json=body)
+                resp = await client.request(method, path, **kw)
                 ok = resp.status_code == 200
                 kind = f"HTTP {resp.status_code}"
             except Exception as exc:  # every failure is counted, by kind
@@ -275,9 +281,9 @@ def make_event(
 
 
 async def post_feedback(client: Any, events: list[dict[str, Any]], log: EventLog) -> None:
-    path, body = Api.feedback(events)
+    method, path, kw = Api.feedback(events)
     try:
-        resp = await client.post(path, json=body)
+        resp = await client.request(method, path, **kw)
         if resp.status_code != 200:
             key = f"HTTP {resp.status_code}: {resp.text[:80]}"
             log.http_errors[key] = log.http_errors.get(key, 0) + 1
@@ -384,8 +390,8 @@ async def load(args: argparse.Namespace, api: Api, consumer: Proc, qcfg: Any, db
         ]
         # Warm-up: the first request of each endpoint builds caches.
         for _, make in fast:
-            path, body = make(random.Random(0))
-            await client.post(path, json=body)
+            method, path, kw = make(random.Random(0))
+            (await client.request(method, path, **kw)).raise_for_status()
         fast_s = 2 * len(fast) * args.duration
         events = asyncio.create_task(
             send_events(
@@ -556,7 +562,7 @@ def main() -> None:
         t0 = time.time()
         serve_p.start()
         base = f"http://127.0.0.1:{http_port}"
-        wait_for(lambda: http_up(base + "/health"), 600, "genre serve", [serve_p])
+        wait_for(lambda: http_up(base + "/health/ready"), 600, "genre serve", [serve_p])
         serve_s = time.time() - t0
         consume_p.start()
         users, items = users_and_items(db)
