@@ -206,6 +206,8 @@ class PhaseResult:
     latencies: list[float]
     errors: int
     error_kinds: dict[str, int]
+    # 200 answers whose trace names a fallback (e.g. llm_timeout: past service.llm_budget_s).
+    fallbacks: dict[str, int]
 
     @property
     def rps(self) -> float:
@@ -224,6 +226,7 @@ async def run_phase(
     """``clients`` closed-loop workers for ``duration`` seconds (or ``max_requests``)."""
     lat: list[float] = []
     kinds: dict[str, int] = {}
+    fallbacks: dict[str, int] = {}
     sent = [0]
     stop_at = time.perf_counter() + duration
 
@@ -243,13 +246,16 @@ async def run_phase(
                 ok, kind = False, type(exc).__name__
             if ok:
                 lat.append(time.perf_counter() - t)
+                fb = (resp.json().get("trace") or {}).get("fallback")
+                if fb:
+                    fallbacks[fb] = fallbacks.get(fb, 0) + 1
             else:
                 kinds[kind] = kinds.get(kind, 0) + 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(clients)))
     secs = time.perf_counter() - t0
-    return PhaseResult(name, clients, secs, lat, sum(kinds.values()), kinds)
+    return PhaseResult(name, clients, secs, lat, sum(kinds.values()), kinds, fallbacks)
 
 
 # --- feedback events -----------------------------------------------------------------------
@@ -329,12 +335,23 @@ async def send_events(
         await asyncio.sleep(pause)
 
 
-async def kill_and_restart(consumer: Proc, after_s: float, down_s: float, note: list[str]) -> None:
-    """SIGKILL the consumer by PID after ``after_s`` seconds; restart it ``down_s`` later."""
+async def kill_and_restart(
+    consumer: Proc, rdb: Any, qcfg: Any, after_s: float, down_s: float, note: list[str]
+) -> None:
+    """After ``after_s`` seconds, SIGKILL the consumer by PID, preferably while it holds
+    entries read but not acknowledged (polled for up to 10 s); restart it ``down_s`` later."""
     await asyncio.sleep(after_s)
+    pending = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        groups = await rdb.xinfo_groups(qcfg.stream)
+        pending = sum(int(g["pending"]) for g in groups)
+        if pending:
+            break
+        await asyncio.sleep(0.002)
     pid = consumer.proc.pid if consumer.proc else None
     consumer.kill()
-    note.append(f"consumer pid {pid} killed (SIGKILL) at {after_s:.0f}s")
+    note.append(f"pid {pid} killed (SIGKILL) at {after_s:.0f}s holding {pending} unacked entries")
     await asyncio.sleep(down_s)
     consumer.start()
     note.append(f"restarted as pid {consumer.proc.pid if consumer.proc else None}")
@@ -365,6 +382,7 @@ def phase_row(p: PhaseResult, base: PhaseResult | None) -> tuple[str, ...]:
         f"{pct(ms, 0.95):.0f}",
         f"{pct(ms, 0.99):.0f}",
         errs,
+        ", ".join(f"{k} {v}" for k, v in sorted(p.fallbacks.items())) or "0",
     )
 
 
@@ -406,7 +424,7 @@ async def load(args: argparse.Namespace, api: Api, consumer: Proc, qcfg: Any, db
                 api.items,
             )
         )
-        killer = asyncio.create_task(kill_and_restart(consumer, fast_s / 2, 1.0, notes))
+        killer = asyncio.create_task(kill_and_restart(consumer, rdb, qcfg, fast_s / 2, 1.0, notes))
         results: list[tuple[PhaseResult, PhaseResult | None]] = []
         for name, make in fast:
             one = await run_phase(client, name, make, 1, args.duration)
@@ -465,6 +483,7 @@ async def load(args: argparse.Namespace, api: Api, consumer: Proc, qcfg: Any, db
             "p95 ms",
             "p99 ms",
             "errors",
+            "fallbacks",
         ),
     )
     print()
