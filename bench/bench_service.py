@@ -160,33 +160,39 @@ def users_and_items(db: Path) -> tuple[list[str], list[str]]:
 # --- the API (bodies of each endpoint) -----------------------------------------------------
 
 
+Call = tuple[str, str, dict[str, Any]]  # method, path, httpx keyword arguments
+
+
 @dataclass(frozen=True)
 class Api:
+    """The request of each endpoint (docs at /docs of `genre serve`)."""
+
     base: str
     users: list[str]
     items: list[str]
     k: int = 10
 
-    def recommend(self, rng: random.Random, explain: bool) -> tuple[str, dict[str, Any]]:
-        return "/v1/recommend", {
-            "user_id": rng.choice(self.users),
-            "k": self.k,
-            "explain": explain,
-        }
+    def recommend(self, rng: random.Random, explain: bool) -> Call:
+        body = {"user_id": rng.choice(self.users), "k": self.k, "explain": explain}
+        return "POST", "/v1/recommend", {"json": body}
 
-    def rank(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
-        return "/v1/rank", {
+    def rank(self, rng: random.Random) -> Call:
+        body = {
             "user_id": rng.choice(self.users),
             "candidates": rng.sample(self.items, min(30, len(self.items))),
             "k": self.k,
+            "explain": False,
         }
+        return "POST", "/v1/rank", {"json": body}
 
-    def similar(self, rng: random.Random) -> tuple[str, dict[str, Any]]:
-        return "/v1/similar", {"item_id": rng.choice(self.items), "k": self.k}
+    def similar(self, rng: random.Random) -> Call:
+        item = rng.choice(self.items)
+        params = {"k": self.k, "explain": "false"}
+        return "GET", f"/v1/items/{item}/similar", {"params": params}
 
     @staticmethod
-    def feedback(events: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-        return "/v1/feedback", {"events": events}
+    def feedback(events: list[dict[str, Any]]) -> Call:
+        return "POST", "/v1/feedback", {"json": {"events": events}}
 
 
 # --- load phases ---------------------------------------------------------------------------
@@ -200,6 +206,8 @@ class PhaseResult:
     latencies: list[float]
     errors: int
     error_kinds: dict[str, int]
+    # 200 answers whose trace names a fallback (e.g. llm_timeout: past service.llm_budget_s).
+    fallbacks: dict[str, int]
 
     @property
     def rps(self) -> float:
@@ -209,7 +217,7 @@ class PhaseResult:
 async def run_phase(
     client: Any,
     name: str,
-    make: Callable[[random.Random], tuple[str, dict[str, Any]]],
+    make: Callable[[random.Random], Call],
     clients: int,
     duration: float,
     max_requests: int | None = None,
@@ -218,6 +226,7 @@ async def run_phase(
     """``clients`` closed-loop workers for ``duration`` seconds (or ``max_requests``)."""
     lat: list[float] = []
     kinds: dict[str, int] = {}
+    fallbacks: dict[str, int] = {}
     sent = [0]
     stop_at = time.perf_counter() + duration
 
@@ -227,23 +236,26 @@ async def run_phase(
             if max_requests is not None and sent[0] >= max_requests:
                 return
             sent[0] += 1
-            path, body = make(rng)
+            method, path, kw = make(rng)
             t = time.perf_counter()
             try:
-                resp = await client.post(path, json=body)
+                resp = await client.request(method, path, **kw)
                 ok = resp.status_code == 200
                 kind = f"HTTP {resp.status_code}"
             except Exception as exc:  # every failure is counted, by kind
                 ok, kind = False, type(exc).__name__
             if ok:
                 lat.append(time.perf_counter() - t)
+                fb = (resp.json().get("trace") or {}).get("fallback")
+                if fb:
+                    fallbacks[fb] = fallbacks.get(fb, 0) + 1
             else:
                 kinds[kind] = kinds.get(kind, 0) + 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(clients)))
     secs = time.perf_counter() - t0
-    return PhaseResult(name, clients, secs, lat, sum(kinds.values()), kinds)
+    return PhaseResult(name, clients, secs, lat, sum(kinds.values()), kinds, fallbacks)
 
 
 # --- feedback events -----------------------------------------------------------------------
@@ -275,9 +287,9 @@ def make_event(
 
 
 async def post_feedback(client: Any, events: list[dict[str, Any]], log: EventLog) -> None:
-    path, body = Api.feedback(events)
+    method, path, kw = Api.feedback(events)
     try:
-        resp = await client.post(path, json=body)
+        resp = await client.request(method, path, **kw)
         if resp.status_code != 200:
             key = f"HTTP {resp.status_code}: {resp.text[:80]}"
             log.http_errors[key] = log.http_errors.get(key, 0) + 1
@@ -323,12 +335,23 @@ async def send_events(
         await asyncio.sleep(pause)
 
 
-async def kill_and_restart(consumer: Proc, after_s: float, down_s: float, note: list[str]) -> None:
-    """SIGKILL the consumer by PID after ``after_s`` seconds; restart it ``down_s`` later."""
+async def kill_and_restart(
+    consumer: Proc, rdb: Any, qcfg: Any, after_s: float, down_s: float, note: list[str]
+) -> None:
+    """After ``after_s`` seconds, SIGKILL the consumer by PID, preferably while it holds
+    entries read but not acknowledged (polled for up to 10 s); restart it ``down_s`` later."""
     await asyncio.sleep(after_s)
+    pending = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        groups = await rdb.xinfo_groups(qcfg.stream)
+        pending = sum(int(g["pending"]) for g in groups)
+        if pending:
+            break
+        await asyncio.sleep(0.002)
     pid = consumer.proc.pid if consumer.proc else None
     consumer.kill()
-    note.append(f"consumer pid {pid} killed (SIGKILL) at {after_s:.0f}s")
+    note.append(f"pid {pid} killed (SIGKILL) at {after_s:.0f}s holding {pending} unacked entries")
     await asyncio.sleep(down_s)
     consumer.start()
     note.append(f"restarted as pid {consumer.proc.pid if consumer.proc else None}")
@@ -359,6 +382,7 @@ def phase_row(p: PhaseResult, base: PhaseResult | None) -> tuple[str, ...]:
         f"{pct(ms, 0.95):.0f}",
         f"{pct(ms, 0.99):.0f}",
         errs,
+        ", ".join(f"{k} {v}" for k, v in sorted(p.fallbacks.items())) or "0",
     )
 
 
@@ -384,8 +408,8 @@ async def load(args: argparse.Namespace, api: Api, consumer: Proc, qcfg: Any, db
         ]
         # Warm-up: the first request of each endpoint builds caches.
         for _, make in fast:
-            path, body = make(random.Random(0))
-            await client.post(path, json=body)
+            method, path, kw = make(random.Random(0))
+            (await client.request(method, path, **kw)).raise_for_status()
         fast_s = 2 * len(fast) * args.duration
         events = asyncio.create_task(
             send_events(
@@ -400,7 +424,7 @@ async def load(args: argparse.Namespace, api: Api, consumer: Proc, qcfg: Any, db
                 api.items,
             )
         )
-        killer = asyncio.create_task(kill_and_restart(consumer, fast_s / 2, 1.0, notes))
+        killer = asyncio.create_task(kill_and_restart(consumer, rdb, qcfg, fast_s / 2, 1.0, notes))
         results: list[tuple[PhaseResult, PhaseResult | None]] = []
         for name, make in fast:
             one = await run_phase(client, name, make, 1, args.duration)
@@ -459,6 +483,7 @@ async def load(args: argparse.Namespace, api: Api, consumer: Proc, qcfg: Any, db
             "p95 ms",
             "p99 ms",
             "errors",
+            "fallbacks",
         ),
     )
     print()
@@ -556,7 +581,7 @@ def main() -> None:
         t0 = time.time()
         serve_p.start()
         base = f"http://127.0.0.1:{http_port}"
-        wait_for(lambda: http_up(base + "/health"), 600, "genre serve", [serve_p])
+        wait_for(lambda: http_up(base + "/health/ready"), 600, "genre serve", [serve_p])
         serve_s = time.time() - t0
         consume_p.start()
         users, items = users_and_items(db)

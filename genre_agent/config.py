@@ -396,7 +396,8 @@ class QueueConfig(_Frozen):
     # Entries another consumer of the group read and left unacknowledged this long (it
     # died) are claimed (XAUTOCLAIM) and handled by this one; checked as often. 0 = never.
     claim_idle_ms: int = Field(60_000, ge=0)
-    # Seconds between status lines (counts, lag, pending) when stderr is not a terminal.
+    # Seconds between status lines (counts, lag, pending) when stderr is not a terminal
+    # (10 times that while no event comes in).
     status_every_s: float = Field(10.0, gt=0.0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -63,7 +64,9 @@ def rank_by_scores(
     """
     skip = set(query.exclude_ids) | {h.id for h in query.history}
     allowed = query.allowed_ids
-    ranked = sorted(
+    # nsmallest(k) == sorted()[:k], without sorting the whole catalog per request.
+    ranked = heapq.nsmallest(
+        k,
         (
             (s, i)
             for i, s in scores.items()
@@ -74,4 +77,4 @@ def rank_by_scores(
         ),
         key=lambda t: (-t[0], t[1]),
     )
-    return [Candidate(item=items[i], score=float(s), source=source) for s, i in ranked[:k]]
+    return [Candidate(item=items[i], score=float(s), source=source) for s, i in ranked]

@@ -232,3 +232,29 @@ def test_forget_user_creates_no_store_files(tmp_path: Path) -> None:
     report = forget_user(cfg, InteractionStore(":memory:"), "nobody")
     assert report.total() == 0
     assert not (tmp_path / "p.sqlite").exists() and not (tmp_path / "c.sqlite").exists()
+
+
+def test_item_counts_follow_writes_from_another_connection(tmp_path: Path) -> None:
+    """item_counts is cached and updated from new events only; version() sees every
+    write (another process's too) and every delete."""
+    path = tmp_path / "i.sqlite"
+    reader, writer = InteractionStore(path), InteractionStore(path)
+    writer.add([Interaction("u1", "a", 1.0, 5.0), Interaction("u2", "a", 1.0, 5.0)])
+    assert reader.item_counts() == {"a": 2}
+    v0 = reader.version()
+    record_feedback(writer, [ev("1", item="a"), ev("2", item="b"), ev("3", user="u2", item="b")])
+    assert reader.version() != v0
+    assert reader.item_counts() == {"a": 3, "b": 2}
+    record_feedback(writer, [ev("2", item="b"), ev("4", item="c")])  # one duplicate
+    assert reader.item_counts() == {"a": 3, "b": 2, "c": 1}
+    writer.add([Interaction("u1", "a", 2.0, 4.0)])  # replaces u1's row: same count
+    assert reader.item_counts() == {"a": 3, "b": 2, "c": 1}
+    v1 = reader.version()
+    writer.delete_user("u2")
+    assert reader.version() != v1
+    assert reader.item_counts() == {"a": 2, "b": 1, "c": 1}
+    assert reader.item_counts() == {
+        item: sum(1 for r in reader.all() if r.item_id == item) for item in "abc"
+    }
+    reader.close()
+    writer.close()

@@ -78,3 +78,31 @@ def test_malformed_messages_name_the_reason(fields: dict, reason: str) -> None:
 def test_password_is_not_shown() -> None:
     assert shown_url("redis://:s3cret@host:6380/0") == "redis://:***@host:6380/0"
     assert shown_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_consume_with_no_redis_names_the_url_and_exits_2(tmp_path, capsys) -> None:
+    from genre_agent.cli.main import run
+    from tests.servers import free_port
+
+    url = f"redis://:pw@127.0.0.1:{free_port()}/0"  # nothing listens there
+    code = run(
+        [
+            "consume",
+            "-s",
+            f"queue.redis_url={url}",
+            "-s",
+            f"store.interactions_path={tmp_path / 'i.sqlite'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "queue.redis_url = 'redis://:***@127.0.0.1:" in err and "cannot connect" in err
+    assert "pw" not in err
+    assert not (tmp_path / "i.sqlite").exists()  # nothing opened before Redis answered
+
+
+def test_consume_refuses_the_memory_store(capsys) -> None:
+    from genre_agent.cli.main import run
+
+    assert run(["consume", "-s", "store.kind=memory"]) == 2
+    assert "store.kind = 'memory' keeps nothing" in capsys.readouterr().err

@@ -76,13 +76,17 @@ def consume(
         return f"{stats.line()}; {group_text[0]}"
 
     live = Live("starting", console=err, transient=False) if err.is_terminal else None
-    last_print = [time.time()]
+    last_print = [time.time(), 0.0]
 
     def on_batch(stats: Any) -> None:
         if live is not None:
             live.update(status_line(stats))
-        elif time.time() - last_print[0] >= q.status_every_s:
-            last_print[0] = time.time()
+            return
+        # A line every status_every_s while events come in; when idle, every 10 times that.
+        since = time.time() - last_print[0]
+        changed = stats.read != last_print[1]
+        if since >= q.status_every_s and (changed or since >= 10 * q.status_every_s):
+            last_print[:] = [time.time(), stats.read]
             print(status_line(stats), file=sys.stderr, flush=True)
 
     try:

@@ -17,9 +17,10 @@ The rationale prompt receives this evidence, the answer cites supporting items b
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from genre_agent.catalog.items import Item
 from genre_agent.ranking.grounding import attributes, display_title
@@ -32,11 +33,11 @@ _STOP = {
 }  # fmt: skip
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(y * y for y in b)) or 1.0
-    return dot / (na * nb)
+def _unit_rows(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), float64."""
+    m = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.asarray(m / np.where(norms == 0.0, 1.0, norms))
 
 
 def _request_words(query: str | None, item: Item) -> list[str]:
@@ -68,6 +69,14 @@ def build_evidence(
     item-kNN similarity; ``vectors`` the stored embeddings by id."""
     liked = list({h.id: h for h in liked}.values())  # one entry per id
     hist_attrs = {h.id: attributes(h) for h in liked}
+    # Cosine similarity of every candidate to every liked item, one matrix product.
+    with_vec = [h for h in liked if vectors and h.id in vectors]
+    cand_ids = [c.item.id for c in candidates if vectors and c.item.id in vectors]
+    sims: dict[str, np.ndarray] = {}
+    if vectors and with_vec and cand_ids:
+        hist_m = _unit_rows([vectors[h.id] for h in with_vec])
+        cand_m = _unit_rows([vectors[i] for i in cand_ids])
+        sims = dict(zip(cand_ids, cand_m @ hist_m.T, strict=True))
     out = []
     for cand in candidates:
         item = cand.item
@@ -81,13 +90,10 @@ def build_evidence(
             best = max(liked, key=lambda h: cf_pairs.get((h.id, item.id), 0.0), default=None)
             if best is not None and cf_pairs.get((best.id, item.id), 0.0) > 0:
                 add(best, "itemknn", round(cf_pairs[(best.id, item.id)], 4))
-        if vectors and item.id in vectors:
-            scored = [
-                (_cosine(vectors[h.id], vectors[item.id]), h) for h in liked if h.id in vectors
-            ]
-            if scored:
-                sim, best = max(scored, key=lambda t: t[0])
-                add(best, "embedding", round(sim, 4))
+        if item.id in sims:
+            row = sims[item.id]
+            top = int(np.argmax(row))  # the first of equal maxima, like max()
+            add(with_vec[top], "embedding", round(float(row[top]), 4))
         if not picks and liked:
             overlap, best = max(
                 ((len(attrs & hist_attrs[h.id]), h) for h in liked), key=lambda t: t[0]

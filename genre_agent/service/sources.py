@@ -83,7 +83,7 @@ class Sources:
     announce: Announce | None = None
     _built: dict[str, Retriever] = field(default_factory=dict)
     _catalog: dict[str, Item] | None = None
-    _pop_version: int = -1
+    _pop_version: tuple[int, int, int] = (-1, -1, -1)
 
     def catalog(self) -> dict[str, Item]:
         if self._catalog is None:
@@ -111,7 +111,7 @@ class Sources:
             return self.fitted[kind]
         if kind == "popularity":
             # New interactions count at once: recount when the store changed.
-            version = self.interactions.count()
+            version = self.interactions.version()
             if version != self._pop_version:
                 self._built.pop(kind, None)
                 self._pop_version = version

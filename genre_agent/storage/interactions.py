@@ -106,6 +106,8 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, ts)",
     # Ids of events deleted by forget_user: a redelivery of one must not bring it back.
     "CREATE TABLE IF NOT EXISTS feedback_forgotten (event_id TEXT PRIMARY KEY)",
+    # Bumped by every delete, so version() changes when rows go away.
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, n INTEGER NOT NULL)",
     # What every reader sees: the loaded interactions (one per user and item) and every
     # feedback event (repeats of one user and item kept).
     "CREATE VIEW IF NOT EXISTS all_interactions AS"
@@ -138,6 +140,14 @@ class InteractionStore:
         self.path = Path(path)
         self._sql = SQLiteDB(path, _SCHEMA)
         self.db = self._sql.conn
+        if str(path) != ":memory:":
+            # Readers (genre serve) never wait for a writer (genre consume) and the other
+            # way round; the mode is stored in the file.
+            with self._sql.lock:
+                self.db.execute("PRAGMA journal_mode=WAL")
+        # item_counts() cache: counts as of _counts_version, updated by the new events only.
+        self._counts: dict[str, int] | None = None
+        self._counts_version: tuple[int, int, int] = (-1, -1, -1)
 
     def add(self, rows: Iterable[Interaction]) -> int:
         with self._sql.tx() as db:
@@ -206,7 +216,24 @@ class InteractionStore:
             )
             n_rows = db.execute("DELETE FROM interactions WHERE user_id = ?", (user_id,)).rowcount
             n_events = db.execute("DELETE FROM feedback WHERE user_id = ?", (user_id,)).rowcount
+            db.execute(
+                "INSERT INTO store_meta VALUES ('deletes', 1)"
+                " ON CONFLICT (key) DO UPDATE SET n = n + 1"
+            )
         return n_rows, n_events
+
+    def version(self) -> tuple[int, int, int]:
+        """Changes whenever what readers see changes, in this process or another; cheap
+        (three index look-ups): (last interactions rowid, last feedback rowid, deletes).
+        An INSERT OR REPLACE gets a new rowid; rowids grow in commit order (SQLite has one
+        writer at a time)."""
+        with self._sql.lock:
+            row = self.db.execute(
+                "SELECT (SELECT IFNULL(MAX(rowid), 0) FROM interactions),"
+                " (SELECT IFNULL(MAX(rowid), 0) FROM feedback),"
+                " (SELECT IFNULL(MAX(n), 0) FROM store_meta WHERE key = 'deletes')"
+            ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def history(self, user_id: str) -> list[Interaction]:
         with self._sql.lock:
@@ -221,8 +248,26 @@ class InteractionStore:
         """Interactions per item (every user, every item seen at least once; each feedback
         event counts)."""
         with self._sql.lock:
-            cur = self.db.execute("SELECT item_id, COUNT(*) FROM all_interactions GROUP BY item_id")
-            return {item: int(n) for item, n in cur.fetchall()}
+            version = self.version()
+            old = self._counts_version
+            if self._counts is None or version[0] != old[0] or version[2] != old[2]:
+                # Events bounded by the version read: a later one is counted next time.
+                cur = self.db.execute(
+                    "SELECT item_id, COUNT(*) FROM (SELECT item_id FROM interactions"
+                    " UNION ALL SELECT item_id FROM feedback WHERE rowid <= ?) GROUP BY item_id",
+                    (version[1],),
+                )
+                self._counts = {item: int(n) for item, n in cur.fetchall()}
+            elif version[1] != old[1]:  # only new events: count those
+                counts = self._counts
+                for item, n in self.db.execute(
+                    "SELECT item_id, COUNT(*) FROM feedback WHERE rowid > ? AND rowid <= ?"
+                    " GROUP BY item_id",
+                    (old[1], version[1]),
+                ):
+                    counts[item] = counts.get(item, 0) + int(n)
+            self._counts_version = version
+            return dict(self._counts)
 
     def all(self) -> list[Interaction]:
         """Every stored interaction and event, ordered by (user, time, item, rating)."""
