@@ -105,8 +105,10 @@ class ALSConfig(_Frozen):
     factors: int = Field(64, ge=1, le=4096)
     regularization: float = Field(0.05, ge=0.0, le=1000.0)
     iterations: int = Field(15, ge=1, le=1000)
-    # Confidence = 1 + alpha * interaction weight.
+    # Confidence = 1 + alpha * interaction weight; the weight is 1 ("binary") or the
+    # interaction's rating ("rating"; 1 without one).
     alpha: float = Field(1.0, gt=0.0, le=10_000.0)
+    weighting: Literal["binary", "rating"] = "binary"
     seed: int = 0
 
 
@@ -117,6 +119,9 @@ class BPRConfig(_Frozen):
     regularization: float = Field(0.01, ge=0.0, le=1000.0)
     iterations: int = Field(100, ge=1, le=10_000)
     learning_rate: float = Field(0.01, gt=0.0, le=10.0)
+    # Ridge penalty of the fold-in that turns a request's history into a user vector
+    # (genre_agent.retrievers.mf).
+    fold_in_regularization: float = Field(1.0, gt=0.0, le=1e6)
     seed: int = 0
 
 

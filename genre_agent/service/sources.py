@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config, SourceKind
+from genre_agent.errors import ConfigError
 from genre_agent.retrievers.base import Retriever
 from genre_agent.retrievers.bm25 import BM25Retriever
 from genre_agent.retrievers.cf import ItemKNNRetriever
@@ -68,6 +69,8 @@ SOURCES: dict[SourceKind, Callable[[SourceContext], Retriever]] = {
     "bm25": _bm25,
     "popularity": _popularity,
     "random": _random,
+    "als": _fitted("als"),
+    "bpr": _fitted("bpr"),
 }
 
 
@@ -116,6 +119,11 @@ class Sources:
                 self._built.pop(kind, None)
                 self._pop_version = version
         if kind not in self._built:
+            if kind not in SOURCES:
+                raise ConfigError(
+                    f"retrieval.sources.{kind}: no source of kind {kind!r} is available in "
+                    f"this build; available: {sorted(SOURCES)} (or set its weight to 0)"
+                )
             ctx = SourceContext(
                 self.config, self.store, self.interactions, self.catalog, self.announce
             )
@@ -135,6 +143,11 @@ class Sources:
     def active(self) -> dict[SourceKind, float]:
         """The sources that run (weight > 0), in config order."""
         return {k: w for k, w in self.config.retrieval.sources.items() if w > 0}
+
+    def popular(self) -> FusionRetriever:
+        """The popularity source alone (what a cold request gets), whatever its weight."""
+        r = self.config.retrieval
+        return FusionRetriever([self.get("popularity")], [1.0], c=r.rrf_c, depth=r.depth)
 
     def fusion(self) -> FusionRetriever:
         active = self.active()
