@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from genre_agent.errors import ConfigError
-from genre_agent.service.sources import SOURCES
+from genre_agent.service.sources import SOURCES, missing
 
 BaselineKind = Literal[
     "random",
@@ -67,9 +67,10 @@ def baseline_overrides(
 def check_baselines(names: Sequence[str], fusion_weights: Mapping[str, float]) -> None:
     """Every source the requested baselines use exists in this build (a clear error)."""
     used = {s for n in names for s in (fusion_weights if n == "fusion" else [n])}
-    missing = sorted(s for s in used if s not in SOURCES)
-    if missing:
+    lacking = missing(used)
+    if lacking:
+        have = sorted(k for k in SOURCES if not missing([k]))
         raise ConfigError(
-            f"baselines: no source of kind {missing} in this build (available: "
-            f"{sorted(SOURCES)}); drop them from the experiment's baselines"
+            f"baselines: no source of kind {lacking} in this build (available: {have}); "
+            "drop them from the experiment's baselines"
         )
