@@ -50,9 +50,13 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
+    if isinstance(v, dict):  # a nested section; TOML has no null, so None values are left out
         return (
-            "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+            "{"
+            + ", ".join(
+                f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None
+            )
+            + "}"
         )
     return json.dumps(str(v))
 
