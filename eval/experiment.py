@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from genre_agent.config import Config, EngineKind, SourceKind, load_config, read_config_file
 from genre_agent.errors import ConfigError
-from genre_agent.eval.baselines import ALL_BASELINES, BaselineKind
+from genre_agent.eval.baselines import ALL_BASELINES, DEFAULT_BASELINES, BaselineKind
 from genre_agent.eval.datasets import DatasetConfig
 from genre_agent.eval.metrics import METRICS_AT_K
 from genre_agent.eval.protocols import ProtocolConfig, Split
@@ -71,7 +71,7 @@ class Experiment(_Frozen):
     # The base genre_agent Config tree every variant starts from.
     config: dict[str, Any] = Field(default_factory=dict)
     variants: list[VariantSpec] = Field(default_factory=list)
-    baselines: list[BaselineKind] = Field(default_factory=lambda: list(ALL_BASELINES))
+    baselines: list[BaselineKind] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     fusion_weights: dict[str, float] = Field(
         default_factory=lambda: {"itemknn": 1.0, "bm25": 0.5, "popularity": 0.5}
     )

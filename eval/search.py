@@ -50,7 +50,7 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
+    if isinstance(v, dict):  # a nested section; TOML has no null, so None values are left out
         return (
             "{"
             + ", ".join(

@@ -86,7 +86,8 @@ def test_bad_config_key_and_bad_catalog_are_clear_errors(tmp_path: Path):
 
 
 def test_recommend_routes_cold_users_by_history_length(tmp_path: Path, catalog_path: Path):
-    """0 stored interactions: the stated request; 1-5: a profile of those few; more: history."""
+    """0 stored interactions: the stated request, or the popular items without one; 1-5: a
+    profile of those few; more: history."""
     inter = tmp_path / "inter.csv"
     rows = ["user_id,item_id,timestamp,rating", "few,m1,1,5", "few,m3,2,4.5"]
     rows += [f"many,m{n},{n},4" for n in range(1, 8)]
@@ -95,10 +96,17 @@ def test_recommend_routes_cold_users_by_history_length(tmp_path: Path, catalog_p
         app, ["index", str(catalog_path), "--interactions", str(inter), *_sets(tmp_path)]
     )
     assert res.exit_code == 0, res.output
+    # Nothing stored, nothing asked: the most popular items (m1 and m3 have 2 users each).
     new = runner.invoke(app, ["recommend", "--user", "nobody", "-k", "2", *_sets(tmp_path)])
-    assert new.exit_code != 0
-    assert "user 'nobody' has no interactions yet" in str(new.exception)
-    assert "--query" in str(new.exception)
+    assert new.exit_code == 0, new.output
+    assert "cold start: strategy popular (0 stored interactions)" in new.stderr
+    assert "ranked by popular (cold start: no history or query)" in new.stderr
+    new_json = runner.invoke(
+        app, ["recommend", "--user", "nobody", "-k", "2", "--json", *_sets(tmp_path)]
+    )
+    got = json.loads(new_json.stdout)
+    assert [i["item"]["id"] for i in got["items"]] == ["m1", "m3"]
+    assert got["trace"]["strategy"] == "popular" and got["trace"]["ranked_by"] == "popularity"
     stated = runner.invoke(
         app, ["recommend", "--user", "nobody", "-q", "space", "-k", "2", *_sets(tmp_path)]
     )

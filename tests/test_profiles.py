@@ -10,7 +10,6 @@ from test_chat import catalog, make_rec
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import ProfileConfig
-from genre_agent.errors import GenreError
 from genre_agent.llm.fake import FakeLLM
 from genre_agent.service.chat import scripted_intents
 from genre_agent.service.coldstart import recommend_cold, strategy_for
@@ -21,6 +20,7 @@ from genre_agent.service.profiles import (
     profile_regex,
     validate_profile,
 )
+from genre_agent.storage.interactions import Interaction
 
 
 def profile_answer(ids: list[str], extra_bad: bool = False) -> str:
@@ -102,8 +102,16 @@ def test_cold_start_strategies(tmp_path) -> None:
     assert [strategy_for(n) for n in (0, 1, 5, 6)] == ["stated", "few", "few", "history"]
     rec = make_rec(tmp_path, script, name="coldcol")
     profiles = Profiles(rec.llm, ProfileStore(":memory:"))
-    with pytest.raises(GenreError):
-        recommend_cold(rec, profiles, user_id="new")
+    # Nothing stated, nothing stored: the most popular items, without asking the LLM.
+    top = [it.id for it in catalog()[3:5]]
+    rec.add_interactions(
+        [Interaction(f"u{n}", top[0]) for n in range(3)] + [Interaction("u0", top[1])]
+    )
+    calls = len(rec.llm.requests)
+    rp = recommend_cold(rec, profiles, user_id="new", k=2)
+    assert rp.strategy == "popular" and rp.recommendation.trace.strategy == "popular"
+    assert [it.item.id for it in rp.recommendation.items] == top
+    assert len(rec.llm.requests) == calls
     r0 = recommend_cold(rec, profiles, user_id="new", stated="sci-fi horror", k=3)
     assert r0.strategy == "stated" and len(r0.recommendation.items) == 3
     ids = [it.id for it in catalog()[:2]]

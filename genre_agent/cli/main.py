@@ -215,7 +215,12 @@ def _print_stream(events: Any) -> Any:
 def _print_trace(result: Any) -> None:
     tr = result.trace
     signals = ", ".join(f"{k} {w:g}" for k, w in tr.sources.items())
-    err.print(safe_text(f"ranked by {tr.ranked_by or '-'}; candidates from {signals or '-'}"))
+    by = (
+        "popular (cold start: no history or query)"
+        if tr.strategy == "popular"
+        else tr.ranked_by or "-"
+    )
+    err.print(safe_text(f"ranked by {by}; candidates from {signals or '-'}"))
     timings = ", ".join(f"{t.stage} {t.seconds:.2f}s" for t in tr.timings)
     err.print(
         safe_text(

@@ -1,6 +1,7 @@
 """Cold start by history length: stated preferences, a few-item profile, or the full history.
 
-- 0 interactions: the stated preferences / query text seed retrieval (no history).
+- 0 interactions: the stated preferences / query text seed retrieval (no history); with
+  nothing stated either, the most popular items ("popular": the Recommender's cold path).
 - 1..``few`` interactions: an LLM profile is built from those items and used with them.
 - more: the usual history-based recommendation (with the stored profile if switched on).
 """
@@ -12,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from genre_agent.catalog.items import Item
-from genre_agent.errors import GenreError
 from genre_agent.service.profiles import Profiles
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
 from genre_agent.types import Recommendation
 
-Strategy = Literal["stated", "few", "history"]
+Strategy = Literal["popular", "stated", "few", "history"]
 
 
 @dataclass
@@ -52,12 +52,12 @@ def recommend_cold(
         gone = profiles.forgotten(user_id)
         history = [h for h in history if h not in gone]
     strategy = strategy_for(len(history), few)
+    if strategy == "stated" and not stated:
+        # Nothing to personalise from: the Recommender answers with the popularity list
+        # (Trace.strategy "popular"), excluding whatever the user asked to forget.
+        out = rec.recommend(user_id=user_id, k=k, filters=filters)
+        return ColdStartResult("popular", out)
     if strategy == "stated":
-        if not stated:
-            who = f"user {user_id!r} has no interactions yet: " if user_id else ""
-            raise GenreError(
-                f"{who}a new user needs stated preferences (a query, `--query`) to start from"
-            )
         out = rec.recommend(query=stated, k=k, filters=filters, history=[])
         return ColdStartResult(strategy, out)
     known = rec.store.get(list(history))

@@ -27,6 +27,7 @@ from genre_agent.config import Config
 from genre_agent.errors import GenreError
 from genre_agent.retrievers.base import Retriever
 from genre_agent.retrievers.cf import ItemKNNRetriever
+from genre_agent.retrievers.mf import ALSRetriever, BPRRetriever
 from genre_agent.storage.interactions import Interaction, InteractionStore
 
 Announce = Callable[[str], None]
@@ -64,11 +65,33 @@ def _fit_itemknn(
     return ItemKNNRetriever.fit(items, rows, cfg.retrieval.itemknn_neighbours)
 
 
+def _fit_als(
+    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
+) -> ALSRetriever:
+    return ALSRetriever.fit(items, rows, cfg.retrieval.als)
+
+
+def _fit_bpr(
+    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
+) -> BPRRetriever:
+    return BPRRetriever.fit(items, rows, cfg.retrieval.bpr)
+
+
 FITTERS: dict[str, Fitter] = {
     "itemknn": Fitter(
         fit=_fit_itemknn,
         load=lambda folder, items, cfg: ItemKNNRetriever.load(folder, items),
         settings=lambda cfg: {"itemknn_neighbours": cfg.retrieval.itemknn_neighbours},
+    ),
+    "als": Fitter(
+        fit=_fit_als,
+        load=lambda folder, items, cfg: ALSRetriever.load(folder, items),
+        settings=lambda cfg: cfg.retrieval.als.model_dump(),
+    ),
+    "bpr": Fitter(
+        fit=_fit_bpr,
+        load=lambda folder, items, cfg: BPRRetriever.load(folder, items),
+        settings=lambda cfg: cfg.retrieval.bpr.model_dump(),
     ),
 }
 

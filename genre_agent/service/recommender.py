@@ -26,6 +26,7 @@ from genre_agent.ranking import RankRequest, make_ranker
 from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
 from genre_agent.ranking.rationales import add_rationales
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
+from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.service.evidence import build_evidence
 from genre_agent.service.requests import (
     HistoryEntry,
@@ -64,6 +65,19 @@ class _Prepared:
     signals: dict[str, float]
     profile: str | None = None
     profile_used: tuple[str, ...] = ()
+    # "popular": a cold request (no history, query or profile) got the popularity list.
+    strategy: str = "personal"
+
+
+# Why a cold request got the popularity list (Trace.notes).
+COLD_NOTE = (
+    "cold start: no history, query or profile, so these are the most popular items "
+    "(popularity source; no LLM ranking, no rationales)"
+)
+
+
+# Gathers one request's candidates from its query and the fusion to use.
+Gather = Callable[[RetrievalQuery, FusionRetriever], list[Candidate]]
 
 
 def _signals(active: dict[Any, float]) -> dict[str, float]:
@@ -202,7 +216,10 @@ class Recommender:
 
     def _prepare(
         self, req: RecRequest
-    ) -> tuple[ResolvedHistory, RetrievalQuery, str | None, str | None]:
+    ) -> tuple[ResolvedHistory, RetrievalQuery, str | None, str | None, bool]:
+        """The request's history, its retrieval query, the profile for the ranker and the
+        profile it had, and whether it is cold (nothing to personalise from: it gets the
+        popularity list)."""
         history = self._history(req)
         p = self.config.profile
         profile: str | None = req.profile
@@ -213,12 +230,7 @@ class Recommender:
         use_rank = both or p.use_in_rerank
         if profile and not use_ret and not history.items and not req.query:
             use_ret = True  # nothing else can seed retrieval
-        if not history.items and not req.query and not (profile and use_ret):
-            who = f"user {req.user_id!r}" if req.user_id is not None else "this request"
-            raise GenreError(
-                f"{who} has no known history: pass history=, query= or profile= "
-                "(or use cold start: `genre recommend --query`)"
-            )
+        cold = not history.items and not req.query and not (profile and use_ret)
         allowed = self.store.ids_where(req.filters) if req.filters else None
         query = RetrievalQuery(
             history=history.items,
@@ -229,7 +241,7 @@ class Recommender:
             allowed_ids=allowed,
             user_id=req.user_id,
         )
-        return history, query, profile if use_rank else None, profile
+        return history, query, profile if use_rank else None, profile, cold
 
     # -- recommending -----------------------------------------------------------------------
     def recommend(
@@ -248,21 +260,22 @@ class Recommender:
 
     def recommend_many(self, requests: Sequence[RecRequest]) -> list[Recommendation]:
         """Retrieve from the catalog and rank, for many requests; the LLM sees one batch."""
-        fusion = self.sources.fusion()
         n = self.config.retrieval.n_candidates
-        return self._rank([self._prepared(req, lambda q: fusion.search(q, n)) for req in requests])
+        return self._rank(
+            [self._prepared(req, lambda q, fusion: fusion.search(q, n)) for req in requests]
+        )
 
-    def _prepared(
-        self, req: RecRequest, candidates: Callable[[RetrievalQuery], list[Candidate]]
-    ) -> _Prepared:
-        """Resolve one request and gather its candidates (timed as the retrieve stage)."""
+    def _prepared(self, req: RecRequest, candidates: Gather) -> _Prepared:
+        """Resolve one request and gather its candidates (timed as the retrieve stage): from
+        the configured fusion, or for a cold request from the popularity source alone."""
         t0 = time.perf_counter()
         k = check_k(req.k, self.config.ranking.k)
-        history, query, rerank_profile, profile = self._prepare(req)
-        cands = candidates(query)
+        history, query, rerank_profile, profile, cold = self._prepare(req)
+        fusion = self.sources.popular() if cold else self.sources.fusion()
+        cands = candidates(query, fusion)
         if self.config.ranking.mode != "retrieval":
             # An LLM ranker may explain any candidate; the retrieval order explains only
-            # what it returns, so _rank computes evidence for those items alone.
+            # what it returns, so _top_by_score computes evidence for those items alone.
             cands = self._with_evidence(cands, history, req.query)
         return _Prepared(
             req,
@@ -272,9 +285,10 @@ class Recommender:
             cands,
             k,
             time.perf_counter() - t0,
-            _signals(self.sources.active()),
+            {"popularity": 1.0} if cold else _signals(self.sources.active()),
             profile,
             _used(query, rerank_profile),
+            "popular" if cold else "personal",
         )
 
     def recommend_stream(
@@ -297,12 +311,12 @@ class Recommender:
         """
         cfg = self.config
         req = RecRequest(user_id, history, query, k, filters, profile, exclude)
-        fusion = self.sources.fusion()
-        prepared = self._prepared(req, lambda q: fusion.search(q, cfg.retrieval.n_candidates))
+        n = cfg.retrieval.n_candidates
+        prepared = self._prepared(req, lambda q, fusion: fusion.search(q, n))
         ranked = self._rank([prepared], explain=False)[0]
         yield StreamEvent(kind="ranked", recommendation=ranked)
         top = ranked.items[: cfg.ranking.rationale_top_r] if ranked.items else []
-        if cfg.ranking.mode == "listwise" or not top:
+        if cfg.ranking.mode == "listwise" or not top or prepared.strategy == "popular":
             yield StreamEvent(kind="done", recommendation=ranked)
             return
         rank_req = RankRequest(
@@ -360,10 +374,9 @@ class Recommender:
         self, jobs: Sequence[tuple[Sequence[str | Item], RecRequest]]
     ) -> list[Recommendation]:
         """``rank`` for many requests at once (one batched LLM call)."""
-        fusion = self.sources.fusion()
 
-        def scored(cands_in: Sequence[str | Item]) -> Callable[[RetrievalQuery], list[Candidate]]:
-            def score(query: RetrievalQuery) -> list[Candidate]:
+        def scored(cands_in: Sequence[str | Item]) -> Gather:
+            def score(query: RetrievalQuery, fusion: FusionRetriever) -> list[Candidate]:
                 items = self._candidate_items(cands_in)
                 allowed = query.allowed_ids
                 kept = [it for it in items if allowed is None or it.id in allowed]
@@ -376,6 +389,17 @@ class Recommender:
             return score
 
         return self._rank([self._prepared(req, scored(c)) for c, req in jobs])
+
+    def _top_by_score(self, p: _Prepared) -> list[RankedItem]:
+        """The top k candidates by retrieval score, ties broken by item id, with evidence
+        (computed here for these items only when the candidates carry none)."""
+        order = sorted(p.candidates, key=lambda c: (-c.score, c.item.id))[: p.k]
+        if any(c.evidence is None for c in order):
+            order = self._with_evidence(order, p.history, p.req.query)
+        return [
+            RankedItem(rank=i + 1, item=c.item, score=c.score, evidence=c.evidence)
+            for i, c in enumerate(order)
+        ]
 
     def _with_evidence(
         self, cands: list[Candidate], history: ResolvedHistory, query: str | None
@@ -411,6 +435,46 @@ class Recommender:
             cfg = cfg.model_copy(
                 update={"ranking": cfg.ranking.model_copy(update={"rationale_top_r": 0})}
             )
+        # Cold requests keep the popularity order: no LLM ranks or explains them.
+        warm = [p for p in prepared if p.strategy != "popular"]
+        personal = iter(self._rank_personal(cfg, warm) if warm else [])
+        results = [
+            (self._top_by_score(p), Trace(candidates=p.candidates))
+            if p.strategy == "popular"
+            else next(personal)
+            for p in prepared
+        ]
+        recs = []
+        for p, (items, trace) in zip(prepared, results, strict=True):
+            by_id = {c.item.id: c.evidence for c in p.candidates}
+            items[:] = [
+                it
+                if it.evidence is not None
+                else it.model_copy(update={"evidence": by_id.get(it.item.id)})
+                for it in items
+            ]
+            trace.timings.insert(0, StageTiming(stage="retrieve", seconds=p.retrieve_s))
+            trace.config_sha256 = cfg.fingerprint()
+            trace.sources = dict(p.signals)
+            trace.profile = p.profile or None
+            trace.profile_used = list(p.profile_used)
+            trace.strategy = p.strategy
+            if p.strategy == "popular":
+                trace.ranked_by = "popularity"
+                trace.notes.append(COLD_NOTE)
+            else:
+                trace.ranked_by = (
+                    "retrieval" if cfg.ranking.mode == "retrieval" else f"llm:{cfg.ranking.mode}"
+                )
+            if len(items) < p.k:
+                trace.notes.append(self._shortfall(p, len(items), len(trace.rejected_entries)))
+            recs.append(Recommendation(user_id=p.req.user_id, items=items, trace=trace))
+        return recs
+
+    def _rank_personal(
+        self, cfg: Config, prepared: Sequence[_Prepared]
+    ) -> list[tuple[list[RankedItem], Trace]]:
+        """The configured ranker's (items, trace) for each request, in order."""
         rank_reqs = [
             RankRequest(p.candidates, p.history.liked, p.req.query, p.rerank_profile, p.k)
             for p in prepared
@@ -418,13 +482,7 @@ class Recommender:
         results: list[tuple[list[RankedItem], Trace]] = []
         if cfg.ranking.mode == "retrieval":
             for p in prepared:
-                order = sorted(p.candidates, key=lambda c: (-c.score, c.item.id))[: p.k]
-                order = self._with_evidence(order, p.history, p.req.query)
-                items = [
-                    RankedItem(rank=i + 1, item=c.item, score=c.score, evidence=c.evidence)
-                    for i, c in enumerate(order)
-                ]
-                results.append((items, Trace(candidates=p.candidates)))
+                results.append((self._top_by_score(p), Trace(candidates=p.candidates)))
             if cfg.ranking.rationale_top_r > 0 and any(p.candidates for p in prepared):
                 add_rationales(
                     self.llm,
@@ -474,27 +532,7 @@ class Recommender:
                 ]
                 trace.candidates = p.candidates
                 trace.engine = cfg.llm.engine
-        recs = []
-        for p, (items, trace) in zip(prepared, results, strict=True):
-            by_id = {c.item.id: c.evidence for c in p.candidates}
-            items[:] = [
-                it
-                if it.evidence is not None
-                else it.model_copy(update={"evidence": by_id.get(it.item.id)})
-                for it in items
-            ]
-            trace.timings.insert(0, StageTiming(stage="retrieve", seconds=p.retrieve_s))
-            trace.config_sha256 = cfg.fingerprint()
-            trace.sources = dict(p.signals)
-            trace.profile = p.profile or None
-            trace.profile_used = list(p.profile_used)
-            trace.ranked_by = (
-                "retrieval" if cfg.ranking.mode == "retrieval" else f"llm:{cfg.ranking.mode}"
-            )
-            if len(items) < p.k:
-                trace.notes.append(self._shortfall(p, len(items), len(trace.rejected_entries)))
-            recs.append(Recommendation(user_id=p.req.user_id, items=items, trace=trace))
-        return recs
+        return results
 
     def _shortfall(self, p: _Prepared, got: int, rejected: int) -> str:
         """Why fewer items than asked came back, in one line."""
