@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-BaselineKind = Literal["random", "popularity", "bm25", "embedding", "itemknn", "fusion"]
+BaselineKind = Literal[
+    "random", "popularity", "bm25", "embedding", "itemknn", "fusion", "sequential"
+]
 ALL_BASELINES: tuple[BaselineKind, ...] = (
     "random",
     "popularity",
@@ -18,6 +20,7 @@ ALL_BASELINES: tuple[BaselineKind, ...] = (
     "embedding",
     "itemknn",
     "fusion",
+    "sequential",
 )
 
 

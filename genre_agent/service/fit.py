@@ -64,11 +64,32 @@ def _fit_itemknn(
     return ItemKNNRetriever.fit(items, rows, cfg.retrieval.itemknn_neighbours)
 
 
+def _fit_sequential(
+    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
+) -> FittedSource:
+    # torch is imported only when the sequential model is used.
+    from genre_agent.retrievers.sequential_train import train
+
+    checkpoint = cfg.store.models_dir() / "sequential.ckpt"
+    return train(cfg.retrieval.sequential, items, rows, checkpoint, announce)
+
+
+def _load_sequential(folder: Path, items: Mapping[str, Item], cfg: Config) -> FittedSource:
+    from genre_agent.retrievers.sequential import SequentialRetriever
+
+    return SequentialRetriever.load(folder, items)
+
+
 FITTERS: dict[str, Fitter] = {
     "itemknn": Fitter(
         fit=_fit_itemknn,
         load=lambda folder, items, cfg: ItemKNNRetriever.load(folder, items),
         settings=lambda cfg: {"itemknn_neighbours": cfg.retrieval.itemknn_neighbours},
+    ),
+    "sequential": Fitter(
+        fit=_fit_sequential,
+        load=_load_sequential,
+        settings=lambda cfg: cfg.retrieval.sequential.model_dump(),
     ),
 }
 
@@ -131,6 +152,10 @@ def fit_source(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fit_seconds": round(time.perf_counter() - t0, 3),
     }
+    # How training ended (epochs done, what stopped it), for the sources that report it.
+    training = getattr(model, "training_report", None)
+    if training is not None:
+        prov["training"] = training
 
     def write(tmp: Path) -> None:
         model.save(tmp)

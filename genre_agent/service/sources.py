@@ -68,6 +68,7 @@ SOURCES: dict[SourceKind, Callable[[SourceContext], Retriever]] = {
     "bm25": _bm25,
     "popularity": _popularity,
     "random": _random,
+    "sequential": _fitted("sequential"),
 }
 
 
