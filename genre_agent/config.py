@@ -139,8 +139,11 @@ class SequentialConfig(_Frozen):
     # Training-time budget (seconds, summed over resumed runs): training stops after the
     # epoch that crosses it, and provenance says so ("stopped_by": "time_budget").
     time_budget_s: float = Field(480.0, gt=0.0)
-    # Training threads (None: every core this process may use). Inference uses one.
-    threads: int | None = Field(None, ge=1, le=1024)
+    # Training threads (None: every core this process may use). One by default: on a
+    # 2-core machine shared with other work, two torch threads made an epoch up to 10x
+    # slower (thread synchronisation), and a model this small gains little from two on an
+    # idle one. Inference always uses one.
+    threads: int | None = Field(1, ge=1, le=1024)
     seed: int = 0
     # "ce": cross-entropy over every catalog item (about 10x slower per epoch on CPU at
     # 10k items); "sampled": over the next item and `negatives` uniformly drawn items shared

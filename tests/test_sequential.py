@@ -260,8 +260,7 @@ def test_beats_popularity_on_a_slice_of_ml_latest_small(tmp_path: Path) -> None:
         train_rows += seq[:-1]
         held_out[u] = (tuple(items[r.item_id] for r in seq[:-1]), seq[-1].item_id)
     t0 = time.perf_counter()
-    # One thread: on a busy shared machine two threads can be many times slower.
-    cfg = SequentialConfig(time_budget_s=45.0, epochs=200, lr=3e-3, threads=1)
+    cfg = SequentialConfig(time_budget_s=45.0, epochs=200, lr=3e-3)
     model = train(cfg, items, train_rows, tmp_path / "ckpt")
     seconds = time.perf_counter() - t0
     pop = PopularityRetriever(items, Counter(r.item_id for r in train_rows))
