@@ -46,6 +46,7 @@ DEFAULT_BASELINES: tuple[BaselineKind, ...] = (
     "embedding",
     "itemknn",
     "fusion",
+    "sequential",
 )
 
 

@@ -69,7 +69,11 @@ class EvalWorld:
         fitter = FITTERS[kind]
         key = json.dumps([kind, fitter.settings(cfg)], sort_keys=True, default=str)
         if key not in self._fitted:
-            self._fitted[key] = fitter.fit(cfg, self.ds.items, self.train, None)
+            # Training checkpoints (the sequential model) go to the harness's own cache,
+            # never into the served models folder; a rerun on the same split reuses them.
+            models = cfg.store.model_copy(update={"models_path": index_cache_dir() / "models"})
+            fit_cfg = cfg.model_copy(update={"store": models})
+            self._fitted[key] = fitter.fit(fit_cfg, self.ds.items, self.train, None)
         return self._fitted[key]
 
     def recommender(

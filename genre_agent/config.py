@@ -139,21 +139,39 @@ class BPRConfig(_Frozen):
 
 
 class SequentialConfig(_Frozen):
-    """The self-attentive next-item model (SASRec-style, torch on CPU), fitted by `genre fit`."""
+    """The self-attentive next-item model (SASRec-style, torch on CPU), fitted by `genre fit`
+    (retrievers/sequential.py, retrievers/sequential_train.py).
+
+    Defaults chosen on ml-latest-small's validation split (docs/architecture.md, "The
+    sequential model"): sampled softmax over every max_len stretch of each history.
+    """
 
     max_len: int = Field(50, ge=2, le=1000)
     hidden: int = Field(64, ge=8, le=1024)
     layers: int = Field(2, ge=1, le=12)
     heads: int = Field(1, ge=1, le=16)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    epochs: int = Field(200, ge=1, le=10_000)
+    epochs: int = Field(100, ge=1, le=10_000)
     batch_size: int = Field(128, ge=1, le=65_536)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
-    # Wall-clock budget for training (seconds): training stops after the epoch that crosses
-    # it, and provenance says so.
+    # Training-time budget (seconds, summed over resumed runs): training stops after the
+    # epoch that crosses it, and provenance says so ("stopped_by": "time_budget").
     time_budget_s: float = Field(480.0, gt=0.0)
-    threads: int | None = Field(None, ge=1, le=1024)
+    # Training threads (None: every core this process may use). One by default: on a
+    # 2-core machine shared with other work, two torch threads made an epoch up to 10x
+    # slower (thread synchronisation), and a model this small gains little from two on an
+    # idle one. Inference always uses one.
+    threads: int | None = Field(1, ge=1, le=1024)
     seed: int = 0
+    # "ce": cross-entropy over every catalog item (about 10x slower per epoch on CPU at
+    # 10k items); "sampled": over the next item and `negatives` uniformly drawn items shared
+    # by a batch.
+    loss: Literal["ce", "sampled"] = "sampled"
+    negatives: int = Field(256, ge=1, le=100_000)
+    # Train on every max_len stretch of a long history, not only on its most recent one.
+    all_windows: bool = True
+    # Write a resumable checkpoint every this many epochs (models/sequential.ckpt/).
+    checkpoint_every: int = Field(5, ge=1, le=10_000)
 
 
 class RetrievalConfig(_Frozen):

@@ -77,6 +77,22 @@ def _fit_bpr(
     return BPRRetriever.fit(items, rows, cfg.retrieval.bpr)
 
 
+def _fit_sequential(
+    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
+) -> FittedSource:
+    # torch is imported only when the sequential model is used.
+    from genre_agent.retrievers.sequential_train import train
+
+    checkpoint = cfg.store.models_dir() / "sequential.ckpt"
+    return train(cfg.retrieval.sequential, items, rows, checkpoint, announce)
+
+
+def _load_sequential(folder: Path, items: Mapping[str, Item], cfg: Config) -> FittedSource:
+    from genre_agent.retrievers.sequential import SequentialRetriever
+
+    return SequentialRetriever.load(folder, items)
+
+
 FITTERS: dict[str, Fitter] = {
     "itemknn": Fitter(
         fit=_fit_itemknn,
@@ -92,6 +108,11 @@ FITTERS: dict[str, Fitter] = {
         fit=_fit_bpr,
         load=lambda folder, items, cfg: BPRRetriever.load(folder, items),
         settings=lambda cfg: cfg.retrieval.bpr.model_dump(),
+    ),
+    "sequential": Fitter(
+        fit=_fit_sequential,
+        load=_load_sequential,
+        settings=lambda cfg: cfg.retrieval.sequential.model_dump(),
     ),
 }
 
@@ -154,6 +175,10 @@ def fit_source(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fit_seconds": round(time.perf_counter() - t0, 3),
     }
+    # How training ended (epochs done, what stopped it), for the sources that report it.
+    training = getattr(model, "training_report", None)
+    if training is not None:
+        prov["training"] = training
 
     def write(tmp: Path) -> None:
         model.save(tmp)
