@@ -23,6 +23,14 @@ from genre_agent.llm.base import LLM
 from genre_agent.llm.faults import iter_in_threads
 from genre_agent.llm.registry import get_engine
 from genre_agent.ranking import RankRequest, make_ranker
+from genre_agent.ranking.learned import (
+    FeatureBuilder,
+    FeatureRequest,
+    ItemStats,
+    LearnedModel,
+    llm_scores,
+    ranker_folder,
+)
 from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
 from genre_agent.ranking.rationales import add_rationales
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
@@ -92,6 +100,7 @@ class Recommender:
         llm: LLM | None = None,
         sources: Sources | None = None,
         announce: Announce | None = None,
+        learned: LearnedModel | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -100,6 +109,10 @@ class Recommender:
         self.announce = announce
         self.sources = sources or Sources(config, store, interactions, announce=announce)
         self._profiles: Any = None
+        # ranking.mode = "learned": the model (loaded from models/ranker/ on first use unless
+        # given, as the harness does) and the item statistics its features read.
+        self._learned = learned
+        self._stats: tuple[int, ItemStats] | None = None
 
     @classmethod
     def from_config(
@@ -403,13 +416,26 @@ class Recommender:
             for p in prepared
         ]
         results: list[tuple[list[RankedItem], Trace]] = []
-        if cfg.ranking.mode == "retrieval":
-            for p in prepared:
-                order = sorted(p.candidates, key=lambda c: (-c.score, c.item.id))[: p.k]
+        if cfg.ranking.mode in ("retrieval", "learned"):
+            learn_s = 0.0
+            if cfg.ranking.mode == "learned":
+                t0 = time.perf_counter()
+                scored, names = self._learned_scores(prepared)
+                learn_s = (time.perf_counter() - t0) / max(len(prepared), 1)
+            else:
+                scored = [[c.score for c in p.candidates] for p in prepared]
+                names = [[] for _ in prepared]
+            for p, scores, used in zip(prepared, scored, names, strict=True):
+                pairs = sorted(
+                    zip(p.candidates, scores, strict=True), key=lambda t: (-t[1], t[0].item.id)
+                )[: p.k]
                 items = [
-                    RankedItem(rank=i + 1, item=c.item, score=c.score) for i, c in enumerate(order)
+                    RankedItem(rank=i + 1, item=c.item, score=s) for i, (c, s) in enumerate(pairs)
                 ]
-                results.append((items, Trace(candidates=p.candidates)))
+                trace = Trace(candidates=p.candidates, features=used)
+                if cfg.ranking.mode == "learned":
+                    trace.timings.append(StageTiming(stage="learned", seconds=learn_s))
+                results.append((items, trace))
             if cfg.ranking.rationale_top_r > 0 and any(p.candidates for p in prepared):
                 add_rationales(
                     self.llm,
@@ -474,12 +500,72 @@ class Recommender:
             trace.profile = p.profile or None
             trace.profile_used = list(p.profile_used)
             trace.ranked_by = (
-                "retrieval" if cfg.ranking.mode == "retrieval" else f"llm:{cfg.ranking.mode}"
+                cfg.ranking.mode
+                if cfg.ranking.mode in ("retrieval", "learned")
+                else f"llm:{cfg.ranking.mode}"
             )
             if len(items) < p.k:
                 trace.notes.append(self._shortfall(p, len(items), len(trace.rejected_entries)))
             recs.append(Recommendation(user_id=p.req.user_id, items=items, trace=trace))
         return recs
+
+    # -- ranking.mode = "learned" ---------------------------------------------------------------
+    def learned_model(self) -> LearnedModel:
+        """The learned ranker's model (``genre fit --ranker``); a clear error if none."""
+        if self._learned is None:
+            folder = ranker_folder(self.config)
+            self._learned = LearnedModel.load(folder)
+            self._learned.check(self.config, folder)
+        return self._learned
+
+    def item_stats(self) -> ItemStats:
+        """Popularity and recency of every item, recounted when the interactions change."""
+        version = self.interactions.count()
+        if self._stats is None or self._stats[0] != version:
+            stats = ItemStats.build(self.interactions.all(), self.sources.catalog())
+            self._stats = (version, stats)
+        return self._stats[1]
+
+    def feature_builder(self) -> FeatureBuilder:
+        return FeatureBuilder(
+            self.config, self.sources.get, self.store.embeddings, self.item_stats()
+        )
+
+    def feature_requests(self, prepared: Sequence[_Prepared]) -> list[FeatureRequest]:
+        return [
+            FeatureRequest(
+                p.query,
+                p.history.liked,
+                len(p.history.items) - len(p.history.disliked),
+                [c.item for c in p.candidates],
+                p.req.query,
+                p.rerank_profile,
+            )
+            for p in prepared
+        ]
+
+    def _learned_scores(
+        self, prepared: Sequence[_Prepared]
+    ) -> tuple[list[list[float]], list[list[str]]]:
+        """Each candidate's learned-ranker score, and the features used per request. The LLM
+        is called (one batched scoring call) only for requests whose history bucket has
+        ranking.learned.llm_feature on."""
+        model = self.learned_model()
+        builder = self.feature_builder()
+        reqs = self.feature_requests(prepared)
+        ask = [n for n, r in enumerate(reqs) if r.candidates and builder.llm_on(r.n_liked)]
+        by_req: dict[int, list[float]] = {}
+        if ask and builder.names[-1:] == ["llm.score"]:
+            got = llm_scores(
+                self.llm, self.config.ranking, [reqs[n] for n in ask], self.config.llm.seed
+            )
+            by_req = dict(zip(ask, got, strict=True))
+        scores, names = [], []
+        for n, r in enumerate(reqs):
+            x = builder.matrix(r, by_req.get(n))
+            scores.append([float(v) for v in model.scores(x)])
+            names.append(builder.request_names(r.n_liked))
+        return scores, names
 
     def _shortfall(self, p: _Prepared, got: int, rejected: int) -> str:
         """Why fewer items than asked came back, in one line."""
