@@ -193,10 +193,10 @@ class LearnedConfig(_Frozen):
     # The sources whose score and within-list rank are features (any SourceKind, fitted or
     # not). None: the active retrieval.sources plus popularity.
     feature_sources: list[SourceKind] | None = None
-    # Training: negatives per validation target drawn from the retrieved candidates, plus
-    # random catalog negatives.
+    # Training: negatives per validation target drawn from the retrieved candidates (only
+    # when the target itself is retrieved), plus random unseen catalog negatives.
     retrieved_negatives: int = Field(49, ge=1, le=1000)
-    random_negatives: int = Field(0, ge=0, le=1000)
+    random_negatives: int = Field(20, ge=0, le=1000)
     # Train on at most this many users (a seeded sample; None: every user with a target).
     train_users: int | None = Field(None, ge=1)
     num_leaves: int = Field(31, ge=2, le=4096)

@@ -11,6 +11,11 @@ candidate of a request it computes (names as in ``Trace.features``):
 * ``recency.last_years`` / ``recency.median_years``: how long before the newest stored
   interaction the item was last / typically interacted with (years; missing: no
   interaction). ``recency.year_gap``: newest catalog year minus the item's year.
+* ``time.first_after_user`` / ``time.median_after_user`` / ``time.last_after_user``: the
+  item's first / median / last interaction time minus the user's latest history interaction
+  (years; missing without timestamps), and ``time.pop_near_user``: log(1 + the item's
+  interactions within half a year of it). ``meta.year_vs_history``: the item's year minus
+  the liked history's mean year.
 * ``meta.genre_jaccard``, ``meta.genre_affinity`` (mean share of the liked history having
   each of the item's genres), ``meta.tag_overlap`` (the item's tags found in the history).
 * ``emb.mean_cos`` / ``emb.max_cos``: cosine of the item's stored vector with the liked
@@ -51,12 +56,20 @@ MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
 LLM_FEATURE = "llm.score"
 _YEAR_S = 365.25 * 86400.0
+# time.pop_near_user counts an item's interactions within this many seconds of the user's
+# latest one (half a year either side).
+NEAR_S = _YEAR_S / 2
 
 BASE_FEATURES = (
     "pop.log_count",
     "recency.last_years",
     "recency.median_years",
     "recency.year_gap",
+    "time.first_after_user",
+    "time.median_after_user",
+    "time.last_after_user",
+    "time.pop_near_user",
+    "meta.year_vs_history",
     "meta.genre_jaccard",
     "meta.genre_affinity",
     "meta.tag_overlap",
@@ -112,6 +125,8 @@ class ItemStats:
     median_ts: Mapping[str, float]
     newest_ts: float
     newest_year: int | None
+    # Each item's interaction times, sorted (time-local popularity).
+    times: Mapping[str, np.ndarray]
 
     @classmethod
     def build(cls, rows: Sequence[Interaction], items: Mapping[str, Item]) -> ItemStats:
@@ -124,6 +139,7 @@ class ItemStats:
             if isinstance(y := it.metadata.get("year"), int) and not isinstance(y, bool)
         ]
         return cls(
+            times={i: np.sort(np.asarray(t, dtype=float)) for i, t in times.items()},
             counts={i: len(t) for i, t in times.items()},
             last_ts={i: max(t) for i, t in times.items()},
             median_ts={i: float(statistics.median(t)) for i, t in times.items()},
@@ -160,6 +176,8 @@ class FeatureRequest:
     candidates: Sequence[Item]
     query_text: str | None = None
     profile: str | None = None
+    # When the user's latest history interaction happened (None: no timestamps given).
+    user_ts: float | None = None
 
 
 class FeatureBuilder:
@@ -210,7 +228,33 @@ class FeatureBuilder:
             y = c.metadata.get("year")
             ok = isinstance(y, int) and not isinstance(y, bool) and st.newest_year is not None
             year_gap.append(float(st.newest_year - y) if ok else np.nan)  # type: ignore[operator]
+        ut = req.user_ts
+        first_after, median_after, last_after, near = [], [], [], []
+        for i in ids:
+            t = st.times.get(i)
+            if ut is None or t is None or not len(t):
+                first_after.append(np.nan)
+                median_after.append(np.nan)
+                last_after.append(np.nan)
+                near.append(np.nan if ut is None else 0.0)
+                continue
+            first_after.append((float(t[0]) - ut) / _YEAR_S)
+            median_after.append((st.median_ts[i] - ut) / _YEAR_S)
+            last_after.append((float(t[-1]) - ut) / _YEAR_S)
+            lo, hi = np.searchsorted(t, [ut - NEAR_S, ut + NEAR_S])
+            near.append(math.log1p(int(hi - lo)))
         liked = list(req.liked)
+        hist_years = [
+            y
+            for h in liked
+            if isinstance(y := h.metadata.get("year"), int) and not isinstance(y, bool)
+        ]
+        mean_year = sum(hist_years) / len(hist_years) if hist_years else None
+        year_vs = []
+        for c in req.candidates:
+            y = c.metadata.get("year")
+            ok = isinstance(y, int) and not isinstance(y, bool) and mean_year is not None
+            year_vs.append(float(y) - mean_year if ok else np.nan)  # type: ignore[arg-type,operator]
         hist_genres = [_genres(h) for h in liked]
         union = set().union(*hist_genres) if hist_genres else set()
         hist_tags = set().union(*(_tags(h) for h in liked)) if liked else set()
@@ -243,6 +287,11 @@ class FeatureBuilder:
             last,
             median,
             np.array(year_gap, dtype=float),
+            np.array(first_after),
+            np.array(median_after),
+            np.array(last_after),
+            np.array(near),
+            np.array(year_vs),
             np.array(jac),
             np.array(aff),
             np.array(tags),

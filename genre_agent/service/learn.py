@@ -6,7 +6,10 @@ fitted in memory on the training interactions, which never contain the targets; 
 candidates of an example are what the served pipeline retrieves for its history
 (``ranking.learned.retrieved_negatives`` of them, the target removed) plus
 ``random_negatives`` seeded random catalog items the user never saw, and the target (label
-1). One group per user; LightGBM's lambdarank learns to put the target first.
+1). When the target is not among the retrieved items, the group keeps only the random
+negatives: the served ranker never sees a list without its target's retrieval, and ranking
+it above the retrieved items would teach the model that looking unlike the history is good.
+One group per user; LightGBM's lambdarank learns to put the target first.
 
 Label-blindness: the caller names the (user, item) pairs that must never be seen (the
 harness passes its test targets). If any training label, history row or training
@@ -186,11 +189,17 @@ def train_ranker(
             skipped += 1  # no known history item
             continue
         retrieved = [c.item.id for c in p.candidates if c.item.id != ex.target]
-        hits += len(retrieved) < len(p.candidates)
-        retrieved = retrieved[: lc.retrieved_negatives]
+        hit = len(retrieved) < len(p.candidates)
+        hits += hit
+        retrieved = retrieved[: lc.retrieved_negatives] if hit else []
+        # Without the target among the retrieved items the group keeps only random
+        # negatives (module docstring).
         rng = random.Random(stable_seed(lc.seed, ex.user_id, "learned"))
         seen = {r.item_id for r in ex.history} | {ex.target} | set(retrieved)
         rand = _random_negatives(all_ids, lc.random_negatives, seen, rng)
+        if not retrieved and not rand:
+            skipped += 1
+            continue
         ids = [ex.target, *retrieved, *rand]
         rng.shuffle(ids)
         freq = FeatureRequest(
@@ -200,6 +209,7 @@ def train_ranker(
             [catalog[i] for i in ids],
             None,
             None,
+            max((r.timestamp for r in ex.history if r.timestamp), default=None),
         )
         groups.append((freq, [int(i == ex.target) for i in ids]))
     if progress:

@@ -540,9 +540,23 @@ class Recommender:
                 [c.item for c in p.candidates],
                 p.req.query,
                 p.rerank_profile,
+                self._user_ts(p.req),
             )
             for p in prepared
         ]
+
+    def _user_ts(self, req: RecRequest) -> float | None:
+        """When the request's latest history interaction happened: from the rows passed in,
+        else the user's stored interactions (None: no timestamps)."""
+        rows: Sequence[Any] = (
+            req.history
+            if req.history is not None
+            else self.interactions.history(req.user_id)
+            if req.user_id is not None
+            else ()
+        )
+        times = [r.timestamp for r in rows if isinstance(r, Interaction) and r.timestamp]
+        return max(times) if times else None
 
     def _learned_scores(
         self, prepared: Sequence[_Prepared]
