@@ -84,7 +84,10 @@ def main() -> None:
         ("retrieval p50 / p95 (ms)", f"{statistics.median(ret):.1f} / {pct(ret, 0.95):.1f}"),
         ("learned p50 / p95 (ms)", f"{statistics.median(lrn):.1f} / {pct(lrn, 0.95):.1f}"),
         ("learned / retrieval (p50)", f"{statistics.median(lrn) / statistics.median(ret):.2f}x"),
-        ("added p50 / p95 (ms, paired)", f"{statistics.median(added):.1f} / {pct(added, 0.95):.1f}"),
+        (
+            "added p50 / p95 (ms, paired)",
+            f"{statistics.median(added):.1f} / {pct(added, 0.95):.1f}",
+        ),
         (
             "learned stage p50 / p95 (ms)",
             f"{statistics.median(stage):.1f} / {pct(stage, 0.95):.1f}",

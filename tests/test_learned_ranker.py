@@ -297,3 +297,41 @@ def test_real_learned_beats_popularity_on_held_out_targets(tmp_path) -> None:
             hits[name] += ex.target in [i.item.id for i in out.items]
     assert hits["learned"] > hits["popularity"], hits
     assert isinstance(held[0], Example)
+
+
+def test_cli_fit_ranker_then_recommend(tmp_path, catalog_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from genre_agent.cli.main import app
+
+    inter = tmp_path / "inter.csv"
+    inter.write_text(
+        "user_id,item_id,timestamp,rating\n"
+        + "".join(f"{r.user_id},{r.item_id},{r.timestamp},{r.rating}\n" for r in ROWS)
+    )
+    sets = [
+        *("--set", "llm.engine=fake", "--set", "embedder.kind=fake"),
+        *("--set", f"store.path={tmp_path / 'chroma'}"),
+        *("--set", f"store.interactions_path={tmp_path / 'i.sqlite'}"),
+        *("--set", f"profile.path={tmp_path / 'p.sqlite'}"),
+        *("--set", "ranking.mode=learned", "--set", "ranking.rationale_top_r=0"),
+        *("--set", "ranking.learned.n_estimators=10"),
+    ]
+    cli = CliRunner()
+    assert (
+        cli.invoke(app, ["index", str(catalog_path), "--interactions", str(inter), *sets]).exit_code
+        == 0
+    )
+    missing = cli.invoke(app, ["recommend", "--user", "c0", "-k", "3", *sets])
+    # The entry point prints a LearnedRankerError as one line; CliRunner keeps the exception.
+    assert isinstance(missing.exception, LearnedRankerError)
+    assert "genre fit --ranker" in str(missing.exception)
+    fit = cli.invoke(app, ["fit", "--ranker", *sets])
+    assert fit.exit_code == 0, fit.output
+    assert "fit ranker:" in fit.output
+    out = cli.invoke(app, ["recommend", "--user", "c0", "-k", "3", "--json", *sets])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["trace"]["ranked_by"] == "learned" and data["trace"]["features"]
