@@ -52,13 +52,17 @@ def _toml_value(v: Any) -> str:
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         return (
-            "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+            "{"
+            + ", ".join(
+                f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None
+            )
+            + "}"
         )
     return json.dumps(str(v))
 
 
 def config_toml(cfg: Config) -> str:
-    """The config as TOML (one table per section; None values omitted)."""
+    """The config as TOML (one table per section; None values omitted, nested ones too)."""
     lines = []
     for section, values in cfg.model_dump(mode="json").items():
         lines.append(f"[{section}]")
