@@ -28,7 +28,7 @@ class VariantSpec(_Frozen):
     template: str | None = None
     model: str | None = None
     engine: EngineKind | None = None
-    mode: Literal["listwise", "scoring", "retrieval"] | None = None
+    mode: Literal["listwise", "scoring", "retrieval", "learned"] | None = None
     # retrieval.sources: the candidate sources and their fusion weights.
     sources: dict[SourceKind, float] | None = None
     k: int | None = Field(None, ge=1, le=100)

@@ -62,6 +62,7 @@ from genre_agent.eval.protocols import (
 )
 from genre_agent.eval.world import EvalWorld
 from genre_agent.llm.base import LLM
+from genre_agent.ranking.learned import uses_llm
 from genre_agent.service.profiles import ProfileError
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
@@ -91,7 +92,8 @@ class Prepared:
 def needs_llm(cfg: Config) -> bool:
     """Whether serving ``cfg`` calls the LLM at all."""
     return (
-        cfg.ranking.mode != "retrieval"
+        cfg.ranking.mode not in ("retrieval", "learned")
+        or (cfg.ranking.mode == "learned" and uses_llm(cfg))
         or cfg.ranking.rationale_top_r > 0
         or cfg.profile.use_in_rerank
         or cfg.enrich.enabled
@@ -326,14 +328,15 @@ class Runner:
         """Each case through ``rec``: ``rank_many`` on its candidates, or (two-stage)
         ``recommend_many`` from the whole catalog. Returns a Recommendation or the error."""
         ds = self.prepared.ds
-        retrieval = rec.config.ranking.mode == "retrieval"
+        retrieval = rec.config.ranking.mode in ("retrieval", "learned")
         reqs = []
         for c in batch:
             history: list[Any] = (
                 [ds.items[h] for h in c.history] if plain_history else history_rows(ds, c)
             )
             n = len(c.candidates) or rec.config.retrieval.n_candidates
-            # Retrieval orders every candidate (AUC, metrics at any k); an LLM ranks its k.
+            # Retrieval and the learned ranker order every candidate (AUC, metrics at any k);
+            # an LLM ranks its k.
             k = min(n, 100) if retrieval else rec.config.ranking.k
             reqs.append(
                 RecRequest(

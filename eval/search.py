@@ -62,7 +62,7 @@ def _toml_value(v: Any) -> str:
 
 
 def config_toml(cfg: Config) -> str:
-    """The config as TOML (one table per section; None values omitted)."""
+    """The config as TOML (one table per section; None values omitted, nested ones too)."""
     lines = []
     for section, values in cfg.model_dump(mode="json").items():
         lines.append(f"[{section}]")

@@ -21,8 +21,10 @@ from genre_agent.embedders import get_embedder
 from genre_agent.eval.datasets import Dataset
 from genre_agent.eval.protocols import train_interactions
 from genre_agent.llm.base import LLM
+from genre_agent.ranking.learned import LearnedModel, feature_sources
 from genre_agent.retrievers.base import Retriever
 from genre_agent.service.fit import FITTERS, FittedSource
+from genre_agent.service.learn import Example, settings, train_ranker
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore, make_client
@@ -46,6 +48,7 @@ class EvalWorld:
         self.interactions.add(self.train)
         self.popularity: dict[str, int] = self.interactions.item_counts()
         self._fitted: dict[str, FittedSource] = {}
+        self._learned: dict[str, LearnedModel] = {}
         self._store: ChromaStore | None = None
 
     @property
@@ -76,16 +79,48 @@ class EvalWorld:
             self._fitted[key] = fitter.fit(fit_cfg, self.ds.items, self.train, None)
         return self._fitted[key]
 
+    def _fitted_for(self, cfg: Config) -> dict[str, Retriever]:
+        """Every fitted source ``cfg`` runs or (learned mode) reads features from."""
+        kinds = [k for k, w in cfg.retrieval.sources.items() if w > 0]
+        if cfg.ranking.mode == "learned":
+            kinds += feature_sources(cfg)
+        return {k: self.fitted(cfg, k) for k in dict.fromkeys(kinds) if k in FITTERS}
+
+    def learned(self, cfg: Config, llm: LLM | None = None) -> LearnedModel:
+        """The learned ranker of ``cfg``, trained once per settings on the validation
+        targets: history = every interaction before a user's last two, target = the one
+        before the last, sources fitted on the training split. The test targets are the
+        forbidden pairs: the trainer refuses to see any of them."""
+        key = json.dumps([settings(cfg), self.embedder_cfg.model_dump(mode="json")], default=str)
+        if key not in self._learned:
+            users = self.ds.by_user
+            examples = [
+                Example(u, rows[:-2], rows[-2].item_id)
+                for u, rows in sorted(users.items())
+                if len(rows) >= 3
+            ]
+            forbidden = {(u, rows[-1].item_id) for u, rows in users.items() if rows}
+            self._learned[key] = train_ranker(
+                cfg,
+                self.store,
+                self.ds.items,
+                self.train,
+                examples,
+                forbidden,
+                fitted=self._fitted_for(cfg),
+                llm=llm,
+                data_sha256=self.ds.sha256,
+            )
+        return self._learned[key]
+
     def recommender(
         self, cfg: Config, llm: LLM | None = None, catalog: Mapping[str, Item] | None = None
     ) -> Recommender:
         """A Recommender for ``cfg`` over this world. ``catalog`` replaces the items the
         sources read (an enriched copy of the dataset's items)."""
-        fitted: dict[str, Retriever] = {
-            kind: self.fitted(cfg, kind)
-            for kind, w in cfg.retrieval.sources.items()
-            if w > 0 and kind in FITTERS
-        }
-        sources = Sources(cfg, self.store, self.interactions, fitted=fitted)
+        sources = Sources(cfg, self.store, self.interactions, fitted=self._fitted_for(cfg))
         sources.set_catalog(dict(catalog) if catalog is not None else self.ds.items)
-        return Recommender(cfg, self.store, self.interactions, llm=llm, sources=sources)
+        learned = self.learned(cfg, llm) if cfg.ranking.mode == "learned" else None
+        return Recommender(
+            cfg, self.store, self.interactions, llm=llm, sources=sources, learned=learned
+        )

@@ -226,10 +226,15 @@ class LearnedConfig(_Frozen):
     # The LLM's label score (scoring mode) as a feature, per history-length bucket:
     # cold <= 5 liked items, short 6-20, long > 20. Off in a bucket: no LLM call there.
     llm_feature: dict[HistoryBucket, bool] = Field(default_factory=_no_llm_feature)
-    # Training: negatives per validation target drawn from the retrieved candidates, plus
-    # random catalog negatives.
+    # The sources whose score and within-list rank are features (any SourceKind, fitted or
+    # not). None: the active retrieval.sources plus popularity.
+    feature_sources: list[SourceKind] | None = None
+    # Training: negatives per validation target drawn from the retrieved candidates (only
+    # when the target itself is retrieved), plus random unseen catalog negatives.
     retrieved_negatives: int = Field(49, ge=1, le=1000)
-    random_negatives: int = Field(0, ge=0, le=1000)
+    random_negatives: int = Field(20, ge=0, le=1000)
+    # Train on at most this many users (a seeded sample; None: every user with a target).
+    train_users: int | None = Field(None, ge=1)
     num_leaves: int = Field(31, ge=2, le=4096)
     n_estimators: int = Field(300, ge=1, le=100_000)
     learning_rate: float = Field(0.05, gt=0.0, le=1.0)

@@ -129,15 +129,43 @@ def fit(
         list[str] | None,
         typer.Option("--source", help="Fit only this source (repeatable): itemknn, als, ..."),
     ] = None,
+    ranker: Annotated[
+        bool,
+        typer.Option(
+            "--ranker",
+            help="Train the learned ranker (ranking.mode = 'learned') instead: each user's "
+            "last interaction is its target; saved under models/ranker/.",
+        ),
+    ] = False,
 ) -> None:
     """Fit the sources that learn from stored interactions, with provenance.
 
     By default: item-kNN (it also gives rationales their evidence) and every other fitted
     source with a weight > 0 in retrieval.sources. `genre index --interactions` and
     `genre demo` run this for you; run it again after adding interactions by other means.
-    Popularity counts new interactions without a refit.
+    Popularity counts new interactions without a refit. With --ranker: train the learned
+    ranker (its sources are fitted in memory, without the users' last interactions), plus
+    the --source ones if given.
     """
-    _fit(_recommender(_config(config, set_)), source)
+    rec = _recommender(_config(config, set_))
+    if source or not ranker:
+        _fit(rec, source)
+    if ranker:
+        _fit_ranker(rec)
+
+
+def _fit_ranker(rec: Any) -> None:
+    from genre_agent.service.learn import fit_ranker
+
+    with _progress() as bar:
+        task = bar.add_task("training the learned ranker (users)", total=None)
+        report = fit_ranker(rec, lambda done, total: bar.update(task, total=total, completed=done))
+    p = report.provenance
+    err.print(
+        f"fit ranker: {p['groups']} users ({p['rows']} candidates, "
+        f"{p['targets_retrieved']} targets retrieved), {len(p['features'])} features, "
+        f"{p['fit_seconds']}s -> {report.path}"
+    )
 
 
 def _print_recommendation(result: Any, as_json: bool) -> None:

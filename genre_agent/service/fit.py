@@ -253,4 +253,8 @@ def kinds_to_fit(cfg: Config) -> list[str]:
     """What `genre fit` fits: item-kNN (it also serves evidence) and every other fitted
     source with a weight > 0."""
     active = [k for k, w in cfg.retrieval.sources.items() if w > 0 and k in FITTERS]
+    if cfg.ranking.mode == "learned":  # its feature sources are read when serving
+        from genre_agent.ranking.learned import feature_sources
+
+        active = list(dict.fromkeys(active + [k for k in feature_sources(cfg) if k in FITTERS]))
     return ["itemknn"] + [k for k in active if k != "itemknn"]

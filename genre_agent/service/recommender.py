@@ -23,6 +23,14 @@ from genre_agent.llm.base import LLM
 from genre_agent.llm.faults import iter_in_threads
 from genre_agent.llm.registry import get_engine
 from genre_agent.ranking import RankRequest, make_ranker
+from genre_agent.ranking.learned import (
+    FeatureBuilder,
+    FeatureRequest,
+    ItemStats,
+    LearnedModel,
+    llm_scores,
+    ranker_folder,
+)
 from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
 from genre_agent.ranking.rationales import add_rationales
 from genre_agent.retrievers.base import RetrievalQuery, Retriever
@@ -106,6 +114,7 @@ class Recommender:
         llm: LLM | None = None,
         sources: Sources | None = None,
         announce: Announce | None = None,
+        learned: LearnedModel | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -114,6 +123,10 @@ class Recommender:
         self.announce = announce
         self.sources = sources or Sources(config, store, interactions, announce=announce)
         self._profiles: Any = None
+        # ranking.mode = "learned": the model (loaded from models/ranker/ on first use unless
+        # given, as the harness does) and the item statistics its features read.
+        self._learned = learned
+        self._stats: tuple[int, ItemStats] | None = None
 
     @classmethod
     def from_config(
@@ -273,7 +286,7 @@ class Recommender:
         history, query, rerank_profile, profile, cold = self._prepare(req)
         fusion = self.sources.popular() if cold else self.sources.fusion()
         cands = candidates(query, fusion)
-        if self.config.ranking.mode != "retrieval":
+        if self.config.ranking.mode not in ("retrieval", "learned"):
             # An LLM ranker may explain any candidate; the retrieval order explains only
             # what it returns, so _top_by_score computes evidence for those items alone.
             cands = self._with_evidence(cands, history, req.query)
@@ -390,15 +403,19 @@ class Recommender:
 
         return self._rank([self._prepared(req, scored(c)) for c, req in jobs])
 
-    def _top_by_score(self, p: _Prepared) -> list[RankedItem]:
-        """The top k candidates by retrieval score, ties broken by item id, with evidence
-        (computed here for these items only when the candidates carry none)."""
-        order = sorted(p.candidates, key=lambda c: (-c.score, c.item.id))[: p.k]
+    def _top_by_score(
+        self, p: _Prepared, scores: Sequence[float] | None = None
+    ) -> list[RankedItem]:
+        """The top k candidates by ``scores`` (default: the retrieval score), ties broken by
+        item id, with evidence (computed here for these items only when they carry none)."""
+        given = scores if scores is not None else [c.score for c in p.candidates]
+        pairs = sorted(zip(p.candidates, given, strict=True), key=lambda t: (-t[1], t[0].item.id))
+        order = [c for c, _ in pairs[: p.k]]
         if any(c.evidence is None for c in order):
             order = self._with_evidence(order, p.history, p.req.query)
         return [
-            RankedItem(rank=i + 1, item=c.item, score=c.score, evidence=c.evidence)
-            for i, c in enumerate(order)
+            RankedItem(rank=i + 1, item=c.item, score=s, evidence=c.evidence)
+            for i, (c, (_, s)) in enumerate(zip(order, pairs, strict=False))
         ]
 
     def _with_evidence(
@@ -464,7 +481,9 @@ class Recommender:
                 trace.notes.append(COLD_NOTE)
             else:
                 trace.ranked_by = (
-                    "retrieval" if cfg.ranking.mode == "retrieval" else f"llm:{cfg.ranking.mode}"
+                    cfg.ranking.mode
+                    if cfg.ranking.mode in ("retrieval", "learned")
+                    else f"llm:{cfg.ranking.mode}"
                 )
             if len(items) < p.k:
                 trace.notes.append(self._shortfall(p, len(items), len(trace.rejected_entries)))
@@ -480,9 +499,18 @@ class Recommender:
             for p in prepared
         ]
         results: list[tuple[list[RankedItem], Trace]] = []
-        if cfg.ranking.mode == "retrieval":
-            for p in prepared:
-                results.append((self._top_by_score(p), Trace(candidates=p.candidates)))
+        if cfg.ranking.mode in ("retrieval", "learned"):
+            if cfg.ranking.mode == "retrieval":
+                for p in prepared:
+                    results.append((self._top_by_score(p), Trace(candidates=p.candidates)))
+            else:
+                t0 = time.perf_counter()
+                scored, names = self._learned_scores(prepared)
+                learn_s = (time.perf_counter() - t0) / max(len(prepared), 1)
+                for p, scores, used in zip(prepared, scored, names, strict=True):
+                    trace = Trace(candidates=p.candidates, features=used)
+                    trace.timings.append(StageTiming(stage="learned", seconds=learn_s))
+                    results.append((self._top_by_score(p, scores), trace))
             if cfg.ranking.rationale_top_r > 0 and any(p.candidates for p in prepared):
                 add_rationales(
                     self.llm,
@@ -533,6 +561,78 @@ class Recommender:
                 trace.candidates = p.candidates
                 trace.engine = cfg.llm.engine
         return results
+
+    # -- ranking.mode = "learned" ---------------------------------------------------------------
+    def learned_model(self) -> LearnedModel:
+        """The learned ranker's model (``genre fit --ranker``); a clear error if none."""
+        if self._learned is None:
+            folder = ranker_folder(self.config)
+            self._learned = LearnedModel.load(folder)
+            self._learned.check(self.config, folder)
+        return self._learned
+
+    def item_stats(self) -> ItemStats:
+        """Popularity and recency of every item, recounted when the interactions change."""
+        version = self.interactions.count()
+        if self._stats is None or self._stats[0] != version:
+            stats = ItemStats.build(self.interactions.all(), self.sources.catalog())
+            self._stats = (version, stats)
+        return self._stats[1]
+
+    def feature_builder(self) -> FeatureBuilder:
+        return FeatureBuilder(
+            self.config, self.sources.get, self.store.embeddings, self.item_stats()
+        )
+
+    def feature_requests(self, prepared: Sequence[_Prepared]) -> list[FeatureRequest]:
+        return [
+            FeatureRequest(
+                p.query,
+                p.history.liked,
+                len(p.history.items) - len(p.history.disliked),
+                [c.item for c in p.candidates],
+                p.req.query,
+                p.rerank_profile,
+                self._user_ts(p.req),
+            )
+            for p in prepared
+        ]
+
+    def _user_ts(self, req: RecRequest) -> float | None:
+        """When the request's latest history interaction happened: from the rows passed in,
+        else the user's stored interactions (None: no timestamps)."""
+        rows: Sequence[Any] = (
+            req.history
+            if req.history is not None
+            else self.interactions.history(req.user_id)
+            if req.user_id is not None
+            else ()
+        )
+        times = [r.timestamp for r in rows if isinstance(r, Interaction) and r.timestamp]
+        return max(times) if times else None
+
+    def _learned_scores(
+        self, prepared: Sequence[_Prepared]
+    ) -> tuple[list[list[float]], list[list[str]]]:
+        """Each candidate's learned-ranker score, and the features used per request. The LLM
+        is called (one batched scoring call) only for requests whose history bucket has
+        ranking.learned.llm_feature on."""
+        model = self.learned_model()
+        builder = self.feature_builder()
+        reqs = self.feature_requests(prepared)
+        ask = [n for n, r in enumerate(reqs) if r.candidates and builder.llm_on(r.n_liked)]
+        by_req: dict[int, list[float]] = {}
+        if ask and builder.names[-1:] == ["llm.score"]:
+            got = llm_scores(
+                self.llm, self.config.ranking, [reqs[n] for n in ask], self.config.llm.seed
+            )
+            by_req = dict(zip(ask, got, strict=True))
+        scores, names = [], []
+        for n, r in enumerate(reqs):
+            x = builder.matrix(r, by_req.get(n))
+            scores.append([float(v) for v in model.scores(x)])
+            names.append(builder.request_names(r.n_liked))
+        return scores, names
 
     def _shortfall(self, p: _Prepared, got: int, rejected: int) -> str:
         """Why fewer items than asked came back, in one line."""
