@@ -10,10 +10,12 @@ OUT=${1:-runs/quality}
 GENRE=${GENRE:-.venv/bin/genre}
 "$GENRE" eval run eval/experiments/ml_small_default.toml --out "$OUT/full" \
     --only default --only random --only popularity --only bm25 --only embedding \
-    --only itemknn --only als --only bpr --only fusion --set ranking.rationale_top_r=0 \
+    --only itemknn --only als --only bpr --only sequential --only fusion --only learned \
+    --set ranking.rationale_top_r=0 \
     --no-progress
 "$GENRE" eval run eval/experiments/ml_small_default_sampled.toml --out "$OUT/sampled" \
     --only default --only random --only popularity --only bm25 --only embedding \
-    --only itemknn --only als --only bpr --only fusion --set ranking.rationale_top_r=0 \
+    --only itemknn --only als --only bpr --only sequential --only fusion --only learned \
+    --set ranking.rationale_top_r=0 \
     --no-progress
 "${PYTHON:-.venv/bin/python}" -m genre_agent.eval.quality_table "$OUT/full" "$OUT/sampled"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -320,10 +321,11 @@ def test_cli_fit_ranker_then_recommend(tmp_path, catalog_path) -> None:
         *("--set", "ranking.learned.n_estimators=10"),
     ]
     cli = CliRunner()
-    assert (
-        cli.invoke(app, ["index", str(catalog_path), "--interactions", str(inter), *sets]).exit_code
-        == 0
-    )
+    # Indexing interactions in learned mode fits the sources and trains the ranker too.
+    indexed = cli.invoke(app, ["index", str(catalog_path), "--interactions", str(inter), *sets])
+    assert indexed.exit_code == 0, indexed.output
+    assert "fit ranker:" in indexed.output
+    shutil.rmtree(tmp_path / "models" / "ranker")
     missing = cli.invoke(app, ["recommend", "--user", "c0", "-k", "3", *sets])
     # The entry point prints a LearnedRankerError as one line; CliRunner keeps the exception.
     assert isinstance(missing.exception, LearnedRankerError)

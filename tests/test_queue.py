@@ -81,8 +81,9 @@ def test_password_is_not_shown() -> None:
 
 
 def test_consume_with_no_redis_names_the_url_and_exits_2(tmp_path, capsys) -> None:
+    from servers import free_port
+
     from genre_agent.cli.main import run
-    from tests.servers import free_port
 
     url = f"redis://:pw@127.0.0.1:{free_port()}/0"  # nothing listens there
     code = run(

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import redis_server
 
 from genre_agent.storage.interactions import InteractionStore
-from tests.servers import redis_server
 
 redis = pytest.importorskip("redis")
 

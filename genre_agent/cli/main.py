@@ -84,6 +84,8 @@ def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
         rec.add_interactions(rows)
         err.print(safe_text(f"interactions: {len(rows)} rows from {interactions}"))
         _fit(rec)
+        if rec.config.ranking.mode == "learned":  # the served ranker needs its model too
+            _fit_ranker(rec)
     return rec
 
 
