@@ -11,7 +11,7 @@ baseline whose source this build does not have is an error when it is requested
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from genre_agent.errors import ConfigError
 from genre_agent.service.sources import SOURCES, missing
@@ -27,17 +27,7 @@ BaselineKind = Literal[
     "sequential",
     "fusion",
 ]
-ALL_BASELINES: tuple[BaselineKind, ...] = (
-    "random",
-    "popularity",
-    "bm25",
-    "embedding",
-    "itemknn",
-    "als",
-    "bpr",
-    "sequential",
-    "fusion",
-)
+ALL_BASELINES: tuple[BaselineKind, ...] = get_args(BaselineKind)
 # What an experiment runs when it names no baselines: the sources that need no long fit.
 DEFAULT_BASELINES: tuple[BaselineKind, ...] = (
     "random",
