@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, rank_by_scores
+from genre_agent.retrievers.base import RetrievalQuery, candidates
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
 
@@ -19,6 +19,8 @@ class PopularityRetriever:
     def __init__(self, items: Mapping[str, Item], counts: Mapping[str, int]) -> None:
         self.items = items
         self.counts = counts
+        # The catalog by (count descending, id ascending): a search walks it from the top.
+        self._order = sorted((-float(counts.get(i, 0)), i) for i in items)
 
     @classmethod
     def from_interactions(
@@ -30,5 +32,12 @@ class PopularityRetriever:
         return [float(self.counts.get(i, 0)) for i in candidate_ids]
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        scores = {i: float(self.counts.get(i, 0)) for i in self.items}
-        return rank_by_scores(self.items, scores, query, k, self.name)
+        skip = query.exclude_ids | {h.id for h in query.history}
+        allowed = query.allowed_ids
+        top: list[tuple[str, float]] = []
+        for neg, i in self._order:
+            if len(top) >= k:
+                break
+            if i not in skip and (allowed is None or i in allowed):
+                top.append((i, -neg))
+        return candidates(self.items, top, self.name)
