@@ -104,3 +104,21 @@ def test_popularity_walk_matches_a_plain_sort(seed: int) -> None:
         k = rng.choice([0, 1, 10, len(cat) + 3])
         want = reference(items, cat, [float(counts.get(i, 0)) for i in cat], query, k, False)
         assert [(c.item.id, c.score) for c in source.search(query, k)] == want
+
+
+def test_embedding_hits_from_the_catalog_equal_hits_from_the_store(fake_rec) -> None:
+    """The embedding source takes its hits from the loaded catalog (and its history vectors
+    from a per-item cache): the same candidates as rebuilding every hit from the store."""
+    from genre_agent.retrievers.embedding import EmbeddingRetriever
+
+    catalog = fake_rec.sources.catalog()
+    history = tuple(catalog[i] for i in ("m1", "m2", "m3"))
+    partial = {i: it for n, (i, it) in enumerate(sorted(catalog.items())) if n % 2}
+    for where in (None, {"year": {"$gte": 2000}}):
+        query = RetrievalQuery(history=history, where=where, exclude_ids=frozenset({"m4"}))
+        plain = EmbeddingRetriever(fake_rec.store).search(query, 8)
+        assert len(plain) == 8
+        for items in (catalog, partial):
+            cached = EmbeddingRetriever(fake_rec.store, items=items)
+            assert cached.search(query, 8) == plain
+            assert cached.search(query, 8) == plain  # the vectors now come from the cache
