@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 
 from genre_agent.catalog.items import Item
 from genre_agent.retrievers.base import RetrievalQuery, candidates
@@ -19,8 +20,12 @@ class PopularityRetriever:
     def __init__(self, items: Mapping[str, Item], counts: Mapping[str, int]) -> None:
         self.items = items
         self.counts = counts
-        # The catalog by (count descending, id ascending): a search walks it from the top.
-        self._order = sorted((-float(counts.get(i, 0)), i) for i in items)
+
+    @cached_property
+    def _order(self) -> list[tuple[float, str]]:
+        """The catalog by (count descending, id ascending): a search walks it from the top.
+        Sorted on the first search only (``score``, for rank, never needs it)."""
+        return sorted((-float(self.counts.get(i, 0)), i) for i in self.items)
 
     @classmethod
     def from_interactions(
