@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, rank_by_scores
+from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.types import Candidate
 
 
@@ -28,6 +28,7 @@ class BM25Retriever:
         self.ids = sorted(items)
         self.pos = {i: n for n, i in enumerate(self.ids)}
         self.history_len = history_len
+        self._rank = ScoreIndex(items, self.ids)
         corpus = [items[i].document() for i in self.ids]
         tokens = bm25s.tokenize(corpus, stopwords="en", return_ids=False, show_progress=False)
         self.model = bm25s.BM25()
@@ -59,11 +60,4 @@ class BM25Retriever:
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
         scores = self._all_scores(query)
-        return rank_by_scores(
-            self.items,
-            {i: float(scores[n]) for n, i in enumerate(self.ids)},
-            query,
-            k,
-            self.name,
-            True,
-        )
+        return self._rank.search(scores, query, k, self.name, positive_only=True)

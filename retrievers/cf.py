@@ -10,7 +10,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, load_npz, save_npz
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, rank_by_scores
+from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
 
@@ -56,6 +56,7 @@ class ItemKNNRetriever:
         self.ids = list(ids)
         self.pos = {i: n for n, i in enumerate(self.ids)}
         self.sim = sim
+        self._rank = ScoreIndex(items, self.ids)
 
     @classmethod
     def fit(
@@ -102,11 +103,4 @@ class ItemKNNRetriever:
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
         scores = self._all_scores([h.id for h in query.history])
-        return rank_by_scores(
-            self.items,
-            {i: float(scores[n]) for n, i in enumerate(self.ids) if i in self.items},
-            query,
-            k,
-            self.name,
-            True,
-        )
+        return self._rank.search(scores, query, k, self.name, positive_only=True)

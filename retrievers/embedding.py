@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
+
+from genre_agent.catalog.items import Item
 from genre_agent.errors import GenreError
-from genre_agent.retrievers.base import RetrievalQuery
+from genre_agent.retrievers.base import RetrievalQuery, candidates
 from genre_agent.storage.chroma import ChromaStore
 from genre_agent.types import Candidate
 
@@ -28,25 +31,35 @@ def _mean(vectors: Sequence[Sequence[float]], weights: Sequence[float]) -> list[
 class EmbeddingRetriever:
     """Query vector = mean of (recency-weighted history, free-text query, profile) vectors.
 
-    History vectors come from the store itself, so history is never re-embedded. Only the
-    ``history_len`` most recent history items count.
+    History vectors come from the store itself, so history is never re-embedded, and are
+    kept per item after the first read (the catalog changes only through index and delete,
+    after which ``Sources.invalidate`` builds a new retriever). Only the ``history_len`` most
+    recent history items count. ``items`` (the catalog, when the caller has it loaded)
+    spares rebuilding each hit from its stored record.
     """
 
     name = "embedding"
 
     def __init__(
-        self, store: ChromaStore, recency_decay: float = 0.9, history_len: int = 20
+        self,
+        store: ChromaStore,
+        recency_decay: float = 0.9,
+        history_len: int = 20,
+        items: Mapping[str, Item] | None = None,
     ) -> None:
         self.store = store
+        self.items = items
         self.recency_decay = recency_decay
         self.history_len = history_len
+        # As the store returns them (float64: 30 MB for 10k items of 384 dimensions).
+        self._stored: dict[str, np.ndarray] = {}
 
     def query_vector(self, query: RetrievalQuery) -> list[float]:
         parts: list[list[float]] = []
         weights: list[float] = []
         history = list(query.history)[-self.history_len :] if self.history_len else []
         if history:
-            stored = self.store.embeddings([h.id for h in history])
+            stored = self.stored_vectors([h.id for h in history])
             missing = [h for h in history if h.id not in stored]
             if missing:
                 for h, vec in zip(
@@ -68,6 +81,14 @@ class EmbeddingRetriever:
             raise GenreError("retrieval needs a history, a query text or a profile")
         return _mean(parts, weights)
 
+    def stored_vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The store's vectors of ``ids`` (those it has), read from it once per item."""
+        new = [i for i in dict.fromkeys(ids) if i not in self._stored]
+        if new:
+            for i, vec in self.store.embeddings(new).items():
+                self._stored[i] = np.asarray(vec, dtype=np.float64)
+        return {i: self._stored[i].tolist() for i in ids if i in self._stored}
+
     def score(self, query: RetrievalQuery, candidate_ids: Sequence[str]) -> list[float]:
         """Cosine of each candidate's stored vector with the query vector (-inf: not stored)."""
         q = self.query_vector(query)
@@ -79,5 +100,7 @@ class EmbeddingRetriever:
 
     def search(self, query: RetrievalQuery, k: int) -> list[Candidate]:
         exclude = set(query.exclude_ids) | {h.id for h in query.history}
-        hits = self.store.query(self.query_vector(query), k, where=query.where, exclude=exclude)
-        return [Candidate(item=item, score=score, source=self.name) for item, score in hits]
+        vector = self.query_vector(query)
+        hits = self.store.query(vector, k, where=query.where, exclude=exclude, items=self.items)
+        found = {item.id: item for item, _ in hits}
+        return candidates(found, [(item.id, s) for item, s in hits], self.name)

@@ -36,7 +36,7 @@ from scipy.sparse import csr_matrix
 from genre_agent.catalog.items import Item
 from genre_agent.config import ALSConfig, BPRConfig
 from genre_agent.errors import GenreError
-from genre_agent.retrievers.base import RetrievalQuery, rank_by_scores
+from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
 
@@ -106,6 +106,7 @@ class MFRetriever:
         # saved copy therefore score identically.
         self.factors = np.asarray(factors, dtype=np.float32).astype(np.float64)
         self.params = dict(params)
+        self._rank = ScoreIndex(items, self.ids)
 
     def _user_vector(self, idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -128,13 +129,7 @@ class MFRetriever:
         scores = self._all_scores([h.id for h in query.history])
         if scores is None:
             return []
-        return rank_by_scores(
-            self.items,
-            {i: float(scores[n]) for n, i in enumerate(self.ids) if i in self.items},
-            query,
-            k,
-            self.name,
-        )
+        return self._rank.search(scores, query, k, self.name)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, rank_by_scores
+from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.types import Candidate
 
 PAD = 0
@@ -125,6 +125,7 @@ class SequentialRetriever:
         self.index = {i: n + 1 for n, i in enumerate(self.ids)}
         self.model = model.eval()
         self.training_report = training_report
+        self._rank = ScoreIndex(items, self.ids)
 
     def _scores(self, query: RetrievalQuery) -> np.ndarray | None:
         """Scores of every vocabulary item (ids order); None if no history item is known."""
@@ -149,8 +150,7 @@ class SequentialRetriever:
         scores = self._scores(query)
         if scores is None:
             return []
-        by_id = {i: float(scores[n]) for n, i in enumerate(self.ids) if i in self.items}
-        return rank_by_scores(self.items, by_id, query, k, self.name)
+        return self._rank.search(scores, query, k, self.name)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,9 @@ class SourceContext:
 
 
 def _embedding(ctx: SourceContext) -> Retriever:
-    return EmbeddingRetriever(ctx.store, history_len=ctx.config.retrieval.history_len)
+    return EmbeddingRetriever(
+        ctx.store, history_len=ctx.config.retrieval.history_len, items=ctx.catalog()
+    )
 
 
 def _fitted(kind: str) -> Callable[[SourceContext], Retriever]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,24 +227,33 @@ class ChromaStore:
         k: int,
         where: dict[str, Any] | None = None,
         exclude: set[str] | None = None,
+        items: Mapping[str, Item] | None = None,
     ) -> list[tuple[Item, float]]:
-        """Nearest items by cosine similarity (1 - distance), skipping ``exclude``."""
+        """Nearest items by cosine similarity (1 - distance), skipping ``exclude``.
+
+        ``items``: the catalog already loaded; hits are taken from it rather than rebuilt
+        from their stored records (any hit it lacks is read from the store).
+        """
         exclude = exclude or set()
         n = min(k + len(exclude), max(self.count(), 1))
+        include = ["distances"] if items is not None else ["metadatas", "distances"]
         try:
             got = self.collection.query(
-                query_embeddings=[list(vector)],
-                n_results=n,
-                where=where or None,
-                include=["metadatas", "distances"],
+                query_embeddings=[list(vector)], n_results=n, where=where or None, include=include
             )
         except Exception as exc:
             raise StoreError(f"Chroma query failed (where={where!r}): {exc}") from exc
-        out = []
-        for i, m, d in zip(got["ids"][0], got["metadatas"][0], got["distances"][0], strict=True):
-            if i in exclude:
-                continue
-            out.append((_from_record(i, m), 1.0 - float(d)))
-            if len(out) >= k:
-                break
-        return out
+        hits = [
+            (n_, i, 1.0 - float(d))
+            for n_, (i, d) in enumerate(zip(got["ids"][0], got["distances"][0], strict=True))
+            if i not in exclude
+        ][:k]
+        if items is None:
+            metas = got["metadatas"][0]
+            return [(_from_record(i, metas[n_]), s) for n_, i, s in hits]
+        lacking = self.get([i for _, i, _ in hits if i not in items])
+        return [
+            (items[i] if i in items else lacking[i], s)
+            for _, i, s in hits
+            if i in items or i in lacking
+        ]
