@@ -18,11 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    idx = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
-    return values[idx]
+from bench.common import pct
 
 
 def main() -> None:

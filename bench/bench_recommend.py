@@ -13,6 +13,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench.common import pct
+
 
 class PeakRSS:
     """Samples the RSS of this process plus all its children (vLLM's engine processes)."""
@@ -47,12 +49,6 @@ class PeakRSS:
         self._stop.set()
         self.sample()
         return self.peak / 1024**3
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    idx = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
-    return values[idx]
 
 
 def main() -> None:

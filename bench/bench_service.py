@@ -37,16 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import DATA
+from bench.common import DATA, pct
 
 GENRE = [sys.executable, "-m", "genre_agent.cli"]
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
 
 
 def free_port() -> int:

@@ -45,3 +45,11 @@ def sample_users(rec, n: int, seed: int = 0) -> list[str]:
 
     users = sorted(rec.interactions.users(), key=int)
     return random.Random(seed).sample(users, min(n, len(users)))
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile of ``values`` (nearest rank); NaN for no values."""
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
