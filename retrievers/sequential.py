@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,15 +32,22 @@ from genre_agent.types import Candidate
 PAD = 0
 
 
+# torch's thread count is process-wide: without the lock, concurrent requests (genre serve)
+# would restore it under each other's forward passes and run them oversubscribed.
+_THREADS = threading.RLock()
+
+
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """Run torch ops on ``n`` threads inside the block, then restore the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """Run torch ops on ``n`` threads inside the block, then restore the previous count.
+    One block at a time per process."""
+    with _THREADS:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 class SASRec(nn.Module):
