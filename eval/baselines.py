@@ -3,18 +3,13 @@
 Each is run through the same ``Recommender`` as every variant (see ``runner``), fitted on
 training interactions only (``protocols.train_interactions``), ordering candidates by the
 source's score with ties broken by item id; ``random`` is a seeded shuffle per user.
-``als``, ``bpr`` and ``sequential`` are the fitted sources of ``service.fit.FITTERS``; a
-baseline whose source this build does not have is an error when it is requested
-(``check_baselines``), never before.
+``als``, ``bpr`` and ``sequential`` are the fitted sources of ``service.fit.FITTERS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
-
-from genre_agent.errors import ConfigError
-from genre_agent.service.sources import SOURCES, missing
 
 BaselineKind = Literal[
     "random",
@@ -53,15 +48,3 @@ def baseline_overrides(
         "retrieval.sources": sources,
         "retrieval.seed": seed,
     }
-
-
-def check_baselines(names: Sequence[str], fusion_weights: Mapping[str, float]) -> None:
-    """Every source the requested baselines use exists in this build (a clear error)."""
-    used = {s for n in names for s in (fusion_weights if n == "fusion" else [n])}
-    lacking = missing(used)
-    if lacking:
-        have = sorted(k for k in SOURCES if not missing([k]))
-        raise ConfigError(
-            f"baselines: no source of kind {lacking} in this build (available: {have}); "
-            "drop them from the experiment's baselines"
-        )

@@ -41,7 +41,7 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import Config, LLMConfig
 from genre_agent.errors import ConfigError, GenreError
 from genre_agent.eval.augment import VariantInputs, check_switches
-from genre_agent.eval.baselines import baseline_overrides, check_baselines
+from genre_agent.eval.baselines import baseline_overrides
 from genre_agent.eval.cache import CachingLLM
 from genre_agent.eval.datasets import Dataset, load_dataset
 from genre_agent.eval.experiment import Experiment, VariantSpec
@@ -259,7 +259,6 @@ class Runner:
                     "so profile.use_in_rerank and fusion_weight would have no effect"
                 )
             self._check_resume(v.name, vcfg)
-        check_baselines(exp.baselines, exp.fusion_weights)
         for name in exp.baselines:
             self._check_resume(name, baseline_config(exp, name, self.overrides))
         self.prepared = prepare(exp, self.split, self.overrides)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -155,16 +156,11 @@ class ALSRetriever(MFRetriever):
     name = "als"
     FILE: ClassVar[str] = "als.npz"
 
-    def __init__(
-        self,
-        items: Mapping[str, Item],
-        ids: Sequence[str],
-        factors: np.ndarray,
-        params: Mapping[str, float],
-    ) -> None:
-        super().__init__(items, ids, factors, params)
+    @cached_property
+    def _yty(self) -> np.ndarray:
+        """Y'Y + lambda I, the part of the ALS user step that does not depend on the user."""
         y = self.factors
-        self._yty = y.T @ y + self.params["regularization"] * np.eye(y.shape[1])
+        return y.T @ y + self.params["regularization"] * np.eye(y.shape[1])
 
     @classmethod
     def fit(

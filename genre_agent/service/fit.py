@@ -59,24 +59,6 @@ class Fitter:
     settings: Callable[[Config], dict[str, Any]]
 
 
-def _fit_itemknn(
-    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
-) -> ItemKNNRetriever:
-    return ItemKNNRetriever.fit(items, rows, cfg.retrieval.itemknn_neighbours)
-
-
-def _fit_als(
-    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
-) -> ALSRetriever:
-    return ALSRetriever.fit(items, rows, cfg.retrieval.als)
-
-
-def _fit_bpr(
-    cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
-) -> BPRRetriever:
-    return BPRRetriever.fit(items, rows, cfg.retrieval.bpr)
-
-
 def _fit_sequential(
     cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
 ) -> FittedSource:
@@ -95,17 +77,19 @@ def _load_sequential(folder: Path, items: Mapping[str, Item], cfg: Config) -> Fi
 
 FITTERS: dict[str, Fitter] = {
     "itemknn": Fitter(
-        fit=_fit_itemknn,
+        fit=lambda cfg, items, rows, announce: ItemKNNRetriever.fit(
+            items, rows, cfg.retrieval.itemknn_neighbours
+        ),
         load=lambda folder, items, cfg: ItemKNNRetriever.load(folder, items),
         settings=lambda cfg: {"itemknn_neighbours": cfg.retrieval.itemknn_neighbours},
     ),
     "als": Fitter(
-        fit=_fit_als,
+        fit=lambda cfg, items, rows, announce: ALSRetriever.fit(items, rows, cfg.retrieval.als),
         load=lambda folder, items, cfg: ALSRetriever.load(folder, items),
         settings=lambda cfg: cfg.retrieval.als.model_dump(),
     ),
     "bpr": Fitter(
-        fit=_fit_bpr,
+        fit=lambda cfg, items, rows, announce: BPRRetriever.fit(items, rows, cfg.retrieval.bpr),
         load=lambda folder, items, cfg: BPRRetriever.load(folder, items),
         settings=lambda cfg: cfg.retrieval.bpr.model_dump(),
     ),

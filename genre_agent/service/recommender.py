@@ -410,12 +410,13 @@ class Recommender:
         item id, with evidence (computed here for these items only when they carry none)."""
         given = scores if scores is not None else [c.score for c in p.candidates]
         pairs = sorted(zip(p.candidates, given, strict=True), key=lambda t: (-t[1], t[0].item.id))
-        order = [c for c, _ in pairs[: p.k]]
+        top = pairs[: p.k]
+        order = [c for c, _ in top]
         if any(c.evidence is None for c in order):
             order = self._with_evidence(order, p.history, p.req.query)
         return [
             RankedItem(rank=i + 1, item=c.item, score=s, evidence=c.evidence)
-            for i, (c, (_, s)) in enumerate(zip(order, pairs, strict=False))
+            for i, (c, (_, s)) in enumerate(zip(order, top, strict=True))
         ]
 
     def _with_evidence(

@@ -7,12 +7,11 @@ the function that builds it. Serving and the evaluation harness both go through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config, SourceKind
-from genre_agent.errors import ConfigError
 from genre_agent.retrievers.base import Retriever
 from genre_agent.retrievers.bm25 import BM25Retriever
 from genre_agent.retrievers.cf import ItemKNNRetriever
@@ -20,7 +19,7 @@ from genre_agent.retrievers.embedding import EmbeddingRetriever
 from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.retrievers.popularity import PopularityRetriever
 from genre_agent.retrievers.random import RandomRetriever
-from genre_agent.service.fit import FITTERS, load_fitted, provenance
+from genre_agent.service.fit import load_fitted, provenance
 from genre_agent.storage.chroma import ChromaStore
 from genre_agent.storage.interactions import InteractionStore
 
@@ -48,19 +47,9 @@ def _fitted(kind: str) -> Callable[[SourceContext], Retriever]:
     """A source ``genre fit`` fitted (service.fit.FITTERS), loaded from its folder."""
 
     def build(ctx: SourceContext) -> Retriever:
-        if kind not in FITTERS:
-            raise ConfigError(_unavailable(kind))
         return load_fitted(ctx.config, kind, ctx.catalog(), ctx.interactions, ctx.announce)
 
     return build
-
-
-def _unavailable(kind: str) -> str:
-    have = sorted(k for k in SOURCES if not missing([k]))
-    return (
-        f"retrieval.sources.{kind}: no source of kind {kind!r} is available in this build; "
-        f"available: {have} (or set its weight to 0)"
-    )
 
 
 def _bm25(ctx: SourceContext) -> Retriever:
@@ -85,15 +74,6 @@ SOURCES: dict[SourceKind, Callable[[SourceContext], Retriever]] = {
     "bpr": _fitted("bpr"),
     "sequential": _fitted("sequential"),
 }
-# The kinds `genre fit` fits: each needs its FITTERS entry too.
-FITTED_KINDS = frozenset({"itemknn", "als", "bpr", "sequential"})
-
-
-def missing(kinds: Iterable[str]) -> list[str]:
-    """The kinds this build cannot serve: no builder, or a fitted kind without a fitter."""
-    return sorted(
-        {k for k in kinds if k not in SOURCES or (k in FITTED_KINDS and k not in FITTERS)}
-    )
 
 
 @dataclass
@@ -141,8 +121,6 @@ class Sources:
                 self._built.pop(kind, None)
                 self._pop_version = version
         if kind not in self._built:
-            if kind not in SOURCES:
-                raise ConfigError(_unavailable(kind))
             ctx = SourceContext(
                 self.config, self.store, self.interactions, self.catalog, self.announce
             )
