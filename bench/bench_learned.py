@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import pct
+from bench.common import pct, print_metrics
 
 
 def main() -> None:
@@ -90,11 +90,7 @@ def main() -> None:
         ),
         ("target: added p95 under", "50 ms"),
     ]
-    width = max(len(a) for a, _ in rows)
-    print(f"{'metric'.ljust(width)} | value")
-    print(f"{'-' * width}-|------")
-    for a, b in rows:
-        print(f"{a.ljust(width)} | {b}")
+    print_metrics(rows)
 
 
 if __name__ == "__main__":

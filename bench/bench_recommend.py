@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import pct
+from bench.common import pct, print_metrics
 
 
 class PeakRSS:
@@ -117,11 +117,7 @@ def main() -> None:
         ("peak RSS, process + children (GB)", f"{rss_gb:.2f}"),
         ("repair rounds (batched run)", str(sum(r.trace.repair_rounds for r in batch))),
     ]
-    width = max(len(a) for a, _ in rows)
-    print(f"{'metric'.ljust(width)} | value")
-    print(f"{'-' * width}-|------")
-    for a, b in rows:
-        print(f"{a.ljust(width)} | {b}")
+    print_metrics(rows)
 
 
 if __name__ == "__main__":

@@ -53,3 +53,12 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
+def print_metrics(rows: list[tuple[str, str]]) -> None:
+    """A two-column ``metric | value`` table."""
+    width = max(len(a) for a, _ in rows)
+    print(f"{'metric'.ljust(width)} | value")
+    print(f"{'-' * width}-|------")
+    for a, b in rows:
+        print(f"{a.ljust(width)} | {b}")
