@@ -102,7 +102,7 @@ _SCHEMA = [
     " rating REAL, PRIMARY KEY (user_id, item_id))",
     "CREATE TABLE IF NOT EXISTS feedback (event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
     " item_id TEXT NOT NULL, type TEXT NOT NULL, value REAL, ts REAL NOT NULL, rating REAL,"
-    " recorded REAL NOT NULL)",
+    " recorded REAL NOT NULL, request_id TEXT)",
     "CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, ts)",
     # Ids of events deleted by forget_user: a redelivery of one must not bring it back.
     "CREATE TABLE IF NOT EXISTS feedback_forgotten (event_id TEXT PRIMARY KEY)",
@@ -127,6 +127,9 @@ class FeedbackRow:
     value: float | None
     timestamp: float
     rating: float | None
+    # The recommendation response (its ``request_id``) this event answers, if the client
+    # named one: the impression a click is attributed to.
+    request_id: str | None = None
 
 
 class InteractionStore:
@@ -145,6 +148,10 @@ class InteractionStore:
             # way round; the mode is stored in the file.
             with self._sql.lock:
                 self.db.execute("PRAGMA journal_mode=WAL")
+        with self._sql.tx() as db:  # stores made before feedback carried a request id
+            columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+            if "request_id" not in columns:
+                db.execute("ALTER TABLE feedback ADD COLUMN request_id TEXT")
         # item_counts() cache: counts as of _counts_version, updated by the new events only.
         self._counts: dict[str, int] | None = None
         self._counts_version: tuple[int, int, int] = (-1, -1, -1)
@@ -166,7 +173,8 @@ class InteractionStore:
         with self._sql.tx() as db:
             for r in rows:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO feedback SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+                    "INSERT OR IGNORE INTO feedback (event_id, user_id, item_id, type, value, ts,"
+                    " rating, recorded, request_id) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?"
                     " WHERE NOT EXISTS (SELECT 1 FROM feedback_forgotten WHERE event_id = ?)",
                     (
                         r.event_id,
@@ -177,6 +185,7 @@ class InteractionStore:
                         r.timestamp,
                         r.rating,
                         now,
+                        r.request_id,
                         r.event_id,
                     ),
                 )
@@ -220,7 +229,42 @@ class InteractionStore:
                 "INSERT INTO store_meta VALUES ('deletes', 1)"
                 " ON CONFLICT (key) DO UPDATE SET n = n + 1"
             )
+        # The deleted rows must leave the disk, not just the tables: secure_delete (set by
+        # SQLiteDB) zeroes them in the database file, and a TRUNCATE checkpoint moves the
+        # WAL's copies there and empties the WAL.
+        self._sql.checkpoint()
         return n_rows, n_events
+
+    def interactions_page(
+        self, user_id: str, offset: int, limit: int
+    ) -> list[tuple[str, float, float | None, str]]:
+        """``limit`` of ``user_id``'s interactions from ``offset``, in history order:
+        (item_id, timestamp, rating, origin), origin "file" (a loaded interaction) or
+        "feedback" (an event)."""
+        with self._sql.lock:
+            cur = self.db.execute(
+                "SELECT item_id, ts, rating, 'file' FROM interactions WHERE user_id = ?"
+                " UNION ALL SELECT item_id, ts, rating, 'feedback' FROM feedback"
+                " WHERE user_id = ? ORDER BY 2, 1, 4, 3 LIMIT ? OFFSET ?",
+                (user_id, user_id, limit, offset),
+            )
+            return [(str(a), float(b), c, str(d)) for a, b, c, d in cur.fetchall()]
+
+    def feedback_page(
+        self, user_id: str, after: int, limit: int
+    ) -> list[tuple[int, FeedbackRow, float]]:
+        """``limit`` of ``user_id``'s feedback events stored after row ``after``, in the
+        order they were stored: (row, event, recorded at)."""
+        with self._sql.lock:
+            cur = self.db.execute(
+                "SELECT rowid, event_id, user_id, item_id, type, value, ts, rating, request_id,"
+                " recorded FROM feedback WHERE user_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                (user_id, after, limit),
+            )
+            return [
+                (int(r[0]), FeedbackRow(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]), r[9])
+                for r in cur.fetchall()
+            ]
 
     def version(self) -> tuple[int, int, int]:
         """Changes whenever what readers see changes, in this process or another; cheap
