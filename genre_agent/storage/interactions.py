@@ -8,11 +8,41 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
 
 from genre_agent.catalog.items import DecodedLines, csv_dict_rows
 from genre_agent.errors import CatalogError, RowProblem
 from genre_agent.storage.sqlite import SQLiteDB
+
+
+def to_epoch(value: Any) -> Any:
+    """Unix seconds from a number, a numeric string, or RFC 3339 text with a zone
+    ("2026-12-07T03:00:00Z", "2026-12-07T04:00:00+01:00"); anything else is left for the
+    float check to refuse."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "expected Unix seconds or RFC 3339 text such as 2026-12-07T03:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        raise ValueError("an RFC 3339 timestamp needs its zone: Z or an offset such as +01:00")
+    return when.timestamp()
+
+
+# What every timestamp field accepts: Unix seconds (a number) or RFC 3339 text with a zone.
+Timestamp = Annotated[float, BeforeValidator(to_epoch), Field(ge=0.0, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
@@ -234,6 +264,23 @@ class InteractionStore:
         # WAL's copies there and empties the WAL.
         self._sql.checkpoint()
         return n_rows, n_events
+
+    def user_count(self, user_id: str) -> int:
+        """How many interactions and events ``user_id`` has (the history's length)."""
+        with self._sql.lock:
+            row = self.db.execute(
+                "SELECT (SELECT COUNT(*) FROM interactions WHERE user_id = ?)"
+                " + (SELECT COUNT(*) FROM feedback WHERE user_id = ?)",
+                (user_id, user_id),
+            ).fetchone()
+        return int(row[0])
+
+    def user_event_count(self, user_id: str) -> int:
+        with self._sql.lock:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM feedback WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        return int(row[0])
 
     def interactions_page(
         self, user_id: str, offset: int, limit: int
