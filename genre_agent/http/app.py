@@ -40,7 +40,11 @@ DOCS_STATIC = "/docs/static"
 
 
 def _field(loc: Any) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    """The field a validation error is about: its location without the leading kind (a
+    body field may itself be named "query")."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
     return ".".join(parts) or "body"
 
 

@@ -100,6 +100,14 @@ def _sse(
         yield f"event: {ev.kind}\ndata: {data}\n\n".encode()
 
 
+def _string_id(row: dict[str, Any]) -> dict[str, Any]:
+    """A row whose id came as a JSON number, with the id as its string (ids are strings)."""
+    got = row.get("id")
+    if isinstance(got, (int, float)) and not isinstance(got, bool):
+        return {**row, "id": str(got)}
+    return row
+
+
 def wants_stream(request: Request) -> bool:
     return SSE in request.headers.get("accept", "")
 
@@ -290,7 +298,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         1-based position and field) rejects the whole batch, and nothing is written."""
         src = "body.items"
         rows = [
-            (n, raw)
+            (n, _string_id(raw))
             if isinstance(raw, dict)
             else RowProblem(src, n, "<row>", "expected a JSON object", str(raw))
             for n, raw in enumerate(body.items, start=1)
