@@ -75,7 +75,8 @@ def main() -> None:
         return run
 
     rows: dict[str, list[float]] = {}
-    with TestClient(create_app(service=svc)) as client:
+    # 127.0.0.1: a Host in service.allowed_hosts (TestClient says "testserver" otherwise).
+    with TestClient(create_app(service=svc), base_url="http://127.0.0.1") as client:
         rows["direct Recommender (no LLM)"] = _time(
             lambda u: svc.fast.recommend(user_id=u, k=k), users
         )
