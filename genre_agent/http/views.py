@@ -43,14 +43,6 @@ def render(
     return out
 
 
-def render_item(item: RankedItem) -> dict[str, Any]:
-    return item.model_dump(mode="json")
-
-
-def dumps(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 # -- cursors --------------------------------------------------------------------------------
 
 
