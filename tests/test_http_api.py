@@ -386,6 +386,9 @@ def test_surrogates_and_odd_bytes_in_the_url_are_never_a_500(client: TestClient)
     ):
         got = client.get(path)
         assert got.status_code < 500, (path, got.text)
+    for where in ('{"genres": "\\udfff"}', '{"\\udfff": 1}'):
+        got = client.get("/v1/recommend/c0", params={"where": where})
+        assert got.status_code == 422 and "where" in got.json()["detail"], got.text
 
 
 def test_unknown_or_long_session_ids_make_no_lock(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from genre_agent.http.schemas import (
     TraceLevel,
     history_entries,
     history_ids,
+    no_surrogates,
 )
 from genre_agent.http.service import Service
 from genre_agent.http.views import RecommendationOut, render, request_id
@@ -58,7 +59,11 @@ def _check_where(raw: str | None) -> dict[str, Any] | None:
         raise HTTPException(422, msg) from None
     if not isinstance(where, dict):
         raise HTTPException(422, "where: must be a JSON object (a Chroma metadata filter)")
-    return where
+    try:
+        no_surrogates(where)
+        return where
+    except ValueError as exc:
+        raise HTTPException(422, f"where: {exc}") from None
 
 
 def _check_filters(where: dict[str, Any] | None, field: str) -> dict[str, Any] | None:

@@ -3,7 +3,7 @@
 One type per concept: every id is a string, and a JSON number sent as an id is turned into
 its string at this edge (``{"history": [1, 260]}`` is ``["1", "260"]``). Timestamps are Unix
 seconds or RFC 3339 text (``storage.interactions.Timestamp``). No text takes a lone
-surrogate (pydantic refuses one in a str field; ``_no_surrogates`` in a filter's values):
+surrogate (pydantic refuses one in a str field; ``no_surrogates`` in a filter's values):
 it is a 422 naming the field, never a 500 further down.
 """
 
@@ -19,21 +19,21 @@ from genre_agent.service.feedback import FeedbackEvent
 from genre_agent.storage.interactions import Interaction, Timestamp
 
 
-def _no_surrogates(value: Any) -> Any:
+def no_surrogates(value: Any) -> Any:
     """A filter's strings (keys and values, at any depth) checked like str fields."""
     if isinstance(value, str):
         check_unicode(value)
     elif isinstance(value, dict):
         for key, sub in value.items():
-            _no_surrogates(key)
-            _no_surrogates(sub)
+            no_surrogates(key)
+            no_surrogates(sub)
     elif isinstance(value, list):
         for sub in value:
-            _no_surrogates(sub)
+            no_surrogates(sub)
     return value
 
 
-Filters = Annotated[dict[str, Any], AfterValidator(_no_surrogates)]
+Filters = Annotated[dict[str, Any], AfterValidator(no_surrogates)]
 ItemIdIn = Annotated[str, Field(min_length=1, max_length=64)]
 UserIdIn = Annotated[str, Field(min_length=1, max_length=200)]
 TraceLevel = Literal["none", "summary", "full"]
