@@ -342,6 +342,13 @@ def test_a_stale_fitted_model_is_noted_in_every_answer(tmp_path: Path) -> None:
         ):
             notes = got.json()["trace"]["notes"]
             assert any("genre fit" in n and "itemknn" in n for n in notes), notes
+        # New items rebuild the sources, which say it again with the new count: one note.
+        event = {"event_id": "n1", "user_id": "late", "item_id": "m5", "type": "view"}
+        c.post("/v1/feedback", json={"events": [event]})
+        c.put("/v1/items", json={"items": [{"id": "n9", "title": "New (2026)"}]})
+        notes = c.get("/v1/recommend/c0", params={"k": 2}).json()["trace"]["notes"]
+        stale = [n for n in notes if "itemknn was fitted on" in n]
+        assert len(stale) == 1 and f"now holds {len(ROWS) + 2}" in stale[0], notes
 
 
 # -- 10. edges -------------------------------------------------------------------------------

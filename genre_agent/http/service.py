@@ -8,6 +8,7 @@ the LLM fails before ranking.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,13 @@ from genre_agent.service.chat import ChatSession, SessionStore
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import HistoryEntry
 from genre_agent.types import Recommendation, StreamEvent
+
+
+def _note_key(note: str) -> str:
+    """What a note is about: "note: itemknn was fitted on ..." -> "note: itemknn was fitted
+    on" (the numbers after it change)."""
+    found = re.match(r"note: \S+ was fitted (on|with)", note)
+    return found.group(0) if found else note
 
 
 def needs_llm(cfg: Config) -> bool:
@@ -81,8 +89,11 @@ class Service:
         notes: list[str] = []
 
         def noted(msg: str) -> None:
-            if msg.startswith("note:") and msg not in notes:
-                notes.append(msg)
+            if msg.startswith("note:"):
+                # A source rebuilt later (new items indexed) says it again with new counts:
+                # the newer note replaces the older one about the same thing.
+                key = _note_key(msg)
+                notes[:] = [n for n in notes if _note_key(n) != key] + [msg]
             if announce is not None:
                 announce(msg)
 
