@@ -26,26 +26,15 @@ def main() -> None:
     args = ap.parse_args()
     from fastapi.testclient import TestClient
 
-    from bench.common import ml_recommender
+    from bench.common import fake_ml_service
     from genre_agent.http import create_app
-    from genre_agent.http.service import Service
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="genre-bench-size-"))
-    rec = ml_recommender(
-        work,
-        **{
-            "embedder.kind": "fake",
-            "llm.engine": "fake",
-            "store.collection": "ml_small_fake",
-            "profile.path": str(work / "p.sqlite"),
-            "chat.sessions_path": str(work / "chat.sqlite"),
-            "service.queue_metrics": False,
-            # No trained sources (the sequential model takes minutes): the size of an answer
-            # depends on n_candidates and k, not on which sources proposed the candidates.
-            "retrieval.sources": {"embedding": 1.0, "bm25": 1.0, "itemknn": 1.0, "popularity": 0.1},
-        },
-    )
-    svc = Service(rec.config, rec)
+    # No trained sources (the sequential model takes minutes): an answer's size depends on
+    # n_candidates and k, not on which sources proposed the candidates.
+    sources = {"embedding": 1.0, "bm25": 1.0, "itemknn": 1.0, "popularity": 0.1}
+    svc = fake_ml_service(work, **{"retrieval.sources": sources})
+    rec = svc.rec
     users = list(rec.interactions.users())[: args.users]
     sizes: dict[str, list[int]] = {"full (before)": [], "summary (default)": [], "none": []}
     with TestClient(create_app(service=svc), base_url="http://127.0.0.1") as client:
