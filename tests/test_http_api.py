@@ -456,3 +456,17 @@ def test_a_short_api_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="api_key"):
         load_config({"service": {"api_key": "fifteen-chars!!"}}, use_env=False)
     assert load_config({"service": {"api_key": KEY}}, use_env=False).service.api_key == KEY
+
+
+def test_a_nan_score_is_sent_as_null_not_a_500() -> None:
+    from genre_agent.catalog.items import Item
+    from genre_agent.http.views import render
+    from genre_agent.types import RankedItem, Recommendation, Trace
+
+    item = RankedItem(rank=1, item=Item(id="m1", title="A"), score=float("nan"))
+    rec = Recommendation(user_id="u", items=[item], trace=Trace(candidates=[], stability=1e999))
+    for level in ("none", "summary", "full"):
+        out = render(rec, level, "rid", ["note: x"])  # type: ignore[arg-type]
+        json.dumps(out, allow_nan=False)  # what JSONResponse does
+        assert out["items"][0]["score"] is None and out["request_id"] == "rid"
+    assert render(rec, "summary", "rid", ["note: x"])["trace"]["notes"] == ["note: x"]

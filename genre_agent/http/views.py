@@ -30,16 +30,17 @@ def render(
 ) -> dict[str, Any]:
     """``rec`` as JSON data at trace weight ``level``, with its request id; ``notes`` (the
     service's standing notes, e.g. a stale fitted model) join the trace's own."""
-    data = rec.model_dump(mode="json")
-    trace = data.pop("trace")
-    out: dict[str, Any] = {"request_id": rid, **data}
-    if level == "none":
-        return out
-    trace["notes"] = [*trace["notes"], *(n for n in notes if n not in trace["notes"])]
+    exclude: Any = {"trace"} if level == "none" else None
     if level == "summary":
-        for key in HEAVY:
-            trace.pop(key, None)
-    out["trace"] = trace
+        exclude = {"trace": set(HEAVY)}
+    # Through pydantic's JSON: NaN and infinite floats become null there (model_dump keeps
+    # them, and the response's json.dumps would refuse them).
+    data = json.loads(rec.model_dump_json(exclude=exclude))
+    out: dict[str, Any] = {"request_id": rid, **data}
+    if "trace" in out:
+        trace = out.pop("trace")  # last, as before: the items first
+        trace["notes"] = [*trace["notes"], *(n for n in notes if n not in trace["notes"])]
+        out["trace"] = trace
     return out
 
 
