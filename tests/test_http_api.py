@@ -251,6 +251,8 @@ def test_openapi_describes_every_field_and_declares_every_error(client: TestClie
                     assert "404" in codes, where
                 for code in codes - {"200", "201"}:
                     assert op["responses"][code]["description"], (where, code)
+                ok = op["responses"].get("200") or op["responses"]["201"]
+                assert "$ref" in json.dumps(ok["content"]), where  # a described model
     assert checked >= 20
 
 

@@ -32,7 +32,7 @@ from genre_agent.http.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from genre_agent.http.openapi import describe_schema
 from genre_agent.http.reads import build_reads
 from genre_agent.http.routes import build_router
-from genre_agent.http.schemas import ErrorOut
+from genre_agent.http.schemas import ErrorOut, LiveOut, ReadyOut
 from genre_agent.http.service import Service
 from genre_agent.llm.base import LLM
 
@@ -146,7 +146,7 @@ def create_app(
         c: {"model": ErrorOut, "description": WHY[c]} for c in ALWAYS
     }
 
-    @app.get("/health/live", tags=["health"], responses=health_errors)
+    @app.get("/health/live", tags=["health"], response_model=LiveOut, responses=health_errors)
     def live() -> dict[str, str]:
         """The process answers."""
         return {"status": "live"}
@@ -155,7 +155,11 @@ def create_app(
         "/health/ready",
         tags=["health"],
         response_model=None,
-        responses={**health_errors, 503: {"model": ErrorOut, "description": WHY[503]}},
+        responses={
+            200: {"model": ReadyOut, "description": "Loaded and answering."},
+            **health_errors,
+            503: {"model": ErrorOut, "description": WHY[503]},
+        },
     )
     def ready() -> Response | dict[str, Any]:
         """Stores, sources and the engine are loaded, and the store answers."""

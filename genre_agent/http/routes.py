@@ -23,13 +23,18 @@ from genre_agent.http.metrics import Metrics
 from genre_agent.http.schemas import (
     BatchBody,
     BatchOut,
+    DeletedOut,
     FeedbackBody,
+    FeedbackResultOut,
+    ForgetOut,
+    IndexReportOut,
     ItemsBody,
     MessageBody,
     RankBody,
     RecommendBody,
     RecommendQuery,
     SessionBody,
+    SessionStartedOut,
     SimilarQuery,
     TraceLevel,
     history_entries,
@@ -297,7 +302,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
             raise HTTPException(404, f"item {item_id!r} is not in the index")
         return answer(request, params.explain, params.trace, history=[item_id], k=params.k)
 
-    @router.put("/items", responses=errors(413, 422, 503))
+    @router.put("/items", response_model=IndexReportOut, responses=errors(413, 422, 503))
     def put_items(body: ItemsBody) -> dict[str, int]:
         """Add or replace items, validated like a catalog file: one bad row (named by its
         1-based position and field) rejects the whole batch, and nothing is written."""
@@ -320,7 +325,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
             "total": report.total,
         }
 
-    @router.delete("/items/{item_id}", responses=errors(404, 422, 503))
+    @router.delete("/items/{item_id}", response_model=DeletedOut, responses=errors(404, 422, 503))
     def delete_item(item_id: ItemId) -> dict[str, str]:
         """Remove an item from the index (its interactions stay)."""
         if not service.rec.delete_items([item_id]):
@@ -328,7 +333,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         return {"deleted": item_id}
 
     # -- feedback and users -------------------------------------------------------------
-    @router.post("/feedback", responses=errors(413, 422, 503))
+    @router.post("/feedback", response_model=FeedbackResultOut, responses=errors(413, 422, 503))
     def feedback(body: FeedbackBody) -> dict[str, Any]:
         """Store feedback events (committed before the answer); repeats by event id are
         listed as duplicates. Histories and popularity see them at once. An event may name
@@ -336,7 +341,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         result = record_feedback(service.rec.interactions, body.events)
         return {"stored": result.stored, "duplicates": result.duplicates}
 
-    @router.delete("/users/{user_id}", responses=errors(422, 503))
+    @router.delete("/users/{user_id}", response_model=ForgetOut, responses=errors(422, 503))
     def forget(user_id: UserId) -> dict[str, Any]:
         """Delete everything stored about a user: interactions, feedback events, profile,
         forgotten-item list and chat sessions; the rows are gone from disk (zeroed, the WAL
@@ -345,7 +350,12 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         return {**dataclasses.asdict(report), "total": report.total()}
 
     # -- chat ---------------------------------------------------------------------------
-    @router.post("/sessions", status_code=201, responses=errors(413, 422, 503))
+    @router.post(
+        "/sessions",
+        status_code=201,
+        response_model=SessionStartedOut,
+        responses=errors(413, 422, 503),
+    )
     def start_session(body: SessionBody) -> dict[str, str | None]:
         """Start a chat session (optionally for a stored user)."""
         session = service.start_session(body.user_id, None)
@@ -385,7 +395,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         """The session's state and every turn."""
         return _json(_resume(session_id).state)
 
-    @router.delete("/sessions/{session_id}", responses=errors(404, 422))
+    @router.delete("/sessions/{session_id}", response_model=DeletedOut, responses=errors(404, 422))
     def delete_session(session_id: SessionId) -> dict[str, str]:
         """Delete a chat session (after a turn running in it finishes)."""
         if not service.delete_session(session_id):

@@ -308,3 +308,47 @@ class BatchEntry(BaseModel):
 class BatchOut(BaseModel):
     request_id: str = Field(description="The batch's id.")
     results: list[BatchEntry] = Field(description="One entry per request, in order.")
+
+
+class IndexReportOut(BaseModel):
+    added: int = Field(description="Items new to the index.")
+    updated: int = Field(description="Items replaced (their content changed).")
+    unchanged: int = Field(description="Items sent again unchanged (not re-embedded).")
+    total: int = Field(description="Items in the request.")
+
+
+class FeedbackResultOut(BaseModel):
+    stored: int = Field(description="Events stored now.")
+    duplicates: list[str] = Field(
+        description="Event ids not stored: stored before (or forgotten with their user)."
+    )
+
+
+class ForgetOut(BaseModel):
+    user_id: str = Field(description="The user forgotten.")
+    interactions: int = Field(description="Loaded interactions deleted.")
+    events: int = Field(description="Feedback events deleted.")
+    profiles: int = Field(description="Stored profiles deleted (0 or 1).")
+    forgotten_items: int = Field(description="Entries of the user's forgotten-item list deleted.")
+    chat_sessions: int = Field(description="Chat sessions deleted.")
+    total: int = Field(description="Everything deleted.")
+
+
+class DeletedOut(BaseModel):
+    deleted: str = Field(description="The id deleted.")
+
+
+class SessionStartedOut(BaseModel):
+    id: str = Field(description="The new session's id: POST /v1/sessions/{id}/messages.")
+    user_id: str | None = Field(description="The stored user chatting, if any.")
+
+
+class LiveOut(BaseModel):
+    status: str = Field(description='"live": the process answers.')
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description='"ready"; 503 with "loading" or "unavailable" otherwise.')
+    items: int = Field(description="Items in the index.")
+    engine: str = Field(description="The configured LLM engine.")
+    load_seconds: float = Field(description="How long loading the stores, sources and engine took.")
