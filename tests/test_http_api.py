@@ -441,14 +441,16 @@ def test_forgetting_a_user_removes_their_rows_from_the_files(tmp_path: Path) -> 
             for n in range(20)
         ]
         assert c.post("/v1/feedback", json={"events": events}).json()["stored"] == 20
-        files = [p for p in tmp_path.iterdir() if p.name.startswith("i.sqlite")]
+        for _ in range(3):
+            assert c.post("/v1/sessions", json={"user_id": marker}).status_code == 201
+        files = [p for p in tmp_path.iterdir() if p.name.startswith(("i.sqlite", "chat.sqlite"))]
 
         def on_disk() -> bool:
             return any(marker.encode() in p.read_bytes() for p in files if p.exists())
 
         assert on_disk()  # the check can see the rows
         got = c.delete(f"/v1/users/{marker}")
-        assert got.json()["events"] == 20
+        assert got.json()["events"] == 20 and got.json()["chat_sessions"] == 3
         assert not on_disk()
 
 
