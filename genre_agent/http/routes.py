@@ -220,7 +220,9 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
     )
     def recommend_batch(request: Request, body: BatchBody) -> Response:
         """Several recommendations in one call, answered in order. Each entry has its own
-        status, request id and result or error: one unknown user does not fail the rest."""
+        status, request id and result or error: one unknown user does not fail the rest.
+        Entries are fast unless they say "explain": true; each explained entry then has its
+        own service.llm_budget_s, one after another (keep explained batches small)."""
         rid = request_id(request)
         results: list[dict[str, Any]] = []
         for n, one in enumerate(body.requests):
