@@ -50,6 +50,8 @@ def build_reads(service: Service) -> APIRouter:
     def catalog() -> dict[str, Item]:
         return service.rec.sources.catalog()
 
+    newest: dict[str, Any] = {}  # GET /v1/latest's order, for the catalog it was read from
+
     @router.get("/items/{item_id}", response_model=Item, responses=errors(404, 422, 503))
     def get_item(item_id: ItemId) -> Item:
         """One catalog item."""
@@ -87,9 +89,13 @@ def build_reads(service: Service) -> APIRouter:
     def latest(request: Request, params: Annotated[PageQuery, Query()]) -> LatestPage:
         """Catalog items by when they were first indexed, newest first."""
         items = catalog()
-        added = service.rec.store.added_times()
-        order = sorted((-t, i) for i, t in added.items() if i in items)
-        page, nxt = _ranked_page("latest", order, params)
+        if newest.get("catalog") is not items:
+            # Reading every record's time from Chroma takes seconds on 10k items: once per
+            # catalog (the sources' catalog is a new object after any index or delete).
+            added = service.rec.store.added_times()
+            newest["order"] = sorted((-t, i) for i, t in added.items() if i in items)
+            newest["catalog"] = items
+        page, nxt = _ranked_page("latest", newest["order"], params)
         return LatestPage(
             request_id=request_id(request),
             next_cursor=nxt,
