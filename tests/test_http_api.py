@@ -41,6 +41,7 @@ def _all_pages(client: TestClient, path: str, limit: int, **params: Any) -> list
         assert len(page["items"]) <= limit and page["request_id"]
         out.extend(page["items"])
         cursor = page["next_cursor"]
+        assert page["items"] or cursor is None  # no empty page before the end
         if cursor is None:
             return out
     raise AssertionError("the cursor never ended")
@@ -141,6 +142,7 @@ def test_a_users_interactions_and_feedback_paged(client: TestClient) -> None:
     stored = [r.item_id for r in ROWS if r.user_id == "big"]
     assert client.get("/v1/users/big").json()["interactions"] == len(stored)
     rows = _all_pages(client, "/v1/users/big/interactions", 3)
+    assert len(stored) == 8 and len(_all_pages(client, "/v1/users/big/interactions", 4)) == 8
     assert [r["item_id"] for r in rows] == stored and {r["origin"] for r in rows} == {"file"}
     events = [
         {"event_id": f"f{n}", "user_id": "big", "item_id": "m1", "type": "view"} for n in range(5)

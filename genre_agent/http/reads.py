@@ -30,8 +30,9 @@ from genre_agent.http.service import Service
 from genre_agent.http.views import decode_cursor, encode_cursor, request_id
 
 
-def _next(kind: str, got: int, limit: int, position: Any) -> str | None:
-    return encode_cursor(kind, position) if got == limit else None
+def _more(rows: list[Any], limit: int) -> tuple[list[Any], bool]:
+    """Rows fetched one past ``limit``: the page, and whether another page follows."""
+    return rows[:limit], len(rows) > limit
 
 
 def _ranked_page(
@@ -132,11 +133,14 @@ def build_reads(service: Service) -> APIRouter:
         feedback events), oldest first."""
         known(user_id)
         offset = decode_cursor("interactions", params.cursor, 0)
-        rows = service.rec.interactions.interactions_page(user_id, offset, params.limit)
+        rows, more = _more(
+            service.rec.interactions.interactions_page(user_id, offset, params.limit + 1),
+            params.limit,
+        )
         return InteractionsPage(
             request_id=request_id(request),
             user_id=user_id,
-            next_cursor=_next("interactions", len(rows), params.limit, offset + len(rows)),
+            next_cursor=encode_cursor("interactions", offset + len(rows)) if more else None,
             items=[
                 InteractionOut(item_id=i, timestamp=t, rating=r, origin=o)  # type: ignore[arg-type]
                 for i, t, r, o in rows
@@ -152,11 +156,13 @@ def build_reads(service: Service) -> APIRouter:
         """The user's feedback events as stored, with the request id each one named."""
         known(user_id)
         after = decode_cursor("feedback", params.cursor, 0)
-        rows = service.rec.interactions.feedback_page(user_id, after, params.limit)
+        rows, more = _more(
+            service.rec.interactions.feedback_page(user_id, after, params.limit + 1), params.limit
+        )
         return FeedbackPage(
             request_id=request_id(request),
             user_id=user_id,
-            next_cursor=_next("feedback", len(rows), params.limit, rows[-1][0] if rows else 0),
+            next_cursor=encode_cursor("feedback", rows[-1][0]) if more else None,
             items=[
                 FeedbackOut(
                     event_id=e.event_id,
@@ -176,10 +182,12 @@ def build_reads(service: Service) -> APIRouter:
     def list_sessions(request: Request, params: Annotated[SessionsQuery, Query()]) -> SessionsPage:
         """Chat sessions, least recently updated first (one user's with ?user_id=)."""
         offset = decode_cursor("sessions", params.cursor, 0)
-        rows = service.sessions().page(params.user_id, offset, params.limit)
+        rows, more = _more(
+            service.sessions().page(params.user_id, offset, params.limit + 1), params.limit
+        )
         return SessionsPage(
             request_id=request_id(request),
-            next_cursor=_next("sessions", len(rows), params.limit, offset + len(rows)),
+            next_cursor=encode_cursor("sessions", offset + len(rows)) if more else None,
             items=[SessionOut(id=s, user_id=u, updated=t) for s, u, t in rows],
         )
 
