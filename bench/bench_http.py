@@ -42,24 +42,13 @@ def main() -> None:
     args = ap.parse_args()
     from fastapi.testclient import TestClient
 
-    from bench.common import ml_recommender
+    from bench.common import fake_ml_service
     from genre_agent.http import create_app
-    from genre_agent.http.service import Service
     from genre_agent.service.requests import RecRequest
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="genre-bench-http-"))
-    rec = ml_recommender(
-        work,
-        **{
-            "embedder.kind": "fake",
-            "llm.engine": "fake",
-            "store.collection": "ml_small_fake",
-            "profile.path": str(work / "p.sqlite"),
-            "chat.sessions_path": str(work / "chat.sqlite"),
-            "service.queue_metrics": False,
-        },
-    )
-    svc = Service(rec.config, rec)
+    svc = fake_ml_service(work)
+    rec = svc.rec
     users = list(rec.interactions.users())[: args.users]
     k = args.k
 
@@ -75,7 +64,8 @@ def main() -> None:
         return run
 
     rows: dict[str, list[float]] = {}
-    with TestClient(create_app(service=svc)) as client:
+    # 127.0.0.1: a Host in service.allowed_hosts (TestClient says "testserver" otherwise).
+    with TestClient(create_app(service=svc), base_url="http://127.0.0.1") as client:
         rows["direct Recommender (no LLM)"] = _time(
             lambda u: svc.fast.recommend(user_id=u, k=k), users
         )

@@ -40,6 +40,26 @@ def ml_recommender(workdir: Path, **overrides: Any):
     return rec
 
 
+def fake_ml_service(workdir: Path, **overrides: Any):
+    """An HTTP Service over ml-latest-small with the hashing embedder (64 dims: indexing
+    takes seconds) and the fake LLM, its stores under ``workdir``."""
+    from genre_agent.http.service import Service
+
+    rec = ml_recommender(
+        workdir,
+        **{
+            "embedder.kind": "fake",
+            "llm.engine": "fake",
+            "store.collection": "ml_small_fake",
+            "profile.path": str(workdir / "p.sqlite"),
+            "chat.sessions_path": str(workdir / "chat.sqlite"),
+            "service.queue_metrics": False,
+            **overrides,
+        },
+    )
+    return Service(rec.config, rec)
+
+
 def sample_users(rec, n: int, seed: int = 0) -> list[str]:
     import random
 

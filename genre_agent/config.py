@@ -420,7 +420,12 @@ class ServiceConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     # Required to bind anything but loopback; then every endpoint but health needs it.
-    api_key: str | None = None
+    # At least 16 characters: a short key is guessed.
+    api_key: str | None = Field(None, min_length=16, max_length=512)
+    # Host header values the service answers (any port); others get 400. Loopback names
+    # by default, so a web page cannot reach a local service through DNS rebinding. Add
+    # the names clients use when binding a public address; "*" allows any.
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     # Longest the LLM stage (rationales, LLM ranking) may take, counted from the request's
     # start; past it the answer is the ranked list with the rationales that finished,
     # flagged fallback="llm_timeout" and missing_rationales (genre_agent.http.budget).

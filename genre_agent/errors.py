@@ -60,14 +60,28 @@ class RowProblem:
 class CatalogError(GenreError):
     """A catalog file has bad rows; nothing from the file was indexed."""
 
-    def __init__(self, problems: list[RowProblem], limit: int = 20) -> None:
+    def __init__(self, problems: list[RowProblem], limit: int = 20, source: str = "file") -> None:
+        """``source`` names what the rows came in: "file", or "request" over HTTP."""
         self.problems = problems
         shown = "\n".join(f"  {p}" for p in problems[:limit])
         more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
         super().__init__(
-            f"{len(problems)} bad row(s); nothing from this file was indexed:\n{shown}{more}"
+            f"{len(problems)} bad row(s); nothing from this {source} was indexed:\n{shown}{more}"
         )
 
 
 class RankingValidationError(GenreError):
     """The LLM's answer failed validation even after constrained repair."""
+
+
+def check_unicode(text: str) -> str:
+    """``text`` if it can be stored as UTF-8; a ValueError (which names no character that
+    cannot be printed) for a lone surrogate, e.g. from JSON "\\udfff"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"not valid Unicode: a lone surrogate at position {exc.start} "
+            f"(U+{ord(text[exc.start]):04X})"
+        ) from None
+    return text

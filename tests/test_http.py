@@ -31,6 +31,7 @@ from genre_agent.llm.faults import LLMUnavailable
 from genre_agent.service.chat import scripted_intents
 
 CATALOG = Path(__file__).parent / "fixtures" / "catalog.jsonl"
+KEY = "s3cret-key-of-16-chars"
 R = 3  # rationale_top_r
 
 
@@ -46,8 +47,8 @@ def make_service(tmp_path: Path, llm: Any = None, **sections: dict[str, Any]) ->
         "llm": {"engine": "fake"},
         "retrieval": {"sources": ALL_SOURCES},
         "ranking": {"rationale_top_r": R},
-        # No Redis call at each scrape unless a test asks for it.
-        "service": {"queue_metrics": False},
+        # No Redis call at each scrape unless a test asks for it; TestClient's host name.
+        "service": {"queue_metrics": False, "allowed_hosts": ["testserver"]},
     }
     for name, values in sections.items():
         tree[name] = {**tree.get(name, {}), **values}
@@ -79,7 +80,7 @@ def test_health_docs_and_a_recommendation_with_rationales(client: TestClient) ->
     assert client.get("/docs").status_code == 200
     assert "/v1/recommend/{user_id}" in client.get("/openapi.json").json()["paths"]
 
-    got = client.get("/v1/recommend/c0", params={"k": 4})
+    got = client.get("/v1/recommend/c0", params={"k": 4, "explain": "true"})
     assert got.status_code == 200, got.text
     body = got.json()
     history = {r.item_id for r in ROWS if r.user_id == "c0"}
@@ -91,7 +92,7 @@ def test_health_docs_and_a_recommendation_with_rationales(client: TestClient) ->
 
 
 def test_explain_false_is_the_same_list_without_the_llm(client: TestClient) -> None:
-    full = client.get("/v1/recommend/c0", params={"k": 5}).json()
+    full = client.get("/v1/recommend/c0", params={"k": 5, "explain": "true"}).json()
     fast = client.get("/v1/recommend/c0", params={"k": 5, "explain": "false"}).json()
     assert _ids(fast) == _ids(full)
     assert all(it["rationale"] is None for it in fast["items"])
@@ -141,7 +142,6 @@ def test_unknown_user_is_404_naming_the_user(client: TestClient) -> None:
         ("post", "/v1/recommend", {"json": {"history": [{"item": "m4"}]}}, "item"),
         ("post", "/v1/recommend", {"json": {"history": ["m4"], "filters": {"$x": 1}}}, "filters"),
         ("post", "/v1/recommend", {"content": b'{"history": ["m4"', "headers": {}}, "body"),
-        ("post", "/v1/rank", {"json": {"candidates": ["m1"]}}, "history"),
         ("post", "/v1/rank", {"json": {"candidates": [], "query": "x"}}, "candidates"),
         ("post", "/v1/rank", {"json": {"candidates": ["m1", "zz"], "query": "x"}}, "zz"),
         ("get", "/v1/items/m4/similar", {"params": {"k": -1}}, "k"),
@@ -183,7 +183,8 @@ def test_oversize_bodies_are_413_declared_or_chunked(tmp_path: Path) -> None:
 
 def test_rank_orders_the_candidates_given(client: TestClient) -> None:
     cands = ["m30", "m6", "m7", "m1", "m8"]
-    got = client.post("/v1/rank", json={"candidates": cands, "history": ["m4", "m5"], "k": 5})
+    body = {"candidates": cands, "history": ["m4", "m5"], "k": 5, "explain": True}
+    got = client.post("/v1/rank", json=body)
     assert got.status_code == 200, got.text
     out = got.json()
     assert sorted(_ids(out)) == sorted(cands)
@@ -327,7 +328,7 @@ def test_past_the_budget_the_list_comes_with_the_rationales_that_finished(tmp_pa
     svc = make_service(tmp_path, llm=SlowAfterFirst(3.0), service={"llm_budget_s": 1.0})
     with TestClient(create_app(service=svc)) as c:
         t0 = time.monotonic()
-        out = c.get("/v1/recommend/c0", params={"k": 4}).json()
+        out = c.get("/v1/recommend/c0", params={"k": 4, "explain": "true"}).json()
         assert time.monotonic() - t0 < 2.9  # answered at the budget, not after the LLM
     tr = out["trace"]
     explained = [it["item"]["id"] for it in out["items"] if it["rationale"]]
@@ -340,14 +341,16 @@ def test_past_the_budget_the_list_comes_with_the_rationales_that_finished(tmp_pa
 def test_an_llm_that_is_down_gives_a_flagged_list_never_a_500(tmp_path, mode) -> None:
     svc = make_service(tmp_path, llm=Down(), ranking={"mode": mode})
     with TestClient(create_app(service=svc)) as c:
-        got = c.get("/v1/recommend/c0", params={"k": 4})
+        got = c.get("/v1/recommend/c0", params={"k": 4, "explain": "true"})
         assert got.status_code == 200, got.text
         out = got.json()
         assert len(out["items"]) == 4 and all(it["rationale"] is None for it in out["items"])
         assert out["trace"]["fallback"] == "llm_unavailable"
         assert out["trace"]["missing_rationales"] == _ids(out)[:R]
         assert any("cannot connect" in n for n in out["trace"]["notes"])
-        ranked = c.post("/v1/rank", json={"candidates": ["m6", "m7", "m8"], "history": ["m4"]})
+        ranked = c.post(
+            "/v1/rank", json={"candidates": ["m6", "m7", "m8"], "history": ["m4"], "explain": True}
+        )
         assert ranked.status_code == 200
         assert ranked.json()["trace"]["fallback"] == "llm_unavailable"
         with c.stream(
@@ -368,7 +371,7 @@ def test_an_llm_that_is_down_gives_a_flagged_list_never_a_500(tmp_path, mode) ->
 
 
 def test_with_a_key_every_endpoint_but_health_needs_it(tmp_path: Path) -> None:
-    svc = make_service(tmp_path, service={"api_key": "s3cret"})
+    svc = make_service(tmp_path, service={"api_key": KEY})
     with TestClient(create_app(service=svc)) as c:
         assert c.get("/health/live").status_code == 200
         assert c.get("/health/ready").status_code == 200
@@ -376,8 +379,8 @@ def test_with_a_key_every_endpoint_but_health_needs_it(tmp_path: Path) -> None:
             for path in ("/v1/recommend/c0", "/metrics", "/v1/sessions/x"):
                 got = c.get(path, headers=headers)
                 assert got.status_code == 401, (path, headers, got.text)
-        assert c.get("/v1/recommend/c0", headers={"x-api-key": "s3cret"}).status_code == 200
-        ok = c.get("/v1/recommend/c0", headers={"authorization": "Bearer s3cret"})
+        assert c.get("/v1/recommend/c0", headers={"x-api-key": KEY}).status_code == 200
+        ok = c.get("/v1/recommend/c0", headers={"authorization": f"Bearer {KEY}"})
         assert ok.status_code == 200
         assert c.put("/v1/items", json={"items": []}).status_code == 401
 
@@ -401,8 +404,8 @@ def test_genre_serve_refuses_a_public_address_without_a_key(capsys) -> None:
 
 
 def test_metrics_count_latency_tokens_and_fallbacks(client: TestClient) -> None:
+    client.get("/v1/recommend/c0", params={"k": 3, "explain": "true"})
     client.get("/v1/recommend/c0", params={"k": 3})
-    client.get("/v1/recommend/c0", params={"k": 3, "explain": "false"})
     text = client.get("/metrics").text
     assert 'genre_http_request_seconds_count{endpoint="/v1/recommend/{user_id}",' in text
     assert 'method="GET",status="200"} 2.0' in text
@@ -417,7 +420,7 @@ def test_concurrent_requests_share_one_recommender(client: TestClient) -> None:
     paths = ["/v1/recommend/c0", "/v1/recommend/c1", "/v1/recommend/c2", "/v1/recommend/big"] * 2
 
     def get(path: str) -> tuple[int, list[str]]:
-        got = client.get(path, params={"k": 3})
+        got = client.get(path, params={"k": 3, "explain": "true"})
         return got.status_code, _ids(got.json())
 
     with ThreadPoolExecutor(4) as pool:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.real
 
 CATALOG = Path(__file__).parent / "fixtures" / "catalog.jsonl"
 HISTORY = ["m1", "m3", "m14", "m44"]  # Alien, The Terminator, Predator, The Matrix
-KEY = "test-key-7f3a"
+KEY = "test-key-7f3a-0c21e9"  # service.api_key: at least 16 characters
 R = 2  # rationales per answer: the 0.5B model needs seconds for each on 2 cores
 
 
@@ -78,9 +78,10 @@ def _ids(body: dict[str, Any]) -> list[str]:
 
 
 def test_recommend_with_rationales_and_rank(server: httpx.Client) -> None:
-    got = server.post("/v1/recommend", json={"history": HISTORY, "k": 3})
+    got = server.post("/v1/recommend", json={"history": HISTORY, "k": 3, "explain": True})
     assert got.status_code == 200, got.text
     out = got.json()
+    assert out["request_id"] == got.headers["x-request-id"]
     assert len(set(_ids(out))) == 3 and not set(HISTORY) & set(_ids(out))
     assert all(it["rationale"] and it["rationale"].strip() for it in out["items"][:R])
     tr = out["trace"]
@@ -143,11 +144,24 @@ def test_auth_health_and_bad_input(server: httpx.Client) -> None:
     assert 'genre_http_request_seconds_count{endpoint="/v1/recommend"' in metrics
 
 
+def test_fast_default_reads_offline_docs_and_the_host_check(server: httpx.Client) -> None:
+    fast = server.post("/v1/recommend", json={"history": HISTORY, "k": 3}).json()
+    assert fast["trace"]["llm_calls"] == 0 and len(fast["items"]) == 3
+    assert "candidates" not in fast["trace"]
+    assert server.get("/v1/items/m1").json()["id"] == "m1"
+    assert len(server.get("/v1/items", params={"limit": 50}).json()["items"]) == 50
+    docs = server.get("/docs")
+    assert docs.status_code == 200 and "http://" not in docs.text and "https://" not in docs.text
+    assert server.get("/docs/static/swagger-ui-bundle.js").status_code == 200
+    evil = server.get("/v1/items/m1", headers={"host": "evil.example"})
+    assert evil.status_code == 400 and "allowed_hosts" in evil.json()["detail"]
+
+
 def test_an_llm_server_that_is_down_gives_flagged_answers(tmp_path: Path) -> None:
     closed = free_port()  # nothing listens there
     llm = f'engine = "openai"\nbase_url = "http://127.0.0.1:{closed}/v1"\nrequest_timeout_s = 5'
     with _server(tmp_path, 180, llm=llm) as base, httpx.Client(base_url=base, timeout=120) as c:
-        got = c.post("/v1/recommend", json={"history": HISTORY, "k": 3})
+        got = c.post("/v1/recommend", json={"history": HISTORY, "k": 3, "explain": True})
         assert got.status_code == 200, got.text
         out = got.json()
         assert len(out["items"]) == 3 and all(not it["rationale"] for it in out["items"])

@@ -1,10 +1,11 @@
-"""Request guards: the API key and the body size limit."""
+"""Request guards: the Host header, the API key, the body size limit; and request ids."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -125,3 +126,75 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _json_answer(status: int, detail: str) -> tuple[dict[str, Any], bytes]:
+    body = json.dumps({"detail": detail}).encode()  # ASCII: any header bytes are escaped
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    return start, body
+
+
+def host_name(raw: str) -> str:
+    """The host of a Host header value, lower case, without its port."""
+    raw = raw.strip().lower()
+    if raw.startswith("["):  # [::1]:8000
+        return raw[: raw.find("]") + 1] if "]" in raw else raw
+    return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+
+
+class HostCheck:
+    """ASGI middleware: a request whose Host header is not in ``allowed`` (any port) gets
+    400 before anything else runs. With the loopback default, a web page that rebinds its
+    own name to 127.0.0.1 (DNS rebinding) cannot reach the service: its requests carry
+    that name. ``"*"`` in ``allowed`` turns the check off."""
+
+    def __init__(self, app: Any, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or "*" in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        if host_name(raw) in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        start, body = _json_answer(
+            400,
+            f"Host header {raw[:100]!r} is not one of service.allowed_hosts "
+            f"{sorted(self.allowed)}: add the name clients use to reach this service",
+        )
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestIds:
+    """ASGI middleware: every request gets an id (``request.state.request_id``), sent back
+    in the X-Request-ID header of every response; recommendation and list bodies carry it
+    too, and feedback events may name it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_id)

@@ -8,6 +8,7 @@ the LLM fails before ranking.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,12 +17,20 @@ from typing import Any
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config
 from genre_agent.embedders import Embedder
+from genre_agent.errors import GenreError
 from genre_agent.http.budget import budgeted_call, budgeted_stream
 from genre_agent.llm.base import LLM
 from genre_agent.service.chat import ChatSession, SessionStore
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import HistoryEntry
 from genre_agent.types import Recommendation, StreamEvent
+
+
+def _note_key(note: str) -> str:
+    """What a note is about: "note: itemknn was fitted on ..." -> "note: itemknn was fitted
+    on" (the numbers after it change)."""
+    found = re.match(r"note: \S+ was fitted (on|with)", note)
+    return found.group(0) if found else note
 
 
 def needs_llm(cfg: Config) -> bool:
@@ -58,7 +67,12 @@ class Service:
         )
         self.budget_s = config.service.llm_budget_s
         self._sessions: SessionStore | None = None
+        # Only for sessions that exist (checked first), and dropped with them: an unknown
+        # id never adds one, so memory cannot grow with made-up ids.
         self._session_locks: dict[str, threading.Lock] = {}
+        # Notes that hold for every answer (a fitted model older than the store): announced
+        # once while the sources load, and added to each answer's trace.notes.
+        self.notes: list[str] = []
         self._locks_lock = threading.Lock()
         self.ready = False
         self.load_error: str | None = None
@@ -72,8 +86,21 @@ class Service:
         embedder: Embedder | None = None,
         announce: Callable[[str], None] | None = None,
     ) -> Service:
-        rec = Recommender.from_config(config, llm=llm, embedder=embedder, announce=announce)
-        return cls(config, rec)
+        notes: list[str] = []
+
+        def noted(msg: str) -> None:
+            if msg.startswith("note:"):
+                # A source rebuilt later (new items indexed) says it again with new counts:
+                # the newer note replaces the older one about the same thing.
+                key = _note_key(msg)
+                notes[:] = [n for n in notes if _note_key(n) != key] + [msg]
+            if announce is not None:
+                announce(msg)
+
+        rec = Recommender.from_config(config, llm=llm, embedder=embedder, announce=noted)
+        service = cls(config, rec)
+        service.notes = notes  # the same list: sources rebuilt later add to it
+        return service
 
     # -- lifecycle ----------------------------------------------------------------------
     def load(self) -> None:
@@ -153,9 +180,32 @@ class Service:
         return self._sessions
 
     def session_lock(self, session_id: str) -> threading.Lock:
-        """One lock per session id: turns of one session run one at a time."""
+        """One lock per existing session: turns of one session run one at a time. A
+        GenreError for an unknown id, and no lock is made for it."""
         with self._locks_lock:
-            return self._session_locks.setdefault(session_id, threading.Lock())
+            lock = self._session_locks.get(session_id)
+            if lock is None:
+                if not self.sessions().exists(session_id):
+                    raise GenreError(f"no chat session {session_id!r}")
+                lock = self._session_locks[session_id] = threading.Lock()
+            return lock
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete a session (after any turn running in it); False if there was none."""
+        try:
+            lock = self.session_lock(session_id)
+        except GenreError:
+            return False
+        with lock:
+            deleted = self.sessions().delete(session_id)
+        with self._locks_lock:
+            self._session_locks.pop(session_id, None)
+        return deleted
+
+    def session_locks(self) -> int:
+        """How many session locks are held (tests: unknown ids add none)."""
+        with self._locks_lock:
+            return len(self._session_locks)
 
     def start_session(self, user_id: str | None, profile: str | None) -> ChatSession:
         return ChatSession.start(self.rec, self.sessions(), user_id=user_id, profile=profile)

@@ -288,6 +288,31 @@ class SessionStore:
             cur = self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         return cur.rowcount
 
+    def exists(self, session_id: str) -> bool:
+        with self.lock:
+            row = self.db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return row is not None
+
+    def delete(self, session_id: str) -> bool:
+        with self.lock, self.db:
+            cur = self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        return cur.rowcount > 0
+
+    def page(
+        self, user_id: str | None, offset: int, limit: int
+    ) -> list[tuple[str, str | None, float]]:
+        """(id, user_id, updated) of ``limit`` sessions from ``offset``, least recently
+        updated first; only ``user_id``'s when given."""
+        where, args = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        with self.lock:
+            return list(
+                self.db.execute(
+                    f"SELECT id, user_id, updated FROM sessions {where}"
+                    " ORDER BY updated, id LIMIT ? OFFSET ?",
+                    (*args, limit, offset),
+                )
+            )
+
     def list(self) -> list[tuple[str, str | None, float]]:
         with self.lock:
             return list(

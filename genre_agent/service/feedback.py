@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from genre_agent.config import Config
 from genre_agent.errors import GenreError, shorten
-from genre_agent.storage.interactions import FeedbackRow, InteractionStore
+from genre_agent.storage.interactions import FeedbackRow, InteractionStore, Timestamp
 from genre_agent.storage.profiles import ProfileStore
 
 EventType = Literal["view", "click", "like", "dislike", "rating", "purchase"]
@@ -50,14 +50,33 @@ class FeedbackEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
-    event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    type: EventType
+    event_id: str = Field(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="Unique per event: a repeat is a duplicate.",
+    )
+    user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Who.")
+    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Which item.")
+    type: EventType = Field(description="What the user did.")
     # The rating for type="rating" (required there); kept as sent for the other types.
-    value: float | None = Field(None, allow_inf_nan=False, validate_default=True)
-    # Unix seconds; None = when it is recorded.
-    timestamp: float | None = Field(None, ge=0.0, allow_inf_nan=False)
+    value: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        validate_default=True,
+        description="The rating of a rating event (required there); kept as sent otherwise.",
+    )
+    # Unix seconds or RFC 3339 text; None = when it is recorded.
+    timestamp: Timestamp | None = Field(
+        None,
+        description="When: Unix seconds, or RFC 3339 text with a zone; absent: when stored.",
+    )
+    # The recommendation response (its request_id) that showed the item, if any.
+    request_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="The request_id of the recommendation that showed the item (attribution).",
+    )
 
     @field_validator("value")
     @classmethod
@@ -128,6 +147,7 @@ def record_feedback(
             value=e.value,
             timestamp=now if e.timestamp is None else e.timestamp,
             rating=e.rating(),
+            request_id=e.request_id,
         )
         for e in events
     ]

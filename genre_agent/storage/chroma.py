@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,9 @@ def item_hash(item: Item, embedder_name: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _to_record(item: Item, digest: str) -> dict[str, Any]:
+def _to_record(item: Item, digest: str, added: float) -> dict[str, Any]:
     meta: dict[str, Any] = dict(item.metadata)
-    meta.update({"_title": item.title, "_text": item.text, "_hash": digest})
+    meta.update({"_title": item.title, "_text": item.text, "_hash": digest, "_added": added})
     return meta
 
 
@@ -83,10 +84,11 @@ class ChromaStore:
     def count(self) -> int:
         return int(self.collection.count())
 
-    def _existing_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+    def _existing(self, ids: Sequence[str]) -> dict[str, tuple[str, float]]:
+        """(content hash, first indexed at) of the stored ``ids``."""
         got = self.collection.get(ids=list(ids), include=["metadatas"])
         return {
-            i: str((m or {}).get("_hash", ""))
+            i: (str((m or {}).get("_hash", "")), float((m or {}).get("_added", 0.0)))
             for i, m in zip(got["ids"], got["metadatas"], strict=True)
         }
 
@@ -109,15 +111,16 @@ class ChromaStore:
         new_ids: list[str] = []  # of the batch being written
         previous: dict[str, Any] = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
         unchanged = updated = 0
+        now = time.time()
         batch: list[Item] = []
         try:
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
-                existing = self._existing_hashes([it.id for it in batch])
+                existing = self._existing([it.id for it in batch])
                 todo = []
                 for it in batch:
                     digest = item_hash(it, self.embedder.name)
-                    if existing.get(it.id) == digest:
+                    if it.id in existing and existing[it.id][0] == digest:
                         unchanged += 1
                         continue
                     todo.append((it, digest))
@@ -131,7 +134,11 @@ class ChromaStore:
                         ids=[it.id for it, _ in todo],
                         embeddings=vecs,  # type: ignore[arg-type]
                         documents=[it.document() for it, _ in todo],
-                        metadatas=[_to_record(it, d) for it, d in todo],
+                        # An update keeps the time the item was first indexed (GET /v1/latest).
+                        metadatas=[
+                            _to_record(it, d, existing[it.id][1] if it.id in existing else now)
+                            for it, d in todo
+                        ],
                     )
                     added_ids.extend(new_ids)
                     updated += len(replaced)
@@ -210,6 +217,19 @@ class ChromaStore:
             out.extend(
                 _from_record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)
             )
+            offset += len(got["ids"])
+
+    def added_times(self, batch: int = 5000) -> dict[str, float]:
+        """Every item's first-indexed time (Unix seconds; 0 for items indexed before this
+        was recorded)."""
+        out: dict[str, float] = {}
+        offset = 0
+        while True:
+            got = self.collection.get(include=["metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                return out
+            for i, m in zip(got["ids"], got["metadatas"], strict=True):
+                out[i] = float((m or {}).get("_added", 0.0))
             offset += len(got["ids"])
 
     def ids_where(self, where: dict[str, Any]) -> frozenset[str]:

@@ -8,11 +8,41 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
 
 from genre_agent.catalog.items import DecodedLines, csv_dict_rows
 from genre_agent.errors import CatalogError, RowProblem
 from genre_agent.storage.sqlite import SQLiteDB
+
+
+def to_epoch(value: Any) -> Any:
+    """Unix seconds from a number, a numeric string, or RFC 3339 text with a zone
+    ("2026-12-07T03:00:00Z", "2026-12-07T04:00:00+01:00"); anything else is left for the
+    float check to refuse."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "expected Unix seconds or RFC 3339 text such as 2026-12-07T03:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        raise ValueError("an RFC 3339 timestamp needs its zone: Z or an offset such as +01:00")
+    return when.timestamp()
+
+
+# What every timestamp field accepts: Unix seconds (a number) or RFC 3339 text with a zone.
+Timestamp = Annotated[float, BeforeValidator(to_epoch), Field(ge=0.0, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
@@ -102,7 +132,7 @@ _SCHEMA = [
     " rating REAL, PRIMARY KEY (user_id, item_id))",
     "CREATE TABLE IF NOT EXISTS feedback (event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
     " item_id TEXT NOT NULL, type TEXT NOT NULL, value REAL, ts REAL NOT NULL, rating REAL,"
-    " recorded REAL NOT NULL)",
+    " recorded REAL NOT NULL, request_id TEXT)",
     "CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, ts)",
     # Ids of events deleted by forget_user: a redelivery of one must not bring it back.
     "CREATE TABLE IF NOT EXISTS feedback_forgotten (event_id TEXT PRIMARY KEY)",
@@ -127,6 +157,9 @@ class FeedbackRow:
     value: float | None
     timestamp: float
     rating: float | None
+    # The recommendation response (its ``request_id``) this event answers, if the client
+    # named one: the impression a click is attributed to.
+    request_id: str | None = None
 
 
 class InteractionStore:
@@ -145,6 +178,10 @@ class InteractionStore:
             # way round; the mode is stored in the file.
             with self._sql.lock:
                 self.db.execute("PRAGMA journal_mode=WAL")
+        with self._sql.tx() as db:  # stores made before feedback carried a request id
+            columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+            if "request_id" not in columns:
+                db.execute("ALTER TABLE feedback ADD COLUMN request_id TEXT")
         # item_counts() cache: counts as of _counts_version, updated by the new events only.
         self._counts: dict[str, int] | None = None
         self._counts_version: tuple[int, int, int] = (-1, -1, -1)
@@ -166,7 +203,8 @@ class InteractionStore:
         with self._sql.tx() as db:
             for r in rows:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO feedback SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+                    "INSERT OR IGNORE INTO feedback (event_id, user_id, item_id, type, value, ts,"
+                    " rating, recorded, request_id) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?"
                     " WHERE NOT EXISTS (SELECT 1 FROM feedback_forgotten WHERE event_id = ?)",
                     (
                         r.event_id,
@@ -177,6 +215,7 @@ class InteractionStore:
                         r.timestamp,
                         r.rating,
                         now,
+                        r.request_id,
                         r.event_id,
                     ),
                 )
@@ -220,7 +259,59 @@ class InteractionStore:
                 "INSERT INTO store_meta VALUES ('deletes', 1)"
                 " ON CONFLICT (key) DO UPDATE SET n = n + 1"
             )
+        # The deleted rows must leave the disk, not just the tables: secure_delete (set by
+        # SQLiteDB) zeroes them in the database file, and a TRUNCATE checkpoint moves the
+        # WAL's copies there and empties the WAL.
+        self._sql.checkpoint()
         return n_rows, n_events
+
+    def user_count(self, user_id: str) -> int:
+        """How many interactions and events ``user_id`` has (the history's length)."""
+        with self._sql.lock:
+            row = self.db.execute(
+                "SELECT (SELECT COUNT(*) FROM interactions WHERE user_id = ?)"
+                " + (SELECT COUNT(*) FROM feedback WHERE user_id = ?)",
+                (user_id, user_id),
+            ).fetchone()
+        return int(row[0])
+
+    def user_event_count(self, user_id: str) -> int:
+        with self._sql.lock:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM feedback WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def interactions_page(
+        self, user_id: str, offset: int, limit: int
+    ) -> list[tuple[str, float, float | None, str]]:
+        """``limit`` of ``user_id``'s interactions from ``offset``, in history order:
+        (item_id, timestamp, rating, origin), origin "file" (a loaded interaction) or
+        "feedback" (an event)."""
+        with self._sql.lock:
+            cur = self.db.execute(
+                "SELECT item_id, ts, rating, 'file' FROM interactions WHERE user_id = ?"
+                " UNION ALL SELECT item_id, ts, rating, 'feedback' FROM feedback"
+                " WHERE user_id = ? ORDER BY 2, 1, 4, 3 LIMIT ? OFFSET ?",
+                (user_id, user_id, limit, offset),
+            )
+            return [(str(a), float(b), c, str(d)) for a, b, c, d in cur.fetchall()]
+
+    def feedback_page(
+        self, user_id: str, after: int, limit: int
+    ) -> list[tuple[int, FeedbackRow, float]]:
+        """``limit`` of ``user_id``'s feedback events stored after row ``after``, in the
+        order they were stored: (row, event, recorded at)."""
+        with self._sql.lock:
+            cur = self.db.execute(
+                "SELECT rowid, event_id, user_id, item_id, type, value, ts, rating, request_id,"
+                " recorded FROM feedback WHERE user_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                (user_id, after, limit),
+            )
+            return [
+                (int(r[0]), FeedbackRow(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]), r[9])
+                for r in cur.fetchall()
+            ]
 
     def version(self) -> tuple[int, int, int]:
         """Changes whenever what readers see changes, in this process or another; cheap
