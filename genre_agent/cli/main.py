@@ -300,7 +300,7 @@ def recommend(
 
         cold = recommend_cold(
             rec,
-            Profiles.from_config(cfg.profile, llm=rec.llm),
+            Profiles.from_config(cfg, llm=rec.llm),
             user_id=user,
             stated=query,
             k=k,

@@ -28,7 +28,8 @@ from genre_agent.errors import GenreError
 from genre_agent.retrievers.base import Retriever
 from genre_agent.retrievers.cf import ItemKNNRetriever
 from genre_agent.retrievers.mf import ALSRetriever, BPRRetriever
-from genre_agent.storage.interactions import Interaction, InteractionStore
+from genre_agent.storage.base import InteractionBackend
+from genre_agent.storage.interactions import Interaction
 
 Announce = Callable[[str], None]
 
@@ -130,7 +131,7 @@ def fit_source(
     cfg: Config,
     kind: str,
     items: Mapping[str, Item],
-    interactions: InteractionStore,
+    interactions: InteractionBackend,
     announce: Announce | None = None,
 ) -> FitReport:
     """Fit ``kind`` on every stored interaction and replace its saved model atomically."""
@@ -139,7 +140,7 @@ def fit_source(
     rows = interactions.all()
     if not rows:
         raise FitError(
-            f"genre fit: no interactions in {interactions.path}: load some with "
+            f"genre fit: no interactions in {interactions.describe()}: load some with "
             f"`genre index CATALOG --interactions FILE` ({kind} learns from them)"
         )
     if not items:
@@ -174,7 +175,7 @@ def fit_source(
 
 
 def fit_itemknn(
-    cfg: Config, items: Mapping[str, Item], interactions: InteractionStore
+    cfg: Config, items: Mapping[str, Item], interactions: InteractionBackend
 ) -> FitReport:
     """Fit item-kNN (the evidence model) on every stored interaction."""
     return fit_source(cfg, "itemknn", items, interactions)
@@ -184,7 +185,7 @@ def load_fitted(
     cfg: Config,
     kind: str,
     items: Mapping[str, Item],
-    interactions: InteractionStore,
+    interactions: InteractionBackend,
     announce: Announce | None = None,
 ) -> FittedSource:
     """The saved model of ``kind``; a clear error if there is none."""
@@ -220,7 +221,7 @@ def load_fitted(
 def load_itemknn(
     cfg: Config,
     items: Mapping[str, Item],
-    interactions: InteractionStore,
+    interactions: InteractionBackend,
     announce: Announce | None = None,
 ) -> ItemKNNRetriever:
     model = load_fitted(cfg, "itemknn", items, interactions, announce)

@@ -44,9 +44,11 @@ from genre_agent.service.requests import (
     resolve_history,
 )
 from genre_agent.service.sources import Sources
+from genre_agent.storage.backends import exists as stores_exist
+from genre_agent.storage.backends import open_interactions, open_profiles
+from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore, IndexReport
-from genre_agent.storage.interactions import Interaction, InteractionStore
-from genre_agent.storage.profiles import ProfileStore
+from genre_agent.storage.interactions import Interaction
 from genre_agent.types import (
     Candidate,
     RankedItem,
@@ -110,7 +112,7 @@ class Recommender:
         self,
         config: Config,
         store: ChromaStore,
-        interactions: InteractionStore,
+        interactions: InteractionBackend,
         llm: LLM | None = None,
         sources: Sources | None = None,
         announce: Announce | None = None,
@@ -141,8 +143,7 @@ class Recommender:
         cfg = load_config(source, overrides=overrides)
         emb = embedder or get_embedder(cfg.embedder)
         store = ChromaStore.from_config(cfg.store, emb)
-        ipath = cfg.store.interactions_path if cfg.store.kind != "memory" else ":memory:"
-        return cls(cfg, store, InteractionStore(ipath), llm=llm, announce=announce)
+        return cls(cfg, store, open_interactions(cfg), llm=llm, announce=announce)
 
     @property
     def llm(self) -> LLM:
@@ -192,10 +193,9 @@ class Recommender:
 
     # -- request building -------------------------------------------------------------------
     def _forgotten(self, user_id: str) -> set[str]:
-        path = self.config.profile.path
-        if not Path(path).exists():
+        if not stores_exist(self.config, "profiles"):
             return set()
-        store = ProfileStore(path)
+        store = open_profiles(self.config)
         try:
             return store.forgotten(user_id)
         finally:
@@ -223,7 +223,7 @@ class Recommender:
         if self._profiles is None:
             from genre_agent.service.profiles import Profiles
 
-            self._profiles = Profiles(self.llm, ProfileStore(p.path), p)
+            self._profiles = Profiles(self.llm, open_profiles(self.config), p)
         record = self._profiles.build(req.user_id, history.liked, history.disliked)
         return str(record.profile.as_text())
 

@@ -20,8 +20,8 @@ from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.retrievers.popularity import PopularityRetriever
 from genre_agent.retrievers.random import RandomRetriever
 from genre_agent.service.fit import load_fitted, provenance
+from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore
-from genre_agent.storage.interactions import InteractionStore
 
 Announce = Callable[[str], None]
 
@@ -32,7 +32,7 @@ class SourceContext:
 
     config: Config
     store: ChromaStore
-    interactions: InteractionStore
+    interactions: InteractionBackend
     catalog: Callable[[], Mapping[str, Item]]
     announce: Announce | None = None
 
@@ -83,7 +83,7 @@ class Sources:
 
     config: Config
     store: ChromaStore
-    interactions: InteractionStore
+    interactions: InteractionBackend
     fitted: dict[str, Retriever] = field(default_factory=dict)
     announce: Announce | None = None
     _built: dict[str, Retriever] = field(default_factory=dict)
