@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import postgres_bin, postgres_server
 
 from genre_agent.config import Config
 from genre_agent.service.chat import SessionState, SessionStore
@@ -24,7 +25,6 @@ from genre_agent.storage.migrations import (
     migrate_sqlite,
 )
 from genre_agent.storage.profiles import ProfileRecord, ProfileStore, UserProfile
-from tests.servers import postgres_bin, postgres_server
 
 
 def _pg_missing() -> str | None:
