@@ -1,6 +1,7 @@
 """`genre serve --workers 2` against a real PostgreSQL: feedback sent through one request
-changes the next answer, whichever worker serves it. Fake embedder and LLM (the workers
-load no model); real uvicorn worker processes, real postgres, real embedded Chroma."""
+changes the next answer, whichever worker serves it; with llm.engine = "openai" no worker
+loads a model. Fake embedder; real uvicorn worker processes, real postgres, real embedded
+Chroma."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ def write_config(folder: Path, port: int, database_url: str) -> Path:
     path.write_text(
         f'[store]\npath = "{folder / "chroma"}"\ndatabase_url = "{database_url}"\n'
         f'interactions_path = "{folder / "unused.sqlite"}"\n'
-        '[embedder]\nkind = "fake"\n[llm]\nengine = "fake"\n'
+        # The openai engine, pointed at a port where nothing listens: built at start-up
+        # (rationale_top_r > 0), never called (explain=false).
+        '[embedder]\nkind = "fake"\n[llm]\nengine = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
         "[retrieval]\nn_candidates = 20\nsources = { embedding = 1.0, popularity = 0.5 }\n"
-        "[ranking]\nk = 3\nrationale_top_r = 0\n"
+        "[ranking]\nk = 3\nrationale_top_r = 2\n"
         f"[service]\nport = {port}\nqueue_metrics = false\n"
     )
     return path
@@ -123,3 +126,17 @@ def test_feedback_through_one_worker_changes_the_next_answer_of_any(
         stored = conn.execute("SELECT COUNT(*) FROM feedback WHERE user_id = %s", (user,))
         assert stored.fetchone()[0] == sent_total
     assert not (folder / "unused.sqlite").exists()
+
+
+def test_workers_with_the_openai_engine_load_no_model(workers: tuple[str, str, Path]) -> None:
+    """No worker maps torch or vLLM: the engine is an HTTP client."""
+    base = workers[0]
+    pids: set[str] = set()
+    for _ in range(20):
+        pids.add(_call("GET", f"{base}/health/ready").headers["x-genre-worker"])
+        if len(pids) == 2:
+            break
+    for pid in pids:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        loaded = {lib for lib in ("libtorch", "vllm", "_C.abi3.so") if lib in maps}
+        assert not loaded, f"worker {pid} loaded {loaded}"
