@@ -49,6 +49,7 @@ from genre_agent.storage.backends import open_interactions, open_profiles
 from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore, IndexReport
 from genre_agent.storage.interactions import Interaction
+from genre_agent.storage.models import resolve, token
 from genre_agent.types import (
     Candidate,
     RankedItem,
@@ -128,6 +129,8 @@ class Recommender:
         # ranking.mode = "learned": the model (loaded from models/ranker/ on first use unless
         # given, as the harness does) and the item statistics its features read.
         self._learned = learned
+        # The published version the loaded ranker came from; False: given, not loaded.
+        self._learned_token: str | None | bool = False if learned is not None else None
         self._stats: tuple[int, ItemStats] | None = None
 
     @classmethod
@@ -566,10 +569,16 @@ class Recommender:
     # -- ranking.mode = "learned" ---------------------------------------------------------------
     def learned_model(self) -> LearnedModel:
         """The learned ranker's model (``genre fit --ranker``); a clear error if none."""
-        if self._learned is None:
-            folder = ranker_folder(self.config)
-            self._learned = LearnedModel.load(folder)
-            self._learned.check(self.config, folder)
+        if self._learned is not None and self._learned_token is False:
+            return self._learned  # given (the harness's): never reloaded
+        final = ranker_folder(self.config)
+        tok = token(final)
+        if self._learned is None or tok != self._learned_token:
+            # A newer `genre fit --ranker`: load that version whole, then swap it in.
+            folder = resolve(final) or final
+            model = LearnedModel.load(folder)
+            model.check(self.config, folder)
+            self._learned, self._learned_token = model, tok
         return self._learned
 
     def item_stats(self) -> ItemStats:
