@@ -4,9 +4,10 @@ A model is written whole into its own folder, ``<models>/<kind>@<stamp>/``, whic
 changed afterwards; then the symlink ``<models>/<kind>`` is swapped to it in one rename
 (``os.replace``). A reader resolves the link once and reads every file of that folder, so
 it loads one version whole, never half of an old and half of a new one; its token (the
-folder name) tells a worker that a newer model was published. The last KEEP versions stay,
-so a worker still loading the previous one finds it. ``store.models_path`` may be a folder
-shared by several machines (any file system with symlinks and atomic rename).
+folder name) tells a worker that a newer model was published. Older versions are deleted
+once superseded for GRACE_S (beyond the newest KEEP), so a worker still loading one finds
+it. ``store.models_path`` may be a folder shared by several machines (any file system with
+symlinks and atomic rename).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# Versions kept per model (the current one included).
+# Versions kept per model (the current one included), and how long an older one stays
+# after it was superseded (a worker that began loading it must be able to finish).
 KEEP = 3
+GRACE_S = 600.0
 SEP = "@"
 
 
@@ -53,20 +56,28 @@ def versions(final: Path) -> list[Path]:
     """Published version folders of ``final``, oldest first."""
     prefix = final.name + SEP
 
-    def key(p: Path) -> int:
-        head = p.name[len(prefix) :].split("-", 1)[0]
-        return int(head) if head.isdigit() else 0
-
-    found = [p for p in final.parent.glob(f"{final.name}{SEP}*") if p.is_dir()]
-    return sorted(found, key=key)
+    found = [p for p in final.parent.glob(f"{prefix}*") if p.is_dir()]
+    return sorted(found, key=_stamp_ns)
 
 
-def prune(final: Path, keep: int = KEEP) -> None:
-    """Delete all but the newest ``keep`` versions (never the current one)."""
+def _stamp_ns(folder: Path) -> int:
+    head = folder.name.rsplit(SEP, 1)[-1].split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def prune(
+    final: Path, keep: int = KEEP, grace_s: float = GRACE_S, now: float | None = None
+) -> None:
+    """Delete old versions: beyond the newest ``keep``, and superseded more than
+    ``grace_s`` ago (a worker may still be loading one superseded just now). Never the
+    current one."""
+    now = time.time() if now is None else now
     current = resolve(final)
-    old = [p for p in versions(final) if p != current]
-    for p in old[: max(0, len(old) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
+    found = versions(final)
+    for older, newer in zip(found[: max(0, len(found) - keep)], found[1:], strict=False):
+        superseded_s = now - _stamp_ns(newer) / 1e9
+        if older != current and superseded_s > grace_s:
+            shutil.rmtree(older, ignore_errors=True)
 
 
 def resolve(final: Path) -> Path | None:
