@@ -33,7 +33,8 @@ def write_config(folder: Path, port: int, database_url: str) -> Path:
         # The openai engine, pointed at a port where nothing listens: built at start-up
         # (rationale_top_r > 0), never called (explain=false).
         '[embedder]\nkind = "fake"\n[llm]\nengine = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
-        "[retrieval]\nn_candidates = 20\nsources = { embedding = 1.0, popularity = 0.5 }\n"
+        "[retrieval]\nn_candidates = 20\n"
+        "sources = { embedding = 1.0, popularity = 0.5, itemknn = 1.0 }\n"
         "[ranking]\nk = 3\nrationale_top_r = 2\n"
         f"[service]\nport = {port}\nqueue_metrics = false\n"
     )
@@ -52,8 +53,14 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     port = free_port()
     with postgres_server() as url:
         cfg = write_config(folder, port, url)
+        # Users who watched pairs of catalog items: item-kNN is fitted on them at index time.
+        rows = [f"c{n},m{n % 10 + 1},1,5" for n in range(40)]
+        rows += [f"c{n},m{n % 10 + 11},2,5" for n in range(40)]
+        (folder / "inter.csv").write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows))
         done = subprocess.run(
-            _genre("index", str(CATALOG), "-c", str(cfg)),
+            _genre(
+                "index", str(CATALOG), "-c", str(cfg), "--interactions", str(folder / "inter.csv")
+            ),
             capture_output=True,
             text=True,
             timeout=600,
@@ -140,3 +147,77 @@ def test_workers_with_the_openai_engine_load_no_model(workers: tuple[str, str, P
         maps = Path(f"/proc/{pid}/maps").read_text()
         loaded = {lib for lib in ("libtorch", "vllm", "_C.abi3.so") if lib in maps}
         assert not loaded, f"worker {pid} loaded {loaded}"
+
+
+def _ready_models(base: str) -> tuple[str, dict]:
+    resp = _call("GET", f"{base}/health/ready")
+    return resp.headers["x-genre-worker"], resp.json()["models"]
+
+
+def test_a_refit_while_serving_brings_no_error_and_every_worker_serves_the_new_model(
+    workers: tuple[str, str, Path],
+) -> None:
+    import os
+    import threading
+    import time
+
+    base, _, folder = workers
+    cfg = folder / "genre.toml"
+    link = folder / "models" / "itemknn"
+    first = os.readlink(link)
+    errors: list[str] = []
+    served = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                with httpx.Client(timeout=120, headers={"connection": "close"}) as client:
+                    r = client.get(
+                        f"{base}/v1/recommend/c{served[0] % 40}", params={"explain": "false"}
+                    )
+                if r.status_code != 200 or not r.json()["items"]:
+                    errors.append(f"{r.status_code}: {r.text[:300]}")
+                served[0] += 1
+            except httpx.HTTPError as exc:
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(2):
+            events = [
+                {
+                    "event_id": uuid.uuid4().hex,
+                    "user_id": f"r{n}{m}",
+                    "item_id": f"m{m + 1}",
+                    "type": "like",
+                }
+                for m in range(20)
+            ]
+            _call("POST", f"{base}/v1/feedback", json={"events": events})
+            fit = subprocess.run(
+                _genre("fit", "-c", str(cfg), "--source", "itemknn"),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert fit.returncode == 0, fit.stderr[-3000:]
+        newest = os.readlink(link)
+        assert newest != first
+        # Every worker serves the newest version after its next request.
+        want = f"v:{newest}"
+        deadline = time.time() + 120
+        seen: dict[str, str] = {}
+        while time.time() < deadline and not (len(seen) == 2 and set(seen.values()) == {want}):
+            pid, loaded = _ready_models(base)
+            seen[pid] = loaded.get("itemknn", {}).get("version", "")
+            time.sleep(0.2)
+        assert len(seen) == 2 and set(seen.values()) == {want}, seen
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == [], errors[:5]
+    assert served[0] > 0
