@@ -167,3 +167,30 @@ def test_a_refit_while_serving_brings_no_error_and_the_new_model_is_served(
     assert newest is not None and now["data_sha256"] == newest["data_sha256"]
     assert now["data_sha256"] != v1["data_sha256"] and now["version"] != v1["version"]
     assert first.items
+
+
+def test_a_serving_recommender_picks_up_a_ranker_another_process_trained(
+    tmp_path: Path, catalog_path: Path
+) -> None:
+    from test_learned_ranker import ROWS, FailingLLM, make
+
+    from genre_agent.service.learn import fit_ranker
+
+    serving = make(tmp_path, catalog_path)
+    fit_ranker(serving)
+    serving.recommend(history=["m4", "m5"], k=5)
+    old = serving.learned_model()
+    # Another process (`genre fit --ranker`) with more interactions.
+    other = Recommender.from_config(serving.config, llm=FailingLLM(), embedder=FakeEmbedder())
+    other.add_interactions(
+        [Interaction(f"x{r.user_id}", r.item_id, r.timestamp, r.rating) for r in ROWS]
+    )
+    report = fit_ranker(other)
+    serving.recommend(history=["m4", "m5"], k=5)
+    new = serving.learned_model()
+    assert new is not old
+    assert new.provenance == report.provenance != old.provenance
+    serving.recommend(history=["m4", "m5"], k=5)
+    assert serving.learned_model() is new  # loaded once, not per request
+    other.close()
+    serving.close()
