@@ -221,3 +221,32 @@ def test_a_refit_while_serving_brings_no_error_and_every_worker_serves_the_new_m
             t.join()
     assert errors == [], errors[:5]
     assert served[0] > 0
+
+
+def test_sessions_and_forget_user_run_on_postgres_across_workers(
+    workers: tuple[str, str, Path],
+) -> None:
+    import psycopg
+
+    base, database_url, _ = workers
+    user = "f-" + uuid.uuid4().hex[:6]
+    events = [
+        {"event_id": uuid.uuid4().hex, "user_id": user, "item_id": f"m{n}", "type": "like"}
+        for n in (1, 2, 3)
+    ]
+    _call("POST", f"{base}/v1/feedback", json={"events": events})
+    made = httpx.post(f"{base}/v1/sessions", json={"user_id": user}, timeout=60)
+    assert made.status_code == 201, made.text
+    session_id = made.json()["id"]
+    # Any worker resumes the session: it is in the database, not in a worker.
+    for _ in range(4):
+        assert _call("GET", f"{base}/v1/sessions/{session_id}").json()["user_id"] == user
+    gone = _call("DELETE", f"{base}/v1/users/{user}").json()
+    assert (gone["events"], gone["chat_sessions"]) == (3, 1)
+    with psycopg.connect(database_url) as conn:
+        for table, column in (("feedback", "user_id"), ("sessions", "user_id")):
+            n = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = %s", (user,))
+            assert n.fetchone()[0] == 0, table
+    # A redelivered event of the forgotten user is not stored again.
+    again = _call("POST", f"{base}/v1/feedback", json={"events": events[:1]}).json()
+    assert (again["stored"], again["duplicates"]) == (0, [events[0]["event_id"]])
