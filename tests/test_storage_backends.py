@@ -354,3 +354,21 @@ def test_genre_store_migrate_applies_pending_migrations(cfg: Config) -> None:
     backends.open_interactions(cfg).close()
     done = backends.migrate(cfg)
     assert done.get("interactions") == []
+
+
+def test_an_unreachable_database_is_a_store_error_without_the_password(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    from servers import free_port
+
+    from genre_agent.errors import StoreError
+
+    url = f"postgresql://genre:s3cret@127.0.0.1:{free_port()}/genre"
+    cfg = Config.model_validate({"store": {"database_url": url}})
+    with pytest.raises(StoreError, match=r"cannot connect to postgresql://genre:\*\*\*@") as got:
+        backends.open_interactions(cfg)
+    assert "s3cret" not in str(got.value)
+
+
+def test_a_database_url_must_name_postgres() -> None:
+    with pytest.raises(Exception, match="database_url"):
+        Config.model_validate({"store": {"database_url": "mysql://x@y/z"}})

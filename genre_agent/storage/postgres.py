@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from genre_agent.errors import GenreError
+from genre_agent.errors import StoreError
 from genre_agent.storage.interactions import FeedbackRow, Interaction
 from genre_agent.storage.migrations import Component, migrate_postgres
 from genre_agent.storage.profiles import ProfileRecord
@@ -26,8 +26,9 @@ from genre_agent.storage.profiles import ProfileRecord
 POOL_IDLE = 8
 
 
-class PostgresError(GenreError):
-    """PostgreSQL could not be reached or used (psycopg missing, server down, bad URL)."""
+class PostgresError(StoreError):
+    """PostgreSQL could not be reached or used (psycopg missing, server down, bad URL);
+    the HTTP service answers 503, as for any store that cannot serve."""
 
 
 def shown_url(url: str) -> str:
@@ -76,12 +77,15 @@ class Pool:
             conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
             conn = self._open()
+        psycopg = _psycopg()
         try:
             yield conn
+        except psycopg.OperationalError as exc:  # the server went away, or refused
+            raise PostgresError(f"{shown_url(self.url)}: {exc}") from exc
         finally:
             # Back to the pool only when idle and healthy (a server restart breaks it).
             healthy = not (conn.closed or conn.broken)
-            if healthy and conn.info.transaction_status == _psycopg().pq.TransactionStatus.IDLE:
+            if healthy and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
                 with self._lock:
                     if len(self._idle) < POOL_IDLE:
                         self._idle.append(conn)
