@@ -49,7 +49,7 @@ from genre_agent.storage.backends import open_interactions, open_profiles
 from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore, IndexReport
 from genre_agent.storage.interactions import Interaction
-from genre_agent.storage.models import resolve, token
+from genre_agent.storage.models import snapshot
 from genre_agent.types import (
     Candidate,
     RankedItem,
@@ -572,10 +572,10 @@ class Recommender:
         if self._learned is not None and self._learned_token is False:
             return self._learned  # given (the harness's): never reloaded
         final = ranker_folder(self.config)
-        tok = token(final)
+        tok, found = snapshot(final)
         if self._learned is None or tok != self._learned_token:
             # A newer `genre fit --ranker`: load that version whole, then swap it in.
-            folder = resolve(final) or final
+            folder = found or final
             model = LearnedModel.load(folder)
             model.check(self.config, folder)
             self._learned, self._learned_token = model, tok

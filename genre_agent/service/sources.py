@@ -157,8 +157,11 @@ class Sources:
             return have
         try:
             model = SOURCES[kind](self._context())
+            # Published again while loading: which version loaded is unknown, so the next
+            # request loads again (and loaded_models() says no version meanwhile).
+            after = model_token(self.config, kind)
             self._built[kind] = model
-            self._tokens[kind] = tok
+            self._tokens[kind] = tok if after == tok else "unknown"
         finally:
             if mine:
                 with self._reload_lock:
@@ -210,6 +213,8 @@ def _provenance_of(tok: str | None, config: Config, kind: str) -> dict[str, Any]
     """The provenance of the version a token names (what was loaded, not what is newest)."""
     from genre_agent.storage.models import resolve
 
+    if tok == "unknown":
+        return {}
     if tok is None or not tok.startswith("v:"):
         folder = resolve(config.store.models_dir() / kind)
     else:

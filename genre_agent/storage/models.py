@@ -101,3 +101,12 @@ def token(final: Path) -> str | None:
             return f"dir:{os.stat(final / 'provenance.json').st_mtime_ns}"
         except OSError:
             return f"dir:{os.stat(final).st_mtime_ns}" if final.exists() else None
+
+
+def snapshot(final: Path) -> tuple[str | None, Path | None]:
+    """The token and the folder of the current version, from one read of the link (so the
+    folder is the version the token names, even while a new one is published)."""
+    tok = token(final)
+    if tok is not None and tok.startswith("v:"):
+        return tok, final.parent / tok[2:]
+    return tok, resolve(final)
