@@ -77,6 +77,11 @@ class StoreConfig(_Frozen):
     # Models fitted from the interactions by `genre fit` (item-kNN), with provenance.
     # None: a "models" folder next to interactions_path, so the two never get separated.
     models_path: Path | None = None
+    # Interactions, feedback events, profiles and chat sessions: None keeps them in the
+    # SQLite files named by interactions_path, profile.path and chat.sessions_path; a
+    # "postgresql://user@host:port/db" URL keeps them in PostgreSQL (the `postgres` extra),
+    # shared by every `genre serve` worker and replica (docs/deploy.md).
+    database_url: str | None = Field(None, pattern=r"^postgres(ql)?://")
 
     def models_dir(self) -> Path:
         return self.models_path or Path(self.interactions_path).parent / "models"

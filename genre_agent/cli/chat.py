@@ -81,10 +81,10 @@ def chat(
 
     cfg = _config(config, set_)
     rec = _recommender(cfg)
-    store = SessionStore(cfg.chat.sessions_path)
+    store = SessionStore.from_config(cfg)
     profile_text = None
     if user and (cfg.profile.use_in_retrieval or cfg.profile.use_in_rerank):
-        stored = Profiles.from_config(cfg.profile).get(user)
+        stored = Profiles.from_config(cfg).get(user)
         profile_text = stored.profile.as_text() if stored else None
     if session:
         sess = ChatSession.resume(rec, store, session, profile=profile_text)
@@ -138,7 +138,7 @@ def profile_show(user: str, config: ConfigOpt = None, set_: SetOpt = None) -> No
     """Print the stored profile (JSON) and the items the user asked to forget."""
     from genre_agent.service.profiles import Profiles
 
-    profiles = Profiles.from_config(_config(config, set_).profile)
+    profiles = Profiles.from_config(_config(config, set_))
     rec = profiles.get(user)
     if rec is None:
         raise GenreError(f"no profile for user {user!r}; build one with `profile build`")
@@ -160,7 +160,7 @@ def profile_build(
     cfg = _config(config, set_)
     rec = _recommender(cfg)
     liked, low = _user_history(rec, user)
-    built = Profiles.from_config(cfg.profile, llm=rec.llm).build(user, liked, low, force=force)
+    built = Profiles.from_config(cfg, llm=rec.llm).build(user, liked, low, force=force)
     print(json.dumps(built.model_dump(mode="json", exclude={"raw_output"}), indent=2))
     if built.violations:
         err.print(f"[yellow]{len(built.violations)} violation(s) in the LLM answer[/yellow]")
@@ -177,7 +177,7 @@ def profile_edit(
     from genre_agent.service.profiles import Profiles
 
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-    edited = Profiles.from_config(_config(config, set_).profile).edit(user, text)
+    edited = Profiles.from_config(_config(config, set_)).edit(user, text)
     print(json.dumps(edited.model_dump(mode="json", exclude={"raw_output"}), indent=2))
 
 
@@ -193,7 +193,7 @@ def profile_forget(
     """Forget items (evidence and future rebuilds), or the whole profile without --item."""
     from genre_agent.service.profiles import Profiles
 
-    profiles = Profiles.from_config(_config(config, set_).profile)
+    profiles = Profiles.from_config(_config(config, set_))
     if item:
         for i in item:
             profiles.forget_item(user, i)

@@ -36,7 +36,7 @@ def consume(
     Ctrl-C stops after the batch in hand (a second one stops at once).
     """
     from genre_agent.queue import Consumer, connect, queue_status, shown_url
-    from genre_agent.storage.interactions import InteractionStore
+    from genre_agent.storage.backends import open_interactions
 
     cfg = cli_config(config, set_)
     if cfg.store.kind == "memory":
@@ -46,7 +46,7 @@ def consume(
         )
     q = cfg.queue
     client = connect(q)
-    store = InteractionStore(cfg.store.interactions_path)
+    store = open_interactions(cfg)
     consumer = Consumer(client, q, store)
     stop = {"requested": False}
 

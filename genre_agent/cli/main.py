@@ -300,7 +300,7 @@ def recommend(
 
         cold = recommend_cold(
             rec,
-            Profiles.from_config(cfg.profile, llm=rec.llm),
+            Profiles.from_config(cfg, llm=rec.llm),
             user_id=user,
             stated=query,
             k=k,
@@ -380,6 +380,15 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port to bind (default service.port, 8000).")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes on the one port (each loads its own sources; share user "
+            "data through store.database_url: docs/deploy.md).",
+        ),
+    ] = 1,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -395,6 +404,9 @@ def serve(
     pairs += [f"service.port={port}"] if port is not None else []
     cfg = _config(config, pairs)
     check_bind(cfg.service.host, cfg.service.api_key)
+    if workers > 1:
+        _serve_workers(cfg, workers)
+        return
     service = Service.from_config(cfg, announce=_announce)
     err.print(safe_text("loading stores, sources and the LLM engine ...", "dim"))
     service.load()  # in the main thread, before the server accepts requests
@@ -407,6 +419,40 @@ def serve(
     )
     uvicorn.run(
         create_app(service=service),
+        host=cfg.service.host,
+        port=cfg.service.port,
+        log_level="info",
+    )
+
+
+def _serve_workers(cfg: Config, workers: int) -> None:
+    """N uvicorn worker processes on one port, each building its app from the config."""
+    import os
+
+    import uvicorn
+
+    from genre_agent.http.workers import FACTORY, worker_env
+
+    if not cfg.store.database_url:
+        err.print(
+            safe_text(
+                "note: without store.database_url the workers share SQLite files on this "
+                "machine (fine for one machine; replicas elsewhere need PostgreSQL)",
+                "yellow",
+            )
+        )
+    os.environ.update(worker_env(cfg))
+    err.print(
+        safe_text(
+            f"serving http://{cfg.service.host}:{cfg.service.port} with {workers} workers "
+            "(each loads its stores and sources; /health/ready per worker)",
+            "green",
+        )
+    )
+    uvicorn.run(
+        FACTORY,
+        factory=True,
+        workers=workers,
         host=cfg.service.host,
         port=cfg.service.port,
         log_level="info",
@@ -455,10 +501,11 @@ COMMAND_GROUP = "genre_agent.commands"
 def _mount_commands() -> None:
     from importlib.metadata import entry_points
 
-    from genre_agent.cli import chat, consume
+    from genre_agent.cli import chat, consume, store
 
     chat.register(app)
     consume.register(app)
+    store.register(app)
     for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         ep.load()(app)
 

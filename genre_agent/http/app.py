@@ -177,6 +177,9 @@ def create_app(
             "items": items,
             "engine": svc.rec.config.llm.engine,
             "load_seconds": round(svc.load_seconds, 3),
+            # The fitted models this worker serves now (each reloads when `genre fit`
+            # publishes a newer version): version and provenance.
+            "models": svc.rec.sources.loaded_models(),
         }
 
     @app.get("/metrics", dependencies=[auth], tags=["health"], responses=metrics_errors)

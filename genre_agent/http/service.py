@@ -176,7 +176,7 @@ class Service:
     # -- chat ---------------------------------------------------------------------------
     def sessions(self) -> SessionStore:
         if self._sessions is None:
-            self._sessions = SessionStore(self.rec.config.chat.sessions_path)
+            self._sessions = SessionStore.from_config(self.rec.config)
         return self._sessions
 
     def session_lock(self, session_id: str) -> threading.Lock:

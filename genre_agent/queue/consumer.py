@@ -16,7 +16,6 @@ field ``event`` holding the event as a JSON object.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ import redis
 from genre_agent.config import QueueConfig
 from genre_agent.errors import GenreError, shorten
 from genre_agent.service.feedback import FeedbackError, FeedbackEvent, parse_event, record_feedback
-from genre_agent.storage.interactions import InteractionStore
+from genre_agent.storage.backends import store_errors
+from genre_agent.storage.base import InteractionBackend
 
 Fields = Mapping[bytes | str, bytes | str]
 Entry = tuple[str, Fields | None]
@@ -184,7 +184,7 @@ class Consumer:
     """Reads, validates, stores, acknowledges. ``run`` until ``should_stop()``."""
 
     def __init__(
-        self, client: redis.Redis, cfg: QueueConfig, interactions: InteractionStore
+        self, client: redis.Redis, cfg: QueueConfig, interactions: InteractionBackend
     ) -> None:
         self.client = client
         self.cfg = cfg
@@ -319,9 +319,9 @@ class Consumer:
                 f"queue {self.cfg.stream!r} at {shown_url(self.cfg.redis_url)}: {exc} "
                 "(entries read but not acknowledged are re-read on the next start)"
             ) from None
-        except sqlite3.Error as exc:
+        except store_errors() as exc:
             raise QueueError(
-                f"interactions store {self.interactions.path}: {exc} (the batch was not "
+                f"interactions store {self.interactions.describe()}: {exc} (the batch was not "
                 "acknowledged; it is re-read on the next start)"
             ) from None
         return self.stats

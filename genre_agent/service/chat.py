@@ -22,13 +22,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_agent.catalog.items import genre_key
-from genre_agent.config import ChatConfig
+from genre_agent.config import ChatConfig, Config
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import GenRequest, Message
 from genre_agent.prompting import render
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
-from genre_agent.storage.sqlite import SQLiteDB
+from genre_agent.storage.base import SessionBackend
+from genre_agent.storage.sessions import SQLiteSessions
 
 
 class IntentError(GenreError):
@@ -253,74 +254,50 @@ class SessionState(BaseModel):
 
 
 class SessionStore:
-    """SQLite: one row per session holding its whole state (small; rewritten per turn)."""
+    """Chat sessions: one row per session holding its whole state (small; rewritten per
+    turn), in SQLite (a path) or any SessionBackend (``from_config``: PostgreSQL when
+    ``store.database_url`` is set)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._sql = SQLiteDB(
-            path,
-            [
-                "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, user_id TEXT,"
-                " updated REAL, state TEXT)"
-            ],
-        )
-        self.db = self._sql.conn
-        self.lock = self._sql.lock
+    def __init__(self, rows: str | Path | SessionBackend) -> None:
+        self.rows: SessionBackend = SQLiteSessions(rows) if isinstance(rows, (str, Path)) else rows
+
+    @classmethod
+    def from_config(cls, config: Config) -> SessionStore:
+        from genre_agent.storage.backends import open_sessions
+
+        return cls(open_sessions(config))
 
     def save(self, state: SessionState) -> None:
-        with self.lock, self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)",
-                (state.id, state.user_id, time.time(), state.model_dump_json()),
-            )
+        self.rows.put(state.id, state.user_id, time.time(), state.model_dump_json())
 
     def load(self, session_id: str) -> SessionState:
-        with self.lock:
-            row = self.db.execute(
-                "SELECT state FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-        if row is None:
+        raw = self.rows.get(session_id)
+        if raw is None:
             raise GenreError(f"no chat session {session_id!r}")
-        return SessionState.model_validate_json(row[0])
+        return SessionState.model_validate_json(raw)
 
     def delete_user(self, user_id: str) -> int:
         """Delete every session of ``user_id``; returns how many."""
-        with self.lock, self.db:
-            cur = self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-        return cur.rowcount
+        return self.rows.delete_user(user_id)
 
     def exists(self, session_id: str) -> bool:
-        with self.lock:
-            row = self.db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        return row is not None
+        return self.rows.exists(session_id)
 
     def delete(self, session_id: str) -> bool:
-        with self.lock, self.db:
-            cur = self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-        return cur.rowcount > 0
+        return self.rows.delete(session_id)
 
     def page(
         self, user_id: str | None, offset: int, limit: int
     ) -> list[tuple[str, str | None, float]]:
         """(id, user_id, updated) of ``limit`` sessions from ``offset``, least recently
         updated first; only ``user_id``'s when given."""
-        where, args = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
-        with self.lock:
-            return list(
-                self.db.execute(
-                    f"SELECT id, user_id, updated FROM sessions {where}"
-                    " ORDER BY updated, id LIMIT ? OFFSET ?",
-                    (*args, limit, offset),
-                )
-            )
+        return self.rows.page(user_id, offset, limit)
 
     def list(self) -> list[tuple[str, str | None, float]]:
-        with self.lock:
-            return list(
-                self.db.execute("SELECT id, user_id, updated FROM sessions ORDER BY updated")
-            )
+        return self.rows.list()
 
     def close(self) -> None:
-        self.db.close()
+        self.rows.close()
 
 
 class ChatSession:

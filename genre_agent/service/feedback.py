@@ -24,15 +24,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from genre_agent.config import Config
 from genre_agent.errors import GenreError, shorten
-from genre_agent.storage.interactions import FeedbackRow, InteractionStore, Timestamp
-from genre_agent.storage.profiles import ProfileStore
+from genre_agent.storage.backends import exists as stores_exist
+from genre_agent.storage.backends import open_profiles
+from genre_agent.storage.base import InteractionBackend
+from genre_agent.storage.interactions import FeedbackRow, Timestamp
 
 EventType = Literal["view", "click", "like", "dislike", "rating", "purchase"]
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "like", "dislike", "rating", "purchase")
@@ -133,7 +134,7 @@ class FeedbackResult:
 
 
 def record_feedback(
-    interactions: InteractionStore, events: Sequence[FeedbackEvent]
+    interactions: InteractionBackend, events: Sequence[FeedbackEvent]
 ) -> FeedbackResult:
     """Store ``events`` in one transaction, committed before this returns (so a caller may
     acknowledge them); an event id seen before is counted as a duplicate, not stored."""
@@ -176,7 +177,7 @@ class ForgetReport:
         )
 
 
-def forget_user(config: Config, interactions: InteractionStore, user_id: str) -> ForgetReport:
+def forget_user(config: Config, interactions: InteractionBackend, user_id: str) -> ForgetReport:
     """Delete everything stored about ``user_id``: interactions, feedback events (their ids
     are kept, without the user, so a redelivered event is not stored again), the profile,
     the list of items the user asked to forget, and chat sessions. Stores that do not
@@ -185,15 +186,15 @@ def forget_user(config: Config, interactions: InteractionStore, user_id: str) ->
 
     n_rows, n_events = interactions.delete_user(user_id)
     profiles = forgotten = sessions = 0
-    if Path(config.profile.path).exists():
-        pstore = ProfileStore(config.profile.path)
+    if stores_exist(config, "profiles"):
+        pstore = open_profiles(config)
         try:
             profiles = int(pstore.delete(user_id))
             forgotten = pstore.drop_forgotten(user_id)
         finally:
             pstore.close()
-    if Path(config.chat.sessions_path).exists():
-        sstore = SessionStore(config.chat.sessions_path)
+    if stores_exist(config, "sessions"):
+        sstore = SessionStore.from_config(config)
         try:
             sessions = sstore.delete_user(user_id)
         finally:

@@ -5,7 +5,8 @@ it is fitted from interaction rows and loaded back. Each is saved under
 ``store.models_path/<kind>/`` (default: a ``models/`` folder next to the interactions file)
 with ``provenance.json`` (the interaction data's SHA-256, the config that shaped the model,
 counts and the time). A fit writes to a temporary folder and renames it into place only when
-complete, so a killed fit never damages the model served before.
+complete, so a killed fit never damages the model served before; a running `genre serve`
+notices the new version and loads it (storage/models.py).
 
 Popularity needs no fit: it counts the interaction store on every request whose store has
 changed, so new interactions count at once. BM25 and the embedding source read the catalog.
@@ -15,7 +16,6 @@ The evaluation harness fits the same ``FITTERS`` in memory on its training split
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +28,9 @@ from genre_agent.errors import GenreError
 from genre_agent.retrievers.base import Retriever
 from genre_agent.retrievers.cf import ItemKNNRetriever
 from genre_agent.retrievers.mf import ALSRetriever, BPRRetriever
-from genre_agent.storage.interactions import Interaction, InteractionStore
+from genre_agent.storage.base import InteractionBackend
+from genre_agent.storage.interactions import Interaction
+from genre_agent.storage.models import publish, resolve, token
 
 Announce = Callable[[str], None]
 
@@ -113,24 +115,17 @@ def _folder(cfg: Config, kind: str) -> Path:
 
 
 def save_atomically(final: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` fills a temporary folder, then it replaces ``final`` in two renames."""
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    """``write(folder)`` fills a new version folder, then ``final`` names it in one atomic
+    rename (storage/models.py): running workers load the new model whole on their next
+    request."""
+    publish(final, write)
 
 
 def fit_source(
     cfg: Config,
     kind: str,
     items: Mapping[str, Item],
-    interactions: InteractionStore,
+    interactions: InteractionBackend,
     announce: Announce | None = None,
 ) -> FitReport:
     """Fit ``kind`` on every stored interaction and replace its saved model atomically."""
@@ -139,7 +134,7 @@ def fit_source(
     rows = interactions.all()
     if not rows:
         raise FitError(
-            f"genre fit: no interactions in {interactions.path}: load some with "
+            f"genre fit: no interactions in {interactions.describe()}: load some with "
             f"`genre index CATALOG --interactions FILE` ({kind} learns from them)"
         )
     if not items:
@@ -174,7 +169,7 @@ def fit_source(
 
 
 def fit_itemknn(
-    cfg: Config, items: Mapping[str, Item], interactions: InteractionStore
+    cfg: Config, items: Mapping[str, Item], interactions: InteractionBackend
 ) -> FitReport:
     """Fit item-kNN (the evidence model) on every stored interaction."""
     return fit_source(cfg, "itemknn", items, interactions)
@@ -184,11 +179,11 @@ def load_fitted(
     cfg: Config,
     kind: str,
     items: Mapping[str, Item],
-    interactions: InteractionStore,
+    interactions: InteractionBackend,
     announce: Announce | None = None,
 ) -> FittedSource:
     """The saved model of ``kind``; a clear error if there is none."""
-    folder = _folder(cfg, kind)
+    folder = resolve(_folder(cfg, kind)) or _folder(cfg, kind)  # one version, read whole
     meta_path = folder / "provenance.json"
     if not meta_path.exists():
         stored = interactions.count()
@@ -220,12 +215,17 @@ def load_fitted(
 def load_itemknn(
     cfg: Config,
     items: Mapping[str, Item],
-    interactions: InteractionStore,
+    interactions: InteractionBackend,
     announce: Announce | None = None,
 ) -> ItemKNNRetriever:
     model = load_fitted(cfg, "itemknn", items, interactions, announce)
     assert isinstance(model, ItemKNNRetriever)
     return model
+
+
+def model_token(cfg: Config, kind: str) -> str | None:
+    """Changes whenever `genre fit` publishes a new model of ``kind`` (one readlink)."""
+    return token(_folder(cfg, kind))
 
 
 def provenance(cfg: Config, kind: str) -> dict[str, Any] | None:

@@ -318,7 +318,7 @@ def fit_ranker(rec: Recommender, progress: Progress | None = None) -> RankerRepo
     rows = rec.interactions.all()
     if not rows:
         raise LearnedRankerError(
-            f"genre fit --ranker: no interactions in {rec.interactions.path}: load some with "
+            f"genre fit --ranker: no interactions in {rec.interactions.describe()}: load some with "
             "`genre index CATALOG --interactions FILE`"
         )
     catalog = rec.sources.catalog()

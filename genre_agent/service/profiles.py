@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from genre_agent.catalog.items import Item
-from genre_agent.config import ProfileConfig
+from genre_agent.config import Config, ProfileConfig
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render
+from genre_agent.storage.base import ProfileBackend
 from genre_agent.storage.profiles import ProfileRecord, ProfileStore, Topic, UserProfile
 
 if TYPE_CHECKING:
@@ -109,13 +110,19 @@ def _without(profile: UserProfile, item_id: str) -> UserProfile:
 class Profiles:
     """Build, reuse, view, edit and forget user profiles."""
 
-    def __init__(self, llm: LLM | None, store: ProfileStore, cfg: ProfileConfig | None = None):
+    def __init__(self, llm: LLM | None, store: ProfileBackend, cfg: ProfileConfig | None = None):
         self._llm = llm
         self.store = store
         self.cfg = cfg or ProfileConfig()
 
     @classmethod
-    def from_config(cls, cfg: ProfileConfig, llm: LLM | None = None) -> Profiles:
+    def from_config(cls, cfg: ProfileConfig | Config, llm: LLM | None = None) -> Profiles:
+        """From the whole Config: the backend ``store.database_url`` names (PostgreSQL or
+        the SQLite file); from a ProfileConfig alone: its SQLite file."""
+        if isinstance(cfg, Config):
+            from genre_agent.storage.backends import open_profiles
+
+            return cls(llm, open_profiles(cfg), cfg.profile)
         return cls(llm, ProfileStore(cfg.path), cfg)
 
     @property

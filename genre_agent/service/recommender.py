@@ -44,9 +44,12 @@ from genre_agent.service.requests import (
     resolve_history,
 )
 from genre_agent.service.sources import Sources
+from genre_agent.storage.backends import exists as stores_exist
+from genre_agent.storage.backends import open_interactions, open_profiles
+from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore, IndexReport
-from genre_agent.storage.interactions import Interaction, InteractionStore
-from genre_agent.storage.profiles import ProfileStore
+from genre_agent.storage.interactions import Interaction
+from genre_agent.storage.models import snapshot
 from genre_agent.types import (
     Candidate,
     RankedItem,
@@ -110,7 +113,7 @@ class Recommender:
         self,
         config: Config,
         store: ChromaStore,
-        interactions: InteractionStore,
+        interactions: InteractionBackend,
         llm: LLM | None = None,
         sources: Sources | None = None,
         announce: Announce | None = None,
@@ -126,6 +129,8 @@ class Recommender:
         # ranking.mode = "learned": the model (loaded from models/ranker/ on first use unless
         # given, as the harness does) and the item statistics its features read.
         self._learned = learned
+        # The published version the loaded ranker came from; False: given, not loaded.
+        self._learned_token: str | None | bool = False if learned is not None else None
         self._stats: tuple[int, ItemStats] | None = None
 
     @classmethod
@@ -141,8 +146,7 @@ class Recommender:
         cfg = load_config(source, overrides=overrides)
         emb = embedder or get_embedder(cfg.embedder)
         store = ChromaStore.from_config(cfg.store, emb)
-        ipath = cfg.store.interactions_path if cfg.store.kind != "memory" else ":memory:"
-        return cls(cfg, store, InteractionStore(ipath), llm=llm, announce=announce)
+        return cls(cfg, store, open_interactions(cfg), llm=llm, announce=announce)
 
     @property
     def llm(self) -> LLM:
@@ -192,10 +196,9 @@ class Recommender:
 
     # -- request building -------------------------------------------------------------------
     def _forgotten(self, user_id: str) -> set[str]:
-        path = self.config.profile.path
-        if not Path(path).exists():
+        if not stores_exist(self.config, "profiles"):
             return set()
-        store = ProfileStore(path)
+        store = open_profiles(self.config)
         try:
             return store.forgotten(user_id)
         finally:
@@ -223,7 +226,7 @@ class Recommender:
         if self._profiles is None:
             from genre_agent.service.profiles import Profiles
 
-            self._profiles = Profiles(self.llm, ProfileStore(p.path), p)
+            self._profiles = Profiles(self.llm, open_profiles(self.config), p)
         record = self._profiles.build(req.user_id, history.liked, history.disliked)
         return str(record.profile.as_text())
 
@@ -566,10 +569,16 @@ class Recommender:
     # -- ranking.mode = "learned" ---------------------------------------------------------------
     def learned_model(self) -> LearnedModel:
         """The learned ranker's model (``genre fit --ranker``); a clear error if none."""
-        if self._learned is None:
-            folder = ranker_folder(self.config)
-            self._learned = LearnedModel.load(folder)
-            self._learned.check(self.config, folder)
+        if self._learned is not None and self._learned_token is False:
+            return self._learned  # given (the harness's): never reloaded
+        final = ranker_folder(self.config)
+        tok, found = snapshot(final)
+        if self._learned is None or tok != self._learned_token:
+            # A newer `genre fit --ranker`: load that version whole, then swap it in.
+            folder = found or final
+            model = LearnedModel.load(folder)
+            model.check(self.config, folder)
+            self._learned, self._learned_token = model, tok
         return self._learned
 
     def item_stats(self) -> ItemStats:

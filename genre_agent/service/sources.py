@@ -7,8 +7,11 @@ the function that builds it. Serving and the evaluation harness both go through
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config, SourceKind
@@ -19,9 +22,9 @@ from genre_agent.retrievers.embedding import EmbeddingRetriever
 from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.retrievers.popularity import PopularityRetriever
 from genre_agent.retrievers.random import RandomRetriever
-from genre_agent.service.fit import load_fitted, provenance
+from genre_agent.service.fit import FITTERS, load_fitted, model_token, provenance
+from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore
-from genre_agent.storage.interactions import InteractionStore
 
 Announce = Callable[[str], None]
 
@@ -32,7 +35,7 @@ class SourceContext:
 
     config: Config
     store: ChromaStore
-    interactions: InteractionStore
+    interactions: InteractionBackend
     catalog: Callable[[], Mapping[str, Item]]
     announce: Announce | None = None
 
@@ -83,12 +86,17 @@ class Sources:
 
     config: Config
     store: ChromaStore
-    interactions: InteractionStore
+    interactions: InteractionBackend
     fitted: dict[str, Retriever] = field(default_factory=dict)
     announce: Announce | None = None
     _built: dict[str, Retriever] = field(default_factory=dict)
     _catalog: dict[str, Item] | None = None
     _pop_version: tuple[int, int, int] = (-1, -1, -1)
+    # Fitted models: the published version each loaded model came from (storage/models.py),
+    # and the kinds a request is loading now (others keep serving the loaded version).
+    _tokens: dict[str, str | None] = field(default_factory=dict)
+    _loading: set[str] = field(default_factory=set)
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def catalog(self) -> dict[str, Item]:
         if self._catalog is None:
@@ -110,6 +118,7 @@ class Sources:
         """The catalog changed (index, enrichment): rebuild every source on next use."""
         self._catalog = None
         self._built.clear()
+        self._tokens.clear()
 
     def get(self, kind: SourceKind) -> Retriever:
         if kind in self.fitted:
@@ -120,18 +129,64 @@ class Sources:
             if version != self._pop_version:
                 self._built.pop(kind, None)
                 self._pop_version = version
+        if kind in FITTERS:
+            return self._fitted_model(kind)
         if kind not in self._built:
-            ctx = SourceContext(
-                self.config, self.store, self.interactions, self.catalog, self.announce
-            )
-            self._built[kind] = SOURCES[kind](ctx)
+            self._built[kind] = SOURCES[kind](self._context())
         return self._built[kind]
+
+    def _context(self) -> SourceContext:
+        return SourceContext(
+            self.config, self.store, self.interactions, self.catalog, self.announce
+        )
+
+    def _fitted_model(self, kind: SourceKind) -> Retriever:
+        """The fitted model of ``kind``, reloaded when `genre fit` published a newer one.
+        The swap is one assignment of a whole loaded model: a request holds the old or the
+        new one, never a mix. While one request loads the new version, the others keep
+        serving the loaded one."""
+        tok = model_token(self.config, kind)
+        have = self._built.get(kind)
+        if have is not None and self._tokens.get(kind) == tok:
+            return have
+        with self._reload_lock:
+            mine = kind not in self._loading
+            if mine:
+                self._loading.add(kind)
+        if not mine and have is not None:
+            return have
+        try:
+            model = SOURCES[kind](self._context())
+            # Published again while loading: which version loaded is unknown, so the next
+            # request loads again (and loaded_models() says no version meanwhile).
+            after = model_token(self.config, kind)
+            self._built[kind] = model
+            self._tokens[kind] = tok if after == tok else "unknown"
+        finally:
+            if mine:
+                with self._reload_lock:
+                    self._loading.discard(kind)
+        if have is not None and self.announce:
+            self.announce(f"loaded the newer {kind} model ({tok})")
+        return model
+
+    def loaded_models(self) -> dict[str, dict[str, Any]]:
+        """The fitted models this process serves now: their version and provenance."""
+        out: dict[str, dict[str, Any]] = {}
+        for kind in list(self._built):
+            if kind not in FITTERS or kind in self.fitted:
+                continue
+            out[kind] = {
+                "version": self._tokens.get(kind),
+                **_provenance_of(self._tokens.get(kind), self.config, kind),
+            }
+        return out
 
     def cf_model(self) -> ItemKNNRetriever | None:
         """The item-kNN model for evidence, if one is fitted (never an error)."""
-        for got in (self.fitted.get("itemknn"), self._built.get("itemknn")):
-            if isinstance(got, ItemKNNRetriever):
-                return got
+        got = self.fitted.get("itemknn")
+        if isinstance(got, ItemKNNRetriever):
+            return got
         if provenance(self.config, "itemknn") is None:
             return None
         model = self.get("itemknn")
@@ -152,3 +207,20 @@ class Sources:
         return FusionRetriever(
             [self.get(k) for k in active], list(active.values()), c=r.rrf_c, depth=r.depth
         )
+
+
+def _provenance_of(tok: str | None, config: Config, kind: str) -> dict[str, Any]:
+    """The provenance of the version a token names (what was loaded, not what is newest)."""
+    from genre_agent.storage.models import resolve
+
+    if tok == "unknown":
+        return {}
+    if tok is None or not tok.startswith("v:"):
+        folder = resolve(config.store.models_dir() / kind)
+    else:
+        folder = config.store.models_dir() / tok[2:]
+    path = folder / "provenance.json" if folder is not None else None
+    if path is None or not path.exists():
+        return {}
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    return {k: meta[k] for k in ("created", "data_sha256", "interactions") if k in meta}

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field
 
 from genre_agent.catalog.items import DecodedLines, csv_dict_rows
 from genre_agent.errors import CatalogError, RowProblem
+from genre_agent.storage.migrations import migrate_sqlite
 from genre_agent.storage.sqlite import SQLiteDB
 
 
@@ -126,24 +127,7 @@ def read_interactions(path: str | Path) -> list[Interaction]:
 
 # Feedback events (genre_agent.service.feedback): one row per event, keyed by its id so a
 # redelivered event is not stored twice. ``rating`` is what readers see (None = implicit
-# positive); ``type`` and ``value`` are kept as sent.
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS interactions (user_id TEXT, item_id TEXT, ts REAL,"
-    " rating REAL, PRIMARY KEY (user_id, item_id))",
-    "CREATE TABLE IF NOT EXISTS feedback (event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
-    " item_id TEXT NOT NULL, type TEXT NOT NULL, value REAL, ts REAL NOT NULL, rating REAL,"
-    " recorded REAL NOT NULL, request_id TEXT)",
-    "CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, ts)",
-    # Ids of events deleted by forget_user: a redelivery of one must not bring it back.
-    "CREATE TABLE IF NOT EXISTS feedback_forgotten (event_id TEXT PRIMARY KEY)",
-    # Bumped by every delete, so version() changes when rows go away.
-    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, n INTEGER NOT NULL)",
-    # What every reader sees: the loaded interactions (one per user and item) and every
-    # feedback event (repeats of one user and item kept).
-    "CREATE VIEW IF NOT EXISTS all_interactions AS"
-    " SELECT user_id, item_id, ts, rating FROM interactions"
-    " UNION ALL SELECT user_id, item_id, ts, rating FROM feedback",
-]
+# positive); ``type`` and ``value`` are kept as sent. The tables: storage/migrations.py.
 
 
 @dataclass(frozen=True)
@@ -171,17 +155,15 @@ class InteractionStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._sql = SQLiteDB(path, _SCHEMA)
+        self._sql = SQLiteDB(path)
         self.db = self._sql.conn
+        with self._sql.lock:
+            migrate_sqlite(self.db, str(path), "interactions")
         if str(path) != ":memory:":
             # Readers (genre serve) never wait for a writer (genre consume) and the other
             # way round; the mode is stored in the file.
             with self._sql.lock:
                 self.db.execute("PRAGMA journal_mode=WAL")
-        with self._sql.tx() as db:  # stores made before feedback carried a request id
-            columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
-            if "request_id" not in columns:
-                db.execute("ALTER TABLE feedback ADD COLUMN request_id TEXT")
         # item_counts() cache: counts as of _counts_version, updated by the new events only.
         self._counts: dict[str, int] | None = None
         self._counts_version: tuple[int, int, int] = (-1, -1, -1)
@@ -389,6 +371,10 @@ class InteractionStore:
             ).fetchall()
         for (user,) in rows:
             yield user
+
+    def describe(self) -> str:
+        """Where the store is, for messages."""
+        return str(self.path)
 
     def close(self) -> None:
         self._sql.close()

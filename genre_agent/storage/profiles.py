@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genre_agent.storage.migrations import migrate_sqlite
 from genre_agent.storage.sqlite import SQLiteDB
 
 
@@ -59,16 +60,11 @@ class ProfileStore:
     """SQLite: one current profile per user, and the items each user asked to forget."""
 
     def __init__(self, path: str | Path) -> None:
-        self._sql = SQLiteDB(
-            path, ["CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, record TEXT)"]
-        )
+        self._sql = SQLiteDB(path)
         self.db = self._sql.conn
         self.lock = self._sql.lock
-        with self.lock, self.db:
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS forgotten (user_id TEXT, item_id TEXT,"
-                " PRIMARY KEY (user_id, item_id))"
-            )
+        with self.lock:
+            migrate_sqlite(self.db, str(path), "profiles")
 
     def get(self, user_id: str) -> ProfileRecord | None:
         with self.lock:
