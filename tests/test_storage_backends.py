@@ -21,6 +21,7 @@ from genre_agent.storage.migrations import (
     SQLITE,
     Migration,
     SchemaVersionError,
+    latest,
     migrate_postgres,
     migrate_sqlite,
 )
@@ -272,8 +273,10 @@ def test_forget_user_deletes_everything_and_a_redelivery_stays_deleted(cfg: Conf
 
 # -- schema versions ----------------------------------------------------------------------
 
-V2_ONLINE = Migration(2, "an index", ("CREATE INDEX IF NOT EXISTS extra ON feedback (item_id)",))
-V2_OFFLINE = Migration(2, "rewrite feedback", ("SELECT 1",), online=False)
+# Made-up migrations one past the newest real one (the same number on both backends).
+NEXT = latest(SQLITE["interactions"]) + 1
+V2_ONLINE = Migration(NEXT, "an index", ("CREATE INDEX IF NOT EXISTS extra ON feedback (item_id)",))
+V2_OFFLINE = Migration(NEXT, "rewrite feedback", ("SELECT 1",), online=False)
 
 
 def _migrate(cfg: Config, migrations: tuple[Migration, ...], allow_offline: bool = False):
@@ -285,13 +288,11 @@ def _migrate(cfg: Config, migrations: tuple[Migration, ...], allow_offline: bool
 
         base = POSTGRES["interactions"]
         with psycopg.connect(cfg.store.database_url, autocommit=True) as conn:
-            return migrate_postgres(
-                conn, "db", "interactions", (*base, *migrations[1:]), allow_offline
-            )
+            return migrate_postgres(conn, "db", "interactions", (*base, *migrations), allow_offline)
     conn = sqlite3.connect(str(cfg.store.interactions_path))
     try:
         return migrate_sqlite(
-            conn, "file", "interactions", (*SQLITE["interactions"], *migrations[1:]), allow_offline
+            conn, "file", "interactions", (*SQLITE["interactions"], *migrations), allow_offline
         )
     finally:
         conn.close()
@@ -299,26 +300,28 @@ def _migrate(cfg: Config, migrations: tuple[Migration, ...], allow_offline: bool
 
 def test_new_store_is_made_at_the_newest_version(cfg: Config) -> None:
     backends.open_interactions(cfg).close()
-    assert _migrate(cfg, (SQLITE["interactions"][0],)) == []  # nothing pending
+    assert _migrate(cfg, ()) == []  # nothing pending
 
 
 def test_online_migration_is_applied_on_open_and_recorded(cfg: Config) -> None:
     backends.open_interactions(cfg).close()
-    assert _migrate(cfg, (SQLITE["interactions"][0], V2_ONLINE)) == [2]
-    assert _migrate(cfg, (SQLITE["interactions"][0], V2_ONLINE)) == []
+    assert _migrate(cfg, (V2_ONLINE,)) == [NEXT]
+    assert _migrate(cfg, (V2_ONLINE,)) == []
 
 
 def test_offline_migration_is_refused_naming_the_command(cfg: Config) -> None:
     backends.open_interactions(cfg).close()
-    with pytest.raises(SchemaVersionError, match=r"version 1.*needs 2.*genre store migrate"):
-        _migrate(cfg, (SQLITE["interactions"][0], V2_OFFLINE))
-    assert _migrate(cfg, (SQLITE["interactions"][0], V2_OFFLINE), allow_offline=True) == [2]
+    with pytest.raises(
+        SchemaVersionError, match=rf"version {NEXT - 1}.*needs {NEXT}.*genre store migrate"
+    ):
+        _migrate(cfg, (V2_OFFLINE,))
+    assert _migrate(cfg, (V2_OFFLINE,), allow_offline=True) == [NEXT]
 
 
 def test_store_newer_than_the_code_is_refused(cfg: Config) -> None:
     backends.open_interactions(cfg).close()
-    _migrate(cfg, (SQLITE["interactions"][0], V2_ONLINE))
-    with pytest.raises(SchemaVersionError, match=r"version 2, newer than this genre_agent"):
+    _migrate(cfg, (V2_ONLINE,))
+    with pytest.raises(SchemaVersionError, match=rf"version {NEXT}, newer than this genre_agent"):
         if cfg.store.database_url:
             from genre_agent.storage import postgres
 
@@ -340,7 +343,10 @@ def test_sqlite_store_made_before_versioning_is_upgraded_in_place(tmp_path: Path
     version = store.db.execute(
         "SELECT version FROM schema_version WHERE component = 'interactions'"
     ).fetchone()
-    assert version == (1,)
+    # Version 1 stamped, then the online migrations after it applied (2: feedback.request_id).
+    assert version == (latest(SQLITE["interactions"]),)
+    columns = {row[1] for row in store.db.execute("PRAGMA table_info(feedback)")}
+    assert "request_id" in columns
     store.close()
     old_profiles = tmp_path / "p.sqlite"
     conn = sqlite3.connect(old_profiles)
