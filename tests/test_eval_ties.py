@@ -169,3 +169,16 @@ def test_the_report_states_how_many_users_had_ties(tmp_path: Path) -> None:
     with contextlib.redirect_stdout(out):
         quality_table([str(tmp_path / "full"), str(tmp_path / "sampled")])
     assert f"full catalog: {want}" in out.getvalue()
+
+
+def test_genre_fit_ranker_split_does_not_hold_out_the_largest_id() -> None:
+    from genre_agent.service.learn import last_item_split
+
+    rows = [
+        Interaction(f"u{u}", item, ts)
+        for u in range(40)
+        for item, ts in (("a", 1.0), ("m1", 2.0), ("m2", 2.0))
+    ]
+    _, examples = last_item_split(rows)
+    targets = {e.target for e in examples}
+    assert targets == {"m1", "m2"}  # by id it would always be "m2"
