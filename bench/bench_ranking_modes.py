@@ -28,7 +28,7 @@ DATA = Path(os.environ.get("GENRE_DEMO_DATA", "../shared/data/ml-latest-small"))
 def build_requests(data: Path, n_users: int, n_cands: int, seed: int, history_len: int):
     from genre_agent.catalog.items import load_movielens_items
     from genre_agent.ranking.base import RankRequest
-    from genre_agent.storage.interactions import read_interactions
+    from genre_agent.storage.interactions import read_interactions, time_ordered
     from genre_agent.types import Candidate
 
     items = {it.id: it for it in load_movielens_items(data)}
@@ -41,7 +41,7 @@ def build_requests(data: Path, n_users: int, n_cands: int, seed: int, history_le
     all_ids = sorted(items)
     out = []
     for user in users:
-        rows = sorted(by_user[user], key=lambda r: (r.timestamp, r.item_id))
+        rows = time_ordered(by_user[user], seed)
         liked = [r for r in rows if (r.rating or 0) >= 3.5 and r.item_id in items]
         if len(liked) < 2:
             continue

@@ -19,7 +19,7 @@ from pathlib import Path
 def main() -> None:
     from genre_agent.eval.datasets import load_dataset
     from genre_agent.eval.experiment import load_experiment
-    from genre_agent.eval.protocols import build_cases
+    from genre_agent.eval.protocols import build_cases, split_dataset
     from genre_agent.ranking.calibration import split_by_position
 
     ap = argparse.ArgumentParser()
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--metric", default="ndcg@10")
     args = ap.parse_args()
     exp = load_experiment(args.experiment)
-    ds = load_dataset(exp.dataset)
+    ds = split_dataset(load_dataset(exp.dataset), exp.protocol)
     if exp.protocol.kind != "sampled":
         raise SystemExit("position bias is only defined here for the 'sampled' protocol")
     cases = {c.user_id: c for c in build_cases(ds, exp.protocol, exp.split)}  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,12 @@ from genre_agent.catalog.items import Item, load_items, load_movielens_items, va
 from genre_agent.errors import CatalogError, RowProblem
 from genre_agent.eval.recbole import read_recbole, read_recbole_seq
 from genre_agent.eval.rows import item_row, item_title, need_file, number
-from genre_agent.storage.interactions import Interaction, read_interactions
+from genre_agent.storage.interactions import (
+    Interaction,
+    TieOrder,
+    read_interactions,
+    time_ordered,
+)
 
 DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "recbole-seq", "jsonl"]
 RECBOLE_KINDS = ("recbole", "recbole-seq")
@@ -88,6 +93,12 @@ class Dataset:
     by_user: dict[str, list[Interaction]] = field(default_factory=dict)
     # What the loader could not use or had to change, one message per problem.
     warnings: list[str] = field(default_factory=list)
+    # How each user's rows that share a timestamp are ordered in ``by_user`` (and so which
+    # of them is held out): a draw seeded by (tie_seed, user), or by item id (the old rule);
+    # see storage.interactions.time_ordered. Either way the order never depends on the
+    # order of the rows in the file.
+    ties: TieOrder = "random"
+    tie_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -96,11 +107,16 @@ class Dataset:
             grouped: dict[str, list[Interaction]] = {}
             for row in self.interactions:
                 grouped.setdefault(row.user_id, []).append(row)
-            # Ties in time are broken by item id so the split never depends on file order.
             self.by_user = {
-                u: sorted(rows, key=lambda r: (r.timestamp, r.item_id))
+                u: time_ordered(rows, self.tie_seed, self.ties)
                 for u, rows in sorted(grouped.items())
             }
+
+    def ordered(self, ties: TieOrder, seed: int) -> Dataset:
+        """This dataset with its users' ties ordered by ``ties`` and ``seed``."""
+        if (ties, seed) == (self.ties, self.tie_seed):
+            return self
+        return replace(self, by_user={}, ties=ties, tie_seed=seed)
 
 
 def dataset_hash(interactions: list[Interaction], items: dict[str, Item]) -> str:

@@ -1,7 +1,15 @@
 """Evaluation protocols: leave-one-out by time, then candidate sets per user.
 
-Split: each user's interactions sorted by (timestamp, item id); the last one is the test
-target, the one before it the validation target. The history shown for the test split is
+Split: each user's interactions sorted by timestamp; the last one is the test target, the
+one before it the validation target. Interactions that share a timestamp (on
+ml-latest-small, 94 of 610 users have two or more at their last one) are ordered by
+``protocol.ties``: ``"random"`` (the default) puts each tied group in an order drawn from a
+generator seeded by (``protocol.split_seed``, user id), so which of them is held out does
+not depend on the ids; ``"id"`` orders them by item id, the old rule, under which the held-out
+item is the largest id of its group, something an order-aware model can learn
+(tests/test_eval_protocols.py shows a "next id sorts after the last one" predictor scoring
+under it). How many users had a tie at each split point is counted in :class:`Eligibility`
+(manifest.json, the summary and the report). The history shown for the test split is
 everything before the test target; for validation, everything before the validation target.
 Training data for baselines and hard-negative retrievers is every user's interactions minus
 their last two, so no held-out target leaks into popularity or item-item similarity.
@@ -38,14 +46,14 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.errors import ConfigError
 from genre_agent.eval.datasets import Dataset
-from genre_agent.storage.interactions import Interaction
+from genre_agent.storage.interactions import Interaction, TieOrder
 
 ProtocolKind = Literal["sampled", "popularity", "retriever", "two-stage"]
 RetrieverKind = Literal["popularity", "bm25", "itemknn", "embedding", "fusion"]
@@ -64,6 +72,10 @@ class ProtocolConfig(BaseModel):
     max_history: int | None = Field(None, ge=1)
     users: int = Field(200, ge=1)
     seed: int = 0
+    # Interactions that share a timestamp: a seeded draw ("random") or by item id ("id", the
+    # old rule, to reproduce old numbers); split_seed seeds the draw (module docstring).
+    ties: TieOrder = "random"
+    split_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,32 @@ def user_seed(seed: int, user_id: str, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
 
 
+def split_dataset(ds: Dataset, cfg: ProtocolConfig) -> Dataset:
+    """``ds`` with its users' tied interactions ordered as ``cfg`` says (``ties``,
+    ``split_seed``): the dataset every split, case and training set of a run is built from."""
+    return ds.ordered(cfg.ties, cfg.split_seed)
+
+
+def _check_ordered(ds: Dataset, cfg: ProtocolConfig) -> None:
+    if (ds.ties, ds.tie_seed) != (cfg.ties, cfg.split_seed):
+        raise ConfigError(
+            f"dataset {ds.name!r} orders tied interactions with ties={ds.ties!r}, "
+            f"split_seed={ds.tie_seed}, but protocol.ties={cfg.ties!r}, "
+            f"protocol.split_seed={cfg.split_seed}: build the cases from "
+            "split_dataset(ds, protocol)"
+        )
+
+
+def tied_at_split(rows: Sequence[Interaction], split: Split) -> bool:
+    """Whether the ``split`` target shares its timestamp with another of the user's
+    interactions (then the tie rule, not time, decided which one is held out)."""
+    cut = len(rows) - (1 if split == "test" else 2)
+    if cut < 0:
+        return False
+    ts = rows[cut].timestamp
+    return any(rows[n].timestamp == ts for n in (cut - 1, cut + 1) if 0 <= n < len(rows))
+
+
 def train_interactions(ds: Dataset) -> list[Interaction]:
     """Every user's interactions minus the last two (validation and test targets)."""
     return [r for rows in ds.by_user.values() for r in rows[:-2]]
@@ -99,12 +137,37 @@ class Eligibility:
     eligible: int  # with at least min_history items before the validation target
     dropped: int  # the others
     sampled: int  # evaluated: a seeded sample of protocol.users eligible users
+    # Eligible users whose test (validation) target shares its timestamp with another of
+    # their interactions, and the rule that ordered those ties (protocol.ties).
+    tied_test: int = 0
+    tied_valid: int = 0
+    ties: str = "random"
+    split_seed: int = 0
 
     def describe(self) -> str:
         return (
             f"{self.eligible} of {self.users} users eligible (min_history {self.min_history}), "
-            f"{self.dropped} dropped; {self.sampled} sampled"
+            f"{self.dropped} dropped; {self.sampled} sampled\n{self.describe_ties()}"
         )
+
+    def describe_ties(self) -> str:
+        rule = (
+            f"a seeded random draw (split_seed {self.split_seed})"
+            if self.ties == "random"
+            else "item id (the old rule: the held-out item is the largest id of its group)"
+        )
+        return (
+            f"ties at the split point: {self.tied_test} of {self.eligible} eligible users at "
+            f"the test target, {self.tied_valid} at the validation target; ordered by {rule}"
+        )
+
+
+def ties_line(recorded: dict[str, Any] | None) -> str:
+    """The ties sentence of a manifest's ``eligibility`` (a run made before tie-safe splits
+    recorded none: its ties were ordered by item id)."""
+    if not recorded or "ties" not in recorded:
+        return "ties at the split point: not recorded (a run made before tie-safe splits: by id)"
+    return Eligibility(**recorded).describe_ties()
 
 
 def eligibility(ds: Dataset, cfg: ProtocolConfig) -> Eligibility:
@@ -118,8 +181,18 @@ def eligibility(ds: Dataset, cfg: ProtocolConfig) -> Eligibility:
             f"({cfg.min_history} before the validation target, then the validation and test "
             f"targets); the most any user has is {max(lengths, default=0)}"
         )
+    _check_ordered(ds, cfg)
+    rows_of = [rows for rows in ds.by_user.values() if len(rows) >= cfg.min_history + 2]
     return Eligibility(
-        cfg.min_history, len(lengths), eligible, len(lengths) - eligible, min(eligible, cfg.users)
+        cfg.min_history,
+        len(lengths),
+        eligible,
+        len(lengths) - eligible,
+        min(eligible, cfg.users),
+        tied_test=sum(tied_at_split(rows, "test") for rows in rows_of),
+        tied_valid=sum(tied_at_split(rows, "valid") for rows in rows_of),
+        ties=cfg.ties,
+        split_seed=cfg.split_seed,
     )
 
 
@@ -167,6 +240,7 @@ def build_cases(
     retrieve: RetrieveFn | None = None,
 ) -> list[EvalCase]:
     """Candidate sets for every eligible user (see the module docstring)."""
+    _check_ordered(ds, cfg)
     if cfg.kind == "retriever" and retrieve is None:
         raise ConfigError(f"protocol.kind {cfg.kind!r} needs a retriever")
     if cfg.kind == "popularity" and popularity is None:

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genre_agent.eval.protocols import ties_line
+
 
 def _cell(m: dict[str, float] | None, scale: float = 1.0, digits: int = 3) -> str:
     if not m:
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("usage: python -m genre_agent.eval.quality_table FULL_RUN SAMPLED_RUN")
     full, sampled = (json.loads((Path(a) / "summary.json").read_text()) for a in args)
     print(table(full, sampled))
+    print()
+    print(f"full catalog: {ties_line(full.get('eligibility'))}")
+    print(f"sampled: {ties_line(sampled.get('eligibility'))}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from genre_agent.eval.protocols import ties_line
+
 
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "" if x is None else f"{x:.{digits}f}"
@@ -200,6 +202,7 @@ def _provenance(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"dataset {summary['dataset']['name']}: sha256 {summary['dataset']['sha256']}",
         f"split {summary['split']}, {summary['users']} users",
+        ties_line(summary.get("eligibility")),
     ]
     if summary.get("retriever_recall") is not None:
         lines.append(f"two-stage retriever recall@N: {summary['retriever_recall']:.4f}")

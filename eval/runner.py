@@ -59,6 +59,7 @@ from genre_agent.eval.protocols import (
     build_cases,
     eligibility,
     history_rows,
+    split_dataset,
 )
 from genre_agent.eval.world import EvalWorld
 from genre_agent.llm.base import LLM
@@ -124,7 +125,7 @@ def prepare(
     exp: Experiment, split: str | None = None, overrides: dict[str, Any] | None = None
 ) -> Prepared:
     """Load the data, serve it as a world (index, training interactions), build the cases."""
-    ds = load_dataset(exp.dataset)
+    ds = split_dataset(load_dataset(exp.dataset), exp.protocol)
     counted = eligibility(ds, exp.protocol)  # before indexing: no eligible user is an error
     base = exp.base_config(overrides)
     world = EvalWorld(ds, base.embedder)

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.config import Config, RankingMode, SourceKind
@@ -43,32 +44,19 @@ class SearchSpace(BaseModel):
     modes: list[RankingMode] = Field(default_factory=list)
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
+def _no_none(v: Any) -> Any:
+    """``v`` with None values left out of every table (TOML has no null)."""
+    if isinstance(v, dict):
+        return {k: _no_none(x) for k, x in v.items() if x is not None}
     if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):  # a nested section; TOML has no null, so None values are left out
-        return (
-            "{"
-            + ", ".join(
-                f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None
-            )
-            + "}"
-        )
-    return json.dumps(str(v))
+        return [_no_none(x) for x in v]
+    return v
 
 
 def config_toml(cfg: Config) -> str:
-    """The config as TOML (one table per section; None values omitted, nested ones too)."""
-    lines = []
-    for section, values in cfg.model_dump(mode="json").items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
-        lines.append("")
-    return "\n".join(lines)
+    """The config as TOML (one table per section; None values omitted, nested ones too),
+    written by tomli-w: any Unicode, emoji included, reads back with tomllib."""
+    return tomli_w.dumps(_no_none(cfg.model_dump(mode="json")))
 
 
 def _suggest(space: SearchSpace, trial: Any | None, rng: random.Random) -> dict[str, Any]:

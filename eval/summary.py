@@ -319,6 +319,8 @@ def summarize(
         "users": len(users),
         "split": manifest["split"],
         "retriever_recall": manifest.get("retriever_recall"),
+        # Who was evaluated, and how many of them had tied interactions at the split point.
+        "eligibility": manifest.get("eligibility"),
         "n_candidates": exp.get("protocol", {}).get("n_candidates"),
         "ks": ks,
         "primary": exp["primary"],

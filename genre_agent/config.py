@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from genre_agent.catalog.genres import MOVIELENS_GENRES
 from genre_agent.errors import ConfigError
 
 EngineKind = Literal["vllm", "openai", "transformers", "fake"]
@@ -313,29 +314,6 @@ class RankingConfig(_Frozen):
                 "answer is an order without scores to fuse (use 1.0, or mode = 'scoring')"
             )
         return self
-
-
-MOVIELENS_GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "IMAX",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
 
 
 class ProfileConfig(_Frozen):

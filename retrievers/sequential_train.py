@@ -1,8 +1,10 @@
 """Training the sequential model (retrievers.sequential) on CPU: bounded, resumable, seeded.
 
-Data: each user's interactions sorted by (timestamp, item id), items outside the catalog
-dropped; the last ``max_len + 1`` of them give ``max_len`` (input, next item) pairs. Users
-with fewer than two known items teach nothing and are skipped.
+Data: each user's interactions sorted by timestamp, interactions that share a timestamp in
+an order drawn from ``seed`` and the user id (never by item id: "the later of two same-second
+items is the larger id" is a rule the model would learn; storage.interactions.time_ordered),
+items outside the catalog dropped; the last ``max_len + 1`` of them give ``max_len`` (input,
+next item) pairs. Users with fewer than two known items teach nothing and are skipped.
 
 Loss (``loss``): ``"ce"`` is cross-entropy over every catalog item at every position;
 ``"sampled"`` is cross-entropy over the next item and ``negatives`` uniformly drawn items
@@ -44,7 +46,7 @@ from genre_agent.retrievers.sequential import (
     left_pad,
     torch_threads,
 )
-from genre_agent.storage.interactions import Interaction
+from genre_agent.storage.interactions import Interaction, time_ordered
 
 Announce = Callable[[str], None]
 # Called after each epoch with (epochs done, epochs in all, mean loss of the epoch).
@@ -69,9 +71,12 @@ class TrainingReport:
     windows: int  # training rows (max_len stretches of their histories)
 
 
-def user_sequences(ids: Iterable[str], rows: Iterable[Interaction]) -> list[list[int]]:
-    """Each user's known items as indices (ids order + 1), by (timestamp, item id); users
-    sorted by id; users with fewer than two known items left out."""
+def user_sequences(
+    ids: Iterable[str], rows: Iterable[Interaction], seed: int = 0
+) -> list[list[int]]:
+    """Each user's known items as indices (ids order + 1), by timestamp, ties in an order
+    seeded by (``seed``, user) that does not depend on the ids or on the order of ``rows``;
+    users sorted by id; users with fewer than two known items left out."""
     index = {i: n + 1 for n, i in enumerate(ids)}
     by_user: dict[str, list[Interaction]] = {}
     for r in rows:
@@ -79,7 +84,7 @@ def user_sequences(ids: Iterable[str], rows: Iterable[Interaction]) -> list[list
             by_user.setdefault(r.user_id, []).append(r)
     seqs = []
     for user in sorted(by_user):
-        ordered = sorted(by_user[user], key=lambda r: (r.timestamp, r.item_id))
+        ordered = time_ordered(by_user[user], seed)
         if len(ordered) >= 2:
             seqs.append([index[r.item_id] for r in ordered])
     return seqs
@@ -179,7 +184,7 @@ def train(
     """Fit the sequential model on ``rows`` (see the module docstring); ``checkpoint`` is the
     folder to resume from and write to (None: no checkpoints)."""
     ids = sorted(items)
-    seqs = user_sequences(ids, rows)
+    seqs = user_sequences(ids, rows, cfg.seed)
     key = fingerprint(ids, seqs, cfg)
     with torch_threads(cfg.threads or len(os.sched_getaffinity(0)) or 1):
         report, model = _train(cfg, ids, seqs, key, checkpoint, announce, on_epoch)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections import UserDict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +53,48 @@ def _close_engines():
     from genre_agent.llm import clear_engines
 
     clear_engines()
+
+
+# Engines that load a real model in this process. The openai engine is not here: unmarked
+# tests point it at fake HTTP servers (tests/test_openai_faults.py).
+REAL_ENGINES = ("vllm", "transformers")
+
+
+class RealEngineRefused(RuntimeError):
+    """An unmarked test tried to build a real LLM engine."""
+
+
+class _NoRealCache(UserDict[Any, Any]):
+    """The engine cache as an unmarked test sees it: real engines built by an earlier
+    real-marked test are not there (so get_engine reaches the refusing constructor)."""
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, tuple) and key and key[0] in REAL_ENGINES:
+            return False
+        return key in self.data
+
+
+@pytest.fixture(autouse=True)
+def _no_real_engine_unless_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """A test without the ``real`` or ``server`` marker cannot build a vLLM or transformers
+    engine: the fast suite must never load a model by accident (one such test once took
+    58% of its time). Subprocesses (``genre ...`` run by a test) are not covered."""
+    if request.node.get_closest_marker("real") or request.node.get_closest_marker("server"):
+        yield
+        return
+    from genre_agent.llm import engines, registry
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise RealEngineRefused(
+            f"{request.node.nodeid} builds a real LLM engine ({type(self).__name__}) but is not "
+            "marked real or server: mark it @pytest.mark.real, or use llm.engine = 'fake'"
+        )
+
+    monkeypatch.setattr(engines.VLLMEngine, "__init__", refuse)
+    monkeypatch.setattr(engines.TransformersEngine, "__init__", refuse)
+    guarded = _NoRealCache()
+    guarded.data = registry._CACHE  # the same entries: clear_engines still closes them all
+    monkeypatch.setattr(registry, "_CACHE", guarded)
+    yield

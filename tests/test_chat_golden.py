@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genre_agent.config import MOVIELENS_GENRES
+from genre_agent.catalog.genres import MOVIELENS_GENRES
 from genre_agent.errors import ConfigError
 from genre_agent.prompting import render
 

@@ -278,3 +278,23 @@ def test_only_names_unknown_systems(tmp_path: Path) -> None:
     )
     assert res.exit_code != 0
     assert "--only: ['nope'] not in" in str(res.exception) + res.output
+
+
+def test_best_config_toml_round_trips_non_bmp_text() -> None:
+    """An emoji (outside the BMP), CJK, a mathematical letter, quotes and a backslash:
+    the written TOML parses with tomllib back to the same config."""
+    from genre_agent.eval.search import config_toml
+
+    odd = 'clé 🎬 密钥 \U0001f600 𝔘 "quoted" back\\slash'
+    cfg = load_config(
+        {
+            "llm": {"engine": "fake", "api_key": odd},
+            "chat": {"genres": ["Drama", "Sci-Fi 🚀", "𝔘nicode"]},
+        },
+        use_env=False,
+    )
+    text = config_toml(cfg)
+    assert "\\ud83c" not in text.lower()  # no surrogate escapes, which tomllib rejects
+    parsed = tomllib.loads(text)
+    assert parsed["llm"]["api_key"] == odd
+    assert load_config(parsed, use_env=False) == cfg

@@ -362,8 +362,19 @@ def test_run_reports_eligible_and_dropped_users(tmp_path: Path) -> None:
     res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
     elig = json.loads((out / "manifest.json").read_text())["eligibility"]
-    assert elig == {"min_history": 3, "users": 8, "eligible": 6, "dropped": 2, "sampled": 4}
+    assert elig == {
+        "min_history": 3,
+        "users": 8,
+        "eligible": 6,
+        "dropped": 2,
+        "sampled": 4,
+        "tied_test": 0,
+        "tied_valid": 0,
+        "ties": "random",
+        "split_seed": 0,
+    }
     assert "6 of 8 users eligible (min_history 3), 2 dropped; 4 sampled" in res.output
+    assert "ties at the split point: 0 of 6 eligible users at the test target" in res.output
 
 
 def test_no_eligible_user_is_a_one_line_error(tmp_path: Path) -> None:

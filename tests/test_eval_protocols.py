@@ -68,8 +68,16 @@ def test_retriever_negatives_come_from_the_served_source(tmp_path: Path) -> None
     proto = {"kind": "retriever", "retriever": "itemknn", "n_candidates": 5, "users": 4}
     exp = tiny_experiment(data, protocol={**proto, "min_history": 3})
     prep = prepare(exp)
+    # The fake engine and no rationales: this test is about the candidates, and an unmarked
+    # test must not build a real engine (tests/conftest.py refuses it).
     knn = prep.world.recommender(
-        load_config({"ranking": {"mode": "retrieval"}, "retrieval": {"sources": {"itemknn": 1}}})
+        load_config(
+            {
+                "llm": {"engine": "fake"},
+                "ranking": {"mode": "retrieval", "rationale_top_r": 0},
+                "retrieval": {"sources": {"itemknn": 1}},
+            }
+        )
     )
     for c in prep.cases:
         seen = {r.item_id for r in prep.ds.by_user[c.user_id]}

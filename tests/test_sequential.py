@@ -14,7 +14,7 @@ from genre_agent.config import Config, SequentialConfig
 from genre_agent.retrievers.base import RetrievalQuery
 from genre_agent.retrievers.sequential import SequentialRetriever
 from genre_agent.retrievers.sequential_train import train, user_sequences, windows
-from genre_agent.storage.interactions import Interaction
+from genre_agent.storage.interactions import Interaction, time_ordered
 
 N_ITEMS = 8
 ITEMS = {f"i{n}": Item(id=f"i{n}", title=f"Item {n}") for n in range(N_ITEMS)}
@@ -66,7 +66,7 @@ def _all_scores(m: SequentialRetriever, *history: str) -> list[float]:
     return m.score(_q(*history), sorted(ITEMS))
 
 
-def test_sequences_follow_time_then_id_and_drop_unknown_items() -> None:
+def test_sequences_follow_time_with_seeded_ties_and_drop_unknown_items() -> None:
     rows = [
         Interaction("a", "i2", 5.0),
         Interaction("a", "i1", 5.0),
@@ -75,7 +75,13 @@ def test_sequences_follow_time_then_id_and_drop_unknown_items() -> None:
         Interaction("b", "i3", 1.0),  # one known item: nothing to learn from
     ]
     ids = sorted(ITEMS)
-    assert user_sequences(ids, rows) == [[1, 2, 3]]  # i0, then i1 and i2 tied in time by id
+    seqs = user_sequences(ids, rows)
+    assert seqs in ([[1, 2, 3]], [[1, 3, 2]])  # i0, then i1 and i2 tied in time
+    # The tie order does not depend on the order the rows arrived in...
+    assert user_sequences(ids, rows[::-1]) == seqs
+    # ...and is a seeded draw, not the id order: over seeds both orders occur.
+    drawn = {tuple(user_sequences(ids, rows, seed)[0]) for seed in range(20)}
+    assert drawn == {(1, 2, 3), (1, 3, 2)}
     # A long history gives every item as a target once; the default keeps the last stretch.
     assert windows(list(range(1, 11)), 4, every=False) == [[6, 7, 8, 9, 10]]
     assert windows(list(range(1, 11)), 4, every=True) == [
@@ -254,7 +260,7 @@ def test_beats_popularity_on_a_slice_of_ml_latest_small(tmp_path: Path) -> None:
             by_user[r.user_id].append(r)
     train_rows, held_out = [], {}
     for u, seq in by_user.items():
-        seq.sort(key=lambda r: (r.timestamp, r.item_id))
+        seq[:] = time_ordered(seq)
         train_rows += seq[:-1]
         held_out[u] = (tuple(items[r.item_id] for r in seq[:-1]), seq[-1].item_id)
     # A short run: small batches give more updates per second than the default 128.

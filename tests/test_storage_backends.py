@@ -100,9 +100,10 @@ def test_interactions_replace_and_order(cfg: Config) -> None:
         ]
     )
     store.add([Interaction("u1", "c", 3.0, 1.0)])  # same (user, item): replaced
+    # b and a share a timestamp: arrival order (b was stored first), never item id order.
     assert [(r.item_id, r.timestamp, r.rating) for r in store.history("u1")] == [
-        ("a", 2.0, None),
         ("b", 2.0, 4.0),
+        ("a", 2.0, None),
         ("c", 3.0, 1.0),
     ]
     assert store.count() == 4

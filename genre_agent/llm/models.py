@@ -307,17 +307,6 @@ def prepare_model(
     return out
 
 
-def verify_checkpoint(path: Path) -> dict[str, str]:
-    """Re-hash a prepared checkpoint's safetensors against its provenance file."""
-    meta = json.loads((path / "genre_model.json").read_text())
-    bad = {}
-    for fname, sha in meta["safetensors_sha256"].items():
-        got = _sha256_file(path / fname)
-        if got != sha:
-            bad[fname] = got
-    return bad
-
-
 def resolve_model(name: str, home: Path | None = None, progress: Progress | None = None) -> str:
     """Map a config ``llm.model`` to something engines can load.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from genre_agent.catalog.genres import MOVIELENS_GENRES
 from genre_agent.catalog.items import Item
-from genre_agent.config import MOVIELENS_GENRES
 from genre_agent.types import Evidence
 
 _TAGS_RE = re.compile(r"Tags:\s*([^.]*)\.?")

@@ -168,13 +168,6 @@ def fit_source(
     return FitReport(kind, final, prov)
 
 
-def fit_itemknn(
-    cfg: Config, items: Mapping[str, Item], interactions: InteractionBackend
-) -> FitReport:
-    """Fit item-kNN (the evidence model) on every stored interaction."""
-    return fit_source(cfg, "itemknn", items, interactions)
-
-
 def load_fitted(
     cfg: Config,
     kind: str,
@@ -210,17 +203,6 @@ def load_fitted(
             f"{settings}. Run `genre fit` to refit."
         )
     return FITTERS[kind].load(folder, items, cfg)
-
-
-def load_itemknn(
-    cfg: Config,
-    items: Mapping[str, Item],
-    interactions: InteractionBackend,
-    announce: Announce | None = None,
-) -> ItemKNNRetriever:
-    model = load_fitted(cfg, "itemknn", items, interactions, announce)
-    assert isinstance(model, ItemKNNRetriever)
-    return model
 
 
 def model_token(cfg: Config, kind: str) -> str | None:

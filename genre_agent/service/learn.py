@@ -52,7 +52,7 @@ from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
 from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore
-from genre_agent.storage.interactions import Interaction, InteractionStore
+from genre_agent.storage.interactions import Interaction, InteractionStore, time_ordered
 from genre_agent.types import Candidate
 
 Progress = Callable[[int, int], None]
@@ -68,14 +68,14 @@ class Example:
     target: str
 
 
-def by_user(rows: Sequence[Interaction]) -> dict[str, list[Interaction]]:
-    """Each user's rows sorted by (timestamp, item id)."""
+def by_user(rows: Sequence[Interaction], seed: int = 0) -> dict[str, list[Interaction]]:
+    """Each user's rows by timestamp; rows that share one in a seeded order that does not
+    depend on the ids (storage.interactions.time_ordered), so the held-out last item is not
+    "the largest id of the last second"."""
     out: dict[str, list[Interaction]] = {}
     for r in rows:
         out.setdefault(r.user_id, []).append(r)
-    for rs in out.values():
-        rs.sort(key=lambda r: (r.timestamp, r.item_id))
-    return out
+    return {u: time_ordered(rs, seed) for u, rs in out.items()}
 
 
 def last_item_split(rows: Sequence[Interaction]) -> tuple[list[Interaction], list[Example]]:

@@ -43,10 +43,6 @@ class ProfileError(GenreError):
     """A profile could not be built or edited."""
 
 
-class NoCandidates(GenreError):
-    """Retrieval found nothing (filters too strict, or everything already shown)."""
-
-
 def _quote_ids(ids: Sequence[str]) -> str:
     # Ids are [A-Za-z0-9_.:-]; only '.' is special outside a character class.
     return '"(' + "|".join(i.replace(".", r"\.") for i in ids) + ')"'

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
@@ -52,6 +53,48 @@ class Interaction:
     item_id: str
     timestamp: float = 0.0
     rating: float | None = None
+
+
+# How rows that share a timestamp are ordered: "random" (a seeded draw that does not
+# depend on the ids) or "id" (by item id: the old rule, kept to reproduce old numbers).
+TieOrder = Literal["random", "id"]
+
+
+def tie_seed(seed: int, user_id: str) -> int:
+    """A 64-bit seed from (seed, user), stable across processes."""
+    blob = f"{seed}\x00{user_id}\x00ties".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
+
+
+def time_ordered(
+    rows: Iterable[Interaction], seed: int = 0, ties: TieOrder = "random"
+) -> list[Interaction]:
+    """One user's rows by timestamp, rows that share a timestamp in a seeded random order.
+
+    Sorting ties by item id would make "the later of two same-second items" mean "the
+    larger id", a rule an order-aware model learns and a leave-last-out split rewards.
+    With ``ties="random"`` the rows are first put in a canonical order (time, item id,
+    rating), so the result does not depend on the order they arrived in; each group of
+    equal timestamps is then shuffled by a generator seeded by (``seed``, user id), so the
+    position of a row in its group does not depend on its id. ``ties="id"`` keeps the
+    canonical order (the old rule).
+    """
+    ordered = sorted(
+        rows, key=lambda r: (r.timestamp, r.item_id, r.rating is None, r.rating or 0.0)
+    )
+    if ties == "id" or len(ordered) < 2:
+        return ordered
+    rng = random.Random(tie_seed(seed, ordered[0].user_id))
+    out: list[Interaction] = []
+    start = 0
+    for end in range(1, len(ordered) + 1):
+        if end == len(ordered) or ordered[end].timestamp != ordered[start].timestamp:
+            group = ordered[start:end]
+            if len(group) > 1:
+                rng.shuffle(group)
+            out += group
+            start = end
+    return out
 
 
 def read_interactions(path: str | Path) -> list[Interaction]:
@@ -309,10 +352,15 @@ class InteractionStore:
         return int(row[0]), int(row[1]), int(row[2])
 
     def history(self, user_id: str) -> list[Interaction]:
+        """The user's rows by time; rows that share a timestamp in arrival order (loaded
+        interactions by rowid, then feedback events by rowid), never by item id."""
         with self._sql.lock:
             cur = self.db.execute(
-                "SELECT user_id, item_id, ts, rating FROM all_interactions WHERE user_id = ?"
-                " ORDER BY ts, item_id",
+                "SELECT user_id, item_id, ts, rating FROM ("
+                " SELECT user_id, item_id, ts, rating, 0 AS src, rowid AS seq FROM interactions"
+                " WHERE user_id = ?1"
+                " UNION ALL SELECT user_id, item_id, ts, rating, 1, rowid FROM feedback"
+                " WHERE user_id = ?1) ORDER BY ts, src, seq",
                 (user_id,),
             )
             return [Interaction(*row) for row in cur.fetchall()]

@@ -125,10 +125,11 @@ POSTGRES: dict[Component, tuple[Migration, ...]] = {
         ),
         Migration(
             2,
-            "feedback.request_id, and feedback.seq: the order events were stored in (paging)",
+            "feedback.request_id; seq on both tables: arrival order (ties in history, paging)",
             (
                 "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS request_id TEXT",
                 "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS seq BIGSERIAL",
+                "ALTER TABLE interactions ADD COLUMN IF NOT EXISTS seq BIGSERIAL",
                 "CREATE INDEX IF NOT EXISTS feedback_user_seq ON feedback (user_id, seq)",
             ),
         ),

@@ -284,11 +284,15 @@ class PostgresInteractions(_Store):
         return int(got["interactions"]), int(got["feedback"]), int(got["deletes"])
 
     def history(self, user_id: str) -> list[Interaction]:
+        """As InteractionStore.history: ties at one timestamp in arrival order, never by id."""
         with self.pool.connection() as conn:
             rows = conn.execute(
-                "SELECT user_id, item_id, ts, rating FROM all_interactions WHERE user_id = %s"
-                " ORDER BY ts, item_id",
-                (user_id,),
+                "SELECT user_id, item_id, ts, rating FROM ("
+                " SELECT user_id, item_id, ts, rating, 0 AS src, seq FROM interactions"
+                " WHERE user_id = %s"
+                " UNION ALL SELECT user_id, item_id, ts, rating, 1, seq FROM feedback"
+                " WHERE user_id = %s) AS rows ORDER BY ts, src, seq",
+                (user_id, user_id),
             ).fetchall()
         return [Interaction(*row) for row in rows]
 
