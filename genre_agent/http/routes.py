@@ -92,16 +92,6 @@ def _sse(first: StreamEvent, events: Iterator[StreamEvent]) -> Iterator[bytes]:
 def build_router(service: Service, metrics: Metrics) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
-    def known_user(user_id: str | None, history: Any, query: str | None) -> None:
-        if user_id is None or history is not None or query:
-            return
-        if not service.rec.interactions.history(user_id):
-            raise HTTPException(
-                404,
-                f"user {user_id!r} has no stored interactions: pass a history or a query "
-                "(POST /v1/recommend)",
-            )
-
     def answer(request: Request, explain: bool, **args: Any) -> Response:
         events = service.stream(explain, **args)
         first = next(events)  # request errors raise here, before any byte is sent
@@ -133,8 +123,8 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
     def recommend_user(
         request: Request, user_id: UserId, params: Annotated[RecommendQuery, Query()]
     ) -> Response:
-        """Recommend for a stored user (their interactions are the history)."""
-        known_user(user_id, None, params.query)
+        """Recommend for a stored user (their interactions are the history). A user with no
+        usable history gets the cold-start answer (``trace.strategy``, a note)."""
         filters = _check_filters(_check_where(params.where), "where")
         return answer(
             request,
@@ -148,7 +138,6 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
     @router.post("/recommend", responses=rec_doc, response_model=None)
     def recommend(request: Request, body: RecommendBody) -> Response:
         """Recommend for a user id, a history and/or a query."""
-        known_user(body.user_id, body.history, body.query)
         return answer(
             request,
             body.explain,
@@ -165,7 +154,6 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         """Order the given candidates for a history, a query or a stored user."""
         if body.history is None and not body.query and body.user_id is None:
             raise HTTPException(422, "rank needs a history, a query or a user_id")
-        known_user(body.user_id, body.history, body.query)
         result = service.rank(
             body.explain,
             body.candidates,

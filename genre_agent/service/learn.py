@@ -184,7 +184,7 @@ def train_ranker(
             continue
         req = RecRequest(user_id=ex.user_id, history=list(ex.history), k=1)
         try:
-            p = rec._prepared(req, retrieve)
+            p = rec.resolve(req, retrieve)
         except GenreError:
             skipped += 1  # no known history item
             continue
@@ -345,5 +345,5 @@ def fit_ranker(rec: Recommender, progress: Progress | None = None) -> RankerRepo
 
     final = ranker_folder(cfg)
     save_atomically(final, write)
-    rec._learned = None  # the next request loads the new model
+    rec.reload_ranker()  # the next request loads the new model
     return RankerReport(final, model.provenance)
