@@ -1,11 +1,7 @@
-"""The service facade: index items, fit sources, and recommend through the stages.
-
-Every door runs the same stages (genre_agent.service.stages, run by ``Pipeline``):
-resolve (history, profile, cold start) -> retrieve -> rank -> evidence -> explain -> trace.
-``recommend``/``recommend_many`` retrieve from the catalog; ``rank``/``rank_many`` score
-the caller's candidates; ``recommend_stream`` yields rationales as they are written. The
-HTTP service and the evaluation harness call these methods too.
-"""
+"""The service facade: index items, fit sources, and recommend through the stages
+(genre_agent.service.stages, run by ``service.pipeline``): resolve (history, profile, cold
+start) -> retrieve -> rank -> evidence -> explain -> trace. Every door (these methods, the
+HTTP service, the evaluation harness) runs the same stages."""
 
 from __future__ import annotations
 
@@ -18,19 +14,18 @@ from genre_agent.config import Config, load_config
 from genre_agent.embedders import Embedder, get_embedder
 from genre_agent.llm.base import LLM
 from genre_agent.llm.registry import get_engine
-from genre_agent.ranking.learned import FeatureBuilder, ItemStats, LearnedModel, ranker_folder
-from genre_agent.ranking.popularity_hint import popularity_tiers
+from genre_agent.ranking.learned import FeatureBuilder, LearnedModel
 from genre_agent.retrievers.base import Retriever
+from genre_agent.service.learned_state import LearnedState
 from genre_agent.service.pipeline import Pipeline
 from genre_agent.service.requests import HistoryEntry, RecRequest
 from genre_agent.service.sources import Sources
 from genre_agent.service.stages.evidence import EvidenceStage
-from genre_agent.service.stages.rank import RankStage
+from genre_agent.service.stages.rank import RankStage, tiers
 from genre_agent.service.stages.resolve import ProfileSource, Resolved, Resolver
 from genre_agent.service.stages.retrieve import Gather, given, search
 from genre_agent.storage.chroma import ChromaStore, IndexReport
 from genre_agent.storage.interactions import Interaction, InteractionStore
-from genre_agent.storage.profiles import ProfileStore
 from genre_agent.types import Candidate, Recommendation, StreamEvent
 
 Announce = Callable[[str], None]
@@ -62,13 +57,11 @@ class Recommender:
         self._llm = llm
         self.announce = announce
         self.sources = sources or Sources(config, store, interactions, announce=announce)
-        self._learned = learned
-        self._stats: tuple[int, ItemStats] | None = None
-        p = config.profile
-        profiles = ProfileSource(config, lambda: _profiles(self.llm, ProfileStore(p.path), p))
+        self.learned = LearnedState(config, store, interactions, self.sources, learned)
+        profiles = ProfileSource(config, lambda: self.llm)
         resolver = Resolver(config, interactions, self.sources.lookup, store.ids_where, profiles)
         self.evidence = EvidenceStage(store, self.sources)
-        ranks = RankStage(lambda: self.llm, self._learned_parts, self._popularity_tiers)
+        ranks = RankStage(lambda: self.llm, self.learned.parts, tiers(interactions, self.sources))
         self.pipeline = Pipeline(resolver, self.sources, self.evidence, ranks, lambda: self.llm)
 
     @classmethod
@@ -155,9 +148,8 @@ class Recommender:
     def recommend_stream(self, *args: Any, **kwargs: Any) -> Iterator[StreamEvent]:
         """``recommend``, streamed: the ranked list (with evidence, without rationales),
         then each rationale as its engine call returns, then the whole result."""
-        req = RecRequest(*args, **kwargs)
-        job = self.resolve(req, search(self.config.retrieval.n_candidates))
-        return self.pipeline.stream(self.config, job)
+        job = self.resolve(RecRequest(*args, **kwargs), search(self.config.retrieval.n_candidates))
+        yield from self.pipeline.stream(self.config, job)
 
     def rank(
         self,
@@ -170,10 +162,9 @@ class Recommender:
         k: int | None = None,
         filters: dict[str, Any] | None = None,
     ) -> Recommendation:
-        """Order the caller's candidates with the configured pipeline: each gets the fused
-        score of the configured sources, then the ranker orders them (an LLM sees them in
-        the order given). Unknown ids are an error; every candidate is kept (history items
-        too: the caller chose them), except those ``filters`` rejects."""
+        """Order the caller's candidates (each scored by the fused sources; an LLM sees them
+        in the order given). Unknown ids are an error; every candidate is kept (history
+        items too: the caller chose them), except those ``filters`` rejects."""
         req = RecRequest(user_id, history, query, k, filters, profile)
         return self.rank_many([(candidates, req)])[0]
 
@@ -193,45 +184,17 @@ class Recommender:
         history = self.pipeline.resolver.resolve(req).history
         return self.evidence.for_candidates(cands, history, req.query)
 
-    # -- the learned ranker ----------------------------------------------------------------
+    # -- the learned ranker (service/learned_state.py) -------------------------------------
     def learned_model(self) -> LearnedModel:
         """The learned ranker's model (``genre fit --ranker``); a clear error if none."""
-        if self._learned is None:
-            folder = ranker_folder(self.config)
-            self._learned = LearnedModel.load(folder)
-            self._learned.check(self.config, folder)
-        return self._learned
+        return self.learned.model()
 
     def reload_ranker(self) -> None:
         """Load the learned ranker's model again on the next request (after a refit)."""
-        self._learned = None
-
-    def item_stats(self) -> ItemStats:
-        """Popularity and recency of every item, recounted when the interactions change."""
-        version = self.interactions.count()
-        if self._stats is None or self._stats[0] != version:
-            stats = ItemStats.build(self.interactions.all(), self.sources.catalog())
-            self._stats = (version, stats)
-        return self._stats[1]
+        self.learned.reload()
 
     def feature_builder(self) -> FeatureBuilder:
-        return FeatureBuilder(
-            self.config, self.sources.get, self.store.embeddings, self.item_stats()
-        )
-
-    def _learned_parts(self) -> tuple[LearnedModel, FeatureBuilder]:
-        return self.learned_model(), self.feature_builder()
-
-    def _popularity_tiers(self) -> dict[str, str]:
-        """Tiers from the interaction store's counts over the indexed catalog."""
-        counts = self.interactions.item_counts()
-        return popularity_tiers(counts, max(len(self.sources.catalog()), len(counts)))
+        return self.learned.feature_builder()
 
     def close(self) -> None:
         self.interactions.close()
-
-
-def _profiles(llm: LLM, store: ProfileStore, cfg: Any) -> Any:
-    from genre_agent.service.profiles import Profiles
-
-    return Profiles(llm, store, cfg)

@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 from genre_agent.config import Config
 from genre_agent.llm.base import LLM
 from genre_agent.ranking import RankerContext, RankRequest, build_ranker, needs
-from genre_agent.ranking.popularity_hint import hint_candidates
+from genre_agent.ranking.popularity_hint import hint_candidates, popularity_tiers
+from genre_agent.service.sources import Sources
 from genre_agent.service.stages.resolve import Resolved
+from genre_agent.storage.interactions import InteractionStore
 from genre_agent.types import RankedItem, Trace
 
 Result = tuple[list[RankedItem], Trace]
@@ -29,6 +31,16 @@ def rank_request(job: Resolved) -> RankRequest:
         n_liked=len(h.items) - len(h.disliked),
         user_ts=job.user_ts,
     )
+
+
+def tiers(interactions: InteractionStore, sources: Sources) -> Callable[[], dict[str, str]]:
+    """Popularity tiers from the interaction store's counts over the indexed catalog."""
+
+    def count() -> dict[str, str]:
+        counts = interactions.item_counts()
+        return popularity_tiers(counts, max(len(sources.catalog()), len(counts)))
+
+    return count
 
 
 class RankStage:

@@ -21,6 +21,7 @@ from typing import Any
 
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
+from genre_agent.llm.base import LLM
 from genre_agent.retrievers.base import RetrievalQuery
 from genre_agent.service.requests import (
     HistoryEntry,
@@ -70,14 +71,17 @@ class Resolved:
 class ProfileSource:
     """The LLM profiles a request may read (stored ones, or one written on demand)."""
 
-    def __init__(self, config: Config, make: Callable[[], Any]) -> None:
+    def __init__(self, config: Config, llm: Callable[[], LLM]) -> None:
         self.config = config
-        self._make = make
+        self._llm = llm
         self._profiles: Any = None
 
     def profiles(self) -> Any:
         if self._profiles is None:
-            self._profiles = self._make()
+            from genre_agent.service.profiles import Profiles  # it needs the LLM package
+
+            p = self.config.profile
+            self._profiles = Profiles(self._llm(), ProfileStore(p.path), p)
         return self._profiles
 
     def forgotten(self, user_id: str) -> set[str]:
