@@ -71,6 +71,30 @@ def test_unfitted_sources_are_skipped_with_a_note_the_content_sources_answer(
     assert not again.trace.notes
 
 
+def test_the_cli_shows_the_skipped_sources(tmp_path, catalog_path) -> None:
+    from genre_agent.cli.main import app
+
+    sets = [
+        "--set",
+        "llm.engine=fake",
+        "--set",
+        "embedder.kind=fake",
+        "--set",
+        f"store.path={tmp_path / 'chroma'}",
+        "--set",
+        f"store.interactions_path={tmp_path / 'i.sqlite'}",
+        "--set",
+        f"profile.path={tmp_path / 'p.sqlite'}",
+    ]
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", str(catalog_path), *sets]).exit_code == 0
+    res = runner.invoke(app, ["recommend", "--history", "m4", "-k", "2", "--json", *sets])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["items"]) == 2
+    for kind in ("sequential", "itemknn", "als"):
+        assert f"note: source {kind} skipped: it has no fitted model" in res.stderr
+
+
 def test_strict_retrieval_keeps_the_missing_fit_error(tmp_path, catalog_path) -> None:
     rec = make(tmp_path, catalog_path, retrieval={"strict": True})
     with pytest.raises(FitError, match="no interactions are stored"):

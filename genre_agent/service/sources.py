@@ -175,6 +175,8 @@ class Sources:
             )
             if notes is not None:
                 notes.append(note)
+            elif self.announce:
+                self.announce(f"note: {note}")
         fusion = FusionRetriever(
             list(built.values()), list(weights.values()), c=r.rrf_c, depth=r.depth
         )
