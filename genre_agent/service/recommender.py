@@ -1,7 +1,5 @@
-"""The service facade: index items, fit sources, and recommend through the stages
-(genre_agent.service.stages, run by ``service.pipeline``): resolve (history, profile, cold
-start) -> retrieve -> rank -> evidence -> explain -> trace. Every door (these methods, the
-HTTP service, the evaluation harness) runs the same stages."""
+"""The service facade: index, fit, and recommend through the stages (service/stages, run by
+service/pipeline.py), which every door (these methods, HTTP, the harness) runs the same."""
 
 from __future__ import annotations
 
@@ -34,12 +32,8 @@ __all__ = ["RecRequest", "Recommender"]
 
 
 class Recommender:
-    """Catalog -> fused candidate sources -> ranker (LLM or not) -> rationales.
-
-    ``llm`` is created lazily on the first call that needs it (and once per process).
-    ``sources`` may carry models fitted elsewhere (the harness fits on its training split);
-    ``learned`` the learned ranker's model (else loaded from models/ranker/ on first use).
-    """
+    """``llm`` is built on first use (once per process); ``sources`` may carry models fitted
+    elsewhere (the harness's), ``learned`` the learned ranker's model (else models/ranker/)."""
 
     def __init__(
         self,
@@ -88,10 +82,8 @@ class Recommender:
 
     @property
     def retriever(self) -> Retriever:
-        """The fused candidate sources that ``retrieval.sources`` names."""
         return self.sources.fusion()
 
-    # -- catalog and interactions -----------------------------------------------------------
     def index(
         self, items: Sequence[Item] | str | Path, progress: Callable[[int, int], None] | None = None
     ) -> IndexReport:
@@ -103,8 +95,7 @@ class Recommender:
         return report
 
     def delete_items(self, ids: Sequence[str]) -> list[str]:
-        """Remove items from the index (every source stops proposing them); return the ids
-        that were indexed. Their interactions stay: a history may still name them."""
+        """Unindex items (their interactions stay); return the ids that were indexed."""
         removed = self.store.delete(ids)
         self.sources.invalidate()
         return removed
@@ -114,8 +105,7 @@ class Recommender:
         return self.interactions.add(rows)
 
     def fit(self, kinds: Sequence[str] | None = None) -> list[Any]:
-        """Fit the sources that learn from interactions (``genre fit``): ``kinds``, else
-        item-kNN and every active fitted source (service.fit)."""
+        """``genre fit``: ``kinds``, else item-kNN and every active fitted source."""
         from genre_agent.service.fit import fit_source, kinds_to_fit
 
         todo = list(kinds) if kinds is not None else kinds_to_fit(self.config)
@@ -126,7 +116,6 @@ class Recommender:
         self.sources.invalidate()
         return reports
 
-    # -- the doors --------------------------------------------------------------------------
     def recommend(
         self,
         user_id: str | None = None,
@@ -142,14 +131,22 @@ class Recommender:
 
     def recommend_many(self, requests: Sequence[RecRequest]) -> list[Recommendation]:
         """Retrieve from the catalog and rank, for many requests; the LLM sees one batch."""
-        gather = search(self.config.retrieval.n_candidates)
-        return self.pipeline.run(self.config, [self.resolve(r, gather) for r in requests])
+        return self.pipeline.run(self.config, [self.resolve(r, self._search()) for r in requests])
 
-    def recommend_stream(self, *args: Any, **kwargs: Any) -> Iterator[StreamEvent]:
+    def recommend_stream(
+        self,
+        user_id: str | None = None,
+        history: Sequence[HistoryEntry] | None = None,
+        query: str | None = None,
+        k: int | None = None,
+        filters: dict[str, Any] | None = None,
+        profile: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> Iterator[StreamEvent]:
         """``recommend``, streamed: the ranked list (with evidence, without rationales),
         then each rationale as its engine call returns, then the whole result."""
-        job = self.resolve(RecRequest(*args, **kwargs), search(self.config.retrieval.n_candidates))
-        yield from self.pipeline.stream(self.config, job)
+        req = RecRequest(user_id, history, query, k, filters, profile, exclude)
+        yield from self.pipeline.stream(self.config, self.resolve(req, self._search()))
 
     def rank(
         self,
@@ -174,6 +171,9 @@ class Recommender:
         """``rank`` for many requests at once (one batched LLM call)."""
         prepared = [self.resolve(req, given(self.sources, c)) for c, req in jobs]
         return self.pipeline.run(self.config, prepared)
+
+    def _search(self) -> Gather:
+        return search(self.config.retrieval.n_candidates)
 
     def resolve(self, req: RecRequest, gather: Gather) -> Resolved:
         """The first stages of a request: resolved, cold rule applied, candidates gathered."""
