@@ -138,7 +138,6 @@ KNOWN_OVERSIZE = {
     "genre_agent/ranking/scoring.py::ScoringRanker.rank_many": 108,
     "genre_agent/service/chat.py": 485,
     "genre_agent/service/chat.py::ChatSession._send": 81,
-    "genre_agent/service/learn.py::train_ranker": 136,
     "genre_agent/storage/chroma.py::ChromaStore.upsert": 65,
     "genre_agent/storage/interactions.py::read_interactions": 69,
     "eval/recbole.py::read_recbole_seq": 65,
