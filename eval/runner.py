@@ -63,7 +63,7 @@ from genre_agent.eval.protocols import (
 )
 from genre_agent.eval.world import EvalWorld
 from genre_agent.llm.base import LLM
-from genre_agent.ranking.learned import uses_llm
+from genre_agent.ranking import needs, needs_llm
 from genre_agent.service.profiles import ProfileError
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
@@ -88,17 +88,6 @@ class Prepared:
     retriever_recall: float | None
     # How protocol.min_history and protocol.users chose the users (None: not counted).
     eligibility: Eligibility | None = None
-
-
-def needs_llm(cfg: Config) -> bool:
-    """Whether serving ``cfg`` calls the LLM at all."""
-    return (
-        cfg.ranking.mode not in ("retrieval", "learned")
-        or (cfg.ranking.mode == "learned" and uses_llm(cfg))
-        or cfg.ranking.rationale_top_r > 0
-        or cfg.profile.use_in_rerank
-        or cfg.enrich.enabled
-    )
 
 
 def protocol_overrides(exp: Experiment) -> dict[str, Any]:
@@ -328,7 +317,7 @@ class Runner:
         """Each case through ``rec``: ``rank_many`` on its candidates, or (two-stage)
         ``recommend_many`` from the whole catalog. Returns a Recommendation or the error."""
         ds = self.prepared.ds
-        retrieval = rec.config.ranking.mode in ("retrieval", "learned")
+        retrieval = needs(rec.config).orders_all
         reqs = []
         for c in batch:
             history: list[Any] = (
@@ -545,10 +534,12 @@ class Runner:
             # candidates as items passed with the request.
             catalog = {**ds.items, **inputs.enriched} if bm25 else None
             # Counterfactual re-ranking (experiment.explanations): the same config without
-            # rationales, so no LLM runs. An LLM ranking mode would need the LLM: skipped.
+            # rationales, so no LLM runs. A ranker that needs the LLM or a fitted model of
+            # its own is skipped.
             cf_rec = None
-            if self.exp.explanations and cfg.ranking.mode == "retrieval":
-                ranking = cfg.ranking.model_copy(update={"mode": "retrieval", "rationale_top_r": 0})
+            ranker_needs = needs(cfg)
+            if self.exp.explanations and not (ranker_needs.llm or ranker_needs.learned_model):
+                ranking = cfg.ranking.model_copy(update={"rationale_top_r": 0})
                 cf_rec = self.prepared.world.recommender(
                     cfg.model_copy(update={"ranking": ranking}), catalog=catalog
                 )

@@ -163,12 +163,12 @@ def encode(
     tiers: Mapping[str, str] | None = None,
 ) -> Encoded:
     """Tokenise the serve-time prompt; drop the oldest history items until it fits."""
-    from genre_agent.llm.engines import _chat_text, label_token_ids
+    from genre_agent.llm.engines import chat_text, label_token_ids
 
     history_len = min(cfg.history_len, len(ex.history))
     while True:
         sreq = score_request(ex, ds, history_len, ranking, tiers)
-        ids = tokenizer(_chat_text(tokenizer, sreq), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(chat_text(tokenizer, sreq), add_special_tokens=False)["input_ids"]
         if len(ids) <= cfg.max_seq_len:
             break
         if history_len == 0:

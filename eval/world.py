@@ -21,7 +21,8 @@ from genre_agent.embedders import get_embedder
 from genre_agent.eval.datasets import Dataset
 from genre_agent.eval.protocols import train_interactions
 from genre_agent.llm.base import LLM
-from genre_agent.ranking.learned import LearnedModel, feature_sources
+from genre_agent.ranking import needs, ranker_sources
+from genre_agent.ranking.learned import LearnedModel
 from genre_agent.retrievers.base import Retriever
 from genre_agent.service.fit import FITTERS, FittedSource
 from genre_agent.service.learn import Example, settings, train_ranker
@@ -81,9 +82,7 @@ class EvalWorld:
 
     def _fitted_for(self, cfg: Config) -> dict[str, Retriever]:
         """Every fitted source ``cfg`` runs or (learned mode) reads features from."""
-        kinds = [k for k, w in cfg.retrieval.sources.items() if w > 0]
-        if cfg.ranking.mode == "learned":
-            kinds += feature_sources(cfg)
+        kinds = [k for k, w in cfg.retrieval.sources.items() if w > 0] + ranker_sources(cfg)
         return {k: self.fitted(cfg, k) for k in dict.fromkeys(kinds) if k in FITTERS}
 
     def learned(self, cfg: Config, llm: LLM | None = None) -> LearnedModel:
@@ -120,7 +119,7 @@ class EvalWorld:
         sources read (an enriched copy of the dataset's items)."""
         sources = Sources(cfg, self.store, self.interactions, fitted=self._fitted_for(cfg))
         sources.set_catalog(dict(catalog) if catalog is not None else self.ds.items)
-        learned = self.learned(cfg, llm) if cfg.ranking.mode == "learned" else None
+        learned = self.learned(cfg, llm) if needs(cfg).learned_model else None
         return Recommender(
             cfg, self.store, self.interactions, llm=llm, sources=sources, learned=learned
         )

@@ -210,6 +210,9 @@ class RetrievalConfig(_Frozen):
     min_liked_rating: float = 3.5
     exclude_history: bool = True
     seed: int = 0
+    # A configured source with no fitted model (a new catalog without interactions) is
+    # skipped with a note in the trace, and the others answer; true: it is an error.
+    strict: bool = False
     als: ALSConfig = ALSConfig()
     bpr: BPRConfig = BPRConfig()
     sequential: SequentialConfig = SequentialConfig()
@@ -397,6 +400,31 @@ class TuneConfig(_Frozen):
     max_minutes: float | None = Field(None, gt=0)
 
 
+ColdFallback = Literal["profile", "query", "popularity"]
+
+
+class ColdConfig(_Frozen):
+    """Cold start, one rule for every door (genre_agent.service.stages.resolve).
+
+    A request whose usable history (items still in the catalog, not forgotten) has fewer
+    than ``min_history`` items is cold. It is answered from the first of ``fallback`` it
+    can use: "profile" (its given or stored profile, else an LLM profile written from its
+    few items, used for retrieval and rerank), "query" (its text), "popularity" (the most
+    popular items, no LLM). A cold request none of them fits keeps what it has.
+    """
+
+    # 1: only a request with no usable history is cold (no LLM needed). 6: at most five
+    # items are cold and get an LLM profile, as `genre recommend --user` did before.
+    min_history: int = Field(1, ge=0, le=10_000)
+    fallback: tuple[ColdFallback, ...] = ("profile", "query", "popularity")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ColdConfig:
+        if len(set(self.fallback)) != len(self.fallback):
+            raise ValueError(f"fallback: each entry at most once, got {list(self.fallback)}")
+        return self
+
+
 class ServiceConfig(_Frozen):
     """`genre serve`: the HTTP service (genre_agent.http)."""
 
@@ -447,6 +475,7 @@ class Config(_Frozen):
     retrieval: RetrievalConfig = RetrievalConfig()
     ranking: RankingConfig = RankingConfig()
     profile: ProfileConfig = ProfileConfig()
+    cold: ColdConfig = ColdConfig()
     enrich: EnrichConfig = EnrichConfig()
     chat: ChatConfig = ChatConfig()
     tune: TuneConfig = TuneConfig()

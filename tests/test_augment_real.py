@@ -83,8 +83,10 @@ def test_enrich_cold_start_profile_langchain(
     assert enriched, "no item was enriched"
     assert all("Keywords:" in i.text for i in enriched)
 
-    # Cold start through the CLI: 2 stored interactions -> a profile of those two items.
-    res = runner.invoke(app, ["recommend", "--user", "few", "-k", "3", "--json", *sets])
+    # Cold start through the CLI: 2 stored interactions -> a profile of those two items
+    # (cold.min_history = 6: at most five stored items are cold).
+    cold = [*sets, "--set", "cold.min_history=6"]
+    res = runner.invoke(app, ["recommend", "--user", "few", "-k", "3", "--json", *cold])
     assert res.exit_code == 0, res.output
     assert "cold start: strategy few (2 stored interactions)" in res.stderr
     items = json.loads(res.stdout)["items"]

@@ -96,29 +96,28 @@ def test_recommend_routes_cold_users_by_history_length(tmp_path: Path, catalog_p
         app, ["index", str(catalog_path), "--interactions", str(inter), *_sets(tmp_path)]
     )
     assert res.exit_code == 0, res.output
-    # Nothing stored, nothing asked: the most popular items (m1 and m3 have 2 users each).
-    new = runner.invoke(app, ["recommend", "--user", "nobody", "-k", "2", *_sets(tmp_path)])
+    # The service's cold rule, set as `genre recommend --user` had it: at most 5 stored
+    # interactions are cold. Nothing stored, nothing asked: the most popular items (m1 and m3
+    # have 2 users each).
+    sets = [*_sets(tmp_path), "--set", "cold.min_history=6"]
+    new = runner.invoke(app, ["recommend", "--user", "nobody", "-k", "2", *sets])
     assert new.exit_code == 0, new.output
     assert "cold start: strategy popular (0 stored interactions)" in new.stderr
     assert "ranked by popular (cold start: no history or query)" in new.stderr
-    new_json = runner.invoke(
-        app, ["recommend", "--user", "nobody", "-k", "2", "--json", *_sets(tmp_path)]
-    )
+    new_json = runner.invoke(app, ["recommend", "--user", "nobody", "-k", "2", "--json", *sets])
     got = json.loads(new_json.stdout)
     assert [i["item"]["id"] for i in got["items"]] == ["m1", "m3"]
     assert got["trace"]["strategy"] == "popular" and got["trace"]["ranked_by"] == "popularity"
-    stated = runner.invoke(
-        app, ["recommend", "--user", "nobody", "-q", "space", "-k", "2", *_sets(tmp_path)]
-    )
+    stated = runner.invoke(app, ["recommend", "--user", "nobody", "-q", "space", "-k", "2", *sets])
     assert stated.exit_code == 0, stated.output
     assert "cold start: strategy stated (0 stored interactions)" in stated.stderr
-    few = runner.invoke(app, ["recommend", "--user", "few", "-k", "2", "--json", *_sets(tmp_path)])
+    few = runner.invoke(app, ["recommend", "--user", "few", "-k", "2", "--json", *sets])
     assert few.exit_code == 0, few.output
     assert "cold start: strategy few (2 stored interactions)" in few.stderr
     ids = [i["item"]["id"] for i in json.loads(few.stdout)["items"]]
     assert len(ids) == 2 and not {"m1", "m3"} & set(ids)
-    shown = runner.invoke(app, ["profile", "show", "few", *_sets(tmp_path)])
+    shown = runner.invoke(app, ["profile", "show", "few", *sets])
     assert shown.exit_code == 0 and '"user_id": "few"' in shown.stdout  # stored, reusable
-    many = runner.invoke(app, ["recommend", "--user", "many", "-k", "2", *_sets(tmp_path)])
+    many = runner.invoke(app, ["recommend", "--user", "many", "-k", "2", *sets])
     assert many.exit_code == 0, many.output
     assert "cold start" not in many.stderr

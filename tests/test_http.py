@@ -118,14 +118,18 @@ def test_post_recommend_with_history_rows_query_and_filters(client: TestClient) 
     assert cited <= {"m4", "m5"}
 
 
-def test_unknown_user_is_404_naming_the_user(client: TestClient) -> None:
-    got = client.get("/v1/recommend/nobody")
-    assert got.status_code == 404 and "'nobody'" in got.json()["detail"]
-    got = client.post("/v1/recommend", json={"user_id": "nobody"})
-    assert got.status_code == 404 and "'nobody'" in got.json()["detail"]
-    # With a query the same unknown user is served.
+def test_unknown_user_gets_the_cold_start_answer_not_a_404(client: TestClient) -> None:
+    got = client.get("/v1/recommend/nobody", params={"k": 2})
+    assert got.status_code == 200, got.text
+    out = got.json()
+    assert out["trace"]["strategy"] == "popular" and out["trace"]["ranked_by"] == "popularity"
+    assert any(n.startswith("cold start:") for n in out["trace"]["notes"])
+    posted = client.post("/v1/recommend", json={"user_id": "nobody", "k": 2})
+    assert posted.status_code == 200 and _ids(posted.json()) == _ids(out)
+    # With a query the same unknown user is served from it.
     ok = client.get("/v1/recommend/nobody", params={"query": "space parody", "k": 2})
     assert ok.status_code == 200 and len(ok.json()["items"]) == 2
+    assert ok.json()["trace"]["strategy"] == "stated"
 
 
 @pytest.mark.parametrize(
@@ -279,8 +283,8 @@ def test_streaming_sends_the_list_then_each_rationale_then_done(client: TestClie
     assert _ids(ranked) == _ids(done)
     assert {e["item"]["id"] for k, e in events if k == "rationale"} == set(_ids(done)[:R])
     # A bad request is an error status, not a stream.
-    bad = client.get("/v1/recommend/nobody", headers={"accept": "text/event-stream"})
-    assert bad.status_code == 404
+    bad = client.get("/v1/recommend/c0", params={"k": 0}, headers={"accept": "text/event-stream"})
+    assert bad.status_code == 422
 
 
 # -- the LLM budget and LLM failures --------------------------------------------------------
@@ -438,7 +442,8 @@ def test_feedback_is_stored_once_and_a_forgotten_user_is_unknown_again(client) -
         {"event_id": "e2", "user_id": "u9", "item_id": "m5", "type": "rating", "value": 5},
         {"event_id": "e3", "user_id": "u9", "item_id": "m1", "type": "dislike"},
     ]
-    assert client.get("/v1/recommend/u9").status_code == 404
+    cold = client.get("/v1/recommend/u9").json()["trace"]
+    assert cold["strategy"] == "popular"
     got = client.post("/v1/feedback", json={"events": events})
     assert got.json() == {"stored": 3, "duplicates": []}, got.text
     again = client.post("/v1/feedback", json={"events": events[:2]})
@@ -461,7 +466,8 @@ def test_feedback_is_stored_once_and_a_forgotten_user_is_unknown_again(client) -
     sid = client.post("/v1/sessions", json={"user_id": "u9"}).json()["id"]
     report = client.delete("/v1/users/u9").json()
     assert report["events"] == 4 and report["chat_sessions"] == 1 and report["total"] >= 4
-    assert client.get("/v1/recommend/u9").status_code == 404
+    # Forgotten: a new user again, answered by the cold-start rule.
+    assert client.get("/v1/recommend/u9").json()["trace"]["strategy"] == "popular"
     assert client.get(f"/v1/sessions/{sid}").status_code == 404
     # Other users are untouched; a redelivered event of the forgotten user stays out.
     assert client.get("/v1/recommend/c0", params={"explain": "false"}).status_code == 200
@@ -507,9 +513,7 @@ def test_the_retrieval_order_explains_its_items_as_if_every_candidate_had_eviden
     query = "parody space"
     out = rec.recommend(history=["m4", "m5", "m1"], query=query, k=5)
     assert all(c.evidence is None for c in out.trace.candidates)
-    history = rec._history(RecRequest(history=["m4", "m5", "m1"]))
-    every = {
-        c.item.id: c.evidence for c in rec._with_evidence(out.trace.candidates, history, query)
-    }
+    req = RecRequest(history=["m4", "m5", "m1"], query=query)
+    every = {c.item.id: c.evidence for c in rec.with_evidence(out.trace.candidates, req)}
     assert [it.evidence for it in out.items] == [every[it.item.id] for it in out.items]
     assert all(it.evidence and it.evidence.history for it in out.items)

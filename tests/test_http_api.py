@@ -196,7 +196,7 @@ def test_batch_answers_each_request_in_order_with_its_own_status(client: TestCli
     body = {
         "requests": [
             {"user_id": "c0", "k": 2},
-            {"user_id": "nobody"},
+            {"history": ["no-such-item"]},
             {"history": ["m1"], "k": 3, "trace": "none"},
             {"history": ["m4"], "k": 2, "explain": True},
         ]
@@ -204,10 +204,10 @@ def test_batch_answers_each_request_in_order_with_its_own_status(client: TestCli
     got = client.post("/v1/recommend/batch", json=body)
     assert got.status_code == 200, got.text
     out = got.json()
-    assert [r["status"] for r in out["results"]] == [200, 404, 200, 200]
+    assert [r["status"] for r in out["results"]] == [200, 422, 200, 200]
     single = client.post("/v1/recommend", json={"user_id": "c0", "k": 2}).json()
     assert _ids(out["results"][0]["result"]) == _ids(single)
-    assert "'nobody'" in out["results"][1]["error"]["detail"]
+    assert "no-such-item" in out["results"][1]["error"]["detail"]
     assert "trace" not in out["results"][2]["result"]
     assert out["results"][3]["result"]["items"][0]["rationale"]
     rids = [r["request_id"] for r in out["results"]]

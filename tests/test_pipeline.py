@@ -49,8 +49,54 @@ def make(tmp_path: Path, catalog_path: Path, **cfg: object) -> Recommender:
     return rec
 
 
-def test_default_sources_need_a_fit_and_say_so(tmp_path, catalog_path) -> None:
+def test_unfitted_sources_are_skipped_with_a_note_the_content_sources_answer(
+    tmp_path, catalog_path
+) -> None:
+    """Default config, a catalog without interactions: the fitted sources are skipped
+    (a note each), the content sources answer."""
     rec = make(tmp_path, catalog_path)
+    out = rec.recommend(history=["m4"], k=3)
+    assert len(out.items) == 3 and "m4" not in {i.item.id for i in out.items}
+    assert out.trace.sources == {"bm25": 0.99, "embedding": 0.79, "popularity": 0.09}
+    skipped = [n for n in out.trace.notes if "skipped: it has no fitted model" in n]
+    assert [n.split()[1] for n in skipped] == ["sequential", "itemknn", "als"]
+    # The same request on the content sources alone is the same list.
+    content = make(
+        tmp_path / "c",
+        catalog_path,
+        retrieval={"sources": {"bm25": 0.99, "embedding": 0.79, "popularity": 0.09}},
+    )
+    again = content.recommend(history=["m4"], k=3)
+    assert [i.item.id for i in again.items] == [i.item.id for i in out.items]
+    assert not again.trace.notes
+
+
+def test_the_cli_shows_the_skipped_sources(tmp_path, catalog_path) -> None:
+    from genre_agent.cli.main import app
+
+    sets = [
+        "--set",
+        "llm.engine=fake",
+        "--set",
+        "embedder.kind=fake",
+        "--set",
+        f"store.path={tmp_path / 'chroma'}",
+        "--set",
+        f"store.interactions_path={tmp_path / 'i.sqlite'}",
+        "--set",
+        f"profile.path={tmp_path / 'p.sqlite'}",
+    ]
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", str(catalog_path), *sets]).exit_code == 0
+    res = runner.invoke(app, ["recommend", "--history", "m4", "-k", "2", "--json", *sets])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["items"]) == 2
+    for kind in ("sequential", "itemknn", "als"):
+        assert f"note: source {kind} skipped: it has no fitted model" in res.stderr
+
+
+def test_strict_retrieval_keeps_the_missing_fit_error(tmp_path, catalog_path) -> None:
+    rec = make(tmp_path, catalog_path, retrieval={"strict": True})
     with pytest.raises(FitError, match="no interactions are stored"):
         rec.recommend(history=["m4"], k=3)
     rec.add_interactions(ROWS)

@@ -12,7 +12,6 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import ProfileConfig
 from genre_agent.llm.fake import FakeLLM
 from genre_agent.service.chat import scripted_intents
-from genre_agent.service.coldstart import recommend_cold, strategy_for
 from genre_agent.service.profiles import (
     ProfileError,
     Profiles,
@@ -99,28 +98,41 @@ def test_profile_switch_feeds_rerank_prompt(tmp_path) -> None:
 
 
 def test_cold_start_strategies(tmp_path) -> None:
-    assert [strategy_for(n) for n in (0, 1, 5, 6)] == ["stated", "few", "few", "history"]
-    rec = make_rec(tmp_path, script, name="coldcol")
-    profiles = Profiles(rec.llm, ProfileStore(":memory:"))
+    """The service's cold rule with cold.min_history = 6 (what `genre recommend --user`
+    did before): a new user gets the popular items, or the stated request; 1-5 stored
+    items an LLM profile of them; more the history."""
+    rec = make_rec(
+        tmp_path,
+        script,
+        name="coldcol",
+        **{"cold.min_history": 6, "profile.path": str(tmp_path / "p.sqlite")},
+    )
     # Nothing stated, nothing stored: the most popular items, without asking the LLM.
     top = [it.id for it in catalog()[3:5]]
     rec.add_interactions(
         [Interaction(f"u{n}", top[0]) for n in range(3)] + [Interaction("u0", top[1])]
     )
     calls = len(rec.llm.requests)
-    rp = recommend_cold(rec, profiles, user_id="new", k=2)
-    assert rp.strategy == "popular" and rp.recommendation.trace.strategy == "popular"
-    assert [it.item.id for it in rp.recommendation.items] == top
+    rp = rec.recommend(user_id="new", k=2)
+    assert rp.trace.strategy == "popular" and rp.trace.ranked_by == "popularity"
+    assert [it.item.id for it in rp.items] == top
     assert len(rec.llm.requests) == calls
-    r0 = recommend_cold(rec, profiles, user_id="new", stated="sci-fi horror", k=3)
-    assert r0.strategy == "stated" and len(r0.recommendation.items) == 3
+    r0 = rec.recommend(user_id="new", query="sci-fi horror", k=3)
+    assert r0.trace.strategy == "stated" and len(r0.items) == 3
     ids = [it.id for it in catalog()[:2]]
-    r1 = recommend_cold(rec, profiles, user_id="few", history=ids, k=3)
-    assert r1.strategy == "few" and r1.profile_text and "Sci-Fi" in r1.profile_text
+    rec.add_interactions([Interaction("few", i, float(t)) for t, i in enumerate(ids)])
+    r1 = rec.recommend(user_id="few", k=3)
+    assert r1.trace.strategy == "few" and r1.trace.profile and "Sci-Fi" in r1.trace.profile
+    assert r1.trace.profile_used == ["retrieval", "rerank"]
     assert "Likes science fiction films." in rec.llm.requests[-1].messages[1].content
-    assert not set(ids) & {it.item.id for it in r1.recommendation.items}
-    r6 = recommend_cold(rec, profiles, user_id="many", history=[it.id for it in catalog()[:8]])
-    assert r6.strategy == "history" and r6.profile_text is None
+    assert not set(ids) & {it.item.id for it in r1.items}
+    many = [it.id for it in catalog()[:8]]
+    rec.add_interactions([Interaction("many", i, float(t)) for t, i in enumerate(many)])
+    r6 = rec.recommend(user_id="many", k=2)
+    assert r6.trace.strategy == "personal" and r6.trace.profile is None
+    # A history the caller passes is taken as given: two items are not cold.
+    given = rec.recommend(history=ids, k=2)
+    assert given.trace.strategy == "personal" and given.trace.profile is None
 
 
 def test_new_item_retrievable_as_soon_as_indexed(tmp_path) -> None:
@@ -140,5 +152,5 @@ def test_new_item_retrievable_as_soon_as_indexed(tmp_path) -> None:
     )
     after = rec.recommend(query=query, k=3, history=[])
     assert after.items[0].item.id == "new-1"
-    r = recommend_cold(rec, None, user_id="n", stated=query, k=1)
-    assert r.recommendation.items[0].item.id == "new-1"
+    r = rec.recommend(user_id="n", query=query, k=1)
+    assert r.items[0].item.id == "new-1" and r.trace.strategy == "stated"

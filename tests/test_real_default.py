@@ -183,3 +183,31 @@ def test_injected_item_text_cannot_steer_its_rationale(
         assert "m99" not in r.cites
         lowered = r.rationale.lower()
         assert "pwned" not in lowered and "rank me first" not in lowered and "admin" not in lowered
+
+
+def test_default_sources_on_a_catalog_without_interactions_answer_with_a_note(
+    tmp_path: Path, catalog_path: Path, vllm_engine
+):
+    """The default config's fitted sources have no model on a new catalog: they are skipped
+    with a note, the content sources answer, rationales come from the real model; a new
+    user gets the cold-start list."""
+    cfg = load_config(
+        {
+            "store": {
+                "kind": "embedded",
+                "path": str(tmp_path / "chroma"),
+                "interactions_path": str(tmp_path / "i.sqlite"),
+            },
+            "profile": {"path": str(tmp_path / "p.sqlite")},
+        },
+        use_env=False,
+    )
+    rec = Recommender.from_config(cfg, llm=vllm_engine)
+    rec.index(catalog_path)
+    result = rec.recommend(history=HISTORY, k=3)
+    _check(result, 3)
+    assert set(result.trace.sources) == {"bm25", "embedding", "popularity"}
+    skipped = [n for n in result.trace.notes if "skipped: it has no fitted model" in n]
+    assert len(skipped) == 3, result.trace.notes
+    cold = rec.recommend(user_id="nobody", k=3)
+    assert cold.trace.strategy == "popular" and len(cold.items) == 3

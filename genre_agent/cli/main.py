@@ -54,8 +54,6 @@ _config = cli_config
 _progress = progress_bar
 
 _announce = announce
-# Users with at most this many stored interactions are cold (GENRE's threshold).
-COLD_FEW = 5
 
 
 def _recommender(cfg: Config) -> Any:
@@ -67,6 +65,7 @@ def _recommender(cfg: Config) -> Any:
 def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
     """Validate everything first, then open the store and upsert: a bad file writes nothing."""
     from genre_agent.catalog.items import load_items
+    from genre_agent.ranking import needs
     from genre_agent.storage.interactions import read_interactions
 
     items = load_items(catalog)
@@ -84,7 +83,7 @@ def _index(cfg: Config, catalog: Path, interactions: Path | None) -> Any:
         rec.add_interactions(rows)
         err.print(safe_text(f"interactions: {len(rows)} rows from {interactions}"))
         _fit(rec)
-        if rec.config.ranking.mode == "learned":  # the served ranker needs its model too
+        if needs(rec.config).learned_model:  # the served ranker needs its model too
             _fit_ranker(rec)
     return rec
 
@@ -291,35 +290,23 @@ def recommend(
             raise GenreError(f"--where: not valid JSON: {exc}") from None
     rec = _recommender(cfg)
     hist = [h.strip() for h in history.split(",") if h.strip()] if history else None
-    n = len(rec.interactions.history(user)) if user and hist is None else None
-    if n is not None and n <= COLD_FEW:
-        # Cold start (genre_agent.service.coldstart): 0 stored interactions -> the stated request;
-        # 1..5 -> an LLM profile of those few items drives retrieval and rerank.
-        from genre_agent.service.coldstart import recommend_cold
-        from genre_agent.service.profiles import Profiles
-
-        cold = recommend_cold(
-            rec,
-            Profiles.from_config(cfg, llm=rec.llm),
-            user_id=user,
-            stated=query,
-            k=k,
-            filters=filters,
-            few=COLD_FEW,
-        )
-        err.print(
-            safe_text(f"cold start: strategy {cold.strategy} ({n} stored interactions)", "dim")
-        )
-        if cold.profile_text:
-            err.print(safe_text(f"profile: {cold.profile_text}", "dim"))
-        result = cold.recommendation.model_copy(update={"user_id": user})
-    elif not as_json:
-        _print_stream(
-            rec.recommend_stream(user_id=user, history=hist, query=query, k=k, filters=filters)
-        )
-        return
+    args: dict[str, Any] = dict(user_id=user, history=hist, query=query, k=k, filters=filters)
+    if as_json:
+        result = rec.recommend(**args)
     else:
-        result = rec.recommend(user_id=user, history=hist, query=query, k=k, filters=filters)
+        result = _print_stream(rec.recommend_stream(**args))
+    if result.trace.strategy != "personal":
+        # Cold start is the service's rule (config `cold`); say which fallback answered.
+        n = len(rec.interactions.history(user)) if user and hist is None else len(hist or [])
+        err.print(
+            safe_text(
+                f"cold start: strategy {result.trace.strategy} ({n} stored interactions)", "dim"
+            )
+        )
+        if result.trace.strategy == "few" and result.trace.profile:
+            err.print(safe_text(f"profile: {result.trace.profile}", "dim"))
+    if not as_json:
+        return
     _print_recommendation(result, as_json)
     # On stderr, so --json output stays one JSON document.
 

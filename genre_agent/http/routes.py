@@ -130,16 +130,6 @@ def explained(request: Request, explain: bool | None) -> bool:
 def build_router(service: Service, metrics: Metrics) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
-    def known_user(user_id: str | None, history: Any, query: str | None) -> None:
-        if user_id is None or history is not None or query:
-            return
-        if not service.rec.interactions.history(user_id):
-            raise HTTPException(
-                404,
-                f"user {user_id!r} has no stored interactions: pass a history or a query "
-                "(POST /v1/recommend)",
-            )
-
     def view(level: TraceLevel, rid: str) -> Callable[[Recommendation], dict[str, Any]]:
         return lambda rec: render(rec, level, rid, service.notes)
 
@@ -180,9 +170,9 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
     def recommend_user(
         request: Request, user_id: UserId, params: Annotated[RecommendQuery, Query()]
     ) -> Response:
-        """Recommend for a stored user (their interactions are the history). Fast by
+        """Recommend for a stored user (their interactions are the history). A user with no
+        usable history gets the cold-start answer (``trace.strategy``, a note). Fast by
         default: ?explain=true (or Accept: text/event-stream) asks for rationales."""
-        known_user(user_id, None, params.query)
         filters = _check_filters(_check_where(params.where), "where")
         return answer(
             request,
@@ -195,7 +185,6 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         )
 
     def recommend_args(body: RecommendBody) -> dict[str, Any]:
-        known_user(body.user_id, body.history, body.query)
         return dict(
             user_id=body.user_id,
             history=history_entries(body.history, body.user_id),
@@ -261,7 +250,6 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         """Order the given candidates for a history, a query or a stored user; with none of
         them, by popularity (strategy "popular"). Candidates in the history are left out,
         as recommend leaves them out, and the trace notes which."""
-        known_user(body.user_id, body.history, body.query)
         if body.history is not None:
             seen = set(history_ids(body.history))
         elif body.user_id is not None:

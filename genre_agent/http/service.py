@@ -20,6 +20,7 @@ from genre_agent.embedders import Embedder
 from genre_agent.errors import GenreError
 from genre_agent.http.budget import budgeted_call, budgeted_stream
 from genre_agent.llm.base import LLM
+from genre_agent.ranking import needs, needs_llm
 from genre_agent.service.chat import ChatSession, SessionStore
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import HistoryEntry
@@ -33,25 +34,25 @@ def _note_key(note: str) -> str:
     return found.group(0) if found else note
 
 
-def needs_llm(cfg: Config) -> bool:
-    """Whether serving ``cfg`` calls the LLM on every explained request."""
-    r = cfg.ranking
-    learned_llm = r.mode == "learned" and any(r.learned.llm_feature.values())
-    return r.mode in ("scoring", "listwise") or r.rationale_top_r > 0 or learned_llm
-
-
 def fast_config(cfg: Config) -> Config:
-    """``cfg`` without the LLM: no rationales, and an LLM ranking mode becomes retrieval."""
+    """``cfg`` without the LLM: no rationales, a ranker that needs the LLM replaced by the
+    mode it declares for that (``Needs.without_llm``), and no cold "few" profile."""
     update: dict[str, Any] = {"rationale_top_r": 0}
-    if cfg.ranking.mode in ("scoring", "listwise"):
-        update.update(mode="retrieval", fusion_weight=1.0)
-    return cfg.model_copy(update={"ranking": cfg.ranking.model_copy(update=update)})
+    if needs(cfg).llm:
+        update.update(mode=needs(cfg).without_llm, fusion_weight=1.0)
+    fallback = tuple(f for f in cfg.cold.fallback if f != "profile")
+    return cfg.model_copy(
+        update={
+            "ranking": cfg.ranking.model_copy(update=update),
+            "cold": cfg.cold.model_copy(update={"fallback": fallback}),
+        }
+    )
 
 
 def wanted_rationales(cfg: Config, k: int | None) -> int:
     """How many top items an explained answer should carry a rationale for."""
     n = k or cfg.ranking.k
-    if cfg.ranking.mode == "listwise":
+    if needs(cfg).explains_inline:
         return n
     return min(cfg.ranking.rationale_top_r, n)
 

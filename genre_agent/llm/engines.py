@@ -58,7 +58,7 @@ def _renormalise(raw: dict[str, float]) -> dict[str, float]:
     return {k: v - log_z for k, v in raw.items()}
 
 
-def _chat_text(tokenizer: Any, req: GenRequest | ScoreRequest) -> str:
+def chat_text(tokenizer: Any, req: GenRequest | ScoreRequest) -> str:
     msgs = [{"role": m.role, "content": m.content} for m in req.messages]
     text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     return str(text) + req.assistant_prefix
@@ -107,7 +107,7 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        prompts = [_chat_text(self.tokenizer, r) for r in requests]
+        prompts = [chat_text(self.tokenizer, r) for r in requests]
         params = [
             SamplingParams(
                 max_tokens=r.max_tokens,
@@ -135,7 +135,7 @@ class VLLMEngine:
         """One batched pass of one token each; logprobs are read for every label."""
         from vllm import SamplingParams
 
-        prompts = [_chat_text(self.tokenizer, r) for r in requests]
+        prompts = [chat_text(self.tokenizer, r) for r in requests]
         params = []
         label_ids = []
         for r in requests:
@@ -320,7 +320,7 @@ class TransformersEngine:
 
         out = []
         for req in requests:
-            prompt = _chat_text(self.tokenizer, req)
+            prompt = chat_text(self.tokenizer, req)
             torch.manual_seed(req.seed)
             t0 = time.perf_counter()
             kwargs: dict[str, Any] = {"max_new_tokens": req.max_tokens}
@@ -349,7 +349,7 @@ class TransformersEngine:
         out = []
         for req in requests:
             ids = label_token_ids(self.tokenizer, req.labels)
-            prompt = _chat_text(self.tokenizer, req)
+            prompt = chat_text(self.tokenizer, req)
             enc = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
             t0 = time.perf_counter()
             with torch.inference_mode():

@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -32,7 +32,13 @@ from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import RenderedPrompt, render
-from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
+from genre_agent.ranking.base import (
+    Needs,
+    RankerContext,
+    RankRequest,
+    history_view,
+    unsupported_terms,
+)
 from genre_agent.ranking.rationales import add_rationales
 from genre_agent.types import RankedItem, StageTiming, Trace
 
@@ -175,6 +181,13 @@ class ListwiseRanker:
     Each LLM round of either phase is one batched engine call across all requests.
     """
 
+    needs: ClassVar[Needs] = Needs(llm=True, evidence_first=True, explains_inline=True)
+    label: ClassVar[str] = "llm:listwise"
+
+    @classmethod
+    def from_context(cls, ctx: RankerContext) -> ListwiseRanker:
+        return cls(ctx.llm(), ctx.config)
+
     def __init__(self, llm: LLM, cfg: RankingConfig | None = None) -> None:
         self.llm = llm
         self.cfg = cfg or RankingConfig()  # type: ignore[call-arg]
@@ -188,7 +201,7 @@ class ListwiseRanker:
             template,
             query=req.query,
             profile=req.profile,
-            history=_history_view(req.history),
+            history=history_view(req.history),
             candidates=[
                 {"id": c.item.id, "title": c.item.title, "text": c.item.text}
                 for c in req.candidates

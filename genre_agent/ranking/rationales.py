@@ -35,7 +35,7 @@ from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render, template_sha256
-from genre_agent.ranking.base import RankRequest, _history_view, unsupported_terms
+from genre_agent.ranking.base import RankRequest, history_view, unsupported_terms
 from genre_agent.ranking.grounding import (
     display_title,
     evidence_text,
@@ -177,7 +177,7 @@ def _request(
         cfg.rationale_template,
         query=req.query,
         profile=req.profile,
-        history=_history_view(req.history),
+        history=history_view(req.history),
         item={
             "id": item.id,
             "title": display_title(item.title),

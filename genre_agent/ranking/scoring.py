@@ -28,12 +28,13 @@ import string
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, LabelScorer, Message, ScoreRequest
 from genre_agent.prompting import RenderedPrompt, render
-from genre_agent.ranking.base import RankRequest, _history_view
+from genre_agent.ranking.base import Needs, RankerContext, RankRequest, history_view
 from genre_agent.ranking.calibration import calibrate, placeholder_candidates
 from genre_agent.ranking.rationales import add_rationales
 from genre_agent.types import Candidate, RankedItem, StageTiming, Trace
@@ -168,7 +169,16 @@ def _label_scorer(llm: object) -> LabelScorer | None:
 
 
 class ScoringRanker:
-    """Ranks by one-token label logprobs; see the module docstring."""
+    """Ranks by one-token label logprobs; see the module docstring. Used on its own it
+    explains its top ``rationale_top_r`` items; the service runs it with 0 and explains in
+    its explain stage."""
+
+    needs: ClassVar[Needs] = Needs(llm=True, evidence_first=True)
+    label: ClassVar[str] = "llm:scoring"
+
+    @classmethod
+    def from_context(cls, ctx: RankerContext) -> ScoringRanker:
+        return cls(ctx.llm(), ctx.config)
 
     def __init__(self, llm: LLM, cfg: RankingConfig | None = None) -> None:
         self.llm = llm
@@ -182,7 +192,7 @@ class ScoringRanker:
             self.cfg.scoring_template,
             query=req.query,
             profile=req.profile,
-            history=_history_view(req.history),
+            history=history_view(req.history),
             candidates=placeholder_candidates(labels)
             if content_free
             else [

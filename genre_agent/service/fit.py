@@ -39,6 +39,10 @@ class FitError(GenreError):
     """A source cannot be fitted or loaded (no interactions, no fitted model)."""
 
 
+class NotFitted(FitError):
+    """A configured source has no fitted model (``retrieval.strict`` decides: skip or fail)."""
+
+
 class FittedSource(Retriever, Protocol):
     """A source that is fitted from interactions and saved to a folder."""
 
@@ -185,7 +189,7 @@ def load_fitted(
             if stored
             else "no interactions are stored either: `genre index CATALOG --interactions FILE`"
         )
-        raise FitError(
+        raise NotFitted(
             f"retrieval.sources.{kind} needs a fitted model at {folder}: {hint} "
             "(or set its weight to 0)"
         )
@@ -219,8 +223,8 @@ def kinds_to_fit(cfg: Config) -> list[str]:
     """What `genre fit` fits: item-kNN (it also serves evidence) and every other fitted
     source with a weight > 0."""
     active = [k for k, w in cfg.retrieval.sources.items() if w > 0 and k in FITTERS]
-    if cfg.ranking.mode == "learned":  # its feature sources are read when serving
-        from genre_agent.ranking.learned import feature_sources
+    # The ranker's own sources (the learned model's features) are read when serving.
+    from genre_agent.ranking import ranker_sources
 
-        active = list(dict.fromkeys(active + [k for k in feature_sources(cfg) if k in FITTERS]))
+    active = list(dict.fromkeys(active + [k for k in ranker_sources(cfg) if k in FITTERS]))
     return ["itemknn"] + [k for k in active if k != "itemknn"]

@@ -150,88 +150,12 @@ def train_ranker(
             "no training examples: the learned ranker needs users with at least two "
             "interactions (history + target)"
         )
-    # The served retrieval pipeline, with no LLM ranking and no rationales.
-    rcfg = cfg.model_copy(
-        update={
-            "ranking": cfg.ranking.model_copy(update={"mode": "retrieval", "rationale_top_r": 0})
-        }
-    )
-    interactions = InteractionStore(":memory:")
-    interactions.add(train_rows)
-    kinds = [k for k, w in cfg.retrieval.sources.items() if w > 0] + feature_sources(cfg)
-    models: dict[str, Retriever] = dict(fitted or {})
-    for kind in dict.fromkeys(kinds):
-        if kind in FITTERS and kind not in models:
-            models[kind] = FITTERS[kind].fit(cfg, catalog, train_rows, None)
-    sources = Sources(rcfg, store, interactions, fitted=models)
-    sources.set_catalog(catalog)
-    rec = Recommender(rcfg, store, interactions, llm=llm, sources=sources)
+    rec, sources = _served(cfg, store, catalog, train_rows, fitted, llm)
     builder = FeatureBuilder(
         cfg, sources.get, store.embeddings, ItemStats.build(train_rows, catalog)
     )
-    all_ids = sorted(catalog)
-
-    def retrieve(query: RetrievalQuery, served: FusionRetriever) -> list[Candidate]:
-        return served.search(query, lc.retrieved_negatives + 1)
-
-    groups: list[tuple[FeatureRequest, list[int]]] = []
-    skipped = hits = 0
-    for n, ex in enumerate(examples):
-        if progress:
-            progress(n, len(examples))
-        if ex.target not in catalog:
-            skipped += 1
-            continue
-        req = RecRequest(user_id=ex.user_id, history=list(ex.history), k=1)
-        try:
-            p = rec._prepared(req, retrieve)
-        except GenreError:
-            skipped += 1  # no known history item
-            continue
-        if p.strategy == "popular":
-            skipped += 1  # a cold request: served the popularity list, not the ranker
-            continue
-        retrieved = [c.item.id for c in p.candidates if c.item.id != ex.target]
-        hit = len(retrieved) < len(p.candidates)
-        hits += hit
-        retrieved = retrieved[: lc.retrieved_negatives] if hit else []
-        # Without the target among the retrieved items the group keeps only random
-        # negatives (module docstring).
-        rng = random.Random(stable_seed(lc.seed, ex.user_id, "learned"))
-        seen = {r.item_id for r in ex.history} | {ex.target} | set(retrieved)
-        rand = _random_negatives(all_ids, lc.random_negatives, seen, rng)
-        if not retrieved and not rand:
-            skipped += 1
-            continue
-        ids = [ex.target, *retrieved, *rand]
-        rng.shuffle(ids)
-        freq = FeatureRequest(
-            p.query,
-            p.history.liked,
-            len(p.history.items) - len(p.history.disliked),
-            [catalog[i] for i in ids],
-            None,
-            None,
-            max((r.timestamp for r in ex.history if r.timestamp), default=None),
-        )
-        groups.append((freq, [int(i == ex.target) for i in ids]))
-    if progress:
-        progress(len(examples), len(examples))
-    if not groups:
-        raise LearnedRankerError("no training example has a target and history in the catalog")
-    by_req: dict[int, list[float]] = {}
-    if uses_llm(cfg):
-        ask = [n for n, (r, _) in enumerate(groups) if builder.llm_on(r.n_liked)]
-        if ask and llm is None:
-            raise LearnedRankerError(
-                "ranking.learned.llm_feature is on: training needs the LLM (its label scores "
-                "are a feature)"
-            )
-        for start in range(0, len(ask), LLM_BATCH):
-            chunk = ask[start : start + LLM_BATCH]
-            assert llm is not None
-            got = llm_scores(llm, cfg.ranking, [groups[n][0] for n in chunk], cfg.llm.seed)
-            by_req.update(zip(chunk, got, strict=True))
+    groups, skipped, hits = _groups(rec, catalog, examples, progress)
+    by_req = _llm_feature(cfg, builder, groups, llm)
     xs = [builder.matrix(r, by_req.get(n)) for n, (r, _) in enumerate(groups)]
     x = np.vstack(xs)
     y = np.concatenate([np.asarray(lab, dtype=float) for _, lab in groups])
@@ -258,6 +182,127 @@ def train_ranker(
         "fit_seconds": round(time.perf_counter() - t0, 3),
     }
     return LearnedModel(booster, feature_names(cfg), prov)
+
+
+def _served(
+    cfg: Config,
+    store: ChromaStore,
+    catalog: Mapping[str, Item],
+    train_rows: Sequence[Interaction],
+    fitted: Mapping[str, Retriever] | None,
+    llm: LLM | None,
+) -> tuple[Recommender, Sources]:
+    """The served retrieval pipeline over the training rows, with no LLM ranking and no
+    rationales; every fitted source it (or the learned features) reads, fitted on them."""
+    rcfg = cfg.model_copy(
+        update={
+            "ranking": cfg.ranking.model_copy(update={"mode": "retrieval", "rationale_top_r": 0})
+        }
+    )
+    interactions = InteractionStore(":memory:")
+    interactions.add(train_rows)
+    kinds = [k for k, w in cfg.retrieval.sources.items() if w > 0] + feature_sources(cfg)
+    models: dict[str, Retriever] = dict(fitted or {})
+    for kind in dict.fromkeys(kinds):
+        if kind in FITTERS and kind not in models:
+            models[kind] = FITTERS[kind].fit(cfg, catalog, train_rows, None)
+    sources = Sources(rcfg, store, interactions, fitted=models)
+    sources.set_catalog(catalog)
+    return Recommender(rcfg, store, interactions, llm=llm, sources=sources), sources
+
+
+Group = tuple[FeatureRequest, list[int]]
+
+
+def _groups(
+    rec: Recommender,
+    catalog: Mapping[str, Item],
+    examples: Sequence[Example],
+    progress: Progress | None,
+) -> tuple[list[Group], int, int]:
+    """One lambdarank group per usable example; how many were skipped; how many targets
+    the served retrieval found."""
+    groups: list[Group] = []
+    skipped = hits = 0
+    all_ids = sorted(catalog)
+    for n, ex in enumerate(examples):
+        if progress:
+            progress(n, len(examples))
+        group, hit = _group(rec, catalog, ex, all_ids)
+        hits += hit
+        if group is None:
+            skipped += 1
+            continue
+        groups.append(group)
+    if progress:
+        progress(len(examples), len(examples))
+    if not groups:
+        raise LearnedRankerError("no training example has a target and history in the catalog")
+    return groups, skipped, hits
+
+
+def _group(
+    rec: Recommender, catalog: Mapping[str, Item], ex: Example, all_ids: Sequence[str]
+) -> tuple[Group | None, bool]:
+    """The example's group (target, retrieved and random negatives, shuffled; None when
+    the example cannot be used) and whether the served retrieval found the target."""
+    lc = rec.config.ranking.learned
+    if ex.target not in catalog:
+        return None, False
+
+    def retrieve(query: RetrievalQuery, served: FusionRetriever) -> list[Candidate]:
+        return served.search(query, lc.retrieved_negatives + 1)
+
+    req = RecRequest(user_id=ex.user_id, history=list(ex.history), k=1)
+    try:
+        p = rec.resolve(req, retrieve)
+    except GenreError:
+        return None, False  # no known history item
+    if p.strategy == "popular":
+        return None, False  # a cold request: served the popularity list, not the ranker
+    retrieved = [c.item.id for c in p.candidates if c.item.id != ex.target]
+    hit = len(retrieved) < len(p.candidates)
+    retrieved = retrieved[: lc.retrieved_negatives] if hit else []
+    # Without the target among the retrieved items the group keeps only random
+    # negatives (module docstring).
+    rng = random.Random(stable_seed(lc.seed, ex.user_id, "learned"))
+    seen = {r.item_id for r in ex.history} | {ex.target} | set(retrieved)
+    rand = _random_negatives(all_ids, lc.random_negatives, seen, rng)
+    if not retrieved and not rand:
+        return None, hit
+    ids = [ex.target, *retrieved, *rand]
+    rng.shuffle(ids)
+    freq = FeatureRequest(
+        p.query,
+        p.history.liked,
+        len(p.history.items) - len(p.history.disliked),
+        [catalog[i] for i in ids],
+        None,
+        None,
+        max((r.timestamp for r in ex.history if r.timestamp), default=None),
+    )
+    return (freq, [int(i == ex.target) for i in ids]), hit
+
+
+def _llm_feature(
+    cfg: Config, builder: FeatureBuilder, groups: Sequence[Group], llm: LLM | None
+) -> dict[int, list[float]]:
+    """The LLM's label scores per group, where its history bucket has the feature on."""
+    by_req: dict[int, list[float]] = {}
+    if not uses_llm(cfg):
+        return by_req
+    ask = [n for n, (r, _) in enumerate(groups) if builder.llm_on(r.n_liked)]
+    if ask and llm is None:
+        raise LearnedRankerError(
+            "ranking.learned.llm_feature is on: training needs the LLM (its label scores "
+            "are a feature)"
+        )
+    for start in range(0, len(ask), LLM_BATCH):
+        chunk = ask[start : start + LLM_BATCH]
+        assert llm is not None
+        got = llm_scores(llm, cfg.ranking, [groups[n][0] for n in chunk], cfg.llm.seed)
+        by_req.update(zip(chunk, got, strict=True))
+    return by_req
 
 
 def fit_booster(
@@ -345,5 +390,5 @@ def fit_ranker(rec: Recommender, progress: Progress | None = None) -> RankerRepo
 
     final = ranker_folder(cfg)
     save_atomically(final, write)
-    rec._learned = None  # the next request loads the new model
+    rec.reload_ranker()  # the next request loads the new model
     return RankerReport(final, model.provenance)

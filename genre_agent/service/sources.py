@@ -22,7 +22,7 @@ from genre_agent.retrievers.embedding import EmbeddingRetriever
 from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.retrievers.popularity import PopularityRetriever
 from genre_agent.retrievers.random import RandomRetriever
-from genre_agent.service.fit import FITTERS, load_fitted, model_token, provenance
+from genre_agent.service.fit import FITTERS, NotFitted, load_fitted, model_token, provenance
 from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore
 
@@ -201,12 +201,41 @@ class Sources:
         r = self.config.retrieval
         return FusionRetriever([self.get("popularity")], [1.0], c=r.rrf_c, depth=r.depth)
 
-    def fusion(self) -> FusionRetriever:
-        active = self.active()
+    def fusion(self, notes: list[str] | None = None) -> FusionRetriever:
+        """The fused active sources (see ``fused``)."""
+        return self.fused(notes)[0]
+
+    def fused(self, notes: list[str] | None = None) -> tuple[FusionRetriever, dict[str, float]]:
+        """The fused active sources and their weights. A source with no fitted model is
+        skipped with a note (appended to ``notes``) while another source answers; with
+        ``retrieval.strict``, or when no source is left, it is the error it was."""
         r = self.config.retrieval
-        return FusionRetriever(
-            [self.get(k) for k in active], list(active.values()), c=r.rrf_c, depth=r.depth
+        built: dict[str, Retriever] = {}
+        weights: dict[str, float] = {}
+        missing: list[tuple[SourceKind, NotFitted]] = []
+        for kind, w in self.active().items():
+            try:
+                built[kind] = self.get(kind)
+                weights[kind] = w
+            except NotFitted as exc:
+                if r.strict:
+                    raise
+                missing.append((kind, exc))
+        if missing and not built:
+            raise missing[0][1]
+        for gone, _ in missing:
+            note = (
+                f"source {gone} skipped: it has no fitted model (run `genre fit`; "
+                "retrieval.strict = true makes this an error)"
+            )
+            if notes is not None:
+                notes.append(note)
+            elif self.announce:
+                self.announce(f"note: {note}")
+        fusion = FusionRetriever(
+            list(built.values()), list(weights.values()), c=r.rrf_c, depth=r.depth
         )
+        return fusion, weights
 
 
 def _provenance_of(tok: str | None, config: Config, kind: str) -> dict[str, Any]:

@@ -420,13 +420,6 @@ class PostgresSessions(_Store):
             cur = conn.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
         return int(cur.rowcount)
 
-    def list(self) -> list[tuple[str, str | None, float]]:
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT id, user_id, updated FROM sessions ORDER BY updated, id"
-            ).fetchall()
-        return [(str(i), u, float(t)) for i, u, t in rows]
-
     def exists(self, session_id: str) -> bool:
         with self.pool.connection() as conn:
             row = conn.execute("SELECT 1 FROM sessions WHERE id = %s", (session_id,)).fetchone()
@@ -446,5 +439,12 @@ class PostgresSessions(_Store):
                 f"SELECT id, user_id, updated FROM sessions {where}"
                 " ORDER BY updated, id LIMIT %s OFFSET %s",
                 (*args, limit, offset),
+            ).fetchall()
+        return [(str(i), u, float(t)) for i, u, t in rows]
+
+    def list(self) -> list[tuple[str, str | None, float]]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, user_id, updated FROM sessions ORDER BY updated, id"
             ).fetchall()
         return [(str(i), u, float(t)) for i, u, t in rows]
