@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,53 @@ def test_streamed_rationales_print_in_rank_order(
     _print_stream(_events(order))
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ": why " in ln]
     assert [ln.split(".")[0] for ln in lines] == [str(r) for r in sorted(order)], lines
+
+
+# vLLM's log line format ("INFO 12-07 05:40:01 [file.py:12] ...", also from its engine
+# process), torch's C++ warnings ("[W1207 ...]") and Python warnings.
+_LIBRARY_LINE = re.compile(r"^(\(EngineCore.*\) )?(INFO|WARNING|DEBUG) \d\d-\d\d |^\[W\d|Warning: ")
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_real_model_recommend_is_quiet_and_in_rank_order(tmp_path: Path, verbose: bool) -> None:
+    """The real default model in process: no library log lines unless -v, and the streamed
+    rationales in rank order."""
+    sets = [
+        "--set",
+        "embedder.kind=fake",
+        "--set",
+        f"store.path={tmp_path / 'chroma'}",
+        "--set",
+        f"store.interactions_path={tmp_path / 'i.sqlite'}",
+        "--set",
+        f"profile.path={tmp_path / 'p.sqlite'}",
+        "--set",
+        'retrieval.sources={"embedding": 1.0}',
+    ]
+    catalog = ROOT / "tests" / "fixtures" / "catalog.jsonl"
+    assert genre("index", str(catalog), *sets, "--set", "llm.engine=fake").returncode == 0
+    proc = subprocess.run(
+        [
+            str(GENRE),
+            *(["-v"] if verbose else []),
+            "recommend",
+            "--history",
+            "m1",
+            "-k",
+            "3",
+            *sets,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    noisy = [ln for ln in proc.stderr.splitlines() if _LIBRARY_LINE.search(ln)]
+    if verbose:
+        assert noisy, proc.stderr[-3000:]  # the pattern does match vLLM's lines
+    else:
+        assert not noisy, noisy
+    order = [int(m.group(1)) for m in re.finditer(r"^(\d+)\. .*?: ", proc.stdout, re.M)]
+    assert order == [1, 2, 3], proc.stdout
