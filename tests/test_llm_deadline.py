@@ -76,7 +76,7 @@ def test_a_trickling_server_times_out_at_request_timeout() -> None:
     assert isinstance(error, LLMTimeout), error
     assert "no answer within 2 s (llm.request_timeout_s)" in str(error)
     assert took >= 2.0
-    assert trickled >= 2  # bytes kept coming faster than any per-read timeout
+    assert trickled >= 1  # bytes kept coming: a per-read timeout alone would not fire
 
 
 @pytest.mark.parametrize("call", ["generate", "score_labels"])
