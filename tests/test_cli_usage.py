@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import _sets
 
 from genre_agent.types import Item, RankedItem, Recommendation, StreamEvent, Trace
 
@@ -145,18 +146,7 @@ _LIBRARY_LINE = re.compile(r"^(\(EngineCore.*\) )?(INFO|WARNING|DEBUG) \d\d-\d\d
 def test_real_model_recommend_is_quiet_and_in_rank_order(tmp_path: Path, verbose: bool) -> None:
     """The real default model in process: no library log lines unless -v, and the streamed
     rationales in rank order."""
-    sets = [
-        "--set",
-        "embedder.kind=fake",
-        "--set",
-        f"store.path={tmp_path / 'chroma'}",
-        "--set",
-        f"store.interactions_path={tmp_path / 'i.sqlite'}",
-        "--set",
-        f"profile.path={tmp_path / 'p.sqlite'}",
-        "--set",
-        'retrieval.sources={"embedding": 1.0}',
-    ]
+    sets = _sets(tmp_path)[2:]  # without llm.engine=fake: the default engine and model
     catalog = ROOT / "tests" / "fixtures" / "catalog.jsonl"
     assert genre("index", str(catalog), *sets, "--set", "llm.engine=fake").returncode == 0
     proc = subprocess.run(
