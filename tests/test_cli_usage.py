@@ -96,7 +96,7 @@ def test_quiet_libraries_unless_verbose() -> None:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY"}
+        if k not in {"VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY", "GENRE_QUIET_LIBRARIES"}
     }
     env["PYTHONPATH"] = str(ROOT)
     quiet = subprocess.run(
@@ -109,6 +109,32 @@ def test_quiet_libraries_unless_verbose() -> None:
     assert loud.stdout.split() == ["INFO", "info", "20"], loud.stderr
     assert "noisy" not in quiet.stderr and "ours" in quiet.stderr
     assert "noisy" in loud.stderr and "ours" in loud.stderr
+
+
+def test_a_spawned_child_of_a_quiet_cli_is_quiet_too() -> None:
+    """vLLM's engine process imports the `genre` script's package but never runs the CLI's
+    options: the environment the parent set quiets it at import."""
+    code = (
+        "import logging, warnings\n"
+        "import genre_agent.cli.common\n"
+        "print(logging.getLogger('vllm').level)\n"
+        "warnings.warn_explicit('noisy', FutureWarning, 'x.py', 1, module='vllm.triton_utils')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    quiet = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "GENRE_QUIET_LIBRARIES": "1"},
+    )
+    assert quiet.stdout.split() == ["40"] and "noisy" not in quiet.stderr, quiet.stderr
+    plain = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in env.items() if k != "GENRE_QUIET_LIBRARIES"},
+    )
+    assert plain.stdout.split() == ["0"] and "noisy" in plain.stderr, plain.stderr
 
 
 def _events(order: list[int]) -> Any:
@@ -138,7 +164,10 @@ def test_streamed_rationales_print_in_rank_order(
 
 # vLLM's log line format ("INFO 12-07 05:40:01 [file.py:12] ...", also from its engine
 # process), torch's C++ warnings ("[W1207 ...]") and Python warnings.
-_LIBRARY_LINE = re.compile(r"^(\(EngineCore.*\) )?(INFO|WARNING|DEBUG) \d\d-\d\d |^\[W\d|Warning: ")
+_LIBRARY_LINE = re.compile(
+    r"^(\(EngineCore.*\) )?(INFO|WARNING|DEBUG) \d\d-\d\d |^\[W\d|Warning: |Warning\b"
+    r"|Triton is installed|Loading safetensors|resource_tracker"
+)
 
 
 @pytest.mark.real

@@ -175,18 +175,24 @@ def usage_error(exc: BaseException, fallback_ctx: Any = None) -> tuple[str, int]
     return message, code
 
 
-# What quiets each library's logging, and the value for -v. vLLM reads its variable when
-# imported, in this process and in the engine process it spawns (which inherits os.environ).
+# What quiets each library's logging, and the value for -v. Child processes (vLLM's engine
+# process, multiprocessing's resource tracker) inherit os.environ.
+QUIET_ENV = "GENRE_QUIET_LIBRARIES"
 _LIBRARY_LOG_ENV = {
+    QUIET_ENV: ("1", "0"),
     "VLLM_LOGGING_LEVEL": ("ERROR", "INFO"),
     "TRANSFORMERS_VERBOSITY": ("error", "info"),
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": ("1", "0"),
     "HF_HUB_DISABLE_PROGRESS_BARS": ("1", "0"),
     "TQDM_DISABLE": ("1", "0"),
+    "TORCH_CPP_LOG_LEVEL": ("ERROR", "WARNING"),  # torch's C++ "[W1207 ...] Warning:" lines
+    # The resource tracker's "leaked shared_memory objects" warning at vLLM's shutdown.
+    "PYTHONWARNINGS": ("ignore::UserWarning:multiprocessing.resource_tracker", ""),
 }
-# Python warnings raised inside these packages (deprecations, "TypedStorage is deprecated"):
-# shown only with -v.
-_NOISY_PACKAGES = r"(vllm|transformers|torch|outlines|outlines_core|xgrammar|huggingface_hub)(\.|$)"
+# Loggers and Python warnings (deprecations, FutureWarning) of these packages: shown only
+# with -v.
+_NOISY = ("vllm", "transformers", "torch", "outlines", "huggingface_hub", "xgrammar")
+_NOISY_PACKAGES = r"(" + "|".join(_NOISY) + r")(\.|$)"
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -195,17 +201,37 @@ def quiet_libraries(verbose: bool) -> None:
     A variable the user set already is left alone. Only logging is affected: our own
     messages (progress, notes, errors) go to stderr as before.
     """
-    import logging
     import os
-    import warnings
 
     for name, (quiet, loud) in _LIBRARY_LOG_ENV.items():
         os.environ.setdefault(name, loud if verbose else quiet)
-    level = logging.INFO if verbose else logging.ERROR
-    for name in ("vllm", "transformers", "torch", "outlines", "huggingface_hub", "xgrammar"):
+    _quiet_this_process(os.environ.get(QUIET_ENV) == "1")
+
+
+def _quiet_this_process(quiet: bool) -> None:
+    import logging
+    import warnings
+
+    # vLLM logs some lines at import, before it configures its loggers (they reach
+    # logging's last-resort handler), so the levels are set here first.
+    level = logging.ERROR if quiet else logging.INFO
+    for name in _NOISY:
         logging.getLogger(name).setLevel(level)
-    if not verbose:
+    if quiet:
         warnings.filterwarnings("ignore", module=_NOISY_PACKAGES)
+
+
+def _quiet_a_spawned_child() -> None:
+    """vLLM's engine process is spawned: it imports the parent's main module (the `genre`
+    script, hence this package) before vLLM, but never runs the CLI's options; the
+    variable the parent set tells it to be quiet too."""
+    import os
+
+    if os.environ.get(QUIET_ENV) == "1":
+        _quiet_this_process(True)
+
+
+_quiet_a_spawned_child()
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML/YAML config file.")]

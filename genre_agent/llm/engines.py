@@ -101,6 +101,8 @@ class VLLMEngine:
             enable_prefix_caching=cfg.enable_prefix_caching,
             logprobs_mode="processed_logprobs",
             max_logprobs=64,
+            # The weight-loading progress bar is a log line too (`genre` hides it unless -v).
+            use_tqdm_on_load=os.environ.get("GENRE_QUIET_LIBRARIES") != "1",
         )
         self.tokenizer = self.llm.get_tokenizer()
 
