@@ -53,8 +53,9 @@ class LLMConfig(_Frozen):
     kv_cache_gib: int = Field(2, ge=1, le=64)
     enable_prefix_caching: bool = True
     dtype: Literal["bfloat16", "float32", "float16", "auto"] = "bfloat16"
-    # engine="openai": per HTTP request. With no retries a dead or hung server fails
-    # in about this time instead of retries x timeout.
+    # engine="openai": wall-clock seconds per HTTP request (every read, however slowly the
+    # server sends, ends by then; genre_agent.llm.deadline). With no retries a dead or hung
+    # server fails in about this time instead of retries x timeout.
     request_timeout_s: float = Field(30.0, gt=0)
     max_retries: int = Field(0, ge=0, le=5)
     # In-process engines (vllm, transformers): longest a call waits for its batch, queue
@@ -439,7 +440,9 @@ class ServiceConfig(_Frozen):
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     # Longest the LLM stage (rationales, LLM ranking) may take, counted from the request's
     # start; past it the answer is the ranked list with the rationales that finished,
-    # flagged fallback="llm_timeout" and missing_rationales (genre_agent.http.budget).
+    # flagged fallback="llm_timeout" and missing_rationales (genre_agent.http.budget). A
+    # chat turn's LLM calls keep the same budget; past it the turn answers with picks
+    # ranked without the LLM, flagged in its fallback and notes.
     llm_budget_s: float = Field(20.0, gt=0.0)
     # A larger request body is refused with 413 before it is parsed.
     max_body_bytes: int = Field(1_000_000, ge=1024)

@@ -134,6 +134,106 @@ def describe_error(exc: BaseException, cfg: Config | None = None) -> str | None:
     return terminal_safe(f"{head}: {type(exc).__name__}: {shorten(detail, 300)}")
 
 
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """Click's exception base, from typer's vendored copy (typer >= 0.20 parses with it) and
+    from click itself when some command still uses it."""
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            imported = __import__(module, fromlist=["ClickException"])
+        except ImportError:
+            continue
+        cls = getattr(imported, "ClickException", None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+def usage_error(exc: BaseException, fallback_ctx: Any = None) -> tuple[str, int] | None:
+    """``(one-line message, exit code)`` for a command-line parsing error, else None (the
+    message is empty when there is nothing to add to the help already shown).
+
+    A usage error (unknown option or command, an option without its value, a bad value)
+    names what was wrong and the command's usage line, and exits 2. ``fallback_ctx`` is the
+    command's click context for errors that carry none (an option missing its value).
+    """
+    kinds = _click_exception_types()
+    if not kinds or not isinstance(exc, kinds):
+        return None
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return "", 2  # a bare group (`genre`, `genre models`): its help is printed already
+    message = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None) or fallback_ctx
+    is_usage = type(exc).__name__ in {"UsageError", "BadParameter", "NoSuchOption"} or any(
+        c.__name__ == "UsageError" for c in type(exc).__mro__
+    )
+    if ctx is not None:
+        usage = " ".join(ctx.get_usage().split())
+        usage = usage[len("Usage:") :].strip() if usage.startswith("Usage:") else usage
+        message += f" (usage: {usage}; see '{ctx.command_path} --help')"
+    code = 2 if is_usage else int(getattr(exc, "exit_code", 1) or 1)
+    return message, code
+
+
+# What quiets each library's logging, and the value for -v. Child processes (vLLM's engine
+# process, multiprocessing's resource tracker) inherit os.environ.
+QUIET_ENV = "GENRE_QUIET_LIBRARIES"
+_LIBRARY_LOG_ENV = {
+    QUIET_ENV: ("1", "0"),
+    "VLLM_LOGGING_LEVEL": ("ERROR", "INFO"),
+    "TRANSFORMERS_VERBOSITY": ("error", "info"),
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": ("1", "0"),
+    "HF_HUB_DISABLE_PROGRESS_BARS": ("1", "0"),
+    "TQDM_DISABLE": ("1", "0"),
+    "TORCH_CPP_LOG_LEVEL": ("ERROR", "WARNING"),  # torch's C++ "[W1207 ...] Warning:" lines
+    # The resource tracker's "leaked shared_memory objects" warning at vLLM's shutdown.
+    "PYTHONWARNINGS": ("ignore::UserWarning:multiprocessing.resource_tracker", ""),
+}
+# Loggers and Python warnings (deprecations, FutureWarning) of these packages: shown only
+# with -v.
+_NOISY = ("vllm", "transformers", "torch", "outlines", "huggingface_hub", "xgrammar")
+_NOISY_PACKAGES = r"(" + "|".join(_NOISY) + r")(\.|$)"
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Silence vLLM's, transformers' and torch's log lines and warnings unless ``verbose``.
+
+    A variable the user set already is left alone. Only logging is affected: our own
+    messages (progress, notes, errors) go to stderr as before.
+    """
+    import os
+
+    for name, (quiet, loud) in _LIBRARY_LOG_ENV.items():
+        os.environ.setdefault(name, loud if verbose else quiet)
+    _quiet_this_process(os.environ.get(QUIET_ENV) == "1")
+
+
+def _quiet_this_process(quiet: bool) -> None:
+    import logging
+    import warnings
+
+    # vLLM logs some lines at import, before it configures its loggers (they reach
+    # logging's last-resort handler), so the levels are set here first.
+    level = logging.ERROR if quiet else logging.INFO
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(level)
+    if quiet:
+        warnings.filterwarnings("ignore", module=_NOISY_PACKAGES)
+
+
+def _quiet_a_spawned_child() -> None:
+    """vLLM's engine process is spawned: it imports the parent's main module (the `genre`
+    script, hence this package) before vLLM, but never runs the CLI's options; the
+    variable the parent set tells it to be quiet too."""
+    import os
+
+    if os.environ.get(QUIET_ENV) == "1":
+        _quiet_this_process(True)
+
+
+_quiet_a_spawned_child()
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML/YAML config file.")]
 SetOpt = Annotated[
     list[str] | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,14 +24,34 @@ from genre_agent.cli.common import (
     describe_error,
     parse_overrides,
     progress_bar,
+    quiet_libraries,
     safe_json,
     safe_text,
     terminal_safe,
+    usage_error,
 )
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="GENRE: LLM recommender.")
+# No local variables in a bug's traceback: they can hold an API key or a user's history.
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="GENRE: LLM recommender.",
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("genre-agent")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            from genre_agent import __version__ as number
+        print(f"genre {number}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -38,8 +59,17 @@ def _global_options(
     debug: Annotated[
         bool, typer.Option("--debug", help="On an error, print the full traceback.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show the log lines of vLLM, transformers and torch."),
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version."),
+    ] = False,
 ) -> None:
     STATE.debug = debug
+    quiet_libraries(verbose)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect offline models.")
@@ -224,19 +254,32 @@ def _table(result: Any, with_rationales: bool) -> Table:
 
 
 def _print_stream(events: Any) -> Any:
-    """The ranked list at once, then each rationale as it arrives; returns the result."""
+    """The ranked list at once, then the rationales in rank order as they arrive (one that
+    finishes early waits for those ranked above it); returns the result."""
     first = next(events)
     result = first.recommendation
     for note in result.trace.notes:
         print(terminal_safe(f"note: {note}"), file=sys.stderr)
     out.print(_table(result, with_rationales=False))
+    ranks = [it.rank for it in result.items]
+    arrived: dict[int, Any] = {}
+    shown = 0  # rationales printed: those of ranks[:shown]
+
+    def show(item: Any) -> None:
+        line = safe_text(f"{item.rank}. {item.item.title}: ")
+        line.append_text(_why(item))
+        out.print(line)
+
     for ev in events:
         if ev.kind == "rationale":
-            line = safe_text(f"{ev.item.rank}. {ev.item.item.title}: ")
-            line.append_text(_why(ev.item))
-            out.print(line)
+            arrived[ev.item.rank] = ev.item
+            while shown < len(ranks) and ranks[shown] in arrived:
+                show(arrived.pop(ranks[shown]))
+                shown += 1
         elif ev.kind == "done":
             result = ev.recommendation
+    for rank in sorted(arrived):  # ranks the stream never explained do not hold the rest
+        show(arrived[rank])
     _print_trace(result)
     return result
 
@@ -503,34 +546,38 @@ _mount_commands()
 def run(args: list[str] | None = None) -> int:
     """Run one ``genre`` command line; return its exit code.
 
-    A GenreError or an LLM/HTTP server error prints ``error: <cause>`` (exit 2), or with
-    ``--debug`` the full traceback. Any other exception is a bug and propagates.
+    A usage error (unknown option or command, a missing value) prints ``error: <what>
+    (usage: <the command's usage line>)``, one line, and exits 2. A GenreError or an
+    LLM/HTTP server error prints ``error: <cause>`` (exit 2). With ``--debug`` both print the
+    full traceback instead. Any other exception is a bug and propagates.
     """
-    import traceback
-
     STATE.debug, STATE.config = False, None
+    argv = sys.argv[1:] if args is None else list(args)
     code = 0
     try:
-        rc = app(args=args, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False, prog_name="genre")
         code = rc if isinstance(rc, int) else 0
     except (typer.Abort, KeyboardInterrupt):
         code = 130
     except typer.Exit as exc:
         code = exc.exit_code
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):  # usage errors and the like
-            exc.show()
-            return exc.exit_code
-        message = describe_error(exc, STATE.config)
-        if message is None:
+        usage = usage_error(exc, _context_for(argv))
+        if usage is not None:  # a bad option, command or value: one line, exit 2
+            message, code = usage
+            if STATE.debug or _debug_flag(argv):
+                traceback.print_exc()
+            elif message:
+                print(f"error: {terminal_safe(message)}", file=sys.stderr)
+            return code
+        described = describe_error(exc, STATE.config)
+        if described is None:
             raise
         if STATE.debug:
             traceback.print_exc()
         else:
             # Plain print: rich would wrap long file paths and break "file:line: field" lines.
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {described}", file=sys.stderr)
         code = 2
     finally:
         # Shut vLLM down explicitly: left to interpreter exit, its engine process can hang.
@@ -538,6 +585,36 @@ def run(args: list[str] | None = None) -> int:
 
         clear_engines()
     return code
+
+
+def _context_for(argv: list[str]) -> Any:
+    """A click context for the (sub)command ``argv`` names, for its usage line."""
+    from typer.main import get_command
+
+    try:
+        cmd: Any = get_command(app)
+        ctx = cmd.context_class(cmd, info_name="genre")
+        for arg in argv:
+            if arg.startswith("-"):
+                continue  # the groups' own options take no value
+            sub = cmd.get_command(ctx, arg) if hasattr(cmd, "get_command") else None
+            if sub is None:
+                break
+            cmd, ctx = sub, sub.context_class(sub, info_name=arg, parent=ctx)
+        return ctx
+    except Exception:  # noqa: BLE001  (only the usage line is lost)
+        return None
+
+
+def _debug_flag(argv: list[str]) -> bool:
+    """Whether ``--debug`` came before the command: a usage error in the global options
+    stops parsing before the callback that records it runs."""
+    for arg in argv:
+        if arg == "--debug":
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from genre_agent.errors import GenreError, RankingValidationError
+from genre_agent.llm.deadline import deadline_at
 from genre_agent.llm.faults import LLMTimeout, LLMUnavailable, one_line
 from genre_agent.types import RankedItem, Recommendation, StreamEvent, Trace
 
@@ -72,26 +73,30 @@ def budgeted_stream(
     """
     events: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
     stop = threading.Event()
+    deadline = time.monotonic() + budget_s
 
     def work() -> None:
         ranked: Recommendation | None = None
         try:
-            for ev in stream():
-                if ev.kind == "ranked":
-                    ranked = ev.recommendation
-                # Copies taken here, while the generator is suspended: the stream mutates
-                # the ranked list's trace as rationales arrive.
-                snapshot = ranked.trace.model_copy(deep=True) if ranked is not None else None
-                events.put(("event", ev.model_copy(deep=True), snapshot))
-                if stop.is_set():
-                    return
+            # Every LLM call of the stream ends by the budget's deadline too (the generator
+            # runs in this context), so this thread and the engine calls it waits for end
+            # with the request instead of outliving it.
+            with deadline_at(deadline):
+                for ev in stream():
+                    if ev.kind == "ranked":
+                        ranked = ev.recommendation
+                    # Copies taken here, while the generator is suspended: the stream
+                    # mutates the ranked list's trace as rationales arrive.
+                    snapshot = ranked.trace.model_copy(deep=True) if ranked is not None else None
+                    events.put(("event", ev.model_copy(deep=True), snapshot))
+                    if stop.is_set():
+                        return
         except BaseException as exc:  # noqa: BLE001  (handed to the caller)
             events.put(("error", exc, None))
         finally:
             events.put(("end", None, None))
 
     threading.Thread(target=work, name="genre-http-llm", daemon=True).start()
-    deadline = time.monotonic() + budget_s
     ranked: Recommendation | None = None
     trace: Trace | None = None
     explained: dict[int, RankedItem] = {}
@@ -145,10 +150,12 @@ def budgeted_call(
     """``call()`` within ``budget_s`` seconds; past it, or on an LLM failure, ``fallback()``
     flagged (for calls that give no partial result, such as ``rank``)."""
     done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    deadline = time.monotonic() + budget_s
 
     def work() -> None:
         try:
-            done.put((True, call()))
+            with deadline_at(deadline):  # the call's LLM requests end with the budget too
+                done.put((True, call()))
         except BaseException as exc:  # noqa: BLE001  (handed to the caller)
             done.put((False, exc))
 

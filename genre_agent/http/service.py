@@ -209,7 +209,14 @@ class Service:
             return len(self._session_locks)
 
     def start_session(self, user_id: str | None, profile: str | None) -> ChatSession:
-        return ChatSession.start(self.rec, self.sessions(), user_id=user_id, profile=profile)
+        session = ChatSession.start(self.rec, self.sessions(), user_id=user_id, profile=profile)
+        return self._budgeted(session)
 
     def resume_session(self, session_id: str) -> ChatSession:
-        return ChatSession.resume(self.rec, self.sessions(), session_id)
+        return self._budgeted(ChatSession.resume(self.rec, self.sessions(), session_id))
+
+    def _budgeted(self, session: ChatSession) -> ChatSession:
+        """Turns over HTTP keep service.llm_budget_s like recommend: past it, or with the
+        LLM failing, a turn answers flagged (ranked by ``fast``, without rationales)."""
+        session.budget_s, session.fallback_rec = self.budget_s, self.fast
+        return session

@@ -18,7 +18,8 @@ from genre_agent.llm.base import (
     LabelScores,
     ScoreRequest,
 )
-from genre_agent.llm.faults import map_in_threads, openai_error
+from genre_agent.llm.deadline import deadline_transport, llm_deadline, time_left
+from genre_agent.llm.faults import LLMTimeout, map_in_threads, openai_error
 
 
 def _revision(target: str) -> str:
@@ -100,6 +101,8 @@ class VLLMEngine:
             enable_prefix_caching=cfg.enable_prefix_caching,
             logprobs_mode="processed_logprobs",
             max_logprobs=64,
+            # The weight-loading progress bar is a log line too (`genre` hides it unless -v).
+            use_tqdm_on_load=os.environ.get("GENRE_QUIET_LIBRARIES") != "1",
         )
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -187,15 +190,18 @@ class OpenAIEngine:
     thread_safe = True
 
     def __init__(self, cfg: LLMConfig, target: str) -> None:
-        from openai import OpenAI
+        from openai import DefaultHttpxClient, OpenAI
 
         if not cfg.base_url:
             raise ModelError("engine 'openai' needs llm.base_url, e.g. http://127.0.0.1:8000/v1")
+        # The client's own timeout restarts at every byte read; the transport keeps each
+        # call's wall-clock deadline (request_timeout_s, or an llm_deadline nearer than it).
         self.client = OpenAI(
             base_url=cfg.base_url,
             api_key=cfg.api_key,
             timeout=cfg.request_timeout_s,
             max_retries=cfg.max_retries,
+            http_client=DefaultHttpxClient(transport=deadline_transport()),
         )
         self.model_id = cfg.served_model_name or target
         self.revision = ""
@@ -204,12 +210,21 @@ class OpenAIEngine:
         self._timeout_s = cfg.request_timeout_s
 
     def _create(self, **kwargs: Any) -> Any:
+        """One request, done (or LLMTimeout) within request_timeout_s wall-clock seconds, or
+        by the caller's ``llm_deadline`` when that is sooner; retries included."""
         import openai
 
+        limit = time_left(self._timeout_s)
+        if limit <= 0:
+            raise LLMTimeout(
+                f"engine 'openai' at {self._base_url}: not sent, the call's deadline had "
+                "passed (service.llm_budget_s or an llm_deadline)"
+            )
         try:
-            return self.client.chat.completions.create(**kwargs)
+            with llm_deadline(limit):
+                return self.client.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
-            raise openai_error(exc, self._base_url, self._timeout_s) from exc
+            raise openai_error(exc, self._base_url, self._timeout_s, limit) from exc
 
     def _one(self, req: GenRequest) -> Generation:
         messages: list[dict[str, str]] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -38,12 +39,22 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def openai_error(exc: Exception, where: str, timeout_s: float) -> LLMUnavailable:
-    """Map an ``openai`` client exception to one LLMUnavailable line; ``where`` is the URL."""
+def openai_error(
+    exc: Exception, where: str, timeout_s: float, limit_s: float | None = None
+) -> LLMUnavailable:
+    """Map an ``openai`` client exception to one LLMUnavailable line; ``where`` is the URL.
+
+    ``limit_s`` is the call's wall-clock limit when a deadline (a request's budget) made it
+    shorter than ``timeout_s`` (llm.request_timeout_s).
+    """
     import openai
 
     head = f"engine 'openai' at {where}"
     if isinstance(exc, openai.APITimeoutError):
+        if limit_s is not None and limit_s < timeout_s:
+            return LLMTimeout(
+                f"{head}: no answer within the {limit_s:.3g} s left of the call's deadline"
+            )
         return LLMTimeout(f"{head}: no answer within {timeout_s:g} s (llm.request_timeout_s)")
     if isinstance(exc, openai.APIConnectionError):
         root = _root_cause(exc)
@@ -88,6 +99,9 @@ def iter_in_threads(
         todo.put(i)
     finished: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
     stop = threading.Event()
+    # Each call runs in a copy of the caller's context, so it keeps the caller's
+    # llm_deadline (genre_agent.llm.deadline).
+    context = contextvars.copy_context()
 
     def work() -> None:
         while not stop.is_set():
@@ -96,7 +110,7 @@ def iter_in_threads(
             except queue.Empty:
                 return
             try:
-                finished.put((i, fn(items[i]), None))
+                finished.put((i, context.copy().run(fn, items[i]), None))
             except BaseException as exc:  # noqa: BLE001  (handed to the caller)
                 finished.put((i, None, exc))
 

@@ -7,7 +7,10 @@ each round it takes every request waiting in the queue, makes one ``generate`` c
 one ``score_labels`` call) for all of them, and hands each caller its slice.
 
 Failures never hang a caller:
-- a caller waits at most ``timeout_s`` (queue time included), then gets ``LLMTimeout``;
+- a caller waits at most ``timeout_s`` (queue time included), or until its
+  ``llm_deadline`` when that is sooner, then gets ``LLMTimeout``; a job that has not
+  started by then is dropped from the queue (one already in the engine runs to its end on
+  the engine thread, the only thread there is);
 - an error in a batched call is retried per caller, so one bad request fails only its
   caller; every caller whose own call raised gets the error (a GenreError);
 - a fatal error (vLLM's ``EngineDeadError``, or the engine thread dying) fails every
@@ -27,6 +30,7 @@ from typing import Any
 
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM, Generation, GenRequest, LabelScorer, LabelScores, ScoreRequest
+from genre_agent.llm.deadline import time_left
 from genre_agent.llm.faults import LLMTimeout, LLMUnavailable, one_line
 
 # Exception class names that mean the engine cannot answer again (matched by name so that
@@ -127,6 +131,13 @@ class EngineOwner:
     def _submit(self, job: _Job) -> Any:
         if job.kind != "call" and not job.requests:
             return []
+        # The caller's llm_deadline (a request's budget), when nearer than engine_timeout_s.
+        limit = time_left(self.timeout_s)
+        if limit <= 0:
+            raise LLMTimeout(
+                f"engine {self.name!r} ({self.model_id}): not queued, the call's deadline "
+                "had passed (service.llm_budget_s or an llm_deadline)"
+            )
         with self._cv:
             problem = self._unusable()
             if problem is not None:
@@ -135,7 +146,7 @@ class EngineOwner:
             self._jobs.append(job)
             self.stats.jobs += 1
             self._cv.notify()
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + limit
         try:
             # Short slices: a Ctrl-C in the main thread is handled between them.
             while not job.done.wait(min(0.5, max(deadline - time.monotonic(), 0.0))):
@@ -149,10 +160,14 @@ class EngineOwner:
             if not job.done.is_set():
                 with self._cv:
                     self.stats.timeouts += 1
+                which = (
+                    f"{self.timeout_s:g} s (llm.engine_timeout_s"
+                    if limit >= self.timeout_s
+                    else f"the {limit:.3g} s left of the call's deadline ("
+                )
                 raise LLMTimeout(
-                    f"engine {self.name!r} ({self.model_id}): no answer within "
-                    f"{self.timeout_s:g} s (llm.engine_timeout_s; {waiting} request(s) were "
-                    f"queued ahead)"
+                    f"engine {self.name!r} ({self.model_id}): no answer within {which}; "
+                    f"{waiting} request(s) were queued ahead)"
                 )
         if job.error is not None:
             raise job.error

@@ -25,6 +25,8 @@ from genre_agent.catalog.items import genre_key
 from genre_agent.config import ChatConfig, Config
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import GenRequest, Message
+from genre_agent.llm.deadline import llm_deadline
+from genre_agent.llm.faults import LLMTimeout, LLMUnavailable, one_line
 from genre_agent.prompting import render
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
@@ -185,6 +187,10 @@ class Turn(BaseModel):
     relaxed: list[str] = Field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    # Set when the LLM ran out of the turn's budget ("llm_timeout") or failed
+    # ("llm_unavailable") and the turn answered without it; ``notes`` say what was skipped.
+    fallback: str | None = None
+    notes: list[str] = Field(default_factory=list)
 
 
 class SessionState(BaseModel):
@@ -317,6 +323,11 @@ class ChatSession:
         self.cfg = cfg or rec.config.chat
         self.profile = profile
         self._lock = threading.Lock()
+        # A wall-clock budget for each turn's LLM calls (the HTTP service sets
+        # service.llm_budget_s), and the no-LLM recommender a turn falls back to past it.
+        # None: no budget, and an LLM failure raises (the CLI's behaviour).
+        self.budget_s: float | None = None
+        self.fallback_rec: Recommender | None = None
 
     @classmethod
     def start(
@@ -375,9 +386,32 @@ class ChatSession:
         return req, prompt
 
     def send(self, message: str) -> Turn:
-        """One user turn: intent -> merged search -> recommend -> saved turn."""
-        with self._lock:
+        """One user turn: intent -> merged search -> recommend -> saved turn.
+
+        With ``budget_s`` set, every LLM call of the turn ends within it; a turn whose LLM
+        timed out or failed still answers, flagged in ``fallback`` and ``notes``.
+        """
+        with self._lock, llm_deadline(self.budget_s):
             return self._send(message)
+
+    def _llm_failed(
+        self, turn: Turn, exc: LLMUnavailable, instead: str, needs_fallback: bool = False
+    ) -> None:
+        """Flag ``turn``: the LLM failed (or ran out of budget) and ``instead`` was done.
+        Without a budget (or the fallback recommender it needs) ``exc`` raises as before."""
+        if self.budget_s is None or (needs_fallback and self.fallback_rec is None):
+            raise exc
+        reason = "llm_timeout" if isinstance(exc, LLMTimeout) else "llm_unavailable"
+        turn.fallback = turn.fallback or reason
+        turn.notes.append(f"{instead}: {type(exc).__name__}: {one_line(exc, 240)}")
+
+    def _recommend(self, request: RecRequest, turn: Turn) -> Any:
+        try:
+            return self.rec.recommend_many([request])[0]
+        except LLMUnavailable as exc:
+            self._llm_failed(turn, exc, "picks ranked without the LLM and without rationales", True)
+            assert self.fallback_rec is not None
+            return self.fallback_rec.recommend_many([request])[0]
 
     def _send(self, message: str) -> Turn:
         t0 = time.perf_counter()
@@ -391,6 +425,9 @@ class ChatSession:
         try:
             out = llm.generate([req])[0]
             intent, violations = validate_intent(out.text, self.cfg, len(st.last_picks))
+        except LLMUnavailable as exc:
+            self._llm_failed(turn, exc, "no intent from the LLM; the message is the query")
+            intent, violations = Intent(query=" ".join(message.split())[: self.cfg.query_chars]), []
         except IntentError as exc:
             turn.error = str(exc)
             turn.violations.append({"reason": "invalid intent", "detail": str(exc)[:300]})
@@ -414,20 +451,19 @@ class ChatSession:
                 wheres.append(build_where(st.year_min, st.year_max, [], st.genres_exclude))
             for attempt, where in enumerate(wheres):
                 try:
-                    rec = self.rec.recommend_many(
-                        [
-                            RecRequest(
-                                user_id=st.user_id,
-                                history=seeds or None,
-                                query=st.query or None,
-                                k=self.cfg.k,
-                                filters=where,
-                                profile=self.profile,
-                                exclude=sorted(exclude),
-                                profile_scope="config",
-                            )
-                        ]
-                    )[0]
+                    rec = self._recommend(
+                        RecRequest(
+                            user_id=st.user_id,
+                            history=seeds or None,
+                            query=st.query or None,
+                            k=self.cfg.k,
+                            filters=where,
+                            profile=self.profile,
+                            exclude=sorted(exclude),
+                            profile_scope="config",
+                        ),
+                        turn,
+                    )
                 except GenreError as exc:
                     turn.error = str(exc)
                     break
