@@ -1,0 +1,1135 @@
+"""Deterministic reading of a chat message: genres and moods, negation, years, title references.
+
+The normaliser reads a message against the catalog's own vocabulary (its genres, titles and
+year range) and the last reply's picks, and returns a :class:`Reading`: the wishes it found,
+and the content words it could not account for (``leftover``). A message with no leftover
+is *settled*: the hybrid chat mode then asks no LLM for its intent. Nothing here guesses: a
+word that is not in the lexicon is left over, never mapped to the nearest genre.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from genre_agent.catalog.items import Item
+
+# --- lexicon -------------------------------------------------------------------------------
+# Phrases (token tuples) naming a genre directly or by mood. Several genres per phrase are
+# all wanted ("romcom"). Tokens are lower case, accents stripped, apostrophes dropped.
+_GENRE_WORDS: dict[str, tuple[str, ...]] = {
+    "Action": (
+        "action",
+        "action packed",
+        "explosions",
+        "shoot em up",
+        "shootouts",
+        "martial arts",
+        "kung fu",
+        "adrenaline",
+        "fight scenes",
+    ),
+    "Adventure": (
+        "adventure",
+        "adventures",
+        "adventurous",
+        "swashbuckler",
+        "swashbuckling",
+        "quest",
+        "treasure hunt",
+    ),
+    "Animation": (
+        "animation",
+        "animated",
+        "cartoon",
+        "cartoons",
+        "anime",
+        "stop motion",
+        "claymation",
+        "pixar",
+    ),
+    "Children": (
+        "children",
+        "childrens",
+        "kids",
+        "kid",
+        "kiddie",
+        "kid friendly",
+        "family friendly",
+        "for the family",
+        "for the whole family",
+        "family movie",
+        "family movies",
+        "family film",
+        "family films",
+        "family night",
+        "little ones",
+        "toddler",
+        "toddlers",
+    ),
+    "Comedy": (
+        "comedy",
+        "comedies",
+        "comedic",
+        "funny",
+        "funnier",
+        "funniest",
+        "hilarious",
+        "humor",
+        "humour",
+        "humorous",
+        "laugh",
+        "laughs",
+        "lol",
+        "goofy",
+        "silly",
+        "witty",
+        "feel good",
+        "feelgood",
+        "light hearted",
+        "lighthearted",
+        "slapstick",
+        "spoof",
+        "spoofs",
+        "parody",
+    ),
+    "Crime": (
+        "crime",
+        "crimes",
+        "gangster",
+        "gangsters",
+        "mafia",
+        "mob",
+        "mobster",
+        "mobsters",
+        "heist",
+        "heists",
+        "criminals",
+        "organized crime",
+    ),
+    "Documentary": (
+        "documentary",
+        "documentaries",
+        "doc",
+        "docs",
+        "docu",
+        "nonfiction",
+        "non fiction",
+    ),
+    "Drama": ("drama", "dramas", "dramatic", "tearjerker", "tear jerker", "weepy"),
+    "Fantasy": (
+        "fantasy",
+        "fantasies",
+        "magic",
+        "magical",
+        "wizard",
+        "wizards",
+        "dragons",
+        "sword and sorcery",
+        "fairy tale",
+        "fairy tales",
+    ),
+    "Film-Noir": ("noir", "film noir", "noirs"),
+    "Horror": (
+        "horror",
+        "horrors",
+        "scary",
+        "scarier",
+        "scariest",
+        "spooky",
+        "creepy",
+        "frightening",
+        "terrifying",
+        "slasher",
+        "slashers",
+        "gore",
+        "gory",
+        "zombie",
+        "zombies",
+        "scare me",
+    ),
+    "IMAX": ("imax",),
+    "Musical": ("musical", "musicals", "song and dance", "sing along", "singalong"),
+    "Mystery": ("mystery", "mysteries", "whodunit", "whodunnit", "who done it", "sleuth"),
+    "Romance": ("romance", "romances", "romantic", "love story", "love stories"),
+    "Sci-Fi": (
+        "sci fi",
+        "scifi",
+        "science fiction",
+        "space",
+        "outer space",
+        "futuristic",
+        "cyberpunk",
+        "dystopian",
+        "dystopia",
+        "time travel",
+        "aliens",
+    ),
+    "Thriller": (
+        "thriller",
+        "thrillers",
+        "suspense",
+        "suspenseful",
+        "tense",
+        "edge of my seat",
+        "edge of your seat",
+        "nail biting",
+        "nailbiter",
+    ),
+    "War": (
+        "war",
+        "wartime",
+        "world war",
+        "ww2",
+        "wwii",
+        "ww1",
+        "wwi",
+        "military",
+        "soldiers",
+        "battlefield",
+    ),
+    "Western": ("western", "westerns", "cowboy", "cowboys", "wild west", "gunslinger"),
+}
+_MULTI: dict[str, tuple[str, ...]] = {
+    "romcom": ("Comedy", "Romance"),
+    "romcoms": ("Comedy", "Romance"),
+    "rom com": ("Comedy", "Romance"),
+    "rom coms": ("Comedy", "Romance"),
+}
+# Mood words whose wanted and unwanted readings differ: "violent" wanted is Action; "less
+# violent" drops every genre that carries the violence.
+_VIOLENT = ("violent", "violence", "brutal", "bloody")
+VIOLENT_GENRES = ("Action", "Horror", "War")
+# Phrases that themselves mean "not this genre".
+_ANTI: dict[str, tuple[str, ...]] = {
+    "for adults": ("Children",),
+    "grown up": ("Children",),
+    "grownup": ("Children",),
+}
+
+_NEG = [
+    "anything but",
+    "anything except",
+    "anything other than",
+    "except",
+    "excluding",
+    "exclude",
+    "other than",
+    "apart from",
+    "without",
+    "not",
+    "no",
+    "never",
+    "nothing",
+    "none",
+    "non",
+    "dont want",
+    "do not want",
+    "dont like",
+    "do not like",
+    "dont need",
+    "hate",
+    "hates",
+    "cant stand",
+    "cannot stand",
+    "avoid",
+    "skip",
+    "less",
+    "fewer",
+    "instead of",
+    "rather than",
+    "sick of",
+    "tired of",
+    "no more",
+    "minus",
+    "nor",
+    "neither",
+    "isnt",
+    "arent",
+    "lay off",
+    "spare me",
+    "too much",
+    "enough with",
+]
+# Words that may sit between a negation and the genre it negates ("not in the mood for a
+# scary one", "no more of those romantic ones").
+_BRIDGE = set(
+    """a an the any anything more too so very really overly particularly of that those these
+    is are be it its thats movies movie films film flick flicks stuff things thing please
+    genre genres kind kinds type types sort sorts in mood for into want wanna need something
+    i im me my we us feel feeling at all today tonight right now sure if possible even
+    slightly remotely bit little one ones super that's heavy on with much about pure straight
+    up over""".split()
+)
+_CHAIN = {"or", "and", "nor", ",", "/"}
+
+_STOP = set(
+    """a an the and or but nor of to in on at for with from by as is are was were be been am
+    it its this that these those there here i im ive id me my mine we us our you your he she
+    they them their some any something anything somethin stuff thing things one ones movie
+    movies film films flick flicks cinema watch watching watched see seen show shows showing
+    give get got find recommend recommendation recommendations suggest suggestion
+    suggestions pick picks want wanna wanted need looking look please pls plz thanks thank
+    maybe perhaps just only also too very really quite pretty kind kinda sort sorta like
+    would could should can will do does did dont doesnt am is tonight today tomorrow evening
+    night weekend now mood feel feeling feelin good great nice best better fine ok okay yes
+    yeah hey hi hello so then again still even if what which who how any some all more most
+    less much many other another else similar same new different made released set from era
+    year years old time times about something sth lets let us got gotta have has had having
+    go going gonna put on up down out into over under again time please would love liked
+    loved enjoyed enjoy enjoys fan big huge bit little lot lots whole type types genre genres
+    style vibe vibes feel kind sorts sort type preferably ideally prefer preferred rather
+    ok alright must should shall may might way tbh honestly actually definitely def sure
+    surprise me im i'm u ur ya yo guys friend friends wife husband girlfriend boyfriend
+    partner date family kids son daughter tonite rn atm lately""".split()
+)
+
+_ORD = {
+    "first": 1,
+    "1st": 1,
+    "second": 2,
+    "2nd": 2,
+    "third": 3,
+    "3rd": 3,
+    "fourth": 4,
+    "4th": 4,
+    "fifth": 5,
+    "5th": 5,
+    "sixth": 6,
+    "6th": 6,
+    "seventh": 7,
+    "7th": 7,
+    "eighth": 8,
+    "8th": 8,
+    "ninth": 9,
+    "9th": 9,
+    "tenth": 10,
+    "10th": 10,
+}
+_PICK_NOUNS = {"one", "pick", "suggestion", "movie", "film", "title", "option", "choice"}
+_PICK_NEG = {
+    "not",
+    "no",
+    "drop",
+    "remove",
+    "skip",
+    "seen",
+    "watched",
+    "hate",
+    "without",
+    "except",
+    "lose",
+    "ditch",
+    "scrap",
+    "nope",
+    "nah",
+    "dislike",
+    "boring",
+    "meh",
+}
+_PICK_POS = {
+    "like",
+    "more",
+    "similar",
+    "loved",
+    "liked",
+    "love",
+    "enjoyed",
+    "great",
+    "good",
+    "perfect",
+    "closer",
+    "along",
+}
+
+_TITLE_CUES = [
+    "like",
+    "likes",
+    "similar to",
+    "such as",
+    "as good as",
+    "in the style of",
+    "in the vein of",
+    "along the lines of",
+    "reminds me of",
+    "remind me of",
+    "loved",
+    "love",
+    "liked",
+    "enjoyed",
+    "a fan of",
+    "fan of",
+    "kind of like",
+    "kinda like",
+    "sort of like",
+    "a bit like",
+    "same vibe as",
+    "the same vibe as",
+    "comparable to",
+    "akin to",
+    "a la",
+    "ala",
+    "in the spirit of",
+    "adore",
+    "adored",
+    "more like",
+    "something like",
+    "stuff like",
+]
+_VERB_LIKE = {"id", "would", "i", "we", "wed", "you", "they", "dont", "do", "really"}
+
+_WORD_DECADES = {
+    "twenties": 1920,
+    "thirties": 1930,
+    "forties": 1940,
+    "fifties": 1950,
+    "sixties": 1960,
+    "seventies": 1970,
+    "eighties": 1980,
+    "nineties": 1990,
+    "noughties": 2000,
+    "aughts": 2000,
+}
+_NUM_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "ten": 10, "twenty": 20, "few": 3}
+_RESET = [
+    "start over",
+    "new search",
+    "forget that",
+    "forget everything",
+    "scratch that",
+    "never mind",
+    "nevermind",
+    "something completely different",
+    "start again",
+    "different search",
+    "clean slate",
+    "reset",
+]
+_REPEAT = [
+    "show them again",
+    "show those again",
+    "show me those again",
+    "show me them again",
+    "again please",
+    "repeat those",
+    "the same ones again",
+]
+_OLDER = {"older", "earlier", "oldies"}
+_NEWER = {"newer", "later", "fresher"}
+
+
+def _phrases(words: Iterable[str]) -> list[tuple[str, ...]]:
+    return sorted({tuple(w.split()) for w in words}, key=len, reverse=True)
+
+
+def fold(text: str) -> str:
+    """Lower case, accents stripped, curly quotes straightened (NFKD, then ASCII)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-").lower()
+
+
+@dataclass(frozen=True)
+class Tok:
+    text: str
+    start: int
+    end: int
+    dash: bool  # a dash right before it ("1995-2005", "non-horror")
+    upper: bool  # written with a capital letter (a title, usually)
+
+
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[,.;:!?/+]")
+
+
+def tokenize(text: str) -> list[Tok]:
+    folded = fold(text)
+    toks = []
+    for m in _TOKEN_RE.finditer(folded):
+        before = folded[max(0, m.start() - 1) : m.start()]
+        toks.append(
+            Tok(
+                m.group().replace("'", ""),
+                m.start(),
+                m.end(),
+                before == "-",
+                m.start() < len(text) and text[m.start()].isupper(),
+            )
+        )
+    return toks
+
+
+_ARTICLES = ("the", "a", "an", "les", "la", "le", "il", "el", "die", "das", "der", "l")
+
+
+def title_keys(title: str) -> list[tuple[str, ...]]:
+    """Lookup keys of a catalog title: "Matrix, The (1999)" -> ("the","matrix"), ("matrix",).
+
+    Parenthesised parts (year, a.k.a. titles, original titles) become keys of their own; a
+    title with a subtitle ("Star Wars: Episode IV - A New Hope") is also found by its part
+    before the colon.
+    """
+    t = fold(title).replace("&", " and ")
+    parts = re.findall(r"\(([^()]*)\)", t)
+    main = re.sub(r"\([^()]*\)", " ", t).strip()
+    names = [main] + [re.sub(r"^a\.k\.a\.\s*", "", p).strip() for p in parts]
+    keys: list[tuple[str, ...]] = []  # the main title's own key first, then the aliases
+    for name in names:
+        if not name or re.fullmatch(r"\d{4}", name):
+            continue
+        m = re.match(r"^(.*), (" + "|".join(_ARTICLES) + r")$", name)
+        if m:
+            name = f"{m.group(2)} {m.group(1)}"
+        for variant in (name, name.split(":")[0]):
+            words = tuple(
+                w.replace("'", "") for w in re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", variant)
+            )
+            if not words:
+                continue
+            keys.append(words)
+            if len(words) > 1 and words[0] in _ARTICLES:
+                keys.append(words[1:])
+    return list(dict.fromkeys(keys))
+
+
+def _id_order(item_id: str) -> tuple[int, int | str]:
+    return (0, int(item_id)) if item_id.isdigit() else (1, item_id)
+
+
+@dataclass(frozen=True)
+class TitleEntry:
+    id: str
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    popularity: int
+
+
+@dataclass
+class Vocabulary:
+    """The catalog's words: genres, titles (by lookup key) and the newest year."""
+
+    genres: tuple[str, ...]
+    titles: dict[tuple[str, ...], list[TitleEntry]] = field(default_factory=dict)
+    max_year: int = 2020
+    max_title_len: int = 1
+
+    @classmethod
+    def from_items(
+        cls,
+        items: Iterable[Item],
+        genres: Sequence[str],
+        popularity: Mapping[str, int] | None = None,
+    ) -> Vocabulary:
+        pop = popularity or {}
+        vocab = cls(tuple(genres))
+        years = []
+        tiered: dict[tuple[str, ...], list[tuple[int, TitleEntry]]] = {}
+        for it in items:
+            year = it.metadata.get("year")
+            year = year if isinstance(year, int) else None
+            if year is not None:
+                years.append(year)
+            gs = tuple(g for g in str(it.metadata.get("genres", "")).split("|") if g)
+            entry = TitleEntry(it.id, it.title, year, gs, int(pop.get(it.id, 0)))
+            for tier, key in enumerate(title_keys(it.title)):
+                tiered.setdefault(key, []).append((min(tier, 1), entry))
+        for key, entries in tiered.items():
+            # A title's own name beats an alias ("heat" is Heat (1995) before The Heat);
+            # then the more often rated, then the lower id.
+            entries.sort(key=lambda te: (te[0], -te[1].popularity, _id_order(te[1].id)))
+            vocab.titles[key] = [e for _, e in entries]
+        vocab.max_year = max(years) if years else 2020
+        vocab.max_title_len = max((len(k) for k in vocab.titles), default=1)
+        return vocab
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the normaliser found in one message (positions are 1-based, of the last picks)."""
+
+    genres_include: tuple[str, ...] = ()
+    genres_exclude: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    references: tuple[str, ...] = ()  # catalog item ids named as "like X"
+    more_like: tuple[int, ...] = ()
+    exclude_picks: tuple[int, ...] = ()
+    reset: bool = False
+    repeat_ok: bool = False
+    query: str = ""
+    leftover: tuple[str, ...] = ()
+
+    @property
+    def settled(self) -> bool:
+        return not self.leftover
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.genres_include
+            or self.genres_exclude
+            or self.year_min
+            or self.year_max
+            or self.references
+            or self.more_like
+            or self.exclude_picks
+            or self.reset
+            or self.repeat_ok
+        )
+
+
+class Normaliser:
+    """Reads messages against one catalog's vocabulary (built once, reused per turn)."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        known = set(vocab.genres)
+        table: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for g, words in _GENRE_WORDS.items():
+            if g in known:
+                for w in words:
+                    table[tuple(w.split())] = (g,)
+        for g in known:  # the catalog's own genre names always count
+            table.setdefault(tuple(re.findall(r"[a-z0-9]+", fold(g))), (g,))
+        for w, gs in _MULTI.items():
+            if all(g in known for g in gs):
+                table[tuple(w.split())] = gs
+        self.genre_table = table
+        self.genre_phrases = sorted(table, key=len, reverse=True)
+        self.violent = tuple(g for g in VIOLENT_GENRES if g in known)
+        self.neg = _phrases(_NEG)
+        self.cues = _phrases(_TITLE_CUES)
+
+    @classmethod
+    def from_items(
+        cls,
+        items: Iterable[Item],
+        genres: Sequence[str],
+        popularity: Mapping[str, int] | None = None,
+    ) -> Normaliser:
+        return cls(Vocabulary.from_items(items, genres, popularity))
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _at(words: list[str], i: int, phrase: tuple[str, ...]) -> bool:
+        return tuple(words[i : i + len(phrase)]) == phrase
+
+    def _match(self, words: list[str], i: int, phrases: list[tuple[str, ...]]) -> int:
+        for p in phrases:
+            if self._at(words, i, p):
+                return len(p)
+        return 0
+
+    def read(self, message: str, last_years: Sequence[int | None] = ()) -> Reading:
+        """The wishes in ``message``; ``last_years`` are the last reply's picks' years."""
+        toks = tokenize(message)
+        words = [t.text for t in toks]
+        n = len(words)
+        used = [False] * n
+        n_last = len(last_years)
+
+        reset = any(self._at(words, i, p) for i in range(n) for p in _phrases(_RESET))
+        repeat_ok = any(self._at(words, i, p) for i in range(n) for p in _phrases(_REPEAT))
+        for phrases in (_phrases(_RESET), _phrases(_REPEAT)):
+            for i in range(n):
+                k = self._match(words, i, phrases)
+                for j in range(i, i + k):
+                    used[j] = True
+
+        refs = self._titles(toks, words, used)
+        ymin, ymax = self._years(words, toks, used, last_years)
+        more, excl = self._positions(words, used, n_last)
+        inc, exc, positive = self._genres(words, used)
+
+        leftover = tuple(
+            w
+            for w, u in zip(words, used, strict=True)
+            if not u and w not in _STOP and not re.fullmatch(r"[,.;:!?/+]", w)
+        )
+        query_words = [
+            toks[i].text
+            for i in range(n)
+            if (not used[i] and words[i] not in _STOP and words[i].isalnum()) or i in positive
+        ]
+        inc_t = tuple(dict.fromkeys(inc))
+        exc_t = tuple(g for g in dict.fromkeys(exc) if g not in inc_t)
+        return Reading(
+            genres_include=inc_t,
+            genres_exclude=exc_t,
+            year_min=ymin,
+            year_max=ymax,
+            references=tuple(dict.fromkeys(refs)),
+            more_like=tuple(dict.fromkeys(more)),
+            exclude_picks=tuple(dict.fromkeys(excl)),
+            reset=reset,
+            repeat_ok=repeat_ok,
+            query=" ".join(query_words),
+            leftover=leftover,
+        )
+
+    # -- titles -------------------------------------------------------------------------------
+    def _titles(self, toks: list[Tok], words: list[str], used: list[bool]) -> list[str]:
+        refs: list[str] = []
+        n = len(words)
+        i = 0
+        while i < n:
+            k = self._match(words, i, self.cues)
+            if not k or used[i]:
+                i += 1
+                continue
+            if (
+                words[i] in ("like", "likes", "love")
+                and k == 1
+                and i
+                and words[i - 1] in _VERB_LIKE
+            ):
+                # "I'd like a comedy", "we like it scary": a verb, not a comparison
+                if not (i + 1 < n and toks[i + 1].upper):
+                    i += 1
+                    continue
+            j = i + k
+            found_any = False
+            while j < n:
+                hit = self._title_at(toks, words, j)
+                if hit is None:
+                    break
+                entry, span = hit
+                refs.append(entry.id)
+                found_any = True
+                for x in [*range(i, i + k), *range(j, j + span)]:
+                    used[x] = True
+                j += span
+                # "like Heat and Ronin", "like Alien, Aliens or Predator"
+                if j + 1 < n and words[j] in {"and", "or", ",", "&"}:
+                    if self._title_at(toks, words, j + 1) is not None:
+                        used[j] = True
+                        j += 1
+                        continue
+                break
+            i = j if found_any else i + 1
+        return refs
+
+    def _title_at(self, toks: list[Tok], words: list[str], j: int) -> tuple[TitleEntry, int] | None:
+        n = len(words)
+        for span in range(min(self.vocab.max_title_len, n - j), 0, -1):
+            key = tuple(words[j : j + span])
+            entries = self.vocab.titles.get(key)
+            if not entries:
+                continue
+            if any(w in {",", ".", ";", "!", "?", ":"} for w in key):
+                continue
+            upper = toks[j].upper
+            common = all(w in _STOP or w in _BRIDGE or (w,) in self.genre_table for w in key)
+            if common and not upper:
+                continue
+            if len(key) == 1 and key[0].isdigit() and not upper:
+                # "like 2012" could be a year; only a quoted or capitalised... digits have no
+                # case, so a lone number is a title only when a year in parentheses follows
+                if not (j + span + 2 < n and words[j + span + 1].isdigit()):
+                    continue
+            year = None
+            # "Alien (1979)" or "Alien from 1979": pick that release
+            if j + span < n and words[j + span].isdigit() and len(words[j + span]) == 4:
+                year = int(words[j + span])
+            pick = entries[0]
+            if year is not None:
+                same = [e for e in entries if e.year == year]
+                if same:
+                    pick = same[0]
+                    span += 1
+            return pick, span
+        return None
+
+    # -- years --------------------------------------------------------------------------------
+    def _decade_at(self, words: list[str], i: int) -> tuple[int, int, int] | None:
+        """(lo, hi, tokens) of a decade or year expression starting at ``i``."""
+        if i >= len(words):
+            return None
+        w = words[i]
+        mod = None
+        start = i
+        if w in ("early", "mid", "late") and i + 1 < len(words):
+            mod = w
+            i += 1
+            w = words[i]
+            if w == "the" and i + 1 < len(words):
+                i += 1
+                w = words[i]
+        lo = None
+        span = 1
+        m = re.fullmatch(r"(1[89]|20)(\d)0s", w)
+        if m:
+            lo = int(m.group(1)) * 100 + int(m.group(2)) * 10
+        m2 = re.fullmatch(r"(\d)0s", w)
+        if lo is None and m2:
+            d = int(m2.group(1))
+            lo = 2000 + d * 10 if d <= 1 else 1900 + d * 10
+        if lo is None and w in _WORD_DECADES:
+            lo = _WORD_DECADES[w]
+        if lo is None and w == "nineteen" and i + 1 < len(words) and words[i + 1] in _WORD_DECADES:
+            lo = _WORD_DECADES[words[i + 1]]
+            span = 2
+        if lo is not None:
+            hi = lo + 9
+            if mod == "early":
+                hi = lo + 3
+            elif mod == "mid":
+                lo, hi = lo + 3, lo + 6
+            elif mod == "late":
+                lo = lo + 6
+            return lo, hi, i - start + span
+        if mod is None and re.fullmatch(r"(19\d\d|20[0-3]\d)", w):
+            y = int(w)
+            return y, y, 1
+        return None
+
+    def _years(
+        self,
+        words: list[str],
+        toks: list[Tok],
+        used: list[bool],
+        last_years: Sequence[int | None],
+    ) -> tuple[int | None, int | None]:
+        n = len(words)
+        mins: list[int] = []
+        maxs: list[int] = []
+        bare: list[tuple[int, int]] = []
+
+        def back(i: int, phrase: str) -> int:
+            p = tuple(phrase.split())
+            s = i - len(p)
+            return s if s >= 0 and tuple(words[s:i]) == p and not any(used[s:i]) else -1
+
+        def mark(a: int, b: int) -> None:
+            for x in range(a, b):
+                used[x] = True
+
+        i = 0
+        while i < n:
+            if used[i]:
+                i += 1
+                continue
+            d = self._decade_at(words, i)
+            if d is None:
+                i += 1
+                continue
+            lo, hi, span = d
+            end = i + span
+            first = i
+            if first and words[first - 1] == "the" and not used[first - 1]:
+                first -= 1
+            # ranges: between X and Y, from X to Y, X-Y, X to Y
+            nxt = None
+            if end + 1 <= n - 1 and words[end] in ("and", "to", "through", "till", "until"):
+                nxt = self._decade_at(words, end + 1 + (words[end + 1] == "the"))
+                gap = 1 + (words[end + 1] == "the")
+            elif end < n and toks[end].dash:
+                nxt = self._decade_at(words, end)
+                gap = 0
+            if nxt is not None:
+                lo2, hi2, span2 = nxt
+                stop = end + gap + span2
+                s = back(first, "between")
+                s = s if s >= 0 else back(first, "from")
+                mark(s if s >= 0 else first, stop)
+                mins.append(lo)
+                maxs.append(hi2)
+                i = stop
+                continue
+            # bounds before the expression, longest first
+            cue = None
+            for phrase, kind in (
+                ("not older than", "min_in"),
+                ("no older than", "min_in"),
+                ("no earlier than", "min_in"),
+                ("not earlier than", "min_in"),
+                ("not before", "min_in"),
+                ("nothing before", "min_in"),
+                ("nothing older than", "min_in"),
+                ("nothing earlier than", "min_in"),
+                ("not newer than", "max_in"),
+                ("no newer than", "max_in"),
+                ("no later than", "max_in"),
+                ("not later than", "max_in"),
+                ("not after", "max_in"),
+                ("nothing after", "max_in"),
+                ("nothing newer than", "max_in"),
+                ("nothing later than", "max_in"),
+                ("older than", "max_ex"),
+                ("earlier than", "max_ex"),
+                ("prior to", "max_ex"),
+                ("newer than", "min_ex"),
+                ("later than", "min_ex"),
+                ("younger than", "min_ex"),
+                ("more recent than", "min_ex"),
+                ("starting from", "min_in"),
+                ("starting in", "min_in"),
+                ("up to", "max_in"),
+                ("up until", "max_in"),
+                ("before", "max_ex"),
+                ("pre", "max_ex"),
+                ("until", "max_in"),
+                ("till", "max_in"),
+                ("through", "max_in"),
+                ("after", "min_ex"),
+                ("post", "min_ex"),
+                ("since", "min_in"),
+                ("starting", "min_in"),
+            ):
+                s = back(first, phrase)
+                if s >= 0:
+                    cue = (s, kind)
+                    break
+            after = None
+            for phrase, kind in (
+                ("or later", "min_in"),
+                ("and later", "min_in"),
+                ("or newer", "min_in"),
+                ("and newer", "min_in"),
+                ("onwards", "min_in"),
+                ("onward", "min_in"),
+                ("and up", "min_in"),
+                ("or after", "min_in"),
+                ("and after", "min_in"),
+                ("on", "min_in"),
+                ("or earlier", "max_in"),
+                ("and earlier", "max_in"),
+                ("or older", "max_in"),
+                ("and older", "max_in"),
+                ("or before", "max_in"),
+                ("and before", "max_in"),
+                ("+", "min_in"),
+                ("and beyond", "min_in"),
+            ):
+                p = tuple(phrase.split())
+                if tuple(words[end : end + len(p)]) == p:
+                    if phrase == "on" and back(first, "from") < 0:
+                        continue
+                    after = (end + len(p), kind)
+                    break
+            if cue is not None:
+                s, kind = cue
+                mark(s, end)
+            elif after is not None:
+                stop, kind = after
+                s = back(first, "from")
+                mark(s if s >= 0 else first, stop)
+                end = stop
+            else:
+                kind = "bare"
+                s = back(first, "from")
+                s = s if s >= 0 else back(first, "in")
+                mark(s if s >= 0 else first, end)
+            if kind == "min_in":
+                mins.append(lo)
+            elif kind == "min_ex":
+                mins.append(hi + 1)
+            elif kind == "max_in":
+                maxs.append(hi)
+            elif kind == "max_ex":
+                maxs.append(lo - 1)
+            else:
+                bare.append((lo, hi))
+            i = end
+        self._relative_years(words, used, last_years, mins, maxs)
+        if bare:
+            mins.append(min(lo for lo, _ in bare))
+            maxs.append(max(hi for _, hi in bare))
+        return (max(mins) if mins else None), (min(maxs) if maxs else None)
+
+    def _relative_years(
+        self,
+        words: list[str],
+        used: list[bool],
+        last_years: Sequence[int | None],
+        mins: list[int],
+        maxs: list[int],
+    ) -> None:
+        n = len(words)
+        top = self.vocab.max_year
+        seen = [y for y in last_years if y is not None]
+        for i, w in enumerate(words):
+            if used[i]:
+                continue
+            # "the last 10 years", "past few years", "last decade"
+            if w in ("last", "past") and i + 1 < n:
+                j = i + 1
+                num = None
+                if words[j].isdigit() and j + 1 < n:
+                    num, j = int(words[j]), j + 1
+                elif words[j] in _NUM_WORDS and j + 1 < n:
+                    num, j = _NUM_WORDS[words[j]], j + 1
+                if words[j] in ("years", "year") and num:
+                    mins.append(top - num + 1)
+                    for x in range(i, j + 1):
+                        used[x] = True
+                elif words[j] == "decade" and num is None:
+                    mins.append(top - 9)
+                    for x in range(i, j + 1):
+                        used[x] = True
+                continue
+            if w in ("recent", "recently", "latest", "newest", "modern"):
+                if w == "recent" and i and words[i - 1] == "more" and seen:
+                    mins.append(max(seen) + 1)
+                    used[i - 1] = True
+                else:
+                    mins.append(top - 4)
+                used[i] = True
+            elif w in _OLDER or (w == "old" and i + 1 < n and words[i + 1] in ("ones", "stuff")):
+                if seen:
+                    maxs.append(min(seen) - 1)
+                else:
+                    maxs.append(1979)
+                used[i] = True
+            elif w in _NEWER:
+                if seen:
+                    mins.append(max(seen) + 1)
+                else:
+                    mins.append(top - 4)
+                used[i] = True
+            elif w in ("classic", "classics", "old", "oldie", "oldschool"):
+                maxs.append(1979)
+                used[i] = True
+            elif w == "old" and i + 1 < n and words[i + 1] == "school":
+                maxs.append(1979)
+                used[i] = used[i + 1] = True
+
+    # -- positions of the last picks ----------------------------------------------------------
+    def _positions(
+        self, words: list[str], used: list[bool], n_last: int
+    ) -> tuple[list[int], list[int]]:
+        more: list[int] = []
+        excl: list[int] = []
+        if not n_last:
+            return more, excl
+        n = len(words)
+        bounds = {",", ".", ";", "!", "?", "but", "though", "instead"}
+        msg_neg = any(w in _PICK_NEG for w in words) or any(
+            self._at(words, i, ("that", "one")) and i and words[i - 1] in ("not", "no")
+            for i in range(n)
+        )
+        msg_pos = any(w in _PICK_POS for w in words)
+        hits: list[tuple[int, int]] = []
+        for i, w in enumerate(words):
+            if used[i]:
+                continue
+            pos = None
+            if w in _ORD and (i + 1 >= n or words[i + 1] in _PICK_NOUNS or words[i + 1] in bounds):
+                pos = _ORD[w]
+            elif w == "last" and (
+                i + 1 >= n or words[i + 1] in _PICK_NOUNS or words[i + 1] in bounds
+            ):
+                pos = n_last
+            elif w in ("number", "no", "#") and i + 1 < n and words[i + 1].isdigit():
+                pos = int(words[i + 1])
+            if pos is not None and 1 <= pos <= n_last:
+                hits.append((i, pos))
+        for i, pos in hits:
+            a = i
+            while a > 0 and words[a - 1] not in bounds:
+                a -= 1
+            b = i
+            while b < n - 1 and words[b + 1] not in bounds:
+                b += 1
+            clause = words[a : b + 1]
+            neg = any(w in _PICK_NEG for w in clause)
+            pos_cue = any(w in _PICK_POS for w in clause)
+            if neg and not (pos_cue and "more" in clause and "not" not in clause):
+                excl.append(pos)
+            elif pos_cue:
+                more.append(pos)
+            elif msg_neg:
+                excl.append(pos)
+            elif msg_pos:
+                more.append(pos)
+            else:
+                continue  # which way is unclear: leave it over for the LLM
+            used[i] = True
+            if i + 1 < n and words[i + 1] in _PICK_NOUNS:
+                used[i + 1] = True
+            if words[i] in ("number", "no", "#"):
+                used[i + 1] = True
+        if hits:
+            for i, w in enumerate(words):
+                if w in _PICK_NEG | _PICK_POS or (
+                    w == "that" and i + 1 < n and words[i + 1] == "one"
+                ):
+                    used[i] = True
+        return more, excl
+
+    # -- genres and negation ------------------------------------------------------------------
+    def _genres(self, words: list[str], used: list[bool]) -> tuple[list[str], list[str], set[int]]:
+        n = len(words)
+        mentions: list[tuple[int, int, tuple[str, ...], str]] = []  # start, len, genres, kind
+        i = 0
+        while i < n:
+            if used[i]:
+                i += 1
+                continue
+            k = 0
+            for p in self.genre_phrases:
+                if self._at(words, i, p) and not any(used[i : i + len(p)]):
+                    mentions.append((i, len(p), self.genre_table[p], "genre"))
+                    k = len(p)
+                    break
+            if not k:
+                for w in _ANTI:
+                    p = tuple(w.split())
+                    if self._at(words, i, p):
+                        mentions.append((i, len(p), _ANTI[w], "anti"))
+                        k = len(p)
+                        break
+            if not k and words[i] in _VIOLENT:
+                mentions.append((i, 1, self.violent, "violent"))
+                k = 1
+            i += k or 1
+        inc: list[str] = []
+        exc: list[str] = []
+        neg_at: dict[int, bool] = {}
+        positive: set[int] = set()
+        for start, length, genres, kind in mentions:
+            negated = False
+            neg_start = None
+            j = start - 1
+            while j >= 0:
+                w = words[j]
+                hit = next(
+                    (
+                        len(p)
+                        for p in self.neg
+                        if j - len(p) + 1 >= 0 and tuple(words[j - len(p) + 1 : j + 1]) == p
+                    ),
+                    0,
+                )
+                if hit and not used[j]:
+                    negated = True
+                    neg_start = j - hit + 1
+                    break
+                if j in neg_at:
+                    negated = neg_at[j]
+                    break
+                if w in _BRIDGE or w in _CHAIN:
+                    if w in _CHAIN and not any(s <= j - 1 < s + ln for s, ln, _, _ in mentions):
+                        # "and" chains negation only from one genre mention to the next
+                        if not (j - 1 >= 0 and words[j - 1] in _BRIDGE):
+                            break
+                    j -= 1
+                    continue
+                break
+            if kind == "anti":
+                negated = not negated
+            for x in range(start, start + length):
+                used[x] = True
+                neg_at[x] = negated
+            if negated:
+                if neg_start is not None:
+                    for x in range(neg_start, start):
+                        used[x] = True
+                exc.extend(genres)
+            else:
+                chosen = genres if kind != "violent" else genres[:1]
+                inc.extend(chosen)
+                positive.update(range(start, start + length))
+        return [g for g in inc if g not in exc], exc, positive
