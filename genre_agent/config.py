@@ -17,6 +17,7 @@ EngineKind = Literal["vllm", "openai", "transformers", "fake"]
 StoreKind = Literal["embedded", "http", "memory"]
 EmbedderKind = Literal["sentence-transformers", "fake"]
 RankingMode = Literal["listwise", "scoring", "retrieval", "learned"]
+ChatIntentKind = Literal["hybrid", "normaliser", "llm", "query"]
 # Candidate sources (genre_agent.service.sources.SOURCES): each scores the catalog for a
 # request. itemknn, als, bpr and sequential are fitted by `genre fit` (service.fit.FITTERS).
 SourceKind = Literal[
@@ -374,6 +375,13 @@ class ChatConfig(_Frozen):
     # When nothing matches, retry once without the wanted genres (years and exclusions
     # stay); the turn records what was relaxed.
     relax_genres: bool = True
+    # Who reads a message (genre_agent.service.chat.INTENT_READERS): "normaliser" the
+    # deterministic reader over the catalog's vocabulary (genre_agent.service.normalise);
+    # "hybrid" the normaliser, then the LLM only for a message with words it could not
+    # account for, its schema seeded with what the normaliser found; "llm" the LLM alone;
+    # "query" no reading at all, the message is the retrieval query (a baseline).
+    # Measured in docs/chat.md (`genre eval chat`).
+    intent: ChatIntentKind = "hybrid"
 
 
 class TuneConfig(_Frozen):

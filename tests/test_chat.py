@@ -64,6 +64,8 @@ def make_rec(tmp_path, script, name="chatcol", **over) -> Recommender:
         "chat.k": 3,
         "retrieval.n_candidates": 10,
         "retrieval.sources": {"embedding": 1.0},
+        # These tests script the LLM's intents; the normaliser has its own tests.
+        "chat.intent": "llm",
         **over,
     }
     cfg = load_config(None, overrides=overrides, use_env=False)
