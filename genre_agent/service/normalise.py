@@ -378,6 +378,8 @@ _TITLE_CUES = [
     "something like",
     "stuff like",
 ]
+_POST_CUES = {"style", "vibes", "vibe", "type", "esque", "ish", "like"}
+_LOWER_OK = {"of", "the", "a", "an", "and", "in", "on", "to", "for", "at", "with", ":"}
 _VERB_LIKE = {"id", "would", "i", "we", "wed", "you", "they", "dont", "do", "really"}
 
 _WORD_DECADES = {
@@ -417,6 +419,9 @@ _REPEAT = [
     "the same ones again",
 ]
 _OLDER = {"older", "earlier", "oldies"}
+_MADE = {"made", "released", "filmed", "produced", "shot", "that", "came", "out"}
+_FLIP = {"min_ex": "max_in", "max_ex": "min_in", "min_in": "max_ex", "max_in": "min_ex"}
+_YEAR_NEG = {"not", "isnt", "arent", "nothing", "never", "except", "no", "without"}
 _NEWER = {"newer", "later", "fresher"}
 
 
@@ -424,11 +429,16 @@ def _phrases(words: Iterable[str]) -> list[tuple[str, ...]]:
     return sorted({tuple(w.split()) for w in words}, key=len, reverse=True)
 
 
-def fold(text: str) -> str:
-    """Lower case, accents stripped, curly quotes straightened (NFKD, then ASCII)."""
+def _fold_case_kept(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
-    return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-").lower()
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-")
+    return text.replace("&", " and ")
+
+
+def fold(text: str) -> str:
+    """Lower case, accents stripped, curly quotes straightened, "&" read as "and"."""
+    return _fold_case_kept(text).lower()
 
 
 @dataclass(frozen=True)
@@ -444,7 +454,8 @@ _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[,.;:!?/+]")
 
 
 def tokenize(text: str) -> list[Tok]:
-    folded = fold(text)
+    kept = _fold_case_kept(text)
+    folded = kept.lower()
     toks = []
     for m in _TOKEN_RE.finditer(folded):
         before = folded[max(0, m.start() - 1) : m.start()]
@@ -454,7 +465,7 @@ def tokenize(text: str) -> list[Tok]:
                 m.start(),
                 m.end(),
                 before == "-",
-                m.start() < len(text) and text[m.start()].isupper(),
+                m.start() < len(kept) and kept[m.start()].isupper(),
             )
         )
     return toks
@@ -601,6 +612,9 @@ class Normaliser:
         self.violent = tuple(g for g in VIOLENT_GENRES if g in known)
         self.neg = _phrases(_NEG)
         self.cues = _phrases(_TITLE_CUES)
+        self._years_by_id = {
+            e.id: e.year for entries in vocab.titles.values() for e in entries if e.year
+        }
 
     @classmethod
     def from_items(
@@ -639,7 +653,11 @@ class Normaliser:
                     used[j] = True
 
         refs = self._titles(toks, words, used)
-        ymin, ymax = self._years(words, toks, used, last_years)
+        anchor: Sequence[int | None] = last_years
+        if refs:
+            # "like The Matrix but older": older than the title named in this message
+            anchor = [self._year_of(r) for r in refs]
+        ymin, ymax = self._years(words, toks, used, anchor)
         more, excl = self._positions(words, used, n_last)
         inc, exc, positive = self._genres(words, used)
 
@@ -653,8 +671,13 @@ class Normaliser:
             for i in range(n)
             if (not used[i] and words[i] not in _STOP and words[i].isalnum()) or i in positive
         ]
-        inc_t = tuple(dict.fromkeys(inc))
-        exc_t = tuple(g for g in dict.fromkeys(exc) if g not in inc_t)
+        # A genre both wanted and unwanted in one message ("scary but no gore") is a
+        # contradiction the lexicon cannot settle: neither is kept, and it is left over.
+        both = set(inc) & set(exc)
+        if both:
+            leftover = (*leftover, *sorted(g.lower() for g in both))
+        inc_t = tuple(g for g in dict.fromkeys(inc) if g not in both)
+        exc_t = tuple(g for g in dict.fromkeys(exc) if g not in both)
         return Reading(
             genres_include=inc_t,
             genres_exclude=exc_t,
@@ -668,6 +691,9 @@ class Normaliser:
             query=" ".join(query_words),
             leftover=leftover,
         )
+
+    def _year_of(self, item_id: str) -> int | None:
+        return self._years_by_id.get(item_id)
 
     # -- titles -------------------------------------------------------------------------------
     def _titles(self, toks: list[Tok], words: list[str], used: list[bool]) -> list[str]:
@@ -709,12 +735,36 @@ class Normaliser:
                         continue
                 break
             i = j if found_any else i + 1
+        # Without a cue, a title counts only when written as one: two or more capitalised
+        # words ("Groundhog Day vibes"), or one followed by "-style"/"vibes"/"type".
+        i = 0
+        while i < n:
+            if used[i] or not toks[i].upper:
+                i += 1
+                continue
+            hit = self._title_at(toks, words, i)
+            if hit is None:
+                i += 1
+                continue
+            entry, span = hit
+            caps = [toks[x].upper for x in range(i, i + span) if words[x] not in _LOWER_OK]
+            post = i + span < n and words[i + span] in _POST_CUES
+            if (span >= 2 and all(caps)) or post:
+                refs.append(entry.id)
+                for x in range(i, i + span + (1 if post else 0)):
+                    used[x] = True
+                i += span
+                continue
+            i += 1
         return refs
 
     def _title_at(self, toks: list[Tok], words: list[str], j: int) -> tuple[TitleEntry, int] | None:
         n = len(words)
-        for span in range(min(self.vocab.max_title_len, n - j), 0, -1):
-            key = tuple(words[j : j + span])
+        for span in range(min(self.vocab.max_title_len + 2, n - j), 0, -1):
+            # a colon inside a title ("Star Trek: First Contact") is not part of its key
+            key = tuple(w for w in words[j : j + span] if w != ":")
+            if not key or words[j + span - 1] == ":":
+                continue
             entries = self.vocab.titles.get(key)
             if not entries:
                 continue
@@ -838,8 +888,17 @@ class Normaliser:
                 maxs.append(hi2)
                 i = stop
                 continue
-            # bounds before the expression, longest first
+            # bounds before the expression, longest first; "nothing made after 1999" reads
+            # as "nothing after 1999"
             cue = None
+            if first and words[first - 1] in _MADE and not used[first - 1]:
+                first -= 1
+                if first and words[first - 1] in _MADE and not used[first - 1]:
+                    first -= 1
+                made_at = first
+                while made_at < i and words[made_at] in _MADE:
+                    used[made_at] = True
+                    made_at += 1
             for phrase, kind in (
                 ("not older than", "min_in"),
                 ("no older than", "min_in"),
@@ -911,6 +970,12 @@ class Normaliser:
                     break
             if cue is not None:
                 s, kind = cue
+                # "nothing (made) after 1999" is "up to 1999"
+                t = s - 1
+                while t >= 0 and words[t] in _MADE and not used[t]:
+                    t -= 1
+                if t >= 0 and words[t] in _YEAR_NEG and not used[t]:
+                    kind, s = _FLIP[kind], t
                 mark(s, end)
             elif after is not None:
                 stop, kind = after
@@ -921,7 +986,20 @@ class Normaliser:
                 kind = "bare"
                 s = back(first, "from")
                 s = s if s >= 0 else back(first, "in")
-                mark(s if s >= 0 else first, end)
+                start = s if s >= 0 else first
+                neg = start - 1
+                if neg >= 0 and words[neg] in _YEAR_NEG and not used[neg]:
+                    # "isn't from the 2010s": only an open end of the catalog's years can
+                    # be cut off with one bound; a gap in the middle is left over
+                    if hi >= self.vocab.max_year:
+                        kind, lo = "max_ex", lo
+                    elif lo <= 1910:
+                        kind = "min_ex"
+                    else:
+                        i = end
+                        continue
+                    start = neg
+                mark(start, end)
             if kind == "min_in":
                 mins.append(lo)
             elif kind == "min_ex":
@@ -1052,11 +1130,15 @@ class Normaliser:
             if words[i] in ("number", "no", "#"):
                 used[i + 1] = True
         if hits:
+            # The cue words of a pick reference are accounted for, but "no"/"not" stay free
+            # for a genre negation in the same message ("drop the second, and no romance").
             for i, w in enumerate(words):
-                if w in _PICK_NEG | _PICK_POS or (
-                    w == "that" and i + 1 < n and words[i + 1] == "one"
-                ):
+                if w in (_PICK_NEG | _PICK_POS) - {"no", "not", "without", "except"}:
                     used[i] = True
+                elif w == "that" and i + 1 < n and words[i + 1] == "one":
+                    used[i] = used[i + 1] = True
+                    if i and words[i - 1] in ("not", "no"):
+                        used[i - 1] = True
         return more, excl
 
     # -- genres and negation ------------------------------------------------------------------
@@ -1081,6 +1163,14 @@ class Normaliser:
                         mentions.append((i, len(p), _ANTI[w], "anti"))
                         k = len(p)
                         break
+            if (
+                not k
+                and words[i].isdigit()
+                and tuple(words[i + 1 : i + 3]) in {("year", "old"), ("years", "old"), ("yr", "old")}
+            ):
+                # "for my 8 year old": a child
+                mentions.append((i, 3, ("Children",) if "Children" in self.vocab.genres else (), "genre"))
+                k = 3
             if not k and words[i] in _VIOLENT:
                 mentions.append((i, 1, self.violent, "violent"))
                 k = 1
@@ -1132,4 +1222,4 @@ class Normaliser:
                 chosen = genres if kind != "violent" else genres[:1]
                 inc.extend(chosen)
                 positive.update(range(start, start + length))
-        return [g for g in inc if g not in exc], exc, positive
+        return inc, exc, positive
