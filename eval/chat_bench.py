@@ -85,7 +85,8 @@ def load_cases(path: str | Path, catalog: Mapping[str, Item] | None = None) -> l
             for t in case.turns:
                 bad = [r for r in t.expect.references if r not in catalog]
                 bad += [
-                    g for g in [*t.expect.genres_include, *t.expect.genres_exclude]
+                    g
+                    for g in [*t.expect.genres_include, *t.expect.genres_exclude]
                     if g not in genres
                 ]
                 for y in (t.expect.year_min, t.expect.year_max):
@@ -160,8 +161,14 @@ _MORE: dict[str, str] = {
     "more suspenseful": "Thriller",
 }
 _DECADE_WORDS = {
-    1920: "twenties", 1930: "thirties", 1940: "forties", 1950: "fifties", 1960: "sixties",
-    1970: "seventies", 1980: "eighties", 1990: "nineties",
+    1920: "twenties",
+    1930: "thirties",
+    1940: "forties",
+    1950: "fifties",
+    1960: "sixties",
+    1970: "seventies",
+    1980: "eighties",
+    1990: "nineties",
 }
 
 
@@ -192,17 +199,15 @@ class _Catalog:
 def _index(items: Sequence[Item], popularity: Mapping[str, int]) -> _Catalog:
     years = [it.metadata.get("year") for it in items]
     ys = [y for y in years if isinstance(y, int)]
-    genres = sorted(
-        {g for it in items for g in str(it.metadata.get("genres", "")).split("|") if g}
-    )
+    genres = sorted({g for it in items for g in str(it.metadata.get("genres", "")).split("|") if g})
     cat = _Catalog(list(items), [g for g in genres if g in _NAMES], max(ys) if ys else 2020)
     for it in items:
         y = it.metadata.get("year")
         if not isinstance(y, int):
             continue
         for g in str(it.metadata.get("genres", "")).split("|"):
-            key = (g, y // 10 * 10)
-            cat.by_genre_decade[key] = cat.by_genre_decade.get(key, 0) + 1
+            gd = (g, y // 10 * 10)
+            cat.by_genre_decade[gd] = cat.by_genre_decade.get(gd, 0) + 1
     seen: set[str] = set()
     ranked = sorted(items, key=lambda it: (-popularity.get(it.id, 0), it.id))
     for it in ranked[:400]:
@@ -367,8 +372,13 @@ def _relative(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
     n = rng.choice([5, 10, 20])
     form = rng.randrange(2)
     if form == 0:
-        return [_t(f"{plural} from the last {n} years", genres_include=[g],
-                   year_min=cat.max_year - n + 1)]
+        return [
+            _t(
+                f"{plural} from the last {n} years",
+                genres_include=[g],
+                year_min=cat.max_year - n + 1,
+            )
+        ]
     return [_t(f"a recent {adj} movie", genres_include=[g], year_min=cat.max_year - 4)]
 
 
@@ -391,54 +401,92 @@ def _reference(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
         exc = rng.choice(gs)
         if exc not in _NAMES or len(gs) < 2:
             return None
-        return [_t(f"like {title} but not {_NAMES[exc][1]}", references=[iid],
-                   genres_exclude=[exc])]
+        return [
+            _t(f"like {title} but not {_NAMES[exc][1]}", references=[iid], genres_exclude=[exc])
+        ]
     if form == 4:
         d = rng.choice([1980, 1990, 2000])
         phrase = rng.choice(_decade_phrases(d))
         phrase = phrase if phrase.startswith("the") else "the " + phrase
-        return [_t(f"something like {title} from {phrase}", references=[iid], year_min=d,
-                   year_max=d + 9)]
+        return [
+            _t(
+                f"something like {title} from {phrase}",
+                references=[iid],
+                year_min=d,
+                year_max=d + 9,
+            )
+        ]
     return [_t(f"more like {title} please", references=[iid])]
 
 
 def _followup(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
-    g = _pick_genre(rng, cat, ["Sci-Fi", "Thriller", "Crime", "Adventure", "Comedy", "Drama",
-                               "Fantasy", "Mystery", "Romance"])
+    g = _pick_genre(
+        rng,
+        cat,
+        [
+            "Sci-Fi",
+            "Thriller",
+            "Crime",
+            "Adventure",
+            "Comedy",
+            "Drama",
+            "Fantasy",
+            "Mystery",
+            "Romance",
+        ],
+    )
     adj, plural = _NAMES[g]
-    first = _t(rng.choice([f"{plural}", f"some {plural} please", f"a good {adj} movie"]),
-               genres_include=[g])
+    first = _t(
+        rng.choice([f"{plural}", f"some {plural} please", f"a good {adj} movie"]),
+        genres_include=[g],
+    )
     form = rng.randrange(8)
     if form == 0:
-        return [first, _t(rng.choice(["older ones", "something older", "older please"]),
-                          genres_include=[g], year_max="older_than_last")]
+        return [
+            first,
+            _t(
+                rng.choice(["older ones", "something older", "older please"]),
+                genres_include=[g],
+                year_max="older_than_last",
+            ),
+        ]
     if form == 1:
-        return [first, _t(rng.choice(["newer ones", "something newer", "more recent ones"]),
-                          genres_include=[g], year_min="newer_than_last")]
+        return [
+            first,
+            _t(
+                rng.choice(["newer ones", "something newer", "more recent ones"]),
+                genres_include=[g],
+                year_min="newer_than_last",
+            ),
+        ]
     if form == 2:
         k = rng.choice([1, 2, 3])
         word = {1: "first", 2: "second", 3: "third"}[k]
-        text = rng.choice([f"not that one, the {word} one", f"not the {word} one",
-                           f"drop the {word} one"])
+        text = rng.choice(
+            [f"not that one, the {word} one", f"not the {word} one", f"drop the {word} one"]
+        )
         return [first, _t(text, genres_include=[g], positions=[f"exclude:{k}"])]
     if form == 3:
         k = rng.choice([1, 2, 3])
         word = {1: "first", 2: "second", 3: "third"}[k]
-        return [first, _t(f"more like the {word} one", genres_include=[g],
-                          positions=[f"more:{k}"])]
+        return [first, _t(f"more like the {word} one", genres_include=[g], positions=[f"more:{k}"])]
     if form == 4:
         excl = [v for v in VIOLENT if v in cat.genres and v != g]
-        return [first, _t(rng.choice(["less violent", "less violent please",
-                                      "something less violent"]),
-                          genres_include=[g], genres_exclude=excl)]
+        return [
+            first,
+            _t(
+                rng.choice(["less violent", "less violent please", "something less violent"]),
+                genres_include=[g],
+                genres_exclude=excl,
+            ),
+        ]
     if form == 5:
         d = rng.choice([1980, 1990, 2000])
         phrase = rng.choice(_decade_phrases(d))
         phrase = phrase if phrase.startswith("the") else "the " + phrase
         if _count(cat, g, d, d + 9) < 8:
             return None
-        return [first, _t(f"from {phrase} please", genres_include=[g], year_min=d,
-                          year_max=d + 9)]
+        return [first, _t(f"from {phrase} please", genres_include=[g], year_min=d, year_max=d + 9)]
     if form == 6:
         exc = _pick_genre(rng, cat)
         if exc == g:
@@ -449,8 +497,11 @@ def _followup(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
     iid, title, gs = rng.choice(cat.titles)
     return [
         _t(f"something like {title}", references=[iid]),
-        _t(rng.choice(["but funnier", "funnier please", "ok but funnier"]), references=[iid],
-           genres_include=["Comedy"]),
+        _t(
+            rng.choice(["but funnier", "funnier please", "ok but funnier"]),
+            references=[iid],
+            genres_include=["Comedy"],
+        ),
     ]
 
 
@@ -488,7 +539,9 @@ def slot_values(wishes: Mapping[str, Any], slot: str) -> set[str]:
     return {str(v)}
 
 
-def slot_prf(golds: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any]]) -> dict[str, PRF]:
+def slot_prf(
+    golds: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any]]
+) -> dict[str, PRF]:
     """Micro-averaged counts per slot over turns: a wrong year bound is one FP and one FN."""
     out = {}
     for slot in SLOTS:
@@ -516,7 +569,10 @@ def resolve(expect: Expect, last_years: Sequence[int | None]) -> dict[str, Any]:
 
 
 def pick_ok(
-    genres: Sequence[str], year: int | None, item_id: str, wishes: Mapping[str, Any],
+    genres: Sequence[str],
+    year: int | None,
+    item_id: str,
+    wishes: Mapping[str, Any],
     reference_genres: Sequence[str] = (),
 ) -> bool:
     """Whether one pick satisfies every hard wish of its turn.

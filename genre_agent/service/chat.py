@@ -6,11 +6,12 @@ Each user message becomes an ``Intent``. ``chat.intent`` says who reads it (the
 the schema: genres are an enum of the configured genres, references are an enum of the
 positions of the last reply's picks), the hybrid of both, or nobody (the message is the
 query). A title the user names ("like Alien") is found only by the normaliser, in the
-catalog; it seeds retrieval, its genres become an any-of filter, and it is never a pick.
-The intent has no item-id field at all, so a user message cannot make the model pick items; picks come only from Recommender.recommend, whose
-ranker is constrained to its candidates. Every intent is re-validated: schema failures raise
-IntentError, softer problems (year_min > year_max, a genre both wanted and excluded) are
-dropped and listed in the turn's ``violations``.
+catalog; it seeds retrieval, its genres become an any-of filter, and it is never a pick. The
+intent has no item-id field at all, so a user message cannot make the model pick items;
+picks come only from Recommender.recommend, whose ranker is constrained to its candidates.
+Every intent is re-validated: schema failures raise IntentError, softer problems (year_min >
+year_max, a genre both wanted and excluded) are dropped and listed in the turn's
+``violations``.
 """
 
 from __future__ import annotations

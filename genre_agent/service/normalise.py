@@ -1166,10 +1166,13 @@ class Normaliser:
             if (
                 not k
                 and words[i].isdigit()
-                and tuple(words[i + 1 : i + 3]) in {("year", "old"), ("years", "old"), ("yr", "old")}
+                and tuple(words[i + 1 : i + 3])
+                in {("year", "old"), ("years", "old"), ("yr", "old")}
             ):
                 # "for my 8 year old": a child
-                mentions.append((i, 3, ("Children",) if "Children" in self.vocab.genres else (), "genre"))
+                mentions.append(
+                    (i, 3, ("Children",) if "Children" in self.vocab.genres else (), "genre")
+                )
                 k = 3
             if not k and words[i] in _VIOLENT:
                 mentions.append((i, 1, self.violent, "violent"))
