@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from genre_agent.catalog.items import load_items
 from genre_agent.errors import GenreError
-from genre_agent.eval.cli import app
 from genre_agent.eval.chat_bench import (
     PRF,
     Expect,
@@ -23,6 +22,7 @@ from genre_agent.eval.chat_bench import (
     resolve,
     slot_prf,
 )
+from genre_agent.eval.cli import app
 
 CATALOG = Path(__file__).parent / "fixtures" / "catalog.jsonl"
 HAND = Path(__file__).parents[1] / "eval" / "chat_bench"
@@ -152,7 +152,7 @@ def _spec(tmp_path: Path) -> Path:
     )
     spec = tmp_path / "chat.toml"
     spec.write_text(
-        f"""name = "chat_fixture"
+        """name = "chat_fixture"
 templated = 40
 handwritten = ["hand.jsonl"]
 reference = "normaliser"
@@ -162,15 +162,15 @@ path = "data"
 [config]
 "embedder.kind" = "fake"
 "llm.engine" = "fake"
-"retrieval.sources" = {{ embedding = 1.0, bm25 = 1.0 }}
+"retrieval.sources" = { embedding = 1.0, bm25 = 1.0 }
 "ranking.rationale_top_r" = 0
 "chat.k" = 3
 [[variants]]
 name = "query"
-set = {{ "chat.intent" = "query" }}
+set = { "chat.intent" = "query" }
 [[variants]]
 name = "normaliser"
-set = {{ "chat.intent" = "normaliser" }}
+set = { "chat.intent" = "normaliser" }
 """
     )
     return spec
