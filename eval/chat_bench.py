@@ -264,6 +264,10 @@ def generate(
     return cases
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
 def _t(text: str, **expect: Any) -> CaseTurn:
     return CaseTurn(text=text, expect=Expect(**expect))
 
@@ -280,9 +284,9 @@ def _genre(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
         [
             f"{plural}",
             f"show me some {plural}",
-            f"I want to watch a {adj} film",
+            f"I want to watch {_a(adj)} film",
             f"any good {plural}?",
-            f"recommend me a {adj} movie",
+            f"recommend me {_a(adj)} movie",
             f"I'm in the mood for {plural}",
         ]
     )
@@ -308,7 +312,7 @@ def _negation(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
         return [_t(f"anything but {ep}", genres_exclude=[exc])]
     text = [
         f"{ip} but not {ep}",
-        f"a {ia} movie, no {ep} please",
+        f"{_a(ia)} movie, no {ep} please",
         f"{ip} without {ea}",
         f"I want {ip}, nothing {ea}",
         f"{ip}, not {ep}",
@@ -329,7 +333,7 @@ def _decade(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
         [
             f"{plural} from {phrase if phrase.startswith('the') else 'the ' + phrase}",
             f"{bare} {plural}",
-            f"a {adj} film from {phrase if phrase.startswith('the') else 'the ' + phrase}",
+            f"{_a(adj)} film from {phrase if phrase.startswith('the') else 'the ' + phrase}",
             f"something {adj} from {phrase if phrase.startswith('the') else 'the ' + phrase}",
         ]
     )
@@ -348,7 +352,7 @@ def _bound(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
     elif form == 2:
         text, lo, hi = f"{adj} movies since {y}", y, None
     elif form == 3:
-        text, lo, hi = f"a {adj} film not older than {y}", y, None
+        text, lo, hi = f"{_a(adj)} film not older than {y}", y, None
     elif form == 4:
         text, lo, hi = f"{plural} older than {y}", None, y - 1
     elif form == 5:

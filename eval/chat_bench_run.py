@@ -230,14 +230,16 @@ def run_bench(
             return run_case(ChatSession.start(rec, store), case, ds.items)
 
         rows: list[dict[str, Any]] = []
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for case_rows in pool.map(one, cases):
-                rows += case_rows
-        for r in rows:
-            r["variant"] = variant.name
-            r["workers"] = workers
         path = out / f"{variant.name}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        # Written case by case, so a run stopped by a time limit keeps what it finished.
+        with path.open("w", encoding="utf-8") as fh, ThreadPoolExecutor(workers) as pool:
+            for case_rows in pool.map(one, cases):
+                for r in case_rows:
+                    r["variant"] = variant.name
+                    r["workers"] = workers
+                    fh.write(json.dumps(r) + "\n")
+                fh.flush()
+                rows += case_rows
         store.close()
         echo(
             f"{variant.name}: {len(cases)} cases, {len(rows)} turns in "
@@ -335,6 +337,13 @@ def summarize(out: Path, reference: str) -> dict[str, Any]:
     return summary
 
 
+def _f1(slot: Mapping[str, Any]) -> str:
+    """F1, or "-" when the slot had nothing to find and nothing was claimed."""
+    if not (slot["tp"] or slot["fp"] or slot["fn"]):
+        return "-"
+    return f"{slot['f1']:.3f}"
+
+
 def report_markdown(summary: Mapping[str, Any], spec: ChatBenchSpec | None = None) -> str:
     ref = summary["reference"]
     lines = [f"# Chat understanding: {spec.name if spec else ''}", ""]
@@ -356,7 +365,7 @@ def report_markdown(summary: Mapping[str, Any], spec: ChatBenchSpec | None = Non
             ts = m["turn_share"]
             lines.append(
                 f"| {name} | {m['turns']} | "
-                + " | ".join(f"{m['slots'][s]['f1']:.3f}" for s in SLOTS)
+                + " | ".join(_f1(m["slots"][s]) for s in SLOTS)
                 + f" | {m['picks_ok']}/{m['picks']} ({m['pick_share']:.3f})"
                 f" | {ts['mean']:.3f} [{ts['low']:.3f}, {ts['high']:.3f}]"
                 f" | {m['relaxed_turns']} | {m['turns_without_picks']}"
