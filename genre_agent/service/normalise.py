@@ -15,414 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from genre_agent.catalog.items import Item
-
-# --- lexicon -------------------------------------------------------------------------------
-# Phrases (token tuples) naming a genre directly or by mood. Several genres per phrase are
-# all wanted ("romcom"). Tokens are lower case, accents stripped, apostrophes dropped.
-_GENRE_WORDS: dict[str, tuple[str, ...]] = {
-    "Action": (
-        "action",
-        "action packed",
-        "explosions",
-        "shoot em up",
-        "shootouts",
-        "martial arts",
-        "kung fu",
-        "adrenaline",
-        "fight scenes",
-    ),
-    "Adventure": (
-        "adventure",
-        "adventures",
-        "adventurous",
-        "swashbuckler",
-        "swashbuckling",
-        "quest",
-        "treasure hunt",
-    ),
-    "Animation": (
-        "animation",
-        "animated",
-        "cartoon",
-        "cartoons",
-        "anime",
-        "stop motion",
-        "claymation",
-        "pixar",
-    ),
-    "Children": (
-        "children",
-        "childrens",
-        "kids",
-        "kid",
-        "kiddie",
-        "kid friendly",
-        "family friendly",
-        "for the family",
-        "for the whole family",
-        "family movie",
-        "family movies",
-        "family film",
-        "family films",
-        "family night",
-        "little ones",
-        "toddler",
-        "toddlers",
-    ),
-    "Comedy": (
-        "comedy",
-        "comedies",
-        "comedic",
-        "funny",
-        "funnier",
-        "funniest",
-        "hilarious",
-        "humor",
-        "humour",
-        "humorous",
-        "laugh",
-        "laughs",
-        "lol",
-        "goofy",
-        "silly",
-        "witty",
-        "feel good",
-        "feelgood",
-        "light hearted",
-        "lighthearted",
-        "slapstick",
-        "spoof",
-        "spoofs",
-        "parody",
-    ),
-    "Crime": (
-        "crime",
-        "crimes",
-        "gangster",
-        "gangsters",
-        "mafia",
-        "mob",
-        "mobster",
-        "mobsters",
-        "heist",
-        "heists",
-        "criminals",
-        "organized crime",
-    ),
-    "Documentary": (
-        "documentary",
-        "documentaries",
-        "doc",
-        "docs",
-        "docu",
-        "nonfiction",
-        "non fiction",
-    ),
-    "Drama": ("drama", "dramas", "dramatic", "tearjerker", "tear jerker", "weepy"),
-    "Fantasy": (
-        "fantasy",
-        "fantasies",
-        "magic",
-        "magical",
-        "wizard",
-        "wizards",
-        "dragons",
-        "sword and sorcery",
-        "fairy tale",
-        "fairy tales",
-    ),
-    "Film-Noir": ("noir", "film noir", "noirs"),
-    "Horror": (
-        "horror",
-        "horrors",
-        "scary",
-        "scarier",
-        "scariest",
-        "spooky",
-        "creepy",
-        "frightening",
-        "terrifying",
-        "slasher",
-        "slashers",
-        "gore",
-        "gory",
-        "zombie",
-        "zombies",
-        "scare me",
-    ),
-    "IMAX": ("imax",),
-    "Musical": ("musical", "musicals", "song and dance", "sing along", "singalong"),
-    "Mystery": ("mystery", "mysteries", "whodunit", "whodunnit", "who done it", "sleuth"),
-    "Romance": ("romance", "romances", "romantic", "love story", "love stories"),
-    "Sci-Fi": (
-        "sci fi",
-        "scifi",
-        "science fiction",
-        "space",
-        "outer space",
-        "futuristic",
-        "cyberpunk",
-        "dystopian",
-        "dystopia",
-        "time travel",
-        "aliens",
-    ),
-    "Thriller": (
-        "thriller",
-        "thrillers",
-        "suspense",
-        "suspenseful",
-        "tense",
-        "edge of my seat",
-        "edge of your seat",
-        "nail biting",
-        "nailbiter",
-    ),
-    "War": (
-        "war",
-        "wartime",
-        "world war",
-        "ww2",
-        "wwii",
-        "ww1",
-        "wwi",
-        "military",
-        "soldiers",
-        "battlefield",
-    ),
-    "Western": ("western", "westerns", "cowboy", "cowboys", "wild west", "gunslinger"),
-}
-_MULTI: dict[str, tuple[str, ...]] = {
-    "romcom": ("Comedy", "Romance"),
-    "romcoms": ("Comedy", "Romance"),
-    "rom com": ("Comedy", "Romance"),
-    "rom coms": ("Comedy", "Romance"),
-}
-# Mood words whose wanted and unwanted readings differ: "violent" wanted is Action; "less
-# violent" drops every genre that carries the violence.
-_VIOLENT = ("violent", "violence", "brutal", "bloody")
-VIOLENT_GENRES = ("Action", "Horror", "War")
-# Phrases that themselves mean "not this genre".
-_ANTI: dict[str, tuple[str, ...]] = {
-    "for adults": ("Children",),
-    "grown up": ("Children",),
-    "grownup": ("Children",),
-}
-
-_NEG = [
-    "anything but",
-    "anything except",
-    "anything other than",
-    "except",
-    "excluding",
-    "exclude",
-    "other than",
-    "apart from",
-    "without",
-    "not",
-    "no",
-    "never",
-    "nothing",
-    "none",
-    "non",
-    "dont want",
-    "do not want",
-    "dont like",
-    "do not like",
-    "dont need",
-    "hate",
-    "hates",
-    "cant stand",
-    "cannot stand",
-    "avoid",
-    "skip",
-    "less",
-    "fewer",
-    "instead of",
-    "rather than",
-    "sick of",
-    "tired of",
-    "no more",
-    "minus",
-    "nor",
-    "neither",
-    "isnt",
-    "arent",
-    "lay off",
-    "spare me",
-    "too much",
-    "enough with",
-]
-# Words that may sit between a negation and the genre it negates ("not in the mood for a
-# scary one", "no more of those romantic ones").
-_BRIDGE = set(
-    """a an the any anything more too so very really overly particularly of that those these
-    is are be it its thats movies movie films film flick flicks stuff things thing please
-    genre genres kind kinds type types sort sorts in mood for into want wanna need something
-    i im me my we us feel feeling at all today tonight right now sure if possible even
-    slightly remotely bit little one ones super that's heavy on with much about pure straight
-    up over""".split()
-)
-_CHAIN = {"or", "and", "nor", ",", "/"}
-
-_STOP = set(
-    """a an the and or but nor of to in on at for with from by as is are was were be been am
-    it its this that these those there here i im ive id me my mine we us our you your he she
-    they them their some any something anything somethin stuff thing things one ones movie
-    movies film films flick flicks cinema watch watching watched see seen show shows showing
-    give get got find recommend recommendation recommendations suggest suggestion
-    suggestions pick picks want wanna wanted need looking look please pls plz thanks thank
-    maybe perhaps just only also too very really quite pretty kind kinda sort sorta like
-    would could should can will do does did dont doesnt am is tonight today tomorrow evening
-    night weekend now mood feel feeling feelin good great nice best better fine ok okay yes
-    yeah hey hi hello so then again still even if what which who how any some all more most
-    less much many other another else similar same new different made released set from era
-    year years old time times about something sth lets let us got gotta have has had having
-    go going gonna put on up down out into over under again time please would love liked
-    loved enjoyed enjoy enjoys fan big huge bit little lot lots whole type types genre genres
-    style vibe vibes feel kind sorts sort type preferably ideally prefer preferred rather
-    ok alright must should shall may might way tbh honestly actually definitely def sure
-    surprise me im i'm u ur ya yo guys friend friends wife husband girlfriend boyfriend
-    partner date family kids son daughter tonite rn atm lately""".split()
-)
-
-_ORD = {
-    "first": 1,
-    "1st": 1,
-    "second": 2,
-    "2nd": 2,
-    "third": 3,
-    "3rd": 3,
-    "fourth": 4,
-    "4th": 4,
-    "fifth": 5,
-    "5th": 5,
-    "sixth": 6,
-    "6th": 6,
-    "seventh": 7,
-    "7th": 7,
-    "eighth": 8,
-    "8th": 8,
-    "ninth": 9,
-    "9th": 9,
-    "tenth": 10,
-    "10th": 10,
-}
-_PICK_NOUNS = {"one", "pick", "suggestion", "movie", "film", "title", "option", "choice"}
-_PICK_NEG = {
-    "not",
-    "no",
-    "drop",
-    "remove",
-    "skip",
-    "seen",
-    "watched",
-    "hate",
-    "without",
-    "except",
-    "lose",
-    "ditch",
-    "scrap",
-    "nope",
-    "nah",
-    "dislike",
-    "boring",
-    "meh",
-}
-_PICK_POS = {
-    "like",
-    "more",
-    "similar",
-    "loved",
-    "liked",
-    "love",
-    "enjoyed",
-    "great",
-    "good",
-    "perfect",
-    "closer",
-    "along",
-}
-
-_TITLE_CUES = [
-    "like",
-    "likes",
-    "similar to",
-    "such as",
-    "as good as",
-    "in the style of",
-    "in the vein of",
-    "along the lines of",
-    "reminds me of",
-    "remind me of",
-    "loved",
-    "love",
-    "liked",
-    "enjoyed",
-    "a fan of",
-    "fan of",
-    "kind of like",
-    "kinda like",
-    "sort of like",
-    "a bit like",
-    "same vibe as",
-    "the same vibe as",
-    "comparable to",
-    "akin to",
-    "a la",
-    "ala",
-    "in the spirit of",
-    "adore",
-    "adored",
-    "more like",
-    "something like",
-    "stuff like",
-]
-_POST_CUES = {"style", "vibes", "vibe", "type", "esque", "ish", "like"}
-_LOWER_OK = {"of", "the", "a", "an", "and", "in", "on", "to", "for", "at", "with", ":"}
-_VERB_LIKE = {"id", "would", "i", "we", "wed", "you", "they", "dont", "do", "really"}
-
-_WORD_DECADES = {
-    "twenties": 1920,
-    "thirties": 1930,
-    "forties": 1940,
-    "fifties": 1950,
-    "sixties": 1960,
-    "seventies": 1970,
-    "eighties": 1980,
-    "nineties": 1990,
-    "noughties": 2000,
-    "aughts": 2000,
-}
-_NUM_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "ten": 10, "twenty": 20, "few": 3}
-_RESET = [
-    "start over",
-    "new search",
-    "forget that",
-    "forget everything",
-    "scratch that",
-    "never mind",
-    "nevermind",
-    "something completely different",
-    "start again",
-    "different search",
-    "clean slate",
-    "reset",
-]
-_REPEAT = [
-    "show them again",
-    "show those again",
-    "show me those again",
-    "show me them again",
-    "again please",
-    "repeat those",
-    "the same ones again",
-]
-_OLDER = {"older", "earlier", "oldies"}
-_MADE = {"made", "released", "filmed", "produced", "shot", "that", "came", "out"}
-_FLIP = {"min_ex": "max_in", "max_ex": "min_in", "min_in": "max_ex", "max_in": "min_ex"}
-_YEAR_NEG = {"not", "isnt", "arent", "nothing", "never", "except", "no", "without"}
-_NEWER = {"newer", "later", "fresher"}
+from genre_agent.service import lexicon as lx
 
 
 def _phrases(words: Iterable[str]) -> list[tuple[str, ...]]:
@@ -598,20 +191,20 @@ class Normaliser:
         self.vocab = vocab
         known = set(vocab.genres)
         table: dict[tuple[str, ...], tuple[str, ...]] = {}
-        for g, words in _GENRE_WORDS.items():
+        for g, words in lx.GENRE_WORDS.items():
             if g in known:
                 for w in words:
                     table[tuple(w.split())] = (g,)
         for g in known:  # the catalog's own genre names always count
             table.setdefault(tuple(re.findall(r"[a-z0-9]+", fold(g))), (g,))
-        for w, gs in _MULTI.items():
+        for w, gs in lx.MULTI.items():
             if all(g in known for g in gs):
                 table[tuple(w.split())] = gs
         self.genre_table = table
         self.genre_phrases = sorted(table, key=len, reverse=True)
-        self.violent = tuple(g for g in VIOLENT_GENRES if g in known)
-        self.neg = _phrases(_NEG)
-        self.cues = _phrases(_TITLE_CUES)
+        self.violent = tuple(g for g in lx.VIOLENT_GENRES if g in known)
+        self.neg = _phrases(lx.NEG)
+        self.cues = _phrases(lx.TITLE_CUES)
         self._years_by_id = {
             e.id: e.year for entries in vocab.titles.values() for e in entries if e.year
         }
@@ -644,9 +237,9 @@ class Normaliser:
         used = [False] * n
         n_last = len(last_years)
 
-        reset = any(self._at(words, i, p) for i in range(n) for p in _phrases(_RESET))
-        repeat_ok = any(self._at(words, i, p) for i in range(n) for p in _phrases(_REPEAT))
-        for phrases in (_phrases(_RESET), _phrases(_REPEAT)):
+        reset = any(self._at(words, i, p) for i in range(n) for p in _phrases(lx.RESET))
+        repeat_ok = any(self._at(words, i, p) for i in range(n) for p in _phrases(lx.REPEAT))
+        for phrases in (_phrases(lx.RESET), _phrases(lx.REPEAT)):
             for i in range(n):
                 k = self._match(words, i, phrases)
                 for j in range(i, i + k):
@@ -664,12 +257,12 @@ class Normaliser:
         leftover = tuple(
             w
             for w, u in zip(words, used, strict=True)
-            if not u and w not in _STOP and not re.fullmatch(r"[,.;:!?/+]", w)
+            if not u and w not in lx.STOP and not re.fullmatch(r"[,.;:!?/+]", w)
         )
         query_words = [
             toks[i].text
             for i in range(n)
-            if (not used[i] and words[i] not in _STOP and words[i].isalnum()) or i in positive
+            if (not used[i] and words[i] not in lx.STOP and words[i].isalnum()) or i in positive
         ]
         # A genre both wanted and unwanted in one message ("scary but no gore") is a
         # contradiction the lexicon cannot settle: neither is kept, and it is left over.
@@ -709,7 +302,7 @@ class Normaliser:
                 words[i] in ("like", "likes", "love")
                 and k == 1
                 and i
-                and words[i - 1] in _VERB_LIKE
+                and words[i - 1] in lx.VERB_LIKE
             ):
                 # "I'd like a comedy", "we like it scary": a verb, not a comparison
                 if not (i + 1 < n and toks[i + 1].upper):
@@ -747,8 +340,8 @@ class Normaliser:
                 i += 1
                 continue
             entry, span = hit
-            caps = [toks[x].upper for x in range(i, i + span) if words[x] not in _LOWER_OK]
-            post = i + span < n and words[i + span] in _POST_CUES
+            caps = [toks[x].upper for x in range(i, i + span) if words[x] not in lx.LOWER_OK]
+            post = i + span < n and words[i + span] in lx.POST_CUES
             if (span >= 2 and all(caps)) or post:
                 refs.append(entry.id)
                 for x in range(i, i + span + (1 if post else 0)):
@@ -771,7 +364,7 @@ class Normaliser:
             if any(w in {",", ".", ";", "!", "?", ":"} for w in key):
                 continue
             upper = toks[j].upper
-            common = all(w in _STOP or w in _BRIDGE or (w,) in self.genre_table for w in key)
+            common = all(w in lx.STOP or w in lx.BRIDGE or (w,) in self.genre_table for w in key)
             if common and not upper:
                 continue
             if len(key) == 1 and key[0].isdigit() and not upper:
@@ -816,10 +409,15 @@ class Normaliser:
         if lo is None and m2:
             d = int(m2.group(1))
             lo = 2000 + d * 10 if d <= 1 else 1900 + d * 10
-        if lo is None and w in _WORD_DECADES:
-            lo = _WORD_DECADES[w]
-        if lo is None and w == "nineteen" and i + 1 < len(words) and words[i + 1] in _WORD_DECADES:
-            lo = _WORD_DECADES[words[i + 1]]
+        if lo is None and w in lx.WORD_DECADES:
+            lo = lx.WORD_DECADES[w]
+        if (
+            lo is None
+            and w == "nineteen"
+            and i + 1 < len(words)
+            and words[i + 1] in lx.WORD_DECADES
+        ):
+            lo = lx.WORD_DECADES[words[i + 1]]
             span = 2
         if lo is not None:
             hi = lo + 9
@@ -891,12 +489,12 @@ class Normaliser:
             # bounds before the expression, longest first; "nothing made after 1999" reads
             # as "nothing after 1999"
             cue = None
-            if first and words[first - 1] in _MADE and not used[first - 1]:
+            if first and words[first - 1] in lx.MADE and not used[first - 1]:
                 first -= 1
-                if first and words[first - 1] in _MADE and not used[first - 1]:
+                if first and words[first - 1] in lx.MADE and not used[first - 1]:
                     first -= 1
                 made_at = first
-                while made_at < i and words[made_at] in _MADE:
+                while made_at < i and words[made_at] in lx.MADE:
                     used[made_at] = True
                     made_at += 1
             for phrase, kind in (
@@ -972,10 +570,10 @@ class Normaliser:
                 s, kind = cue
                 # "nothing (made) after 1999" is "up to 1999"
                 t = s - 1
-                while t >= 0 and words[t] in _MADE and not used[t]:
+                while t >= 0 and words[t] in lx.MADE and not used[t]:
                     t -= 1
-                if t >= 0 and words[t] in _YEAR_NEG and not used[t]:
-                    kind, s = _FLIP[kind], t
+                if t >= 0 and words[t] in lx.YEAR_NEG and not used[t]:
+                    kind, s = lx.FLIP[kind], t
                 mark(s, end)
             elif after is not None:
                 stop, kind = after
@@ -988,7 +586,7 @@ class Normaliser:
                 s = s if s >= 0 else back(first, "in")
                 start = s if s >= 0 else first
                 neg = start - 1
-                if neg >= 0 and words[neg] in _YEAR_NEG and not used[neg]:
+                if neg >= 0 and words[neg] in lx.YEAR_NEG and not used[neg]:
                     # "isn't from the 2010s": only an open end of the catalog's years can
                     # be cut off with one bound; a gap in the middle is left over
                     if hi >= self.vocab.max_year:
@@ -1037,8 +635,8 @@ class Normaliser:
                 num = None
                 if words[j].isdigit() and j + 1 < n:
                     num, j = int(words[j]), j + 1
-                elif words[j] in _NUM_WORDS and j + 1 < n:
-                    num, j = _NUM_WORDS[words[j]], j + 1
+                elif words[j] in lx.NUM_WORDS and j + 1 < n:
+                    num, j = lx.NUM_WORDS[words[j]], j + 1
                 if words[j] in ("years", "year") and num:
                     mins.append(top - num + 1)
                     for x in range(i, j + 1):
@@ -1055,13 +653,13 @@ class Normaliser:
                 else:
                     mins.append(top - 4)
                 used[i] = True
-            elif w in _OLDER or (w == "old" and i + 1 < n and words[i + 1] in ("ones", "stuff")):
+            elif w in lx.OLDER or (w == "old" and i + 1 < n and words[i + 1] in ("ones", "stuff")):
                 if seen:
                     maxs.append(min(seen) - 1)
                 else:
                     maxs.append(1979)
                 used[i] = True
-            elif w in _NEWER:
+            elif w in lx.NEWER:
                 if seen:
                     mins.append(max(seen) + 1)
                 else:
@@ -1084,20 +682,22 @@ class Normaliser:
             return more, excl
         n = len(words)
         bounds = {",", ".", ";", "!", "?", "but", "though", "instead"}
-        msg_neg = any(w in _PICK_NEG for w in words) or any(
+        msg_neg = any(w in lx.PICK_NEG for w in words) or any(
             self._at(words, i, ("that", "one")) and i and words[i - 1] in ("not", "no")
             for i in range(n)
         )
-        msg_pos = any(w in _PICK_POS for w in words)
+        msg_pos = any(w in lx.PICK_POS for w in words)
         hits: list[tuple[int, int]] = []
         for i, w in enumerate(words):
             if used[i]:
                 continue
             pos = None
-            if w in _ORD and (i + 1 >= n or words[i + 1] in _PICK_NOUNS or words[i + 1] in bounds):
-                pos = _ORD[w]
+            if w in lx.ORD and (
+                i + 1 >= n or words[i + 1] in lx.PICK_NOUNS or words[i + 1] in bounds
+            ):
+                pos = lx.ORD[w]
             elif w == "last" and (
-                i + 1 >= n or words[i + 1] in _PICK_NOUNS or words[i + 1] in bounds
+                i + 1 >= n or words[i + 1] in lx.PICK_NOUNS or words[i + 1] in bounds
             ):
                 pos = n_last
             elif w in ("number", "no", "#") and i + 1 < n and words[i + 1].isdigit():
@@ -1112,8 +712,8 @@ class Normaliser:
             while b < n - 1 and words[b + 1] not in bounds:
                 b += 1
             clause = words[a : b + 1]
-            neg = any(w in _PICK_NEG for w in clause)
-            pos_cue = any(w in _PICK_POS for w in clause)
+            neg = any(w in lx.PICK_NEG for w in clause)
+            pos_cue = any(w in lx.PICK_POS for w in clause)
             if neg and not (pos_cue and "more" in clause and "not" not in clause):
                 excl.append(pos)
             elif pos_cue:
@@ -1125,7 +725,7 @@ class Normaliser:
             else:
                 continue  # which way is unclear: leave it over for the LLM
             used[i] = True
-            if i + 1 < n and words[i + 1] in _PICK_NOUNS:
+            if i + 1 < n and words[i + 1] in lx.PICK_NOUNS:
                 used[i + 1] = True
             if words[i] in ("number", "no", "#"):
                 used[i + 1] = True
@@ -1133,7 +733,7 @@ class Normaliser:
             # The cue words of a pick reference are accounted for, but "no"/"not" stay free
             # for a genre negation in the same message ("drop the second, and no romance").
             for i, w in enumerate(words):
-                if w in (_PICK_NEG | _PICK_POS) - {"no", "not", "without", "except"}:
+                if w in (lx.PICK_NEG | lx.PICK_POS) - {"no", "not", "without", "except"}:
                     used[i] = True
                 elif w == "that" and i + 1 < n and words[i + 1] == "one":
                     used[i] = used[i + 1] = True
@@ -1157,10 +757,10 @@ class Normaliser:
                     k = len(p)
                     break
             if not k:
-                for w in _ANTI:
+                for w in lx.ANTI:
                     p = tuple(w.split())
                     if self._at(words, i, p):
-                        mentions.append((i, len(p), _ANTI[w], "anti"))
+                        mentions.append((i, len(p), lx.ANTI[w], "anti"))
                         k = len(p)
                         break
             if (
@@ -1174,7 +774,7 @@ class Normaliser:
                     (i, 3, ("Children",) if "Children" in self.vocab.genres else (), "genre")
                 )
                 k = 3
-            if not k and words[i] in _VIOLENT:
+            if not k and words[i] in lx.VIOLENT:
                 mentions.append((i, 1, self.violent, "violent"))
                 k = 1
             i += k or 1
@@ -1203,10 +803,10 @@ class Normaliser:
                 if j in neg_at:
                     negated = neg_at[j]
                     break
-                if w in _BRIDGE or w in _CHAIN:
-                    if w in _CHAIN and not any(s <= j - 1 < s + ln for s, ln, _, _ in mentions):
+                if w in lx.BRIDGE or w in lx.CHAIN:
+                    if w in lx.CHAIN and not any(s <= j - 1 < s + ln for s, ln, _, _ in mentions):
                         # "and" chains negation only from one genre mention to the next
-                        if not (j - 1 >= 0 and words[j - 1] in _BRIDGE):
+                        if not (j - 1 >= 0 and words[j - 1] in lx.BRIDGE):
                             break
                     j -= 1
                     continue
