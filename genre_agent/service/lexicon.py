@@ -273,7 +273,9 @@ STOP = set(
     style vibe vibes feel kind sorts sort type preferably ideally prefer preferred rather
     ok alright must should shall may might way tbh honestly actually definitely def sure
     surprise me im i'm u ur ya yo guys friend friends wife husband girlfriend boyfriend
-    partner date family kids son daughter tonite rn atm lately""".split()
+    partner date family kids son daughter tonite rn atm lately thats whats though
+    although hmm hmmm ugh um uh oh ah well btw weve youve theyre looks meant mean loves
+    seems think guess""".split()
 )
 
 ORD = {

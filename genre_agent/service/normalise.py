@@ -258,7 +258,10 @@ class Normaliser:
         leftover = tuple(
             w
             for w, u in zip(words, used, strict=True)
-            if not u and w not in lx.STOP and not re.fullmatch(r"[,.;:!?/+]", w)
+            if not u
+            and w not in lx.STOP
+            and not re.fullmatch(r"[,.;:!?/+]", w)
+            and not re.fullmatch(r"\d{1,2}", w)  # "kids (6 and 9)": ages, counts
         )
         query_words = [
             toks[i].text
