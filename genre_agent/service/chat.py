@@ -601,7 +601,9 @@ class ChatSession:
         reference_genres: list[str] = []
         if reading is not None:
             turn.reading = {
-                k: v for k, v in dataclasses.asdict(reading).items() if v not in ((), None, False)
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(reading).items()
+                if v not in ((), None, False, "")
             }
             catalog = self.rec.sources.catalog()
             references = [r for r in reading.references if r in catalog]

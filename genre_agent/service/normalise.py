@@ -447,6 +447,12 @@ class Normaliser:
                 used[i + 1] = True
             if words[i] in ("number", "no", "#"):
                 used[i + 1] = True
+            # "not the first one": the negation belongs to the position
+            b = i - 1
+            while b >= 0 and words[b] in ("the", "that", "this"):
+                b -= 1
+            if b >= 0 and words[b] in ("not", "no") and pos in excl:
+                used[b] = True
         if hits:
             # The cue words of a pick reference are accounted for, but "no"/"not" stay free
             # for a genre negation in the same message ("drop the second, and no romance").
