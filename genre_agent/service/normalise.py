@@ -251,7 +251,7 @@ class Normaliser:
         if refs:
             # "like The Matrix but older": older than the title named in this message
             anchor = [self._year_of(r) for r in refs]
-        ymin, ymax = read_years(words, toks, used, anchor, self.vocab.max_year)
+        ymin, ymax = read_years(words, [t.dash for t in toks], used, anchor, self.vocab.max_year)
         more, excl = self._positions(words, used, n_last)
         inc, exc, positive = self._genres(words, used)
 

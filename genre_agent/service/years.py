@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from genre_agent.service import lexicon as lx
-
-if TYPE_CHECKING:
-    from genre_agent.service.normalise import Tok
 
 
 def decade_at(words: list[str], i: int) -> tuple[int, int, int] | None:
@@ -64,7 +60,7 @@ def decade_at(words: list[str], i: int) -> tuple[int, int, int] | None:
 
 def read_years(
     words: list[str],
-    toks: list[Tok],
+    dash: Sequence[bool],
     used: list[bool],
     last_years: Sequence[int | None],
     max_year: int,
@@ -104,7 +100,7 @@ def read_years(
         if end + 1 <= n - 1 and words[end] in ("and", "to", "through", "till", "until"):
             nxt = decade_at(words, end + 1 + (words[end + 1] == "the"))
             gap = 1 + (words[end + 1] == "the")
-        elif end < n and toks[end].dash:
+        elif end < n and dash[end]:
             nxt = decade_at(words, end)
             gap = 0
         if nxt is not None:
