@@ -380,8 +380,11 @@ class ChatConfig(_Frozen):
     # "hybrid" the normaliser, then the LLM only for a message with words it could not
     # account for, its schema seeded with what the normaliser found; "llm" the LLM alone;
     # "query" no reading at all, the message is the retrieval query (a baseline).
-    # Measured in docs/chat.md (`genre eval chat`).
-    intent: ChatIntentKind = "hybrid"
+    # Measured in docs/chat.md (`genre eval chat`): with the 0.5B model the hybrid added
+    # wrong genres to the messages it sent to the LLM (hand-written genres-in F1 0.91
+    # against 0.99) and took a minute per such turn on 2 shared cores, so the default is
+    # the normaliser alone.
+    intent: ChatIntentKind = "normaliser"
 
 
 class TuneConfig(_Frozen):
