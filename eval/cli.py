@@ -221,6 +221,49 @@ def search_cmd(
     typer.echo(f"test {result['primary']} = {result['test']:.4f}; config {result['best_config']}")
 
 
+@app.command("chat")
+def chat_cmd(
+    benchmark: Annotated[
+        Path, typer.Argument(help="chat benchmark TOML (eval/experiments/chat_*)")
+    ],
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/<name>)")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="run only these variants")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="first N cases of each part (a stated subset)")
+    ] = None,
+    part: Annotated[
+        list[str] | None, typer.Option(help="only these parts (template, hand, hand-holdout)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="concurrent sessions")] = 1,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="only rebuild the report from <out>")
+    ] = False,
+    sets: Sets = None,
+) -> None:
+    """Chat understanding: run variants over the benchmark; write <out>/report.md."""
+    from genre_agent.eval.chat_bench_run import load_spec, run_bench, write_report
+
+    spec = load_spec(benchmark)
+    out_dir = out or Path("runs") / spec.name
+    if not report_only:
+        try:
+            run_bench(
+                spec,
+                out_dir,
+                only=only or [],
+                limit=limit,
+                parts=part or [],
+                workers=workers,
+                overrides=_overrides(sets),
+                echo=typer.echo,
+            )
+        finally:
+            _release_engines()
+    md, _ = write_report(out_dir, spec)
+    typer.echo(md.read_text(encoding="utf-8"))
+    typer.echo(f"wrote {md}")
+
+
 def register(main_app: typer.Typer) -> None:
     """Add ``genre eval`` to the main CLI (entry point group "genre_agent.commands")."""
     main_app.add_typer(app, name="eval")

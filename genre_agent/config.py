@@ -18,6 +18,7 @@ EngineKind = Literal["vllm", "openai", "transformers", "fake"]
 StoreKind = Literal["embedded", "http", "memory"]
 EmbedderKind = Literal["sentence-transformers", "fake"]
 RankingMode = Literal["listwise", "scoring", "retrieval", "learned"]
+ChatIntentKind = Literal["hybrid", "normaliser", "llm", "query"]
 # Candidate sources (genre_agent.service.sources.SOURCES): each scores the catalog for a
 # request. itemknn, als, bpr and sequential are fitted by `genre fit` (service.fit.FITTERS).
 SourceKind = Literal[
@@ -361,6 +362,16 @@ class ChatConfig(_Frozen):
     # When nothing matches, retry once without the wanted genres (years and exclusions
     # stay); the turn records what was relaxed.
     relax_genres: bool = True
+    # Who reads a message (genre_agent.service.chat.INTENT_READERS): "normaliser" the
+    # deterministic reader over the catalog's vocabulary (genre_agent.service.normalise);
+    # "hybrid" the normaliser, then the LLM only for a message with words it could not
+    # account for, its schema seeded with what the normaliser found; "llm" the LLM alone;
+    # "query" no reading at all, the message is the retrieval query (a baseline).
+    # Measured in docs/chat.md (`genre eval chat`): with the 0.5B model the hybrid added
+    # wrong genres to the messages it sent to the LLM (hand-written genres-in F1 0.91
+    # against 0.99) and took a minute per such turn on 2 shared cores, so the default is
+    # the normaliser alone.
+    intent: ChatIntentKind = "normaliser"
 
 
 class TuneConfig(_Frozen):

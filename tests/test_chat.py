@@ -64,6 +64,8 @@ def make_rec(tmp_path, script, name="chatcol", **over) -> Recommender:
         "chat.k": 3,
         "retrieval.n_candidates": 10,
         "retrieval.sources": {"embedding": 1.0},
+        # These tests script the LLM's intents; the normaliser has its own tests.
+        "chat.intent": "llm",
         **over,
     }
     cfg = load_config(None, overrides=overrides, use_env=False)
@@ -261,3 +263,104 @@ def test_eight_parallel_sessions_share_no_state(tmp_path) -> None:
         state = store.load(sid)
         assert [t.message for t in state.turns] == [f"only {genres[n]} #{n}"] * 3
         assert state.genres_include == [genres[n]]
+
+
+def test_seeded_regex_keeps_the_normalisers_findings() -> None:
+    from genre_agent.service.normalise import Reading
+
+    cfg = ChatConfig(genres=tuple(GENRES))
+    seed = Reading(year_min=1980, genres_include=("Comedy",), exclude_picks=(2,))
+    rx = intent_regex(cfg, 3, seed)
+
+    def answer(**kw: object) -> str:
+        return json.dumps(Intent.model_validate({"exclude_picks": [2], **kw}).model_dump())
+
+    assert re.fullmatch(rx, answer(year_min=1980, genres_include=["Comedy"]))
+    assert re.fullmatch(rx, answer(year_min=1980, genres_include=["Comedy", "Horror"]))
+    assert not re.fullmatch(rx, answer(year_min=1990, genres_include=["Comedy"]))
+    assert not re.fullmatch(rx, answer(year_min=1980, genres_include=[]))
+    assert not re.fullmatch(rx, answer(year_min=1980, genres_include=["Horror"]))
+    assert not re.fullmatch(
+        rx, json.dumps(Intent(year_min=1980, genres_include=["Comedy"]).model_dump())
+    )
+
+
+def _counting(script):
+    calls: list[str] = []
+
+    def wrapped(req):
+        if req.hint.get("task") == "intent":
+            calls.append(req.hint["message"])
+        return script(req)
+
+    return wrapped, calls
+
+
+def test_hybrid_settled_messages_never_call_the_llm(tmp_path) -> None:
+    script, calls = _counting(scripted_intents())
+    rec = make_rec(tmp_path, script, name="hybcol", **{"chat.intent": "hybrid"})
+    s = ChatSession.start(rec, SessionStore(":memory:"))
+    t = s.send("sci-fi comedies from the 2000s, no horror")
+    assert calls == [] and t.read_by == "normaliser"
+    assert t.intent is not None and t.intent.genres_include == ["Sci-Fi", "Comedy"]
+    assert (t.intent.year_min, t.intent.year_max) == (2000, 2009)
+    assert t.picks and all(
+        "Sci-Fi" in p.genres and "Comedy" in p.genres and 2000 <= (p.year or 0) <= 2009
+        for p in t.picks
+    )
+    t2 = s.send("not the first one")
+    assert calls == [] and t2.intent is not None and t2.intent.exclude_picks == [1]
+    assert t.picks[0].id in s.state.rejected
+
+
+def test_hybrid_asks_the_llm_only_for_what_is_left(tmp_path) -> None:
+    msg = "something dreamlike from the 80s"
+    script, calls = _counting(
+        scripted_intents(
+            {
+                msg: {
+                    "query": "dreamlike",
+                    "year_min": 1980,
+                    "year_max": 1989,
+                    "genres_include": ["Drama"],
+                }
+            }
+        )
+    )
+    rec = make_rec(tmp_path, script, name="hybcol2", **{"chat.intent": "hybrid"})
+    s = ChatSession.start(rec, SessionStore(":memory:"))
+    t = s.send(msg)
+    assert calls == [msg] and t.read_by == "normaliser+llm"
+    assert t.reading is not None and t.reading["leftover"] == ["dreamlike"]
+    assert t.intent is not None and t.intent.genres_include == ["Drama"]
+    assert (t.intent.year_min, t.intent.year_max) == (1980, 1989)
+    assert t.intent_prompt_sha256  # the LLM's prompt is recorded
+
+
+def test_hybrid_flags_an_invalid_llm_answer(tmp_path) -> None:
+    def script(req):
+        if req.hint.get("task") == "intent":
+            return '{"query": "x", "item_ids": ["999"]}'
+        return scripted_intents()(req)
+
+    rec = make_rec(tmp_path, script, name="hybcol3", **{"chat.intent": "hybrid"})
+    s = ChatSession.start(rec, SessionStore(":memory:"))
+    t = s.send("something dreamlike with no horror")
+    assert t.read_by == "normaliser" and t.error is None
+    assert any("invalid LLM intent" in v["reason"] for v in t.violations)
+    assert t.intent is not None and t.intent.genres_exclude == ["Horror"]
+
+
+def test_named_title_is_never_a_pick_and_its_genres_filter(tmp_path) -> None:
+    rec = make_rec(tmp_path, scripted_intents(), name="refcol", **{"chat.intent": "normaliser"})
+    s = ChatSession.start(rec, SessionStore(":memory:"))
+    t = s.send("something like Film 1 Sci-Fi Horror but funnier")
+    assert s.state.references == ["1"] and "1" in s.state.seeds
+    assert set(s.state.genres_any) == {"Sci-Fi", "Horror"}
+    assert t.picks and all(p.id != "1" for p in t.picks)
+    assert all(
+        "Comedy" in p.genres and ("Sci-Fi" in p.genres or "Horror" in p.genres) for p in t.picks
+    )
+    meta = {it.id: it.metadata for it in catalog()}
+    assert all(matches_where(meta[p.id], t.where) for p in t.picks)
+    assert "$or" in json.dumps(t.where)

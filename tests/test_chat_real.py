@@ -2,6 +2,9 @@
 catalog in an embedded Chroma, with the real embedder and the real default model
 (qwen2.5-coder-0.5b on vLLM).
 
+With the shipped ``chat.intent = "normaliser"`` no message goes to the LLM for its intent
+(exact wishes of the first turn asserted below); the fifth message has a word the lexicon
+does not know and is read as far as the normaliser can (no genre, "cry" left over).
 The model's intents vary; the invariants checked here hold for any schema-valid intent:
 every pick satisfies that turn's filters, no item is shown twice (unless the intent asked),
 rejected picks never come back, references resolve to the previous reply's picks, and the
@@ -34,6 +37,7 @@ TURNS = [
     "more like the second one",
     "not that one, the first one",
     "no horror please, something with comedy",
+    "I need a good cry",
 ]
 
 
@@ -128,3 +132,15 @@ def test_four_turn_chat_real_model(tmp_path: Path) -> None:
         if ids:
             prev_picks = ids
     assert set(state.shown) == seen
+    # The shipped reader: the normaliser settled the first turn exactly, without the LLM.
+    first = turns[0]
+    assert first["read_by"] == "normaliser" and first["intent_prompt_sha256"] == ""
+    assert first["intent"]["year_min"] == 2000 and first["intent"]["genres_include"] == ["Comedy"]
+    assert first["reading"]["references"] == ["1214"]  # Alien (1979), found in the catalog
+    for p in first["picks"]:
+        genres = set(str(meta[p["id"]]["genres"]).split("|"))
+        assert p["id"] != "1214" and "Comedy" in genres and genres & {"Horror", "Sci-Fi"}
+        assert int(meta[p["id"]]["year"]) >= 2000
+    assert turns[3]["intent"]["genres_exclude"] == ["Horror"]
+    assert all(t["read_by"] == "normaliser" and not t["intent_prompt_sha256"] for t in turns)
+    assert turns[4]["reading"]["leftover"] == ["cry"]

@@ -1,21 +1,28 @@
-"""Multi-turn chat sessions: constrained intent extraction, filtered retrieval, SQLite state.
+"""Multi-turn chat sessions: message reading, filtered retrieval, SQLite state.
 
-Each user message becomes an ``Intent`` by one constrained generation (a regex built from
+Each user message becomes an ``Intent``. ``chat.intent`` says who reads it (the
+``INTENT_READERS`` table): the deterministic normaliser over the catalog's vocabulary
+(genre_agent.service.normalise), the LLM by one constrained generation (a regex built from
 the schema: genres are an enum of the configured genres, references are an enum of the
-positions of the last reply's picks). The intent has no item-id field at all, so a user
-message cannot make the model pick items; picks come only from Recommender.recommend, whose
-ranker is constrained to its candidates. Every intent is re-validated: schema failures raise
-IntentError, softer problems (year_min > year_max, a genre both wanted and excluded) are
-dropped and listed in the turn's ``violations``.
+positions of the last reply's picks), the hybrid of both, or nobody (the message is the
+query). A title the user names ("like Alien") is found only by the normaliser, in the
+catalog; it seeds retrieval, its genres become an any-of filter, and it is never a pick. The
+intent has no item-id field at all, so a user message cannot make the model pick items;
+picks come only from Recommender.recommend, whose ranker is constrained to its candidates.
+Every intent is re-validated: schema failures raise IntentError, softer problems (year_min >
+year_max, a genre both wanted and excluded) are dropped and listed in the turn's
+``violations``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,8 @@ from genre_agent.errors import GenreError
 from genre_agent.llm.base import GenRequest, Message
 from genre_agent.llm.deadline import llm_deadline
 from genre_agent.llm.faults import LLMTimeout, LLMUnavailable, one_line
-from genre_agent.prompting import render
+from genre_agent.prompting import RenderedPrompt, render
+from genre_agent.service.normalise import Normaliser, Reading
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
 from genre_agent.storage.base import SessionBackend
@@ -58,8 +66,21 @@ def _alt(options: Sequence[str]) -> str:
     return "(" + "|".join(o.replace(".", r"\.").replace("+", r"\+") for o in options) + ")"
 
 
-def intent_regex(cfg: ChatConfig, n_last: int) -> str:
-    """Regex of an intent answer, keys in schema order."""
+def _fixed_list(values: Sequence[str | int], more: str, room: int) -> str:
+    """A JSON list that starts with ``values`` (literal) and may go on with up to ``room``
+    items matching ``more``."""
+    lit = ", ".join(json.dumps(v) for v in values).replace("[", r"\[").replace("+", r"\+")
+    lit = lit.replace(".", r"\.")
+    if room <= 0:
+        return r"\[" + lit + r"\]"
+    return r"\[" + lit + "(, " + more + "){0," + str(room) + r"}\]"
+
+
+def intent_regex(cfg: ChatConfig, n_last: int, seed: Reading | None = None) -> str:
+    """Regex of an intent answer, keys in schema order.
+
+    ``seed``: what the normaliser already found. Its year bounds, genres and positions are
+    written into the regex as literals, so the model can only add to them (the hybrid)."""
     text = r'"[^"\\\n\r\t<>]{0,' + str(cfg.query_chars) + '}"'
     year = r"(null|1[89]\d\d|20\d\d)"
     g = '"' + _alt(cfg.genres) + '"'
@@ -69,22 +90,38 @@ def intent_regex(cfg: ChatConfig, n_last: int) -> str:
         pos = r"\[(" + p + "(, " + p + "){0," + str(n_last - 1) + r"})?\]"
     else:
         pos = r"\[\]"
+    year_min = year_max = year
+    include = exclude = genres
+    more_like = exclude_picks = pos
+    if seed is not None:
+        if seed.year_min is not None:
+            year_min = str(seed.year_min)
+        if seed.year_max is not None:
+            year_max = str(seed.year_max)
+        if seed.genres_include:
+            include = _fixed_list(seed.genres_include, g, 5 - len(seed.genres_include))
+        if seed.genres_exclude:
+            exclude = _fixed_list(seed.genres_exclude, g, 5 - len(seed.genres_exclude))
+        if seed.more_like and n_last:
+            more_like = _fixed_list(seed.more_like, p, 0)
+        if seed.exclude_picks and n_last:
+            exclude_picks = _fixed_list(seed.exclude_picks, p, 0)
     boolean = "(true|false)"
     return (
         r'\{"query": '
         + text
         + r', "year_min": '
-        + year
+        + year_min
         + r', "year_max": '
-        + year
+        + year_max
         + r', "genres_include": '
-        + genres
+        + include
         + r', "genres_exclude": '
-        + genres
+        + exclude
         + r', "more_like": '
-        + pos
+        + more_like
         + r', "exclude_picks": '
-        + pos
+        + exclude_picks
         + r', "repeat_ok": '
         + boolean
         + r', "reset": '
@@ -99,6 +136,13 @@ def validate_intent(text: str, cfg: ChatConfig, n_last: int) -> tuple[Intent, li
         intent = Intent.model_validate(json.loads(text))
     except (ValueError, ValidationError) as exc:
         raise IntentError(f"intent failed schema: {str(exc)[:300]}") from exc
+    return check_intent(intent, cfg, n_last)
+
+
+def check_intent(
+    intent: Intent, cfg: ChatConfig, n_last: int
+) -> tuple[Intent, list[dict[str, Any]]]:
+    """Re-validate a parsed intent (from the LLM or the normaliser) against the config."""
     hard: list[str | int] = [
         g for g in [*intent.genres_include, *intent.genres_exclude] if g not in cfg.genres
     ]
@@ -130,8 +174,10 @@ def build_where(
     year_max: int | None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    any_of: Sequence[str] = (),
 ) -> dict[str, Any] | None:
-    """Chroma ``where``: year bounds and genre flags (``genre_x`` is set only when True)."""
+    """Chroma ``where``: year bounds and genre flags (``genre_x`` is set only when True);
+    ``any_of``: at least one of these genres (a named title's genres)."""
     clauses: list[dict[str, Any]] = []
     if year_min is not None:
         clauses.append({"year": {"$gte": year_min}})
@@ -139,6 +185,11 @@ def build_where(
         clauses.append({"year": {"$lte": year_max}})
     clauses += [{genre_key(g): True} for g in include]
     clauses += [{genre_key(g): {"$ne": True}} for g in exclude]
+    any_of = [g for g in any_of if g not in exclude]
+    if len(any_of) == 1:
+        clauses.append({genre_key(any_of[0]): True})
+    elif any_of:
+        clauses.append({"$or": [{genre_key(g): True} for g in any_of]})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -149,6 +200,10 @@ def matches_where(meta: dict[str, Any], where: dict[str, Any] | None) -> bool:
     if where is None:
         return True
     for clause in where.get("$and", [where]):
+        if "$or" in clause:
+            if not any(matches_where(meta, c) for c in clause["$or"]):
+                return False
+            continue
         ((key, cond),) = clause.items()
         val = meta.get(key)
         if not isinstance(cond, dict):
@@ -185,6 +240,11 @@ class Turn(BaseModel):
     model_id: str = ""
     # Wishes dropped because nothing matched them all (the used filter is ``where``).
     relaxed: list[str] = Field(default_factory=list)
+    # Who read the message: "normaliser", "llm", "normaliser+llm" (hybrid) or "query".
+    read_by: str = ""
+    # The normaliser's reading (its wishes, the catalog ids of named titles, the words it
+    # could not account for), when it ran.
+    reading: dict[str, Any] | None = None
     seconds: float = 0.0
     error: str | None = None
     # Set when the LLM ran out of the turn's budget ("llm_timeout") or failed
@@ -204,6 +264,10 @@ class SessionState(BaseModel):
     year_max: int | None = None
     genres_include: list[str] = Field(default_factory=list)
     genres_exclude: list[str] = Field(default_factory=list)
+    # Titles the user named ("like Alien"): retrieval seeds, never picks; their genres are
+    # an any-of filter (``genres_any``).
+    references: list[str] = Field(default_factory=list)
+    genres_any: list[str] = Field(default_factory=list)
     seeds: list[str] = Field(default_factory=list)
     rejected: list[str] = Field(default_factory=list)
     shown: list[str] = Field(default_factory=list)
@@ -211,7 +275,9 @@ class SessionState(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
 
     def where(self) -> dict[str, Any] | None:
-        return build_where(self.year_min, self.year_max, self.genres_include, self.genres_exclude)
+        return build_where(
+            self.year_min, self.year_max, self.genres_include, self.genres_exclude, self.genres_any
+        )
 
     def active_text(self) -> str:
         parts = []
@@ -227,18 +293,34 @@ class SessionState(BaseModel):
             parts.append("not: " + ", ".join(self.genres_exclude))
         return "; ".join(parts)
 
-    def apply(self, intent: Intent) -> None:
-        """Merge one turn's intent into the active search."""
+    def apply(
+        self,
+        intent: Intent,
+        references: Sequence[str] = (),
+        reference_genres: Sequence[str] = (),
+    ) -> None:
+        """Merge one turn's intent (and the titles it names) into the active search."""
         last = [p.id for p in self.last_picks]
         if intent.reset:
             self.query, self.year_min, self.year_max = "", None, None
             self.genres_include, self.genres_exclude, self.seeds = [], [], []
+            self.references, self.genres_any = [], []
         if intent.query.strip():
             self.query = intent.query.strip()
         if intent.year_min is not None:
             self.year_min = intent.year_min
+            if self.year_max is not None and self.year_max < intent.year_min:
+                self.year_max = None  # "newer ones" moves past the old bound
         if intent.year_max is not None:
             self.year_max = intent.year_max
+            if self.year_min is not None and self.year_min > intent.year_max:
+                self.year_min = None
+        if references:
+            # A newly named title replaces the earlier ones ("now something like Heat").
+            self.seeds = [s for s in self.seeds if s not in self.references]
+            self.references = list(dict.fromkeys(references))
+            self.genres_any = list(dict.fromkeys(reference_genres))
+            self.seeds += [r for r in self.references if r not in self.seeds]
         if intent.genres_include:
             self.genres_include = list(intent.genres_include)
             self.genres_exclude = [g for g in self.genres_exclude if g not in intent.genres_include]
@@ -306,6 +388,109 @@ class SessionStore:
         self.rows.close()
 
 
+_NORMALISERS: weakref.WeakKeyDictionary[Recommender, tuple[object, Normaliser]] = (
+    weakref.WeakKeyDictionary()
+)
+_NORMALISERS_LOCK = threading.Lock()
+
+
+def catalog_normaliser(rec: Recommender, genres: Sequence[str]) -> Normaliser:
+    """The normaliser over ``rec``'s catalog, built once per catalog (rebuilt after index)."""
+    catalog = rec.sources.catalog()
+    with _NORMALISERS_LOCK:
+        hit = _NORMALISERS.get(rec)
+        if hit is not None and hit[0] is catalog and tuple(hit[1].vocab.genres) == tuple(genres):
+            return hit[1]
+        norm = Normaliser.from_items(catalog.values(), genres, rec.interactions.item_counts())
+        _NORMALISERS[rec] = (catalog, norm)
+        return norm
+
+
+def intent_from_reading(reading: Reading, cfg: ChatConfig) -> Intent:
+    return Intent(
+        query=reading.query[: cfg.query_chars],
+        year_min=reading.year_min,
+        year_max=reading.year_max,
+        genres_include=list(reading.genres_include)[:10],
+        genres_exclude=list(reading.genres_exclude)[:10],
+        more_like=list(reading.more_like),
+        exclude_picks=list(reading.exclude_picks),
+        repeat_ok=reading.repeat_ok,
+        reset=reading.reset,
+    )
+
+
+def merge_reading(reading: Reading, llm: Intent, cfg: ChatConfig) -> Intent:
+    """The hybrid's intent: the normaliser's findings stand; the LLM only adds to them (its
+    regex already held the normaliser's years, genres and positions fixed). Reset and
+    repeat come from the normaliser alone: a small model sets them without cause."""
+    base = intent_from_reading(reading, cfg)
+    include = [*base.genres_include]
+    exclude = [*base.genres_exclude]
+    include += [g for g in llm.genres_include if g not in include and g not in exclude]
+    exclude += [g for g in llm.genres_exclude if g not in exclude and g not in include]
+    return base.model_copy(
+        update={
+            "query": base.query or llm.query,
+            "year_min": base.year_min if base.year_min is not None else llm.year_min,
+            "year_max": base.year_max if base.year_max is not None else llm.year_max,
+            "genres_include": include[:10],
+            "genres_exclude": exclude[:10],
+            "more_like": base.more_like or llm.more_like,
+            "exclude_picks": base.exclude_picks or llm.exclude_picks,
+        }
+    )
+
+
+def _read_query(session: ChatSession, message: str, turn: Turn) -> tuple[Intent, Reading | None]:
+    turn.read_by = "query"
+    return Intent(query=message[: session.cfg.query_chars]), None
+
+
+def _read_normaliser(
+    session: ChatSession, message: str, turn: Turn
+) -> tuple[Intent, Reading | None]:
+    reading = session.read(message)
+    turn.read_by = "normaliser"
+    return intent_from_reading(reading, session.cfg), reading
+
+
+def _read_llm(session: ChatSession, message: str, turn: Turn) -> tuple[Intent, Reading | None]:
+    turn.read_by = "llm"
+    return session.llm_intent(message, turn), None
+
+
+def _read_hybrid(session: ChatSession, message: str, turn: Turn) -> tuple[Intent, Reading | None]:
+    reading = session.read(message)
+    if reading.settled:
+        turn.read_by = "normaliser"
+        return intent_from_reading(reading, session.cfg), reading
+    turn.read_by = "normaliser+llm"
+    try:
+        llm = session.llm_intent(message, turn, seed=reading)
+    except IntentError as exc:
+        # Flagged, not silent: the turn says the LLM failed and the normaliser's reading
+        # alone was used.
+        turn.read_by = "normaliser"
+        turn.violations.append(
+            {
+                "reason": "invalid LLM intent; the normaliser's reading was used",
+                "detail": str(exc)[:300],
+            }
+        )
+        return intent_from_reading(reading, session.cfg), reading
+    return merge_reading(reading, llm, session.cfg), reading
+
+
+IntentReader = Callable[["ChatSession", str, Turn], tuple[Intent, Reading | None]]
+INTENT_READERS: dict[str, IntentReader] = {
+    "query": _read_query,
+    "normaliser": _read_normaliser,
+    "llm": _read_llm,
+    "hybrid": _read_hybrid,
+}
+
+
 class ChatSession:
     """One conversation. Sessions share the Recommender but no state; resumable by id."""
 
@@ -354,7 +539,26 @@ class ChatSession:
     def id(self) -> str:
         return self.state.id
 
-    def intent_request(self, message: str) -> tuple[GenRequest, Any]:
+    def read(self, message: str) -> Reading:
+        """The normaliser's reading of ``message`` against the last reply's picks."""
+        norm = catalog_normaliser(self.rec, self.cfg.genres)
+        return norm.read(message, [p.year for p in self.state.last_picks])
+
+    def llm_intent(self, message: str, turn: Turn, seed: Reading | None = None) -> Intent:
+        """One constrained generation of the intent (``seed`` fixes what is known)."""
+        req, prompt = self.intent_request(message, seed)
+        turn.intent_prompt_sha256 = prompt.sha256
+        turn.intent_template_sha256 = prompt.template_sha256
+        llm = self.rec.llm
+        turn.model_id = llm.model_id
+        out = llm.generate([req])[0]
+        intent, violations = validate_intent(out.text, self.cfg, len(self.state.last_picks))
+        turn.violations += violations
+        return intent
+
+    def intent_request(
+        self, message: str, seed: Reading | None = None
+    ) -> tuple[GenRequest, RenderedPrompt]:
         st = self.state
         earlier = (
             [t.message for t in st.turns][-self.cfg.context_turns :]
@@ -372,7 +576,7 @@ class ChatSession:
         n_last = len(st.last_picks)
         req = GenRequest(
             messages=(Message("system", prompt.system), Message("user", prompt.user)),
-            regex=intent_regex(self.cfg, n_last),
+            regex=intent_regex(self.cfg, n_last, seed),
             max_tokens=self.cfg.max_intent_tokens,
             temperature=self.rec.config.llm.temperature,
             seed=self.rec.config.llm.seed,
@@ -417,17 +621,18 @@ class ChatSession:
         t0 = time.perf_counter()
         st = self.state
         turn = Turn(n=len(st.turns) + 1, message=message)
-        req, prompt = self.intent_request(message)
-        turn.intent_prompt_sha256 = prompt.sha256
-        turn.intent_template_sha256 = prompt.template_sha256
-        llm = self.rec.llm
-        turn.model_id = llm.model_id
         try:
-            out = llm.generate([req])[0]
-            intent, violations = validate_intent(out.text, self.cfg, len(st.last_picks))
+            intent, reading = INTENT_READERS[self.cfg.intent](self, message, turn)
+            intent, violations = check_intent(intent, self.cfg, len(st.last_picks))
         except LLMUnavailable as exc:
-            self._llm_failed(turn, exc, "no intent from the LLM; the message is the query")
-            intent, violations = Intent(query=" ".join(message.split())[: self.cfg.query_chars]), []
+            # The LLM reader failed or ran out of the turn's budget: the normaliser needs no
+            # LLM, so its reading answers, flagged.
+            self._llm_failed(turn, exc, "no intent from the LLM; the normaliser's reading was used")
+            reading = self.read(message)
+            turn.read_by = "normaliser"
+            intent, violations = check_intent(
+                intent_from_reading(reading, self.cfg), self.cfg, len(st.last_picks)
+            )
         except IntentError as exc:
             turn.error = str(exc)
             turn.violations.append({"reason": "invalid intent", "detail": str(exc)[:300]})
@@ -436,18 +641,31 @@ class ChatSession:
             self.store.save(st)
             raise
         turn.intent = intent
-        turn.violations = violations
-        st.apply(intent)
+        turn.violations += violations
+        references: list[str] = []
+        reference_genres: list[str] = []
+        if reading is not None:
+            turn.reading = {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(reading).items()
+                if v not in ((), None, False, "")
+            }
+            catalog = self.rec.sources.catalog()
+            references = [r for r in reading.references if r in catalog]
+            for r in references:
+                genres = str(catalog[r].metadata.get("genres", "")).split("|")
+                reference_genres += [g for g in genres if g in self.cfg.genres]
+        st.apply(intent, references, reference_genres)
         turn.where = st.where()
-        exclude = set(st.rejected)
+        exclude = set(st.rejected) | set(st.references)
         if not intent.repeat_ok:
             exclude |= set(st.shown)
         seeds = [i for i in st.seeds if i not in st.rejected]
-        if not seeds and not st.query and not st.user_id and not self.profile:
+        if not seeds and not st.query and not st.user_id and not self.profile and not turn.where:
             turn.error = "tell me what you would like (a title, a mood, a genre)"
         else:
             wheres = [turn.where]
-            if self.cfg.relax_genres and st.genres_include:
+            if self.cfg.relax_genres and (st.genres_include or st.genres_any):
                 wheres.append(build_where(st.year_min, st.year_max, [], st.genres_exclude))
             for attempt, where in enumerate(wheres):
                 try:
@@ -473,7 +691,7 @@ class ChatSession:
                 turn.error = None
                 if attempt:
                     turn.where = where
-                    turn.relaxed = ["genres_include"]
+                    turn.relaxed = [n for n in ("genres_include", "genres_any") if getattr(st, n)]
                 break
             if turn.error is None:
                 turn.rank_prompt_sha256 = rec.trace.prompt_sha256
