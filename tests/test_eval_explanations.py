@@ -194,7 +194,10 @@ def test_explanation_entry_records_cites_and_evidence() -> None:
         RankedItem(rank=1, item=item, rationale="Like Scream.", cites=["h2"], evidence=ev)
     )
     assert got["evidence_ids"] == ["h2"] and got["cites"] == ["h2"]
-    assert got["support"] == [{"id": "h2", "title": "Scream (1996)", "shared": ["genre Horror"]}]
+    assert got["support"] == [
+        {"id": "h2", "title": "Scream (1996)", "shared": ["genre Horror"], "by": ["itemknn"]}
+    ]
+    assert (got["year"], got["tags"], got["request"]) == (None, [], [])
     assert (got["title"], got["genres"], got["shared"]) == (
         "Film (2000)",
         "Horror|Comedy",
