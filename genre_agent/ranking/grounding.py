@@ -83,6 +83,31 @@ def unsupported_genres(rationale: str, allowed: str) -> list[str]:
 # ml-latest-small's movies (Drama 45%, Comedy 39%, Thriller and Action 19%, Romance 16%).
 BROAD_GENRES = frozenset({"Drama", "Comedy", "Thriller", "Action", "Romance"})
 
+
+def telling(shared: Iterable[str]) -> float:
+    """How telling a set of shared attributes is: a tag 4, a genre that is not broad 2, a
+    broad genre 1, a decade 0.25 (so two broad genres beat one, and a decade only breaks
+    ties)."""
+    score = 0.0
+    for a in shared:
+        if a.startswith("tag "):
+            score += 4.0
+        elif a.startswith("genre "):
+            score += 1.0 if a[6:] in BROAD_GENRES else 2.0
+        else:
+            score += 0.25
+    return score
+
+
+def is_weak(shared: Iterable[str]) -> bool:
+    """Only a decade, or one broad genre (or nothing): a link that says little."""
+    attrs = list(shared)
+    genres = [a[6:] for a in attrs if a.startswith("genre ")]
+    if any(a.startswith("tag ") for a in attrs) or any(g not in BROAD_GENRES for g in genres):
+        return False
+    return len(genres) <= 1
+
+
 # Words that name a category, and the genre that makes them true. Genre names themselves are
 # included (lower case too): "shares the horror elements" is a horror claim.
 CATEGORY_WORDS: dict[str, str] = {
@@ -118,10 +143,10 @@ _DOMAIN_RE = re.compile(
     re.IGNORECASE,
 )
 # A code: a token of capitals and digits with both (SAVE50, X7K2), or the words around one.
+# Capitals only: "S1m0ne (2002)" is a title, "SAVE50" a code.
 _CODE_RE = re.compile(
     r"\b(?=[A-Z0-9]*[A-Z])(?=[A-Z0-9]*\d)[A-Z0-9]{4,}\b"
-    r"|\b(?:promo|coupon|discount|voucher|referral)\s*codes?\b",
-    re.IGNORECASE,
+    r"|(?i:\b(?:promo|coupon|discount|voucher|referral)\s*codes?\b)"
 )
 _PRICE_RE = re.compile(
     r"[$\u20ac\u00a3\u00a5]\s?\d|\b\d+(?:[.,]\d+)?\s?(?:dollars?|euros?|usd|eur|bucks|cents?)\b"
@@ -296,3 +321,27 @@ def unsupported_claims(
     out += unsupported_decades(bare, " ".join(decades))
     out += [f"{kind}: {text}" for kind, text in claim_problems(rationale, attrs)]
     return list(dict.fromkeys(out))
+
+
+TITLE_CHARS = 60
+
+
+def safe_title(title: str, limit: int = TITLE_CHARS) -> str:
+    """A catalog title as a rationale may show it: look-alike letters folded, orders to the
+    ranker and answer-shaped fragments replaced (``prompting.data_filter``), links, domains,
+    codes and prices replaced by "(…)", and at most ``limit`` characters, keeping the
+    "(year)". A title is data: this is the only form of it that reaches a sentence."""
+    from genre_agent.prompting import data_filter
+
+    text = data_filter(display_title(title), 10 * limit)
+    for kind, pattern in _CLAIM_KINDS:
+        if kind in UNSAFE_KINDS:
+            text = pattern.sub("(\u2026)", text)
+    text = re.sub(r"\(\u2026\)(?:[\s,.;:!-]*\(\u2026\))+", "(\u2026)", text).strip()
+    if len(text) <= limit:
+        return text
+    m = _YEAR_SUFFIX.search(text)
+    year = m.group(0).strip() if m else ""
+    core = text[: m.start()] if m else text
+    room = limit - len(year) - 2
+    return f"{core[:room].rstrip()}\u2026 {year}".strip()
