@@ -58,7 +58,8 @@ def fact_values(item: Item, evidence: Evidence) -> list[str]:
     """The facts a sentence may use, most telling first: what the cited items share, the
     co-occurrence, the request words, then the item's own genres, tags, year and decade."""
     own = sorted(attributes(item))
-    values = [_value(a) for s in evidence.history for a in s.shared if not a[:1].isdigit()]
+    shared = [a for s in evidence.history for a in s.shared if not a[:1].isdigit()]
+    values = [_value(a) for a in sorted(shared, key=lambda a: -telling([a]))]
     if any("itemknn" in s.by for s in evidence.history):
         values.append(COLIKED)
     values += [f"asked for {w}" for w in evidence.request]

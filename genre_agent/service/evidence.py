@@ -56,10 +56,9 @@ def _request_words(query: str | None, item: Item) -> list[str]:
     return sorted({w for w in words if w in data})
 
 
-def _best_attribute(shared: Sequence[str]) -> str | None:
-    """The most telling single attribute (a tag, then a specific genre, then a broad one)."""
-    ranked = sorted((a for a in shared if not a[:1].isdigit()), key=lambda a: -telling([a]))
-    return ranked[0] if ranked else None
+def _by_telling(shared: Sequence[str]) -> list[str]:
+    """The attributes other than decades, most telling first (tags, specific genres, broad)."""
+    return sorted((a for a in shared if not a[:1].isdigit()), key=lambda a: -telling([a]))
 
 
 def build_evidence(
@@ -119,10 +118,13 @@ def build_evidence(
             best_knn = max(pool, key=lambda h: (knn[h.id], emb.get(h.id, 0.0)))
             if not is_weak(shared[first.id]):
                 picks.append(support(first, "attributes"))
-                common = _best_attribute(shared[first.id])
-                also = [h for h in pool if h.id != first.id and common in shared[h.id]]
-                if also:
-                    picks.append(support(max(also, key=key), "attributes"))
+                # A second liked item pointing the same way: one that shares the first's
+                # most telling attribute that any other liked item shares.
+                for common in _by_telling(shared[first.id]):
+                    also = [h for h in pool if h.id != first.id and common in shared[h.id]]
+                    if also:
+                        picks.append(support(max(also, key=key), "attributes"))
+                        break
             elif knn[best_knn.id] > 0:
                 picks.append(support(best_knn, "itemknn"))
             elif shared[first.id]:
