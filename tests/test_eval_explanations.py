@@ -299,7 +299,7 @@ def test_runner_records_explanations_and_the_report_compares_variants(
             # format), or a fixed sentence (free).
             for e in ex:
                 if name == "evidence":
-                    opener = "You liked " if e["evidence_ids"] else "This one matches"
+                    opener = "You liked " if e["evidence_ids"] else "Fits the user's history"
                     assert e["rationale"].startswith(opener)
                 else:
                     assert e["rationale"] == f"Fits the user's history ({e['item_id']})."

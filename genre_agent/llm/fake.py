@@ -90,7 +90,7 @@ def _facts_text(req: GenRequest) -> str:
     if ids:
         why = f"You liked {titles[0]}; this one shares {fact}."
     else:
-        why = f"This one matches your request: {fact}."
+        why = f"Fits the user's history ({req.hint['item_id']})."
     used = facts[:1] or list(req.hint.get("facts") or [])[:1]
     return json.dumps({"cites": ids[:1], "facts": used, "rationale": why})
 
