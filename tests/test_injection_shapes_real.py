@@ -148,8 +148,13 @@ def format_table(table: dict[str, dict[str, object]]) -> str:
 
 
 @pytest.fixture(scope="module")
-def table() -> dict[str, dict[str, object]]:
-    result = measure(get_engine(LLMConfig(engine="vllm")))
+def engine() -> object:
+    return get_engine(LLMConfig(engine="vllm"))
+
+
+@pytest.fixture(scope="module")
+def table(engine: object) -> dict[str, dict[str, object]]:
+    result = measure(engine)
     print("\n" + format_table(result))
     for v, row in result.items():
         for s in row["examples"]:  # type: ignore[attr-defined]
@@ -176,3 +181,42 @@ def test_no_url_or_code_reaches_any_rationale(table, variant: str) -> None:
     row = table[variant]
     assert row["rationales"] >= N_USERS * 2, row  # the k=2 requests are all explained
     assert not row["leaks"], row["leaks"]
+
+
+QUERIES = ("a scary movie from the eighties", "something funny but not romantic", "space")
+
+
+def test_query_only_rationales_meet_the_request_without_markup(engine: object) -> None:
+    """Chat and query-only requests (no liked history): 5 items per query, each rationale
+    free of markup and placeholders, never likening the item to itself, citing nothing."""
+    from genre_agent import load_movielens_items
+    from genre_agent.ranking.grounding import markup_problems
+    from genre_agent.ranking.rationales import add_rationales, sentence_problems
+    from genre_agent.service.evidence import build_evidence
+    from genre_agent.types import Candidate, RankedItem, Trace
+
+    items = {it.id: it for it in load_movielens_items(DATA)}
+    picks = {
+        QUERIES[0]: ["1997", "1387", "2710", "1258", "1350"],  # horror, 1973-1999
+        QUERIES[1]: ["1", "2355", "344", "231", "1270"],
+        QUERIES[2]: ["260", "1196", "2571", "1200", "480"],
+    }
+    requests, results = [], []
+    for q, ids in picks.items():
+        cands = [Candidate(item=items[i], score=1.0, source="test") for i in ids]
+        evidence = build_evidence(cands, [], q, {})
+        ranked = [
+            RankedItem(rank=n + 1, item=c.item, evidence=e)
+            for n, (c, e) in enumerate(zip(cands, evidence, strict=True))
+        ]
+        requests.append(RankRequest(candidates=cands, query=q, k=5))
+        results.append((ranked, Trace(candidates=cands)))
+    add_rationales(engine, RankingConfig(), requests, results, 5)  # type: ignore[arg-type]
+    for req, (ranked, trace) in zip(requests, results, strict=True):
+        for it in ranked:
+            print(f"  {req.query!r} {it.item.title}: {it.rationale}")
+            assert it.rationale is not None, trace.rejected_entries
+            assert it.cites == []
+            assert not markup_problems(it.rationale), it.rationale
+            _, faults = sentence_problems(it.rationale, [], it.item, it.evidence, req, False)
+            assert not [f for f in faults if not f.startswith("grammar")], (it.rationale, faults)
