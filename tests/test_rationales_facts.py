@@ -202,3 +202,10 @@ def test_without_history_the_sentence_is_about_the_item_and_the_request() -> Non
     assert "without comparing it to another movie" in prompt and "Aliens" in prompt
     assert ranked[0].cites == [] and "Like" not in ranked[0].rationale
     assert Evidence().history == [] and Support  # noqa: B018 (types used above)
+
+
+def test_a_weak_link_without_item_knn_takes_two_liked_items_pointing_the_same_way() -> None:
+    pretty = movie("p", "Pretty Woman (1990)", "Comedy|Romance", 1990)
+    ev = build_evidence([cand(NOTTING)], [BEAUTY, pretty], None, {})[0]
+    assert [s.id for s in ev.history] == ["p", "b"]  # two broad genres first, then Romance
+    assert all("genre Romance" in s.shared for s in ev.history)

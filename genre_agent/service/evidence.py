@@ -116,10 +116,11 @@ def build_evidence(
 
             first = max(pool, key=key)
             best_knn = max(pool, key=lambda h: (knn[h.id], emb.get(h.id, 0.0)))
-            if not is_weak(shared[first.id]):
+            if not is_weak(shared[first.id]) or (knn[best_knn.id] <= 0 and shared[first.id]):
                 picks.append(support(first, "attributes"))
                 # A second liked item pointing the same way: one that shares the first's
-                # most telling attribute that any other liked item shares.
+                # most telling attribute that any other liked item shares (for a weak link
+                # without item-kNN, two liked items of one broad genre are the best left).
                 for common in _by_telling(shared[first.id]):
                     also = [h for h in pool if h.id != first.id and common in shared[h.id]]
                     if also:
@@ -127,8 +128,6 @@ def build_evidence(
                         break
             elif knn[best_knn.id] > 0:
                 picks.append(support(best_knn, "itemknn"))
-            elif shared[first.id]:
-                picks.append(support(first, "attributes"))
             elif top_emb is not None:
                 picks.append(support(next(h for h in pool if h.id == top_emb), "embedding"))
         out.append(
