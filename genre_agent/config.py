@@ -270,15 +270,15 @@ class RankingConfig(_Frozen):
     # --- mode="scoring" (genre_agent.ranking.scoring): one forward pass scores labelled candidates.
     scoring_template: str = "rerank_scoring"
     # Per-item rationale prompt (genre_agent.ranking.rationales), used by every mode.
-    rationale_template: str = "explain_facts"
-    # "facts": the answer cites supporting history items by id and picks the facts it uses
-    # (both enums of the evidence), then the model writes its own sentence, checked after
-    # (genre_agent.ranking.rationale_facts; template explain_facts). "evidence": the
-    # sentence opens "Like <cited title>," and names one shared attribute (the format
-    # before, template explain_evidence). "free": one sentence of up to
-    # max_rationale_chars, no citations (template explain_item). The last two are kept for
-    # A/B runs.
-    rationale_format: Literal["facts", "evidence", "free"] = "facts"
+    rationale_template: str = "explain_evidence"
+    # "evidence": the sentence opens "Like <cited title>," and names one shared attribute
+    # (template explain_evidence). "facts": the answer cites supporting history items by id
+    # and picks the facts it uses (both enums of the evidence), then the model writes its
+    # own sentence, checked after (genre_agent.ranking.rationale_facts; template
+    # explain_facts); not the default: on the 0.5B model its sentences were worse
+    # (docs/explanations.md). "free": one sentence of up to max_rationale_chars, no
+    # citations (template explain_item). The last two are kept for A/B runs.
+    rationale_format: Literal["evidence", "facts", "free"] = "evidence"
     # Candidates per prompt; each gets a one-token label A..Z then a..z. Longer lists are
     # split into windows whose scores are centred (see docs/ranking.md).
     window_size: int = Field(20, ge=2, le=52)

@@ -42,7 +42,7 @@ def test_index_then_recommend_json(tmp_path: Path, catalog_path: Path):
     assert len(ids) == 4 and not {"m1", "m3", "m20"} & set(ids)
     # The default ranks by the fused sources and has the LLM explain the list.
     assert data["trace"]["ranked_by"] == "retrieval"
-    assert data["trace"]["template"] == "explain_facts"
+    assert data["trace"]["template"] == "explain_evidence"
     assert all(i["rationale"] for i in data["items"])
 
 

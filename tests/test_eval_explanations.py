@@ -295,11 +295,10 @@ def test_runner_records_explanations_and_the_report_compares_variants(
         for r in recs:
             ex = r["explanations"]
             assert [e["item_id"] for e in ex] == r["ranked"][:3]
-            # The fake: "You liked <first support>; ..." citing it (the default "facts"
-            # format), or a fixed sentence (free).
+            # The fake: "Like <first support>, ..." citing it (evidence), or a fixed sentence.
             for e in ex:
                 if name == "evidence":
-                    opener = "You liked " if e["evidence_ids"] else "Fits the user's history"
+                    opener = "Like " if e["evidence_ids"] else "Fits the user's history"
                     assert e["rationale"].startswith(opener)
                 else:
                     assert e["rationale"] == f"Fits the user's history ({e['item_id']})."
@@ -313,13 +312,13 @@ def test_runner_records_explanations_and_the_report_compares_variants(
                 assert all(e["cites"] == [] for e in ex)
                 assert r["cf_drop_cited"] is None and r["cf_drop_random"] is None
     # At most one explain request per explained item: the counterfactual calls no LLM. The
-    # "facts" prompt shows the supporting items, not the whole history, so two users can
+    # evidence prompt shows the supporting items, not the whole history, so two users can
     # send the same prompt, which the run's response cache answers once.
     explains = [q for llm in llms for q in llm.requests if q.hint.get("task") == "explain"]
     assert len([q for q in explains if q.hint["format"] == "free"]) == 8 * 3
-    facts = [q for q in explains if q.hint["format"] == "facts"]
-    assert 0 < len(facts) <= 8 * 3
-    assert len({(q.messages, q.regex) for q in facts}) == len(facts)
+    grounded = [q for q in explains if q.hint["format"] != "free"]
+    assert 0 < len(grounded) <= 8 * 3
+    assert len({(q.messages, q.regex) for q in grounded}) == len(grounded)
 
     # The counterfactual: the served candidates re-ranked without rationales, first with the
     # whole history, then without the cited items, then without as many random ones.

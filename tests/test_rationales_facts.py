@@ -133,7 +133,10 @@ def _run(script, max_rounds: int = 1, history=(HEAT, DOGS)):
     ranked = [RankedItem(rank=1, item=RONIN, evidence=ev)]
     results = [(ranked, Trace(candidates=[]))]
     req = RankRequest(candidates=[cand(RONIN)], history=list(history), k=1)
-    add_rationales(llm, RankingConfig(max_repair_rounds=max_rounds), [req], results, 1)
+    cfg = RankingConfig(
+        max_repair_rounds=max_rounds, rationale_format="facts", rationale_template="explain_facts"
+    )
+    add_rationales(llm, cfg, [req], results, 1)
     return llm, results[0]
 
 
@@ -197,7 +200,8 @@ def test_without_history_the_sentence_is_about_the_item_and_the_request() -> Non
     ranked = [RankedItem(rank=1, item=item, evidence=ev)]
     results = [(ranked, Trace(candidates=[]))]
     req = RankRequest(candidates=[cand(item)], query="80s horror", k=1)
-    add_rationales(llm, RankingConfig(), [req], results, 1)
+    add_rationales(llm, RankingConfig(), [req], results, 1)  # the default "evidence" format
+    assert llm.requests[0].hint["format"] == "facts"  # nothing liked to cite: facts format
     prompt = llm.requests[0].messages[1].content
     assert "without comparing it to another movie" in prompt and "Aliens" in prompt
     assert ranked[0].cites == [] and "Like" not in ranked[0].rationale

@@ -178,6 +178,12 @@ def _request(
     seed: int,
 ) -> tuple[GenRequest, type[BaseModel] | None]:
     evidence = ev or Evidence()
+    if cfg.rationale_format == "evidence" and not evidence.history:
+        # Nothing liked to be "like" (chat, query only): the facts format's prompt asks how
+        # the item meets the request, and its alphabet cannot write markup.
+        cfg = cfg.model_copy(
+            update={"rationale_format": "facts", "rationale_template": "explain_facts"}
+        )
     if cfg.rationale_format == "facts":
         ctx = rationale_facts.prompt_context(item, evidence, req.query, req.profile)
         prompt = render(cfg.rationale_template, **ctx)
@@ -338,7 +344,7 @@ def add_rationales(
         for pos, entry in enumerate(ranked[:top_r]):
             ev = entry.evidence or evidence.get(entry.item.id)
             gen, model = _request(cfg, req, entry.item, ev, temperature, seed)
-            jobs.append(_Job(n, pos, gen, ev, model, cfg.rationale_format == "facts"))
+            jobs.append(_Job(n, pos, gen, ev, model, gen.hint["format"] == "facts"))
     spent = [0.0] * len(results)
     for (_, trace), n in zip(results, range(len(results)), strict=True):
         if not trace.template and any(j.result == n for j in jobs):
