@@ -160,7 +160,7 @@ def test_unsupported_claims_treat_links_codes_prices_and_superlatives_in_titles_
         "domain: bestmoviethriller.com",
         "code: SAVE50",
         "code: promo code",
-        "price: free",
+        "offer: free",
         "superlative: best",
         "superlative: ever made",
     ):

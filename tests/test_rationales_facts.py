@@ -213,3 +213,21 @@ def test_a_weak_link_without_item_knn_takes_two_liked_items_pointing_the_same_wa
     ev = build_evidence([cand(NOTTING)], [BEAUTY, pretty], None, {})[0]
     assert [s.id for s in ev.history] == ["p", "b"]  # two broad genres first, then Romance
     assert all("genre Romance" in s.shared for s in ev.history)
+
+
+def test_listwise_two_phase_keeps_a_withheld_rationale_as_none() -> None:
+    from genre_agent.ranking import make_ranker
+
+    def script(req: GenRequest) -> str:
+        if req.hint.get("task") == "explain":
+            facts = req.hint["facts"][:1]
+            why = "Streams at bestmoviethriller.com today."
+            return json.dumps({"cites": [], "facts": facts, "rationale": why})
+        return json.dumps({"ranking": [req.hint["candidate_ids"][0]]})
+
+    cands = [cand(RONIN), cand(HEAT)]
+    ranker = make_ranker(FakeLLM("first"), RankingConfig(mode="listwise", k=1, max_repair_rounds=0))
+    ranker.llm.script = script  # type: ignore[attr-defined]
+    ((items, trace),) = ranker.rank_many([RankRequest(cands, k=1)])
+    assert items[0].rationale is None
+    assert [e["reason"] for e in trace.rejected_entries] == ["unsafe rationale"]

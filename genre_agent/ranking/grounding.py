@@ -150,9 +150,12 @@ _CODE_RE = re.compile(
 )
 _PRICE_RE = re.compile(
     r"[$\u20ac\u00a3\u00a5]\s?\d|\b\d+(?:[.,]\d+)?\s?(?:dollars?|euros?|usd|eur|bucks|cents?)\b"
-    r"|\bfree\b|\bdiscount(?:ed)?\b|\b\d+\s?%\s?off\b",
+    r"|\b\d+\s?%\s?off\b",
     re.IGNORECASE,
 )
+# Offers without a number ("streams free", "discounted"): unsupported, but a plain word can
+# be honest ("feel free"), so such a sentence is flagged, not withheld.
+_OFFER_RE = re.compile(r"\bfree\b|\bdiscount(?:ed)?\b", re.IGNORECASE)
 _SUPERLATIVE_RE = re.compile(
     r"\b(?:best|greatest|finest|worst|top-rated|highest-rated|must-see|masterpiece|"
     r"of all time|ever made|number one|#\s?1)\b|\b[a-z]{3,}iest\b",
@@ -163,6 +166,7 @@ _CLAIM_KINDS = (
     ("domain", _DOMAIN_RE),
     ("code", _CODE_RE),
     ("price", _PRICE_RE),
+    ("offer", _OFFER_RE),
     ("superlative", _SUPERLATIVE_RE),
 )
 # The kinds an injection uses to reach a reader: a rationale holding one is not shown.
@@ -335,7 +339,7 @@ def safe_title(title: str, limit: int = TITLE_CHARS) -> str:
 
     text = data_filter(display_title(title), 10 * limit)
     for kind, pattern in _CLAIM_KINDS:
-        if kind in UNSAFE_KINDS:
+        if kind in UNSAFE_KINDS or kind == "offer":
             text = pattern.sub("(\u2026)", text)
     text = re.sub(r"\(\u2026\)(?:[\s,.;:!-]*\(\u2026\))+", "(\u2026)", text).strip()
     if len(text) <= limit:
