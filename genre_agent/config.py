@@ -282,10 +282,14 @@ class RankingConfig(_Frozen):
     scoring_template: str = "rerank_scoring"
     # Per-item rationale prompt (genre_agent.ranking.rationales), used by every mode.
     rationale_template: str = "explain_evidence"
-    # "evidence": the answer cites supporting history items by id (an enum of the evidence
-    # ids) next to one sentence that must end with a period; "free": one sentence of up to
-    # max_rationale_chars, no citations (the format before evidence, kept for A/B runs).
-    rationale_format: Literal["evidence", "free"] = "evidence"
+    # "evidence": the sentence opens "Like <cited title>," and names one shared attribute
+    # (template explain_evidence). "facts": the answer cites supporting history items by id
+    # and picks the facts it uses (both enums of the evidence), then the model writes its
+    # own sentence, checked after (genre_agent.ranking.rationale_facts; template
+    # explain_facts); not the default: on the 0.5B model its sentences were worse
+    # (docs/explanations.md). "free": one sentence of up to max_rationale_chars, no
+    # citations (template explain_item). The last two are kept for A/B runs.
+    rationale_format: Literal["evidence", "facts", "free"] = "evidence"
     # Candidates per prompt; each gets a one-token label A..Z then a..z. Longer lists are
     # split into windows whose scores are centred (see docs/ranking.md).
     window_size: int = Field(20, ge=2, le=52)

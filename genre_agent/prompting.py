@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 
 from genre_agent.errors import ConfigError
+from genre_agent.textnorm import fold_confusables
 
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _WS = re.compile(r"\s+")
@@ -31,7 +32,22 @@ _ORDERS = re.compile(
     r"|\b(?:rank|put|place|list|show|recommend|pick|choose|select|rate|score)\s+"
     r"(?:me|it|us|this(?:\s+(?:item|movie|film|one|title|product|show|book))?)\s+"
     r"(?:as\s+)?(?:first|1st|#\s*1|number\s+one|on\s+top|at\s+the\s+top|top|highest)\b"
-    r"|\b(?:top|editor'?s?|staff)\s+(?:pick|choice)s?\b",
+    r"|\b(?:top|editor'?s?|staff)\s+(?:pick|choice)s?\b"
+    # The same orders in French, Spanish, German and Chinese (an order in French lifted the
+    # item into the listwise top 5 for 3 of 10 users; issue 21).
+    r"|\b(?:note|message|instruction)s?\s+(?:de\s+l'|du\s+|de\s+la\s+)?"
+    r"(?:administrat(?:eur|ion)|syst[eè]me|mod[eé]rateur)\b\s*:?"
+    r"|\b(?:nota|mensaje|instrucci[oó]n)\s+del?\s+(?:administrador|sistema)\b\s*:?"
+    r"|\b(?:admin|system)(?:hinweis|nachricht|anweisung)\b\s*:?"
+    r"|\b(?:class|mett|plac|recommand|choisiss|s[eé]lectionn)\w*[\s-]+\S+(?:\s+\S+){0,3}?\s+"
+    r"(?:en\s+premier|en\s+t[eê]te|num[eé]ro\s+un|premi[eè]re?\s+place)\b"
+    r"|\b(?:pon|ponga|ponlo|clasifica|recomi[eé]nd|coloca|elige)\w*\s+(?:\S+\s+){0,3}?"
+    r"(?:primero|en\s+primer\s+lugar|n[uú]mero\s+uno)\b"
+    r"|\b(?:setze|platziere|empfiehl|stelle)\w*\s+(?:\S+\s+){0,3}?"
+    r"(?:zuerst|an\s+erster\s+stelle|auf\s+platz\s+(?:eins|1))\b"
+    r"|(?:把|将)?[^，。,.]{0,12}?(?:排(?:在|名)?(?:第一|最前|首位)|置顶|放在(?:第一|最前|首位))"
+    r"|推荐[^，。,.]{0,8}?(?:第一|首位|最前)"
+    r"|(?:管理员|系统)(?:备注|说明|指令|消息)\s*[:：]?",
     re.IGNORECASE,
 )
 _REMOVED = "(\u2026)"
@@ -58,9 +74,11 @@ def data_filter(value: Any, limit: int = 400) -> str:
     one; JSON and code-fence fragments and orders to the ranker ("rank me first", "admin
     note:") are replaced by "(…)", other brackets, braces and backticks by parentheses and
     quotes, so the text cannot mimic an answer or a candidate line; control characters and
-    newlines collapse to spaces; the text is truncated.
+    newlines collapse to spaces; the text is truncated. Look-alike letters are folded first
+    (NFKC plus a confusables fold, ``genre_agent.textnorm``), so "rаnk me first" with a
+    Cyrillic "а" meets the same filter as the Latin words.
     """
-    text = _CTRL.sub(" ", str(value))
+    text = fold_confusables(_CTRL.sub(" ", str(value)))
     text = text.replace("<", "\u2039").replace(">", "\u203a")
     text = _defang(text)
     text = _WS.sub(" ", text).strip()

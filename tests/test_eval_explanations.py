@@ -194,7 +194,10 @@ def test_explanation_entry_records_cites_and_evidence() -> None:
         RankedItem(rank=1, item=item, rationale="Like Scream.", cites=["h2"], evidence=ev)
     )
     assert got["evidence_ids"] == ["h2"] and got["cites"] == ["h2"]
-    assert got["support"] == [{"id": "h2", "title": "Scream (1996)", "shared": ["genre Horror"]}]
+    assert got["support"] == [
+        {"id": "h2", "title": "Scream (1996)", "shared": ["genre Horror"], "by": ["itemknn"]}
+    ]
+    assert (got["year"], got["tags"], got["request"]) == (None, [], [])
     assert (got["title"], got["genres"], got["shared"]) == (
         "Film (2000)",
         "Horror|Comedy",
@@ -294,8 +297,9 @@ def test_runner_records_explanations_and_the_report_compares_variants(
             assert [e["item_id"] for e in ex] == r["ranked"][:3]
             # The fake: "Like <first support>, ..." citing it (evidence), or a fixed sentence.
             for e in ex:
-                if name == "evidence" and e["evidence_ids"]:
-                    assert e["rationale"].startswith("Like ")
+                if name == "evidence":
+                    opener = "Like " if e["evidence_ids"] else "Fits the user's history"
+                    assert e["rationale"].startswith(opener)
                 else:
                     assert e["rationale"] == f"Fits the user's history ({e['item_id']})."
             assert r["rationale_attempts_truncated"] == 0
@@ -307,9 +311,14 @@ def test_runner_records_explanations_and_the_report_compares_variants(
             else:
                 assert all(e["cites"] == [] for e in ex)
                 assert r["cf_drop_cited"] is None and r["cf_drop_random"] is None
-    # Exactly one explain request per explained item: the counterfactual calls no LLM.
+    # At most one explain request per explained item: the counterfactual calls no LLM. The
+    # evidence prompt shows the supporting items, not the whole history, so two users can
+    # send the same prompt, which the run's response cache answers once.
     explains = [q for llm in llms for q in llm.requests if q.hint.get("task") == "explain"]
-    assert len(explains) == 2 * 8 * 3
+    assert len([q for q in explains if q.hint["format"] == "free"]) == 8 * 3
+    grounded = [q for q in explains if q.hint["format"] != "free"]
+    assert 0 < len(grounded) <= 8 * 3
+    assert len({(q.messages, q.regex) for q in grounded}) == len(grounded)
 
     # The counterfactual: the served candidates re-ranked without rationales, first with the
     # whole history, then without the cited items, then without as many random ones.

@@ -106,12 +106,13 @@ def test_engine_aborted_rationale_is_retried_and_recorded():
             if req.hint["item_id"] == "i2" and failures["left"]:
                 failures["left"] -= 1
                 return ""  # what vLLM returns for a request it aborted
-            return _json.dumps({"cites": [], "rationale": "A comedy, like Film 1."})
+            facts = req.hint["facts"][:1]
+            return _json.dumps({"cites": [], "facts": facts, "rationale": "A comedy you may enjoy."})
         return '{"ranking": ["i1", "i2"]}'
 
     llm = FakeLLM(script)
     ((items, trace),) = _ranker(llm).rank_many([RankRequest(_cands(), k=2)])
-    assert all(i.rationale == "A comedy, like Film 1." for i in items)
+    assert all(i.rationale == "A comedy you may enjoy." for i in items)
     assert [r["reason"] for r in trace.rejected_entries] == ["malformed rationale"]
     retry = [r for r in llm.requests if r.hint.get("item_id") == "i2"]
     assert len(retry) == 2 and retry[0].seed != retry[1].seed

@@ -81,6 +81,20 @@ def _enrich_text(req: GenRequest) -> str:
     return json.dumps({"summary": summary + ".", "keywords": ["fake keyword"]})
 
 
+def _facts_text(req: GenRequest) -> str:
+    """The "facts" rationale format: cite the first support, use its first fact."""
+    ids = list(req.hint.get("evidence_ids") or [])
+    titles = list(req.hint.get("evidence_titles") or [])
+    facts = [f for f in req.hint.get("facts") or [] if f != "liked by the same people"]
+    fact = facts[0] if facts else "what you asked for"
+    if ids:
+        why = f"You liked {titles[0]}; this one shares {fact}."
+    else:
+        why = f"Fits the user's history ({req.hint['item_id']})."
+    used = facts[:1] or list(req.hint.get("facts") or [])[:1]
+    return json.dumps({"cites": ids[:1], "facts": used, "rationale": why})
+
+
 class FakeLLM:
     """Returns scripted text. Built-in scripts answer ranking requests from ``hint``:
 
@@ -117,6 +131,8 @@ class FakeLLM:
             return _profile_text(req)
         if req.hint.get("task") == "enrich":
             return _enrich_text(req)
+        if req.hint.get("task") == "explain" and req.hint.get("format") == "facts":
+            return _facts_text(req)
         if req.hint.get("task") == "explain":
             why = f"Fits the user's history ({req.hint['item_id']})."
             if '"cites"' in (req.regex or ""):  # the evidence format

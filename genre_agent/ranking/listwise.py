@@ -366,7 +366,13 @@ class ListwiseRanker:
             )
         for s, (ranked, _) in zip(states, results, strict=True):
             # Final check against the pydantic schema, so a bug here cannot pass silently.
-            answer = {"items": [{"item_id": r.item.id, "rationale": r.rationale} for r in ranked]}
+            # A rationale withheld as unsafe (ranking.rationales; its rejected entry says why)
+            # stays None for the caller; the schema check is about the ids.
+            answer = {
+                "items": [
+                    {"item_id": r.item.id, "rationale": r.rationale or "(withheld)"} for r in ranked
+                ]
+            }
             try:
                 if s.ids:  # no candidates (e.g. filters matched nothing): an empty ranking
                     output_model(s.ids, s.k, 10_000).model_validate(answer)

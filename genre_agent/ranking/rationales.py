@@ -35,12 +35,16 @@ from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, GenRequest, Message
 from genre_agent.prompting import render, template_sha256
-from genre_agent.ranking.base import RankRequest, history_view, unsupported_terms
+from genre_agent.ranking import rationale_facts
+from genre_agent.ranking.base import RankRequest, history_view
 from genre_agent.ranking.grounding import (
+    UNSAFE_KINDS,
+    attributes,
     display_title,
-    evidence_text,
-    unsupported_decades,
-    unsupported_genres,
+    grammar_faults,
+    markup_problems,
+    title_forms,
+    unsupported_claims,
 )
 from genre_agent.types import Evidence, RankedItem, StageTiming, Trace
 
@@ -162,6 +166,7 @@ class _Job:
     request: GenRequest
     evidence: Evidence | None
     model: type[BaseModel] | None
+    facts: bool = False  # the "facts" format (genre_agent.ranking.rationale_facts)
 
 
 def _request(
@@ -173,29 +178,47 @@ def _request(
     seed: int,
 ) -> tuple[GenRequest, type[BaseModel] | None]:
     evidence = ev or Evidence()
-    prompt = render(
-        cfg.rationale_template,
-        query=req.query,
-        profile=req.profile,
-        history=history_view(req.history),
-        item={
-            "id": item.id,
-            "title": display_title(item.title),
-            "text": item.text,
-            "genres": str(item.metadata.get("genres", "")).replace("|", ", "),
-        },
-        evidence={
-            **evidence.model_dump(),
-            "history": [
-                {**h.model_dump(), "shares": shares_text(h.shared)} for h in evidence.history
-            ],
-        },
-        max_item_chars=cfg.max_item_chars,
-    )
+    if cfg.rationale_format == "evidence" and not evidence.history:
+        # Nothing liked to be "like" (chat, query only): the facts format's prompt asks how
+        # the item meets the request, and its alphabet cannot write markup.
+        cfg = cfg.model_copy(
+            update={"rationale_format": "facts", "rationale_template": "explain_facts"}
+        )
+    if cfg.rationale_format == "facts":
+        ctx = rationale_facts.prompt_context(item, evidence, req.query, req.profile)
+        prompt = render(cfg.rationale_template, **ctx)
+    else:
+        prompt = render(
+            cfg.rationale_template,
+            query=req.query,
+            profile=req.profile,
+            history=history_view(req.history),
+            item={
+                "id": item.id,
+                "title": display_title(item.title),
+                "text": item.text,
+                "genres": str(item.metadata.get("genres", "")).replace("|", ", "),
+            },
+            evidence={
+                **evidence.model_dump(),
+                "history": [
+                    {**h.model_dump(), "shares": shares_text(h.shared)} for h in evidence.history
+                ],
+            },
+            max_item_chars=cfg.max_item_chars,
+        )
     messages = (Message("system", prompt.system), Message("user", prompt.user))
+    model: type[BaseModel] | None
+    facts: list[str] = []
     if cfg.rationale_format == "free":
         regex, model = rationale_regex(cfg.max_rationale_chars), None
         max_tokens = cfg.max_rationale_chars // 2 + 24
+    elif cfg.rationale_format == "facts":
+        ids, facts = tuple(evidence.ids()), ctx["facts"]
+        regex = rationale_facts.schema_regex(ids, tuple(facts), cfg.max_rationale_chars)
+        model = rationale_facts.answer_model(ids, facts, cfg.max_rationale_chars)
+        # The sentence (~3 characters a token) plus the cites, the facts and the JSON.
+        max_tokens = cfg.max_rationale_chars // 3 + 24 + 8 * len(ids) + 24
     else:
         support = tuple((h.id, h.title, tuple(h.shared)) for h in evidence.history)
         regex, model = (
@@ -208,10 +231,13 @@ def _request(
         max_tokens = (cfg.max_rationale_chars + longest) // 3 + 40
     hint = {
         "task": "explain",
+        "format": cfg.rationale_format,
         "item_id": item.id,
+        "item_title": display_title(item.title),
         "evidence_ids": list(evidence.ids()),
         "evidence_titles": [h.title for h in evidence.history],
         "evidence_shared": [list(h.shared) for h in evidence.history],
+        "facts": facts,
     }
     return (
         GenRequest(
@@ -248,6 +274,53 @@ def parse_answer(text: str, model: type[BaseModel] | None) -> tuple[str, list[st
     return str(answer.rationale), cites
 
 
+def sentence_problems(
+    why: str,
+    cites: Sequence[str],
+    item: Item,
+    evidence: Evidence | None,
+    req: RankRequest,
+    whole_history: bool,
+) -> tuple[list[str], list[str]]:
+    """(unsupported claims, faults) of a sentence. Claims (``grounding.unsupported_claims``)
+    are checked against what the cited items share (with ``whole_history``, the free format,
+    against every history item); faults are markup or placeholders, likening the item to
+    itself, and grammar faults by rule."""
+    ev = evidence or Evidence()
+    cited = [(s.title, s.shared) for s in ev.history if s.id in set(cites)]
+    extra = " ".join([req.query or "", req.profile or ""])
+    if whole_history:
+        cited += [(h.title, sorted(attributes(h) & attributes(item))) for h in req.history]
+    tags = [a.split(" ", 1)[1] for a in attributes(item) if a.startswith("tag ")]
+    year = item.metadata.get("year")
+    claims = unsupported_claims(
+        why,
+        title=item.title,
+        genres=[g for g in str(item.metadata.get("genres", "")).split("|") if g],
+        year=year if isinstance(year, int) and not isinstance(year, bool) else None,
+        tags=tags,
+        cited=cited,
+        request=ev.request,
+        extra=extra,
+    )
+    faults = [f"markup: {m}" for m in markup_problems(why)]
+    own = "|".join(re.escape(f) for f in title_forms(item.title))
+    if item.id in cites or re.search(
+        rf"\b(?:like|as with|similar to)\s+(?:{own})(?!\w)", why, re.I
+    ):
+        faults.append("likens the item to itself")
+    titles = [f for t in [item.title, *(s.title for s in ev.history)] for f in title_forms(t)]
+    faults += [f"grammar: {g}" for g in grammar_faults(why, titles)]
+    return claims, faults
+
+
+def _unsafe(claims: Sequence[str], faults: Sequence[str]) -> list[str]:
+    """What must never reach a reader: a link, domain, code or price, or prompt markup."""
+    return [c for c in claims if c.split(":", 1)[0] in UNSAFE_KINDS] + [
+        f for f in faults if f.startswith("markup")
+    ]
+
+
 def add_rationales(
     llm: LLM,
     cfg: RankingConfig,
@@ -257,14 +330,21 @@ def add_rationales(
     temperature: float = 0.0,
     seed: int = 0,
 ) -> None:
-    """Give the top ``top_r`` items of every result a rationale, in place (see module doc)."""
+    """Give the top ``top_r`` items of every result a rationale, in place (see module doc).
+
+    A sentence with a fault (markup, a link, a code, a price, a grammar fault, likening the
+    item to itself) is recorded in ``Trace.rejected_entries`` and asked again, sampled
+    (temperature at least 0.7), up to ``ranking.max_repair_rounds`` times. After the last
+    round a sentence with a grammar fault is kept (the harness counts it); one that would
+    show markup, a link, a code or a price is not shown: the item keeps no rationale, and
+    its last rejected entry says why."""
     jobs: list[_Job] = []
     for n, (req, (ranked, _)) in enumerate(zip(requests, results, strict=True)):
         evidence = {c.item.id: c.evidence for c in req.candidates}
         for pos, entry in enumerate(ranked[:top_r]):
             ev = entry.evidence or evidence.get(entry.item.id)
             gen, model = _request(cfg, req, entry.item, ev, temperature, seed)
-            jobs.append(_Job(n, pos, gen, ev, model))
+            jobs.append(_Job(n, pos, gen, ev, model, gen.hint["format"] == "facts"))
     spent = [0.0] * len(results)
     for (_, trace), n in zip(results, range(len(results)), strict=True):
         if not trace.template and any(j.result == n for j in jobs):
@@ -272,6 +352,7 @@ def add_rationales(
             trace.template = cfg.rationale_template
             trace.template_sha256 = template_sha256(cfg.rationale_template)
     todo = jobs
+    resample: set[int] = set()  # jobs rejected for their wording: sampled next time
     for attempt in range(cfg.max_repair_rounds + 1):
         if not todo:
             break
@@ -279,9 +360,18 @@ def add_rationales(
         # finish_reason "error" and no text), or cuts at max_tokens, is retried with another
         # seed; every failure is recorded.
         reqs = [
-            j.request if attempt == 0 else replace(j.request, seed=j.request.seed + 1000 * attempt)
+            j.request
+            if attempt == 0
+            else replace(
+                j.request,
+                seed=j.request.seed + 1000 * attempt,
+                temperature=max(j.request.temperature, 0.7)
+                if id(j) in resample
+                else j.request.temperature,
+            )
             for j in todo
         ]
+        last = attempt == cfg.max_repair_rounds
         t0 = time.perf_counter()
         outs = llm.generate(reqs)
         elapsed = time.perf_counter() - t0
@@ -295,7 +385,11 @@ def add_rationales(
             spent[job.result] += elapsed / len(todo)
             entry = ranked[job.pos]
             try:
-                why, cites = parse_answer(out.text, job.model)
+                if job.facts:
+                    assert job.model is not None
+                    why, cites, _ = rationale_facts.parse(out.text, job.model)
+                else:
+                    why, cites = parse_answer(out.text, job.model)
             except ValueError as exc:
                 reason = (
                     "truncated rationale"
@@ -311,7 +405,7 @@ def add_rationales(
                         "entry": out.text[:200],
                     }
                 )
-                if attempt == cfg.max_repair_rounds:
+                if last:
                     raise RankingValidationError(
                         f"rationale for item {entry.item.id!r} is not valid after "
                         f"{attempt + 1} attempts: {exc}; last answer {out.text[:200]!r} "
@@ -319,23 +413,32 @@ def add_rationales(
                     ) from None
                 failed.append(job)
                 continue
-            allowed = evidence_text(entry.item, job.evidence, cites)
             req = requests[job.result]
-            allowed += " " + " ".join([req.query or "", req.profile or ""])
-            if job.model is None:  # free format: the whole history may be named
-                allowed += " " + " ".join(
-                    f"{h.title} {h.metadata.get('genres', '')}" for h in req.history
-                )
-            bad = (
-                unsupported_terms(why, allowed)
-                + unsupported_genres(why, allowed)
-                + unsupported_decades(why, allowed)
+            claims, faults = sentence_problems(
+                why, cites, entry.item, job.evidence, req, whole_history=job.model is None
             )
+            unsafe = _unsafe(claims, faults)
+            if faults or unsafe:
+                trace.rejected_entries.append(
+                    {
+                        "reason": "unsafe rationale" if unsafe else "faulty rationale",
+                        "item_id": entry.item.id,
+                        "finish_reason": out.finish_reason,
+                        "detail": "; ".join([*unsafe, *faults])[:200],
+                        "entry": out.text[:200],
+                    }
+                )
+                if not last:
+                    resample.add(id(job))
+                    failed.append(job)
+                    continue
+                if unsafe:  # never shown; the rejected entry above says why
+                    continue
             ranked[job.pos] = entry.model_copy(
                 update={
                     "rationale": why,
                     "cites": cites,
-                    "unsupported_terms": list(dict.fromkeys(bad)),
+                    "unsupported_terms": claims,
                     "evidence": job.evidence,
                 }
             )

@@ -2,17 +2,25 @@
 
 For every candidate of a request:
 
-- **Supporting history.** Among the liked history items, the one most similar to the
-  candidate by item-kNN co-occurrence (when the item-kNN model is available) and the one most
-  similar by embedding (when the store holds both vectors), at most two distinct items. If
-  neither signal links any history item, the history item sharing the most attributes.
+- **Supporting history**, chosen by how telling the link is (issue 19). Among the liked
+  history items (never the candidate itself), the one whose shared attributes tell most: a
+  shared tag, then genres that are not broad, then broad genres (``BROAD_GENRES``), then a
+  decade; ties go to the item-kNN co-occurrence, then to the embedding similarity. Then a
+  second liked item that points the same way (shares the first one's most telling
+  attribute with the candidate), when there is one. When the best link is weak (only a
+  decade or one broad genre), the liked item that item-kNN links most takes its place, so
+  the sentence can say what is true: people who liked it also liked this one. Without
+  any attribute or kNN link, the most similar item by embedding.
 - **Shared attributes.** The candidate's genres, tags and decade that those history items
   also have, each written as "genre Comedy", "tag space", "1980s".
 - **Request.** Words of the request found in the candidate's data.
 - **Signals.** The rank the candidate had in each candidate source.
 
-The rationale prompt receives this evidence, the answer cites supporting items by id, and
-``grounding_problems`` checks the sentence against it.
+Each support's ``by`` says which signals link it: "itemknn" (co-occurrence, a true "people
+who liked it also liked this"), "embedding", "attributes". Titles are shown sanitised and
+length-capped (``grounding.safe_title``). The rationale prompt receives this evidence, the
+answer cites supporting items by id, and ``grounding.unsupported_claims`` checks the
+sentence against it.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from genre_agent.catalog.items import Item
-from genre_agent.ranking.grounding import attributes, display_title
+from genre_agent.ranking.grounding import attributes, is_weak, safe_title, telling
 from genre_agent.types import Candidate, Evidence, Support
 
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\-]{2,}")
@@ -48,14 +56,9 @@ def _request_words(query: str | None, item: Item) -> list[str]:
     return sorted({w for w in words if w in data})
 
 
-def _add_support(picks: list[Support], h: Item, by: str, sim: float, shared: list[str]) -> None:
-    """Add ``h`` as support found by ``by``; a second signal for the same item joins it."""
-    for n, s in enumerate(picks):
-        if s.id == h.id:
-            picks[n] = s.model_copy(update={"by": [*s.by, by]})
-            return
-    title = display_title(h.title)
-    picks.append(Support(id=h.id, title=title, by=[by], similarity=sim, shared=shared))
+def _by_telling(shared: Sequence[str]) -> list[str]:
+    """The attributes other than decades, most telling first (tags, specific genres, broad)."""
+    return sorted((a for a in shared if not a[:1].isdigit()), key=lambda a: -telling([a]))
 
 
 def build_evidence(
@@ -69,42 +72,68 @@ def build_evidence(
     item-kNN similarity; ``vectors`` the stored embeddings by id."""
     liked = list({h.id: h for h in liked}.values())  # one entry per id
     hist_attrs = {h.id: attributes(h) for h in liked}
+    titles = {h.id: safe_title(h.title) for h in liked}
     # Cosine similarity of every candidate to every liked item, one matrix product.
     with_vec = [h for h in liked if vectors and h.id in vectors]
     cand_ids = [c.item.id for c in candidates if vectors and c.item.id in vectors]
-    sims: dict[str, np.ndarray] = {}
+    sims: dict[str, dict[str, float]] = {}
     if vectors and with_vec and cand_ids:
         hist_m = _unit_rows([vectors[h.id] for h in with_vec])
         cand_m = _unit_rows([vectors[i] for i in cand_ids])
-        sims = dict(zip(cand_ids, cand_m @ hist_m.T, strict=True))
+        for cid, row in zip(cand_ids, cand_m @ hist_m.T, strict=True):
+            sims[cid] = {h.id: float(v) for h, v in zip(with_vec, row, strict=True)}
+    pairs = cf_pairs or {}
     out = []
     for cand in candidates:
         item = cand.item
         attrs = attributes(item)
-        picks: list[Support] = []
+        pool = [h for h in liked if h.id != item.id]  # never liken an item to itself
+        shared = {h.id: sorted(attrs & hist_attrs[h.id]) for h in pool}
+        knn = {h.id: pairs.get((h.id, item.id), 0.0) for h in pool}
+        emb = sims.get(item.id, {})
+        top_emb = max(emb, key=lambda i: emb[i]) if emb else None
 
-        def add(h: Item, by: str, sim: float) -> None:
-            _add_support(picks, h, by, sim, sorted(attrs & hist_attrs[h.id]))  # noqa: B023
-
-        if cf_pairs:
-            best = max(liked, key=lambda h: cf_pairs.get((h.id, item.id), 0.0), default=None)
-            if best is not None and cf_pairs.get((best.id, item.id), 0.0) > 0:
-                add(best, "itemknn", round(cf_pairs[(best.id, item.id)], 4))
-        if item.id in sims:
-            row = sims[item.id]
-            top = int(np.argmax(row))  # the first of equal maxima, like max()
-            add(with_vec[top], "embedding", round(float(row[top]), 4))
-        if not picks and liked:
-            overlap, best = max(
-                ((len(attrs & hist_attrs[h.id]), h) for h in liked), key=lambda t: t[0]
+        def support(h: Item, why: str) -> Support:
+            by = [why]
+            if knn[h.id] > 0 and "itemknn" not in by:  # noqa: B023
+                by.append("itemknn")
+            if h.id == top_emb and "embedding" not in by:  # noqa: B023
+                by.append("embedding")
+            sim = knn[h.id] if knn[h.id] > 0 else emb.get(h.id, 0.0)  # noqa: B023
+            return Support(
+                id=h.id,
+                title=titles[h.id],
+                by=by,
+                similarity=round(sim, 4),
+                shared=shared[h.id],  # noqa: B023
             )
-            if overlap:
-                add(best, "attributes", float(overlap))
-        shared = sorted({a for s in picks for a in s.shared})
+
+        picks: list[Support] = []
+        if pool:
+
+            def key(h: Item) -> tuple[float, float, float]:
+                return (telling(shared[h.id]), knn[h.id], emb.get(h.id, 0.0))  # noqa: B023
+
+            first = max(pool, key=key)
+            best_knn = max(pool, key=lambda h: (knn[h.id], emb.get(h.id, 0.0)))
+            if not is_weak(shared[first.id]) or (knn[best_knn.id] <= 0 and shared[first.id]):
+                picks.append(support(first, "attributes"))
+                # A second liked item pointing the same way: one that shares the first's
+                # most telling attribute that any other liked item shares (for a weak link
+                # without item-kNN, two liked items of one broad genre are the best left).
+                for common in _by_telling(shared[first.id]):
+                    also = [h for h in pool if h.id != first.id and common in shared[h.id]]
+                    if also:
+                        picks.append(support(max(also, key=key), "attributes"))
+                        break
+            elif knn[best_knn.id] > 0:
+                picks.append(support(best_knn, "itemknn"))
+            elif top_emb is not None:
+                picks.append(support(next(h for h in pool if h.id == top_emb), "embedding"))
         out.append(
             Evidence(
-                history=picks[:2],
-                shared=shared,
+                history=picks,
+                shared=sorted({a for s in picks for a in s.shared}),
                 request=_request_words(query, item),
                 signals=dict(cand.ranks) if cand.ranks else {cand.source: 0},
             )
