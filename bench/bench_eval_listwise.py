@@ -23,10 +23,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override k=v")
     args = parser.parse_args()
 
-    from genre_agent.eval.cli import _overrides
-    from genre_agent.eval.experiment import load_experiment
-    from genre_agent.eval.runner import Runner
-    from genre_agent.eval.summary import summarize_prepared
+    from genre_eval.cli import _overrides
+    from genre_eval.experiment import load_experiment
+    from genre_eval.runner import Runner
+    from genre_eval.summary import summarize_prepared
 
     exp = load_experiment(args.experiment)
     exp = exp.model_copy(

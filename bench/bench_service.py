@@ -132,7 +132,7 @@ def dataset(workdir: Path) -> tuple[Path, Path, str]:
     """(catalog, interactions, name): ml-latest-small, else a generated catalog."""
     if (DATA / "movies.csv").exists():
         return DATA, DATA / "ratings.csv", "ml-latest-small"
-    from genre_agent.eval.fixtures import write_jsonl_dataset
+    from genre_eval.fixtures import write_jsonl_dataset
 
     d = write_jsonl_dataset(workdir / "generated", n_users=200, n_items=600, per_user=20)
     return d / "items.jsonl", d / "interactions.jsonl", "generated (200 users, 600 items)"

@@ -17,10 +17,10 @@ from pathlib import Path
 
 
 def main() -> None:
-    from genre_agent.eval.datasets import load_dataset
-    from genre_agent.eval.experiment import load_experiment
-    from genre_agent.eval.protocols import build_cases, split_dataset
     from genre_agent.ranking.calibration import split_by_position
+    from genre_eval.datasets import load_dataset
+    from genre_eval.experiment import load_experiment
+    from genre_eval.protocols import build_cases, split_dataset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment")

@@ -147,7 +147,7 @@ class BPRConfig(_Frozen):
     iterations: int = Field(100, ge=1, le=10_000)
     learning_rate: float = Field(0.01, gt=0.0, le=10.0)
     # Ridge penalty of the fold-in that turns a request's history into a user vector
-    # (genre_agent.retrievers.mf).
+    # (retrievers.mf).
     fold_in_regularization: float = Field(1.0, gt=0.0, le=1e6)
     seed: int = 0
 
@@ -379,7 +379,7 @@ class ChatConfig(_Frozen):
 
 
 class TuneConfig(_Frozen):
-    """LoRA fine-tuning of the scoring prompt (genre_agent.eval.tuning, ``genre tune``)."""
+    """LoRA fine-tuning of the scoring prompt (genre_eval.tuning, ``genre tune``)."""
 
     # Interactions + items to train on (an eval dataset loader kind and directory).
     data: Path | None = None

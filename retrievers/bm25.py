@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, ScoreIndex
 
 
 class BM25Retriever:

@@ -10,9 +10,9 @@ import numpy as np
 from scipy.sparse import csr_matrix, load_npz, save_npz
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, ScoreIndex
 
 
 def fit_item_similarity(

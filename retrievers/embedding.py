@@ -9,9 +9,9 @@ import numpy as np
 
 from genre_agent.catalog.items import Item
 from genre_agent.errors import GenreError
-from genre_agent.retrievers.base import RetrievalQuery, candidates
 from genre_agent.storage.chroma import ChromaStore
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, candidates
 
 
 def _normalise(vec: Sequence[float]) -> list[float]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from genre_agent.retrievers.base import RetrievalQuery, Retriever
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, Retriever
 
 
 def ranks_of(scores: Sequence[float], ids: Sequence[str]) -> dict[str, int]:

@@ -37,9 +37,9 @@ from scipy.sparse import csr_matrix
 from genre_agent.catalog.items import Item
 from genre_agent.config import ALSConfig, BPRConfig
 from genre_agent.errors import GenreError
-from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, ScoreIndex
 
 
 def interaction_matrix(

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, candidates
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, candidates
 
 
 class PopularityRetriever:

@@ -6,8 +6,8 @@ import random
 from collections.abc import Mapping, Sequence
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, rank_by_scores, stable_seed
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, rank_by_scores, stable_seed
 
 
 class RandomRetriever:

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, ScoreIndex
 
 PAD = 0
 

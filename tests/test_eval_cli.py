@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from genre_agent.config import load_config
 from genre_agent.errors import ConfigError
-from genre_agent.eval.cli import app
-from genre_agent.eval.fixtures import write_jsonl_dataset
+from genre_eval.cli import app
+from genre_eval.fixtures import write_jsonl_dataset
 
 runner = CliRunner()
 
@@ -211,9 +211,9 @@ def test_search_can_share_a_runs_cache(tmp_path: Path) -> None:
 def test_search_over_sources_and_mode_serves_what_it_measured(tmp_path: Path, protocol) -> None:
     """Search source weights and the ranking mode; then serve the written config file
     through a Recommender on the test split and get the search's number back."""
-    from genre_agent.eval.experiment import load_experiment
-    from genre_agent.eval.runner import Runner
-    from genre_agent.eval.summary import summarize_prepared
+    from genre_eval.experiment import load_experiment
+    from genre_eval.runner import Runner
+    from genre_eval.summary import summarize_prepared
 
     exp_path = _experiment(tmp_path)
     text = exp_path.read_text().replace('kind = "sampled"', f'kind = "{protocol}"')
@@ -258,7 +258,7 @@ def test_search_over_sources_and_mode_serves_what_it_measured(tmp_path: Path, pr
     exp = load_experiment(exp_path)
     served = exp.model_copy(update={"config": best, "baselines": [], "variants": []})
     run = Runner(served, tmp_path / "served", split="test")
-    from genre_agent.eval.experiment import VariantSpec
+    from genre_eval.experiment import VariantSpec
 
     run.run_variant(VariantSpec(name="served"))
     run.write_manifest()
@@ -283,7 +283,7 @@ def test_only_names_unknown_systems(tmp_path: Path) -> None:
 def test_best_config_toml_round_trips_non_bmp_text() -> None:
     """An emoji (outside the BMP), CJK, a mathematical letter, quotes and a backslash:
     the written TOML parses with tomllib back to the same config."""
-    from genre_agent.eval.search import config_toml
+    from genre_eval.search import config_toml
 
     odd = 'clé 🎬 密钥 \U0001f600 𝔘 "quoted" back\\slash'
     cfg = load_config(

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from genre_agent.catalog.items import genre_key
 from genre_agent.errors import CatalogError, ConfigError, GenreError
-from genre_agent.eval.datasets import ML100K_GENRES, DatasetConfig, load_dataset
-from genre_agent.eval.fixtures import tiny_rows, write_jsonl_dataset
-from genre_agent.eval.protocols import ProtocolConfig, build_cases
+from genre_eval.datasets import ML100K_GENRES, DatasetConfig, load_dataset
+from genre_eval.fixtures import tiny_rows, write_jsonl_dataset
+from genre_eval.protocols import ProtocolConfig, build_cases
 
 INTER, ITEMS = tiny_rows(n_users=4, n_items=12, per_user=6)
 cli = CliRunner()
@@ -109,7 +109,7 @@ def test_recbole_without_a_genre_column_warns_naming_file_and_columns(tmp_path: 
 
 
 def test_run_prints_and_records_dataset_warnings(tmp_path: Path) -> None:
-    from genre_agent.eval.cli import app
+    from genre_eval.cli import app
 
     d = write_recbole(tmp_path / "ml-100k", genre_header="tags:token_seq")
     exp = tmp_path / "exp.toml"
@@ -356,7 +356,7 @@ name = "first"
 
 
 def test_run_reports_eligible_and_dropped_users(tmp_path: Path) -> None:
-    from genre_agent.eval.cli import app
+    from genre_eval.cli import app
 
     exp, out = _experiment(tmp_path)
     res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])
@@ -378,7 +378,7 @@ def test_run_reports_eligible_and_dropped_users(tmp_path: Path) -> None:
 
 
 def test_no_eligible_user_is_a_one_line_error(tmp_path: Path) -> None:
-    from genre_agent.eval.cli import app
+    from genre_eval.cli import app
 
     exp, out = _experiment(tmp_path, min_history=50)
     res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])
@@ -395,7 +395,7 @@ def test_no_eligible_user_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_baselines_report_no_speed(tmp_path: Path) -> None:
-    from genre_agent.eval.cli import app
+    from genre_eval.cli import app
 
     exp, out = _experiment(tmp_path)
     res = cli.invoke(app, ["run", str(exp), "--out", str(out), "--no-progress"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from genre_agent.errors import CatalogError
-from genre_agent.eval.datasets import ML100K_GENRES, DatasetConfig, load_dataset
-from genre_agent.eval.fixtures import tiny_rows, write_jsonl_dataset
+from genre_eval.datasets import ML100K_GENRES, DatasetConfig, load_dataset
+from genre_eval.fixtures import tiny_rows, write_jsonl_dataset
 
 INTER, ITEMS = tiny_rows(n_users=4, n_items=12, per_user=6)
 

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from genre_agent.catalog.items import Item
-from genre_agent.eval import explain_metrics as em
-from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
-from genre_agent.eval.report import write_report
-from genre_agent.eval.runner import Runner, read_results
-from genre_agent.eval.summary import explanation_summary, summarize_prepared
 from genre_agent.llm import FakeLLM
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
 from genre_agent.types import Evidence, RankedItem, Recommendation, Support
+from genre_eval import explain_metrics as em
+from genre_eval.fixtures import tiny_experiment, write_jsonl_dataset
+from genre_eval.report import write_report
+from genre_eval.runner import Runner, read_results
+from genre_eval.summary import explanation_summary, summarize_prepared
 
 
 def entry(

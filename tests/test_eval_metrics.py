@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from genre_agent.eval import metrics as M
+from genre_eval import metrics as M
 
 
 def test_hand_values() -> None:

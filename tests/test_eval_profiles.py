@@ -14,17 +14,17 @@ from typer.testing import CliRunner
 from genre_agent.catalog.items import Item
 from genre_agent.config import ProfileConfig
 from genre_agent.errors import ConfigError, GenreError
-from genre_agent.eval.cli import app
-from genre_agent.eval.datasets import DatasetConfig, load_dataset
-from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
-from genre_agent.eval.protocols import ProtocolConfig, build_cases, history_rows
-from genre_agent.eval.report import write_report
-from genre_agent.eval.runner import Runner, read_results
-from genre_agent.eval.stats import bootstrap_ci
-from genre_agent.eval.summary import segment_summary, summarize_prepared
 from genre_agent.llm import FakeLLM
 from genre_agent.llm.base import Generation, GenRequest, LabelScores, ScoreRequest
 from genre_agent.service.profiles import ProfileError, ProfileRecord, Profiles, ProfileStore
+from genre_eval.cli import app
+from genre_eval.datasets import DatasetConfig, load_dataset
+from genre_eval.fixtures import tiny_experiment, write_jsonl_dataset
+from genre_eval.protocols import ProtocolConfig, build_cases, history_rows
+from genre_eval.report import write_report
+from genre_eval.runner import Runner, read_results
+from genre_eval.stats import bootstrap_ci
+from genre_eval.summary import segment_summary, summarize_prepared
 
 PROFILE = {"profile.use_in_rerank": True}
 ENRICH = {"enrich.enabled": True}
@@ -388,7 +388,7 @@ def test_build_many_batches_misses_and_isolates_failures() -> None:
 
 
 def test_profiles_experiment_file_names_the_four_switch_settings() -> None:
-    from genre_agent.eval.cli import _load
+    from genre_eval.cli import _load
 
     path = Path(__file__).parents[1] / "eval" / "experiments" / "ml_small_profiles.toml"
     exp = _load(path, 150, 5)

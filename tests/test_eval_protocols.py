@@ -9,19 +9,19 @@ import pytest
 
 from genre_agent.config import EmbedderConfig, load_config
 from genre_agent.errors import ConfigError
-from genre_agent.eval.datasets import DatasetConfig, load_dataset
-from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
-from genre_agent.eval.protocols import (
+from genre_agent.llm import FakeLLM
+from genre_agent.service.requests import RecRequest
+from genre_eval.datasets import DatasetConfig, load_dataset
+from genre_eval.fixtures import tiny_experiment, write_jsonl_dataset
+from genre_eval.protocols import (
     EvalCase,
     ProtocolConfig,
     build_cases,
     history_rows,
     split_user,
 )
-from genre_agent.eval.runner import Runner, prepare
-from genre_agent.eval.world import EvalWorld
-from genre_agent.llm import FakeLLM
-from genre_agent.service.requests import RecRequest
+from genre_eval.runner import Runner, prepare
+from genre_eval.world import EvalWorld
 
 
 @pytest.fixture()

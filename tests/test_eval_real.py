@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from genre_agent.eval.cli import app
-from genre_agent.eval.fixtures import write_jsonl_dataset
+from genre_eval.cli import app
+from genre_eval.fixtures import write_jsonl_dataset
 
 pytestmark = pytest.mark.real
 

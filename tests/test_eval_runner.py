@@ -10,13 +10,13 @@ import pytest
 
 from genre_agent.config import DEFAULT_SOURCES
 from genre_agent.errors import ConfigError, GenreError
-from genre_agent.eval.cache import CachingLLM, request_key
-from genre_agent.eval.experiment import load_experiment
-from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
-from genre_agent.eval.runner import Runner, read_results
-from genre_agent.eval.summary import summarize_prepared
 from genre_agent.llm import FakeLLM
 from genre_agent.llm.base import Generation, GenRequest, Message
+from genre_eval.cache import CachingLLM, request_key
+from genre_eval.experiment import load_experiment
+from genre_eval.fixtures import tiny_experiment, write_jsonl_dataset
+from genre_eval.runner import Runner, read_results
+from genre_eval.summary import summarize_prepared
 
 experiment = tiny_experiment
 

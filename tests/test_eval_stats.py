@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from genre_agent.eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
+from genre_eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
 
 
 def test_identical_systems_have_zero_difference_and_p_one() -> None:

@@ -14,17 +14,17 @@ import pytest
 
 from genre_agent.catalog.items import Item
 from genre_agent.errors import ConfigError
-from genre_agent.eval.datasets import Dataset, DatasetConfig, load_dataset
-from genre_agent.eval.metrics import user_metrics
-from genre_agent.eval.protocols import (
+from genre_agent.storage.interactions import Interaction, InteractionStore, time_ordered
+from genre_eval.datasets import Dataset, DatasetConfig, load_dataset
+from genre_eval.metrics import user_metrics
+from genre_eval.protocols import (
     EvalCase,
     ProtocolConfig,
     build_cases,
     eligibility,
     split_dataset,
 )
-from genre_agent.eval.stats import bootstrap_ci
-from genre_agent.storage.interactions import Interaction, InteractionStore, time_ordered
+from genre_eval.stats import bootstrap_ci
 
 ML_SMALL = Path(os.environ.get("GENRE_DEMO_DATA", "../shared/data/ml-latest-small"))
 N_ITEMS, N_USERS, N_CANDS = 400, 600, 20
@@ -134,11 +134,11 @@ def test_ml_latest_small_has_94_of_610_users_tied_at_the_last_timestamp() -> Non
 
 
 def test_the_report_states_how_many_users_had_ties(tmp_path: Path) -> None:
-    from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
-    from genre_agent.eval.quality_table import main as quality_table
-    from genre_agent.eval.report import write_report
-    from genre_agent.eval.runner import Runner
-    from genre_agent.eval.summary import summarize_prepared
+    from genre_eval.fixtures import tiny_experiment, write_jsonl_dataset
+    from genre_eval.quality_table import main as quality_table
+    from genre_eval.report import write_report
+    from genre_eval.runner import Runner
+    from genre_eval.summary import summarize_prepared
 
     data = write_jsonl_dataset(tmp_path / "d")
     # Two of the tiny dataset's users get a second interaction at their last timestamp.

@@ -1,4 +1,4 @@
-"""The explanation metrics of issue 19 (eval/explain_metrics.py), each shown failing on a
+"""The explanation metrics of issue 19 (eval/genre_eval/explain_metrics.py), each shown failing on a
 known-bad case first: the fixed template of today's rationales, a decade-only link, a
 "horror elements" claim, "the genres Adventure", leaked <data> markup, a URL or promo code
 from a hostile title, a sentence that likens an item to itself."""
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from genre_agent.eval import explain_metrics as em
 from genre_agent.ranking import grounding
+from genre_eval import explain_metrics as em
 
 
 def entry(

@@ -26,7 +26,6 @@ from genre_agent.ranking.learned import (
     feature_names,
     history_bucket,
 )
-from genre_agent.retrievers.base import RetrievalQuery
 from genre_agent.service.learn import (
     Example,
     check_label_blind,
@@ -36,6 +35,7 @@ from genre_agent.service.learn import (
     train_ranker,
 )
 from genre_agent.storage.interactions import Interaction
+from retrievers.base import RetrievalQuery
 
 SOURCES = {"itemknn": 1.0, "bm25": 0.5, "embedding": 0.5, "popularity": 0.2}
 # Comedy fans (m4..m12), horror fans (m1, m2, m3) and a long history: three users per taste

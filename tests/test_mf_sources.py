@@ -20,12 +20,12 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import ALSConfig, BPRConfig, load_config
 from genre_agent.embedders.fake import FakeEmbedder
 from genre_agent.llm import FakeLLM
-from genre_agent.retrievers.base import RetrievalQuery
-from genre_agent.retrievers.mf import ALSRetriever, BPRRetriever, MFRetriever
 from genre_agent.service.fit import FITTERS, fit_source, load_fitted
 from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore, make_client
 from genre_agent.storage.interactions import Interaction, InteractionStore
+from retrievers.base import RetrievalQuery
+from retrievers.mf import ALSRetriever, BPRRetriever, MFRetriever
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GENRE_DEMO_DATA", ROOT.parent / "shared/data/ml-latest-small"))
@@ -217,7 +217,7 @@ def test_als_and_bpr_beat_popularity_on_ml_latest_small(tmp_path: Path) -> None:
     the top 10 of a Recommender whose only source is the model, over the whole catalog."""
     if not (DATA / "ratings.csv").exists():
         pytest.skip(f"ml-latest-small not found at {DATA} (set GENRE_DEMO_DATA)")
-    from genre_agent.eval.datasets import DatasetConfig, load_dataset
+    from genre_eval.datasets import DatasetConfig, load_dataset
 
     ds = load_dataset(DatasetConfig(kind="movielens", path=DATA))
     train = [r for rows in ds.by_user.values() for r in rows[:-1]]
@@ -253,8 +253,8 @@ def test_als_and_bpr_beat_popularity_on_ml_latest_small(tmp_path: Path) -> None:
 
 
 def test_the_harness_runs_als_and_bpr(tmp_path: Path) -> None:
-    from genre_agent.eval.fixtures import tiny_experiment, write_jsonl_dataset
-    from genre_agent.eval.runner import Runner, read_results
+    from genre_eval.fixtures import tiny_experiment, write_jsonl_dataset
+    from genre_eval.runner import Runner, read_results
 
     data = write_jsonl_dataset(tmp_path / "data")
     small = {"retrieval": {"als": SMALL_ALS.model_dump(), "bpr": SMALL_BPR.model_dump()}}

@@ -1,53 +1,93 @@
-"""Layout promises: clean imports, no top-level `eval`, prompts inside the wheel."""
+"""Layout promises: real folders (no symlinks), a lean server wheel, the harness on its own."""
 
-import importlib.util
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+HARNESS_ONLY = {"optuna", "matplotlib", "peft"}
 
 
-def test_subpackages_import_under_genre_agent():
-    import genre_agent.eval
+def test_no_committed_symlinks():
+    """grep, find and editors see every module: the tree holds no symlinked folder."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if listing.returncode != 0:
+        pytest.skip("not a git checkout")
+    links = [
+        line.split("\t")[1] for line in listing.stdout.splitlines() if line.startswith("120000")
+    ]
+    assert not links, links
+    assert not any(p.is_symlink() for p in ROOT.joinpath("genre_agent").iterdir())
+
+
+def test_packages_import_from_their_own_folders():
     import genre_agent.prompts
-    import genre_agent.retrievers
+    import genre_eval
+    import retrievers
 
-    assert Path(genre_agent.retrievers.__file__).parent.name == "retrievers"
-    assert Path(genre_agent.eval.__file__).parent.name == "eval"
-    assert genre_agent.prompts
-
-
-def test_no_generic_top_level_modules_installed():
-    for name in ("eval", "retrievers", "prompts"):
-        spec = importlib.util.find_spec(name)
-        # Running from the repo root, the source dirs are importable by path; they must not
-        # be *installed* top-level packages.
-        assert spec is None or Path(spec.origin or "").resolve().is_relative_to(ROOT), name
+    assert Path(retrievers.__file__).parent == ROOT / "retrievers"
+    assert Path(genre_eval.__file__).parent == ROOT / "eval" / "genre_eval"
+    assert Path(genre_agent.prompts.__file__).parent == ROOT / "prompts"
 
 
-def test_wheel_ships_prompts_and_maps_packages(tmp_path: Path):
+def test_every_package_folder_is_listed_in_pyproject():
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in ROOT.joinpath("genre_agent").glob("**/__init__.py")
+    } | {"genre_agent.prompts", "retrievers"}
+    assert found == listed, found ^ listed
+
+
+def _wheel(src: Path, out: Path) -> tuple[set[str], zipfile.ZipFile]:
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
     )
-    wheel = next(tmp_path.glob("genre_agent-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
+    (wheel,) = out.glob("*.whl")
+    return set(zipfile.ZipFile(wheel).namelist()), zipfile.ZipFile(wheel)
+
+
+def _requires(zf: zipfile.ZipFile) -> set[str]:
+    meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+    lines = zf.read(meta).decode().splitlines()
+    reqs = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
+    # Only unconditional requirements: an extra ("; extra == ...") is not installed by default.
+    names = set()
+    for req in reqs:
+        if "extra ==" in req:
+            continue
+        name = req.split(";")[0].strip()
+        for sep in "<>=!~[ (":
+            name = name.split(sep)[0]
+        names.add(name.lower())
+    return names
+
+
+def test_server_wheel_is_lean_and_ships_prompts(tmp_path: Path):
+    names, zf = _wheel(ROOT, tmp_path)
     assert "genre_agent/prompts/rerank_listwise.system.j2" in names
-    assert "genre_agent/retrievers/embedding.py" in names
-    assert "genre_agent/eval/__init__.py" in names
-    tops = {n.split("/")[0] for n in names if not n.startswith("genre_agent-")}
-    assert tops == {"genre_agent"}, tops
+    assert "retrievers/embedding.py" in names
+    tops = {n.split("/")[0] for n in names if ".dist-info" not in n.split("/")[0]}
+    assert tops == {"genre_agent", "retrievers"}, tops
+    assert not (_requires(zf) & HARNESS_ONLY), _requires(zf) & HARNESS_ONLY
+
+
+def test_harness_wheel_carries_its_own_dependencies(tmp_path: Path):
+    names, zf = _wheel(ROOT / "eval", tmp_path)
+    tops = {n.split("/")[0] for n in names if ".dist-info" not in n.split("/")[0]}
+    assert tops == {"genre_eval"}, tops
+    assert HARNESS_ONLY <= _requires(zf)
+    assert "genre-agent" in _requires(zf)
+    eps = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "genre_eval.cli:register" in zf.read(eps).decode()

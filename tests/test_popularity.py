@@ -7,15 +7,15 @@ from pathlib import Path
 
 from genre_agent.catalog.items import load_items
 from genre_agent.config import RankingConfig, TuneConfig
-from genre_agent.eval.datasets import DatasetConfig, load_dataset
-from genre_agent.eval.experiment import load_experiment
-from genre_agent.eval.fixtures import write_jsonl_dataset
-from genre_agent.eval.protocols import train_interactions
-from genre_agent.eval.runner import Runner
-from genre_agent.eval.tuning import build_examples, score_request, training_tiers
 from genre_agent.llm import FakeLLM
 from genre_agent.ranking.popularity_hint import NICHE, popularity_tiers
 from genre_agent.storage.interactions import Interaction
+from genre_eval.datasets import DatasetConfig, load_dataset
+from genre_eval.experiment import load_experiment
+from genre_eval.fixtures import write_jsonl_dataset
+from genre_eval.protocols import train_interactions
+from genre_eval.runner import Runner
+from genre_eval.tuning import build_examples, score_request, training_tiers
 
 
 def test_tiers_follow_count_shares_and_ties_share_a_tier() -> None:

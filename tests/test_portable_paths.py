@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from genre_agent.errors import ConfigError
-from genre_agent.eval.experiment import load_experiment
-from genre_agent.eval.fixtures import write_jsonl_dataset
+from genre_eval.experiment import load_experiment
+from genre_eval.fixtures import write_jsonl_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BYTES = 2 * 1024 * 1024
@@ -44,7 +44,6 @@ def test_no_committed_file_contains_a_machine_path() -> None:
         pytest.skip("the checkout's parent and the home folder are both the filesystem root")
     hits: list[str] = []
     for path in _committed_files():
-        # Symlinks (genre_agent/eval -> ../eval) point at files listed on their own.
         if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_BYTES:
             continue
         try:
@@ -59,7 +58,7 @@ def test_no_committed_file_contains_a_machine_path() -> None:
 
 
 def _experiment_toml(dataset_path: str) -> str:
-    # The structure of genre_agent.eval.fixtures.tiny_experiment, as a file.
+    # The structure of genre_eval.fixtures.tiny_experiment, as a file.
     return f"""\
 name = "t"
 baselines = ["random", "popularity", "itemknn"]

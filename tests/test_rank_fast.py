@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers.base import RetrievalQuery, ScoreIndex, rank_by_scores
-from genre_agent.retrievers.popularity import PopularityRetriever
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, ScoreIndex, rank_by_scores
+from retrievers.popularity import PopularityRetriever
 
 
 def reference(
@@ -109,7 +109,7 @@ def test_popularity_walk_matches_a_plain_sort(seed: int) -> None:
 def test_embedding_hits_from_the_catalog_equal_hits_from_the_store(fake_rec) -> None:
     """The embedding source takes its hits from the loaded catalog (and its history vectors
     from a per-item cache): the same candidates as rebuilding every hit from the store."""
-    from genre_agent.retrievers.embedding import EmbeddingRetriever
+    from retrievers.embedding import EmbeddingRetriever
 
     catalog = fake_rec.sources.catalog()
     history = tuple(catalog[i] for i in ("m1", "m2", "m3"))

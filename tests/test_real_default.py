@@ -64,7 +64,7 @@ def _hybrid_where(rec: Recommender, catalog_path: Path) -> None:
     assert all(c.item.metadata.get("genre_comedy") is True for c in result.trace.candidates)
     # Each source alone, on a filter that rejects some of what it would find: in ROWS, m8
     # co-occurs with the comedies m4..m12, of which only m11 and m12 are horror too.
-    from genre_agent.retrievers.base import RetrievalQuery
+    from retrievers.base import RetrievalQuery
 
     horror = {"genre_horror": True}
     q = RetrievalQuery(

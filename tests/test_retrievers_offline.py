@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from genre_agent.catalog.items import Item
-from genre_agent.retrievers import (
+from genre_agent.storage.interactions import Interaction
+from retrievers import (
     BM25Retriever,
     FusionRetriever,
     ItemKNNRetriever,
     PopularityRetriever,
     RetrievalQuery,
 )
-from genre_agent.storage.interactions import Interaction
 
 ITEMS = {
     "1": Item(id="1", title="Alien", text="Genres: Sci-Fi, Horror. Tags: space, monster."),
@@ -78,7 +78,7 @@ def test_fusion_is_weighted_rrf() -> None:
 
 
 def test_every_source_honours_an_allowed_set_and_exclusions() -> None:
-    from genre_agent.retrievers import RandomRetriever
+    from retrievers import RandomRetriever
 
     allowed = frozenset({"2", "4", "5"})
     q = RetrievalQuery(history=(ITEMS["1"],), allowed_ids=allowed, exclude_ids=frozenset({"4"}))
@@ -101,7 +101,7 @@ def test_itemknn_saves_and_loads_the_same_model(tmp_path) -> None:
 
 
 def test_random_is_seeded_per_user() -> None:
-    from genre_agent.retrievers import RandomRetriever
+    from retrievers import RandomRetriever
 
     r = RandomRetriever(ITEMS, seed=3)
     a = r.score(RetrievalQuery(user_id="u1"), list(ITEMS))

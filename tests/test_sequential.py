@@ -11,10 +11,10 @@ import pytest
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config, SequentialConfig
-from genre_agent.retrievers.base import RetrievalQuery
-from genre_agent.retrievers.sequential import SequentialRetriever
-from genre_agent.retrievers.sequential_train import train, user_sequences, windows
 from genre_agent.storage.interactions import Interaction, time_ordered
+from retrievers.base import RetrievalQuery
+from retrievers.sequential import SequentialRetriever
+from retrievers.sequential_train import train, user_sequences, windows
 
 N_ITEMS = 8
 ITEMS = {f"i{n}": Item(id=f"i{n}", title=f"Item {n}") for n in range(N_ITEMS)}
@@ -248,8 +248,8 @@ def test_beats_popularity_on_a_slice_of_ml_latest_small(tmp_path: Path) -> None:
     if not (ML_SMALL / "ratings.csv").exists():
         pytest.skip(f"ml-latest-small is not at {ML_SMALL} (the repo's sibling shared/data)")
     from genre_agent.catalog.items import load_items
-    from genre_agent.retrievers.popularity import PopularityRetriever
     from genre_agent.storage.interactions import read_interactions
+    from retrievers.popularity import PopularityRetriever
 
     items = {it.id: it for it in load_items(ML_SMALL)}
     rows = read_interactions(ML_SMALL)

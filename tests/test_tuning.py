@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from genre_agent.config import RankingConfig, TuneConfig
-from genre_agent.eval.tuning import build_examples, score_request
+from genre_eval.tuning import build_examples, score_request
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
 
@@ -52,7 +52,7 @@ def write_fixture(root: Path, users: int = 12, items: int = 60, per_user: int = 
 
 @pytest.fixture()
 def tiny_ds(tmp_path: Path):
-    from genre_agent.eval.datasets import DatasetConfig, load_dataset
+    from genre_eval.datasets import DatasetConfig, load_dataset
 
     root = write_fixture(tmp_path / "data")
     return load_dataset(DatasetConfig(kind="jsonl", path=root))

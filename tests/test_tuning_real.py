@@ -16,7 +16,7 @@ pytestmark = pytest.mark.real
 def tuned(tmp_path_factory):
     from test_tuning import write_fixture
 
-    from genre_agent.eval.tuning import Tuner
+    from genre_eval.tuning import Tuner
 
     root = tmp_path_factory.mktemp("tune")
     data = write_fixture(root / "data", users=6, items=30, per_user=10)
@@ -72,9 +72,9 @@ def test_artifacts_and_provenance(tuned):
 
 
 def test_merged_checkpoint_loads_and_changes_scores(tuned):
-    from genre_agent.eval.datasets import DatasetConfig, load_dataset
-    from genre_agent.eval.tuning import build_examples, score_request
     from genre_agent.llm.registry import get_engine
+    from genre_eval.datasets import DatasetConfig, load_dataset
+    from genre_eval.tuning import build_examples, score_request
 
     cfg, _prov, out = tuned
     ds = load_dataset(DatasetConfig(kind="jsonl", path=Path(cfg.tune.data)))
@@ -98,7 +98,7 @@ def test_merged_checkpoint_loads_and_changes_scores(tuned):
 
 
 def test_resume_continues_from_checkpoint(tuned):
-    from genre_agent.eval.tuning import Tuner
+    from genre_eval.tuning import Tuner
 
     cfg, prov, out = tuned
     # Everything is done: resuming runs zero further steps and keeps the log.

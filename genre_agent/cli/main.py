@@ -524,7 +524,7 @@ def models_list() -> None:
 
 # Command groups outside this module. The core's own come from an explicit import; the
 # harness (``genre eval``, ``genre tune``) plugs in through the "genre_agent.commands" entry
-# point group declared in pyproject.toml, so the core never imports ``genre_agent.eval``.
+# point group declared in pyproject.toml, so the core never imports ``genre_eval``.
 COMMAND_GROUP = "genre_agent.commands"
 
 

@@ -27,7 +27,7 @@ def _revision(target: str) -> str:
     meta = Path(target) / "genre_model.json"
     if meta.exists():
         data = json.loads(meta.read_text())
-        # A tuned checkpoint (genre_agent.eval.tuning) records its own revision; packaged models
+        # A tuned checkpoint (genre_eval.tuning) records its own revision; packaged models
         # are identified by their GGUF hash.
         return str(data.get("revision") or data.get("gguf_sha256", ""))[:16]
     return ""

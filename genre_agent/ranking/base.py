@@ -10,8 +10,8 @@ from typing import Any, Protocol
 from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
 from genre_agent.llm.base import LLM
-from genre_agent.retrievers.base import RetrievalQuery
 from genre_agent.types import Candidate, RankedItem, Trace
+from retrievers.base import RetrievalQuery
 
 
 @dataclass

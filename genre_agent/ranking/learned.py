@@ -47,10 +47,10 @@ from genre_agent.llm.base import LLM
 from genre_agent.ranking.base import RankRequest
 from genre_agent.ranking.grounding import attributes
 from genre_agent.ranking.scoring import ScoringRanker
-from genre_agent.retrievers.base import RetrievalQuery, Retriever
-from genre_agent.retrievers.fusion import ranks_of
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, Retriever
+from retrievers.fusion import ranks_of
 
 MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"

@@ -12,8 +12,8 @@ from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM
 from genre_agent.ranking.base import Needs, RankerContext, RankRequest, top_by_score
 from genre_agent.ranking.learned import FeatureBuilder, FeatureRequest, LearnedModel, llm_scores
-from genre_agent.retrievers.base import RetrievalQuery
 from genre_agent.types import RankedItem, StageTiming, Trace
+from retrievers.base import RetrievalQuery
 
 
 class LearnedRanker:

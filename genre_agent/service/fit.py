@@ -25,12 +25,12 @@ from typing import Any, Protocol
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
-from genre_agent.retrievers.base import Retriever
-from genre_agent.retrievers.cf import ItemKNNRetriever
-from genre_agent.retrievers.mf import ALSRetriever, BPRRetriever
 from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.interactions import Interaction
 from genre_agent.storage.models import publish, resolve, token
+from retrievers.base import Retriever
+from retrievers.cf import ItemKNNRetriever
+from retrievers.mf import ALSRetriever, BPRRetriever
 
 Announce = Callable[[str], None]
 
@@ -69,14 +69,14 @@ def _fit_sequential(
     cfg: Config, items: Mapping[str, Item], rows: Sequence[Interaction], announce: Announce | None
 ) -> FittedSource:
     # torch is imported only when the sequential model is used.
-    from genre_agent.retrievers.sequential_train import train
+    from retrievers.sequential_train import train
 
     checkpoint = cfg.store.models_dir() / "sequential.ckpt"
     return train(cfg.retrieval.sequential, items, rows, checkpoint, announce)
 
 
 def _load_sequential(folder: Path, items: Mapping[str, Item], cfg: Config) -> FittedSource:
-    from genre_agent.retrievers.sequential import SequentialRetriever
+    from retrievers.sequential import SequentialRetriever
 
     return SequentialRetriever.load(folder, items)
 

@@ -45,8 +45,6 @@ from genre_agent.ranking.learned import (
     ranker_folder,
     uses_llm,
 )
-from genre_agent.retrievers.base import RetrievalQuery, Retriever, stable_seed
-from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.service.fit import FITTERS, save_atomically
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
@@ -54,6 +52,8 @@ from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore
 from genre_agent.storage.interactions import Interaction, InteractionStore, time_ordered
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery, Retriever, stable_seed
+from retrievers.fusion import FusionRetriever
 
 Progress = Callable[[int, int], None]
 LLM_BATCH = 16

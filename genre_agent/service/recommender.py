@@ -13,7 +13,6 @@ from genre_agent.embedders import Embedder, get_embedder
 from genre_agent.llm.base import LLM
 from genre_agent.llm.registry import get_engine
 from genre_agent.ranking.learned import FeatureBuilder, LearnedModel
-from genre_agent.retrievers.base import Retriever
 from genre_agent.service.learned_state import LearnedState
 from genre_agent.service.pipeline import Pipeline
 from genre_agent.service.requests import HistoryEntry, RecRequest
@@ -27,6 +26,7 @@ from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore, IndexReport
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate, Recommendation, StreamEvent
+from retrievers.base import Retriever
 
 __all__ = ["RecRequest", "Recommender"]
 

@@ -15,16 +15,16 @@ from typing import Any
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config, SourceKind
-from genre_agent.retrievers.base import Retriever
-from genre_agent.retrievers.bm25 import BM25Retriever
-from genre_agent.retrievers.cf import ItemKNNRetriever
-from genre_agent.retrievers.embedding import EmbeddingRetriever
-from genre_agent.retrievers.fusion import FusionRetriever
-from genre_agent.retrievers.popularity import PopularityRetriever
-from genre_agent.retrievers.random import RandomRetriever
 from genre_agent.service.fit import FITTERS, NotFitted, load_fitted, model_token, provenance
 from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.chroma import ChromaStore
+from retrievers.base import Retriever
+from retrievers.bm25 import BM25Retriever
+from retrievers.cf import ItemKNNRetriever
+from retrievers.embedding import EmbeddingRetriever
+from retrievers.fusion import FusionRetriever
+from retrievers.popularity import PopularityRetriever
+from retrievers.random import RandomRetriever
 
 Announce = Callable[[str], None]
 

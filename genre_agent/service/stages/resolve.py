@@ -21,7 +21,6 @@ from typing import Any
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
 from genre_agent.llm.base import LLM
-from genre_agent.retrievers.base import RetrievalQuery
 from genre_agent.service.requests import (
     HistoryEntry,
     RecRequest,
@@ -34,6 +33,7 @@ from genre_agent.storage.backends import open_profiles
 from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.interactions import Interaction
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery
 
 # Why a cold request got the popularity list (Trace.notes).
 COLD_NOTE = (

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 
 from genre_agent.catalog.items import Item
 from genre_agent.errors import GenreError
-from genre_agent.retrievers.base import RetrievalQuery
-from genre_agent.retrievers.fusion import FusionRetriever
 from genre_agent.service.sources import Sources
 from genre_agent.service.stages.resolve import Resolved
 from genre_agent.types import Candidate
+from retrievers.base import RetrievalQuery
+from retrievers.fusion import FusionRetriever
 
 # Gathers one request's candidates from its query and the fusion to use.
 Gather = Callable[[RetrievalQuery, FusionRetriever], list[Candidate]]

@@ -16,12 +16,12 @@ interaction rows, so ratings split liked from not liked as in serving); the targ
 reaches a system, and a failed request is retried with the same request. A variant's
 profile (``profile.use_in_rerank``) is built from the same visible history; its enriched
 items (``enrich.enabled``) are the candidates, enriched without any label (see
-``genre_agent.eval.augment``).
+``genre_eval.augment``).
 
 Explanations: a line whose items have rationales also records them (``explanations``: each
 with its cites, evidence ids, shared attributes, unsupported terms, the item's title and
 genres), the truncated rationale attempts and the per-user explanation metrics
-(``genre_agent.eval.explain_metrics``). With ``experiment.explanations``, a retrieval-mode
+(``genre_eval.explain_metrics``). With ``experiment.explanations``, a retrieval-mode
 variant also re-ranks each user's served candidates without the cited history items, and
 without as many random ones, through a Recommender of its own config with
 ``rationale_top_r = 0`` (no LLM), and records the mean rank drops (``cf_drop_cited``,
@@ -40,20 +40,26 @@ from typing import Any
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config, LLMConfig
 from genre_agent.errors import ConfigError, GenreError
-from genre_agent.eval.augment import VariantInputs, check_switches
-from genre_agent.eval.baselines import baseline_overrides
-from genre_agent.eval.cache import CachingLLM
-from genre_agent.eval.datasets import Dataset, load_dataset
-from genre_agent.eval.experiment import Experiment, VariantSpec
-from genre_agent.eval.explain_metrics import (
+from genre_agent.llm.base import LLM
+from genre_agent.ranking import needs, needs_llm
+from genre_agent.service.profiles import ProfileError
+from genre_agent.service.recommender import Recommender
+from genre_agent.service.requests import RecRequest
+from genre_agent.types import Recommendation
+from genre_eval.augment import VariantInputs, check_switches
+from genre_eval.baselines import baseline_overrides
+from genre_eval.cache import CachingLLM
+from genre_eval.datasets import Dataset, load_dataset
+from genre_eval.experiment import Experiment, VariantSpec
+from genre_eval.explain_metrics import (
     explanation_entry,
     mean_or_none,
     rank_drop,
     removals,
 )
-from genre_agent.eval.explain_metrics import user_metrics as explain_user_metrics
-from genre_agent.eval.metrics import user_metrics
-from genre_agent.eval.protocols import (
+from genre_eval.explain_metrics import user_metrics as explain_user_metrics
+from genre_eval.metrics import user_metrics
+from genre_eval.protocols import (
     Eligibility,
     EvalCase,
     build_cases,
@@ -61,13 +67,7 @@ from genre_agent.eval.protocols import (
     history_rows,
     split_dataset,
 )
-from genre_agent.eval.world import EvalWorld
-from genre_agent.llm.base import LLM
-from genre_agent.ranking import needs, needs_llm
-from genre_agent.service.profiles import ProfileError
-from genre_agent.service.recommender import Recommender
-from genre_agent.service.requests import RecRequest
-from genre_agent.types import Recommendation
+from genre_eval.world import EvalWorld
 
 LLMFactory = Callable[[LLMConfig], LLM]
 Progress = Callable[[str, int, int], None]
@@ -405,7 +405,7 @@ class Runner:
 
     def _explanations(self, case: EvalCase, out: Recommendation) -> dict[str, Any]:
         """The rationales of ``out`` with their cites and evidence, and their per-user
-        metrics (``eval/explain_metrics.py``); nothing when no item has a rationale."""
+        metrics (``eval/genre_eval/explain_metrics.py``); nothing when no item has a rationale."""
         entries = [explanation_entry(it) for it in out.items if it.rationale is not None]
         if not entries:
             return {}

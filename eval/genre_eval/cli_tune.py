@@ -23,7 +23,7 @@ def tune(
 ) -> None:
     """Fine-tune a LoRA adapter for scoring mode, then merge it into a servable checkpoint."""
     from genre_agent.config import load_config
-    from genre_agent.eval.tuning import Tuner
+    from genre_eval.tuning import Tuner
 
     overrides = parse_overrides(sets)
     if data is not None:

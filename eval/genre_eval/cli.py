@@ -28,7 +28,7 @@ def _release_engines() -> None:
 
 
 def _load(path: Path, users: int | None, max_history: int | None = None) -> Any:
-    from genre_agent.eval.experiment import Experiment, load_experiment
+    from genre_eval.experiment import Experiment, load_experiment
 
     exp = load_experiment(path)
     proto: dict[str, Any] = {}
@@ -65,10 +65,10 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Run baselines and prompt variants; write results.jsonl, summary.json and the report."""
-    from genre_agent.eval.datasets import DatasetWarning
-    from genre_agent.eval.report import write_report
-    from genre_agent.eval.runner import Runner
-    from genre_agent.eval.summary import summarize_prepared
+    from genre_eval.datasets import DatasetWarning
+    from genre_eval.report import write_report
+    from genre_eval.runner import Runner
+    from genre_eval.summary import summarize_prepared
 
     exp = _load(experiment, users, max_history)
     if only:
@@ -128,7 +128,7 @@ def report(
     out: Annotated[Path | None, typer.Option(help="where to write report.md/html")] = None,
 ) -> None:
     """Write report.md and a self-contained report.html for a finished run."""
-    from genre_agent.eval.report import write_report
+    from genre_eval.report import write_report
 
     if not (run_dir / "summary.json").exists():
         raise GenreError(f"{run_dir}: no summary.json; run `genre eval run` first")
@@ -146,8 +146,8 @@ def segments_cmd(
 ) -> None:
     """Pool runs (e.g. with and without --max-history 5) and split every system's metrics by
     the users' visible history length, with paired CIs per group."""
-    from genre_agent.eval.report import segments_markdown
-    from genre_agent.eval.summary import summarize_segments
+    from genre_eval.report import segments_markdown
+    from genre_eval.summary import summarize_segments
 
     for d in run_dirs:
         if not (d / "manifest.json").exists():
@@ -189,8 +189,8 @@ def search_cmd(
     ] = None,
 ) -> None:
     """Tune knobs on the validation split, score the best once on test, write its config."""
-    from genre_agent.eval.experiment import VariantSpec
-    from genre_agent.eval.search import parse_space, search
+    from genre_eval.experiment import VariantSpec
+    from genre_eval.search import parse_space, search
 
     if sampler not in {"tpe", "random"}:
         raise typer.BadParameter("--sampler must be tpe or random")
@@ -241,7 +241,7 @@ def chat_cmd(
     sets: Sets = None,
 ) -> None:
     """Chat understanding: run variants over the benchmark; write <out>/report.md."""
-    from genre_agent.eval.chat_bench_run import load_spec, run_bench, write_report
+    from genre_eval.chat_bench_run import load_spec, run_bench, write_report
 
     spec = load_spec(benchmark)
     out_dir = out or Path("runs") / spec.name

@@ -18,18 +18,18 @@ from pathlib import Path
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config, EmbedderConfig, StoreConfig, default_home
 from genre_agent.embedders import get_embedder
-from genre_agent.eval.datasets import Dataset
-from genre_agent.eval.protocols import train_interactions
 from genre_agent.llm.base import LLM
 from genre_agent.ranking import needs, ranker_sources
 from genre_agent.ranking.learned import LearnedModel
-from genre_agent.retrievers.base import Retriever
 from genre_agent.service.fit import FITTERS, FittedSource
 from genre_agent.service.learn import Example, settings, train_ranker
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.sources import Sources
 from genre_agent.storage.chroma import ChromaStore, make_client
 from genre_agent.storage.interactions import InteractionStore
+from genre_eval.datasets import Dataset
+from genre_eval.protocols import train_interactions
+from retrievers.base import Retriever
 
 
 def index_cache_dir() -> Path:

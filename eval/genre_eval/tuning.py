@@ -66,7 +66,7 @@ def build_examples(ds: Any, cfg: TuneConfig) -> list[Example]:
     test targets and are never used, not even as history. Negatives are drawn uniformly from
     items the user never interacted with (as the eval's ``sampled`` protocol does).
     """
-    from genre_agent.eval.protocols import user_seed
+    from genre_eval.protocols import user_seed
 
     rng = random.Random(cfg.seed)
     all_ids = sorted(ds.items)
@@ -112,8 +112,8 @@ class _NoLLM:
 
 def training_tiers(ds: Any) -> dict[str, str]:
     """Popularity tiers over the training interactions, exactly as the eval harness counts."""
-    from genre_agent.eval.protocols import train_interactions
     from genre_agent.ranking.popularity_hint import popularity_tiers
+    from genre_eval.protocols import train_interactions
 
     counts = Counter(r.item_id for r in train_interactions(ds))
     return popularity_tiers({i: counts.get(i, 0) for i in ds.items}, len(ds.items))
@@ -213,7 +213,7 @@ class Tuner:
 
     # --- data --------------------------------------------------------------------------
     def load_data(self) -> Any:
-        from genre_agent.eval.datasets import DatasetConfig, load_dataset
+        from genre_eval.datasets import DatasetConfig, load_dataset
 
         if self.t.data is None:
             raise ConfigError("tune.data: set the interactions directory (--data DIR)")

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from genre_agent.config import Config, EngineKind, SourceKind, load_config, read_config_file
 from genre_agent.errors import ConfigError
-from genre_agent.eval.baselines import ALL_BASELINES, DEFAULT_BASELINES, BaselineKind
-from genre_agent.eval.datasets import DatasetConfig
-from genre_agent.eval.metrics import METRICS_AT_K
-from genre_agent.eval.protocols import ProtocolConfig, Split
+from genre_eval.baselines import ALL_BASELINES, DEFAULT_BASELINES, BaselineKind
+from genre_eval.datasets import DatasetConfig
+from genre_eval.metrics import METRICS_AT_K
+from genre_eval.protocols import ProtocolConfig, Split
 
 
 class _Frozen(BaseModel):
@@ -80,7 +80,7 @@ class Experiment(_Frozen):
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
     primary: str = "ndcg@10"
     # Also report every metric per group of users split by visible history length at these
-    # thresholds ([5]: <=5 and >5); see genre_agent.eval.summary.
+    # thresholds ([5]: <=5 and >5); see genre_eval.summary.
     segments: list[int] = Field(default_factory=list)
     # Also measure whether rationales are faithful: for every retrieval-mode variant, re-rank
     # each user's candidates without the history items the rationales cite (and without as

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.config import Config, RankingMode, SourceKind
 from genre_agent.errors import ConfigError
-from genre_agent.eval.experiment import Experiment, VariantSpec
-from genre_agent.eval.runner import LLMFactory, Runner
-from genre_agent.eval.summary import summarize_prepared
+from genre_eval.experiment import Experiment, VariantSpec
+from genre_eval.runner import LLMFactory, Runner
+from genre_eval.summary import summarize_prepared
 
 
 class SearchSpace(BaseModel):

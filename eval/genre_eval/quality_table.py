@@ -1,6 +1,6 @@
 """The README's quality table from finished runs: one row per system, both protocols.
 
-    python -m genre_agent.eval.quality_table runs/default_full runs/default_sampled
+    python -m genre_eval.quality_table runs/default_full runs/default_sampled
 
 Each cell is the mean NDCG@10 with its 95% bootstrap CI (summary.json); the full-catalog
 columns add the system's candidate recall@N. ``scripts/quality.sh`` runs the experiments and
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from genre_agent.eval.protocols import ties_line
+from genre_eval.protocols import ties_line
 
 
 def _cell(m: dict[str, float] | None, scale: float = 1.0, digits: int = 3) -> str:
@@ -51,7 +51,7 @@ def table(full: dict[str, Any], sampled: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        raise SystemExit("usage: python -m genre_agent.eval.quality_table FULL_RUN SAMPLED_RUN")
+        raise SystemExit("usage: python -m genre_eval.quality_table FULL_RUN SAMPLED_RUN")
     full, sampled = (json.loads((Path(a) / "summary.json").read_text()) for a in args)
     print(table(full, sampled))
     print()

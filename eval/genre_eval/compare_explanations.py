@@ -1,8 +1,8 @@
 """Old and new rationales side by side, from two runs of one experiment file.
 
-    python -m genre_agent.eval.compare_explanations runs/rationales_old runs/rationales_new
+    python -m genre_eval.compare_explanations runs/rationales_old runs/rationales_new
 
-Both runs' explanations are rescored with today's metrics (eval/explain_metrics.py), so a
+Both runs' explanations are rescored with today's metrics (eval/genre_eval/explain_metrics.py), so a
 run made by an older checkout gets the new metrics too; metrics that need the user's
 history (grounding, specificity) are taken as the run recorded them. Prints:
 
@@ -19,9 +19,9 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from genre_agent.eval import explain_metrics as em
-from genre_agent.eval.runner import read_results
-from genre_agent.eval.stats import bootstrap_ci
+from genre_eval import explain_metrics as em
+from genre_eval.runner import read_results
+from genre_eval.stats import bootstrap_ci
 
 # Recomputed from the recorded explanations (no history needed).
 RESCORED = {

@@ -58,7 +58,7 @@ def tiny_experiment(data: str | Path, **extra: Any) -> Any:
 
     8 users, 8 candidates, batches of 3, small bootstrap; ``extra`` replaces top-level keys.
     """
-    from genre_agent.eval.experiment import load_experiment
+    from genre_eval.experiment import load_experiment
 
     spec: dict[str, Any] = {
         "name": "t",

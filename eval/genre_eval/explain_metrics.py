@@ -6,7 +6,7 @@ title and genres. Each rate below takes one user's explanations (one result line
 returns a share in [0, 1], or None when it is undefined for that user (no rationale, no
 bigram). The counterfactual helpers (:func:`removals`, :func:`rank_drop`) say what the runner
 removes from a history and how far an item fell. The summary averages the per-user values
-over users, with bootstrap CIs (``genre_agent.eval.summary``).
+over users, with bootstrap CIs (``genre_eval.summary``).
 """
 
 from __future__ import annotations

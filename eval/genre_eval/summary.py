@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from genre_agent.errors import GenreError
-from genre_agent.eval.explain_metrics import CF_METRICS
-from genre_agent.eval.explain_metrics import METRICS as EXPLAIN_METRICS
-from genre_agent.eval.metrics import average_popularity, coverage, intra_list_diversity, mean
-from genre_agent.eval.runner import read_results
-from genre_agent.eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
+from genre_eval.explain_metrics import CF_METRICS
+from genre_eval.explain_metrics import METRICS as EXPLAIN_METRICS
+from genre_eval.metrics import average_popularity, coverage, intra_list_diversity, mean
+from genre_eval.runner import read_results
+from genre_eval.stats import bootstrap_ci, paired_bootstrap_ci, paired_permutation_p
 
 
 def _per_user(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
@@ -64,7 +64,7 @@ def _user_means(records: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 
 def explanation_summary(records: list[dict[str, Any]], n_boot: int) -> dict[str, Any] | None:
-    """One system's explanation metrics (eval/explain_metrics.py): each per-user value
+    """One system's explanation metrics (eval/genre_eval/explain_metrics.py): each per-user value
     averaged over users with a 95% bootstrap CI, and the counterfactual's paired difference
     mean(cited drop - random drop) with a paired bootstrap CI. None without rationales."""
     recs = [r for r in records if r.get("explanations")]

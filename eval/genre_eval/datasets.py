@@ -21,14 +21,14 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from genre_agent.catalog.items import Item, load_items, load_movielens_items, validate_rows
 from genre_agent.errors import CatalogError, RowProblem
-from genre_agent.eval.recbole import read_recbole, read_recbole_seq
-from genre_agent.eval.rows import item_row, item_title, need_file, number
 from genre_agent.storage.interactions import (
     Interaction,
     TieOrder,
     read_interactions,
     time_ordered,
 )
+from genre_eval.recbole import read_recbole, read_recbole_seq
+from genre_eval.rows import item_row, item_title, need_file, number
 
 DatasetKind = Literal["movielens", "ml-100k", "ml-1m", "recbole", "recbole-seq", "jsonl"]
 RECBOLE_KINDS = ("recbole", "recbole-seq")
@@ -213,12 +213,12 @@ def load_ml1m(cfg: DatasetConfig) -> Dataset:
 
 
 def load_recbole(cfg: DatasetConfig) -> Dataset:
-    """RecBole atomic files ``NAME.inter`` (+ ``NAME.item``); see genre_agent.eval.recbole."""
+    """RecBole atomic files ``NAME.inter`` (+ ``NAME.item``); see genre_eval.recbole."""
     return _finish(*read_recbole(cfg.path, cfg.genre_field), cfg)
 
 
 def load_recbole_seq(cfg: DatasetConfig) -> Dataset:
-    """RecBole's sequential benchmark files; see genre_agent.eval.recbole.read_recbole_seq."""
+    """RecBole's sequential benchmark files; see genre_eval.recbole.read_recbole_seq."""
     return _finish(*read_recbole_seq(cfg.path, cfg.genre_field), cfg)
 
 

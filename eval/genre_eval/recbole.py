@@ -1,7 +1,7 @@
 """RecBole atomic files: interactions (``.inter`` + ``.item``) and the sequential benchmark
 files (``NAME.{train,valid,test}.inter`` with an ``item_id_list`` history per row).
 
-The readers return the parts of a dataset (:class:`Loaded`); ``genre_agent.eval.datasets``
+The readers return the parts of a dataset (:class:`Loaded`); ``genre_eval.datasets``
 turns them into a Dataset. See docs/eval.md, "Datasets", for what ``dataset.path`` may name.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 from genre_agent.catalog.items import Item, validate_rows
 from genre_agent.errors import CatalogError, RowProblem
-from genre_agent.eval.rows import id_items, item_row, item_title, need_file, number
 from genre_agent.storage.interactions import Interaction
+from genre_eval.rows import id_items, item_row, item_title, need_file, number
 
 # Column names (without their RecBole ":type") read as an item's genres when no genre_field
 # is given; RecBole's own ml-100k calls it "class".

@@ -52,8 +52,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.errors import ConfigError
-from genre_agent.eval.datasets import Dataset
 from genre_agent.storage.interactions import Interaction, TieOrder
+from genre_eval.datasets import Dataset
 
 ProtocolKind = Literal["sampled", "popularity", "retriever", "two-stage"]
 RetrieverKind = Literal["popularity", "bm25", "itemknn", "embedding", "fusion"]

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from genre_agent.catalog.items import Item
 from genre_agent.config import load_config
 from genre_agent.errors import GenreError
-from genre_agent.eval.chat_bench import (
+from genre_agent.service.chat import ChatSession, IntentError, SessionStore
+from genre_eval.chat_bench import (
     RELATIVE,
     SLOTS,
     Case,
@@ -36,10 +37,9 @@ from genre_agent.eval.chat_bench import (
     slot_values,
     write_cases,
 )
-from genre_agent.eval.datasets import DatasetConfig, load_dataset
-from genre_agent.eval.stats import bootstrap_ci, paired_bootstrap_ci
-from genre_agent.eval.world import EvalWorld
-from genre_agent.service.chat import ChatSession, IntentError, SessionStore
+from genre_eval.datasets import DatasetConfig, load_dataset
+from genre_eval.stats import bootstrap_ci, paired_bootstrap_ci
+from genre_eval.world import EvalWorld
 
 
 class ChatVariant(BaseModel):
@@ -389,8 +389,9 @@ def report_markdown(summary: Mapping[str, Any], spec: ChatBenchSpec | None = Non
         lines.append("")
     lines += [
         "Slots: micro-averaged precision/recall/F1 of the session's wishes after each turn",
-        "against the case's expected wishes (eval/chat_bench.py). A pick meets the hard wishes",
-        "when every wanted genre is present, no unwanted one, the year is within the bounds,",
+        "against the case's expected wishes (eval/genre_eval/chat_bench.py). A pick meets the",
+        "hard wishes when every wanted genre is present, no unwanted one, the year is within",
+        "the bounds,",
         "it is not a named title, and it shares a genre with a named title. Latency is the",
         "turn's time in ChatSession.send (reading + retrieval; rationales as configured), with",
         "the number of concurrent sessions in summary.json (`workers`).",

@@ -29,8 +29,6 @@ from typing import Any
 from genre_agent.catalog.items import Item
 from genre_agent.config import Config
 from genre_agent.errors import ConfigError
-from genre_agent.eval.datasets import Dataset
-from genre_agent.eval.protocols import EvalCase, history_rows
 from genre_agent.llm.base import LLM
 from genre_agent.service.enrichment import Enricher
 from genre_agent.service.profiles import (
@@ -40,6 +38,8 @@ from genre_agent.service.profiles import (
     Profiles,
     ProfileStore,
 )
+from genre_eval.datasets import Dataset
+from genre_eval.protocols import EvalCase, history_rows
 
 Tick = Callable[[int, int], None]
 

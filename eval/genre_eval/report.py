@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from genre_agent.eval.protocols import ties_line
+from genre_eval.protocols import ties_line
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
