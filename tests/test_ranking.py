@@ -107,7 +107,9 @@ def test_engine_aborted_rationale_is_retried_and_recorded():
                 failures["left"] -= 1
                 return ""  # what vLLM returns for a request it aborted
             facts = req.hint["facts"][:1]
-            return _json.dumps({"cites": [], "facts": facts, "rationale": "A comedy you may enjoy."})
+            return _json.dumps(
+                {"cites": [], "facts": facts, "rationale": "A comedy you may enjoy."}
+            )
         return '{"ranking": ["i1", "i2"]}'
 
     llm = FakeLLM(script)
