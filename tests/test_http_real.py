@@ -135,7 +135,9 @@ def test_auth_health_and_bad_input(server: httpx.Client) -> None:
         assert anonymous.get("/v1/recommend/x").status_code == 401
         wrong = anonymous.get("/metrics", headers={"authorization": "Bearer nope"})
         assert wrong.status_code == 401
-    assert server.get("/v1/recommend/nobody").status_code == 404
+    cold = server.get("/v1/recommend/nobody")  # an unknown user gets the cold-start answer
+    assert cold.status_code == 200 and cold.json()["trace"]["strategy"] == "popular"
+    assert server.get("/v1/items/nosuchitem").status_code == 404
     bad_k = server.post("/v1/recommend", json={"history": HISTORY, "k": 0})
     assert bad_k.status_code == 422 and "k" in bad_k.json()["message"]
     extra = server.post("/v1/recommend", json={"history": HISTORY, "colour": "red"})
