@@ -160,7 +160,6 @@ KNOWN_OVERSIZE = {
     "genre_agent/service/normalise.py::Normaliser._genres": 84,
     "genre_agent/service/normalise.py::Normaliser._positions": 73,
     "genre_agent/service/normalise.py::Normaliser._titles": 61,
-    "genre_agent/service/years.py::read_years": 176,
     "genre_agent/storage/chroma.py::ChromaStore.upsert": 70,
     "retrievers/sequential_train.py::_train": 95,
 }
