@@ -156,10 +156,6 @@ KNOWN_OVERSIZE = {
     "genre_agent/service/chat.py": 741,
     "genre_agent/service/chat.py::ChatSession._send": 97,
     "genre_agent/service/evidence.py::build_evidence": 62,
-    "genre_agent/service/normalise.py": 552,
-    "genre_agent/service/normalise.py::Normaliser._genres": 84,
-    "genre_agent/service/normalise.py::Normaliser._positions": 73,
-    "genre_agent/service/normalise.py::Normaliser._titles": 61,
     "genre_agent/storage/chroma.py::ChromaStore.upsert": 70,
     "retrievers/sequential_train.py::_train": 95,
 }
