@@ -147,7 +147,6 @@ KNOWN_OVERSIZE = {
     "genre_agent/cli/chat.py::chat": 65,
     "genre_agent/cli/consume.py::consume": 63,
     "genre_agent/cli/main.py": 630,
-    "genre_agent/config.py": 607,
     "genre_agent/ranking/learned.py::FeatureBuilder.matrix": 104,
     "genre_agent/ranking/listwise.py::ListwiseRanker.rank_many": 82,
     "genre_agent/ranking/rationales.py::_request": 81,
