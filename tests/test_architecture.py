@@ -135,7 +135,6 @@ KNOWN_OVERSIZE = {
     "eval/genre_eval/chat_bench.py::_followup": 84,
     "eval/genre_eval/chat_bench_run.py::run_bench": 66,
     "eval/genre_eval/chat_bench_run.py::run_case": 66,
-    "eval/genre_eval/explain_metrics.py": 475,
     "eval/genre_eval/recbole.py::read_recbole_seq": 65,
     "eval/genre_eval/runner.py": 645,
     "eval/genre_eval/runner.py::Runner.run_variant": 104,
