@@ -139,7 +139,6 @@ KNOWN_OVERSIZE = {
     "eval/genre_eval/runner.py": 645,
     "eval/genre_eval/runner.py::Runner.run_variant": 104,
     "eval/genre_eval/search.py::search": 71,
-    "eval/genre_eval/summary.py::summarize": 116,
     "eval/genre_eval/tuning.py": 479,
     "eval/genre_eval/tuning.py::Tuner.train": 110,
     "genre_agent/catalog/items.py": 462,
