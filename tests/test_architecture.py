@@ -138,7 +138,6 @@ KNOWN_OVERSIZE = {
     "eval/genre_eval/runner.py::Runner.run_variant": 104,
     "eval/genre_eval/search.py::search": 71,
     "eval/genre_eval/tuning.py::Tuner.train": 110,
-    "genre_agent/catalog/items.py": 462,
     "genre_agent/cli/chat.py::chat": 65,
     "genre_agent/cli/consume.py::consume": 63,
     "genre_agent/cli/main.py": 630,
