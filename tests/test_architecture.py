@@ -148,7 +148,6 @@ KNOWN_OVERSIZE = {
     "genre_agent/ranking/scoring.py::ScoringRanker.rank_many": 108,
     "genre_agent/service/chat.py": 741,
     "genre_agent/service/chat.py::ChatSession._send": 97,
-    "genre_agent/storage/chroma.py::ChromaStore.upsert": 70,
     "retrievers/sequential_train.py::_train": 95,
 }
 
