@@ -16,96 +16,28 @@ quotes titles, so the generated file for a licensed catalog stays on the machine
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.catalog.items import Item
 from genre_agent.errors import GenreError
-
-SLOTS = ("genres_include", "genres_exclude", "year_min", "year_max", "references", "positions")
-RELATIVE = ("older_than_last", "newer_than_last")
-# The benchmark's definition of "violent" (a follow-up "less violent" excludes all three).
-VIOLENT = ("Action", "Horror", "War")
-
-
-class Expect(BaseModel):
-    """The wishes a session holds after one turn (positions: this turn's, e.g. "exclude:1")."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    genres_include: list[str] = Field(default_factory=list)
-    genres_exclude: list[str] = Field(default_factory=list)
-    year_min: int | str | None = None
-    year_max: int | str | None = None
-    references: list[str] = Field(default_factory=list)
-    positions: list[str] = Field(default_factory=list)
-
-
-class CaseTurn(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    text: str = Field(min_length=1, max_length=500)
-    expect: Expect
-
-
-class Case(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
-    part: str = "template"  # "template" or "hand"
-    kind: str = ""
-    turns: list[CaseTurn] = Field(min_length=1)
-
-
-def load_cases(path: str | Path, catalog: Mapping[str, Item] | None = None) -> list[Case]:
-    """Cases from a JSONL file; with ``catalog``, every genre, reference and year is checked
-    against it (a line naming an unknown id or genre is an error naming file and line)."""
-    path = Path(path)
-    cases = []
-    genres = (
-        {g for it in catalog.values() for g in str(it.metadata.get("genres", "")).split("|") if g}
-        if catalog is not None
-        else None
-    )
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            case = Case.model_validate_json(line)
-        except ValueError as exc:
-            raise GenreError(f"{path}:{n}: not a benchmark case: {str(exc)[:300]}") from exc
-        if catalog is not None and genres is not None:
-            for t in case.turns:
-                bad = [r for r in t.expect.references if r not in catalog]
-                bad += [
-                    g
-                    for g in [*t.expect.genres_include, *t.expect.genres_exclude]
-                    if g not in genres
-                ]
-                for y in (t.expect.year_min, t.expect.year_max):
-                    if isinstance(y, str) and y not in RELATIVE:
-                        bad.append(y)
-                if bad:
-                    raise GenreError(f"{path}:{n}: case {case.id}: unknown ids/genres/years {bad}")
-        cases.append(case)
-    ids = [c.id for c in cases]
-    if len(set(ids)) != len(ids):
-        raise GenreError(f"{path}: duplicate case ids")
-    return cases
-
-
-def write_cases(cases: Iterable[Case], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(c.model_dump_json() + "\n" for c in cases), encoding="utf-8")
-
+from genre_eval.chat_bench_cases import RELATIVE as RELATIVE
+from genre_eval.chat_bench_cases import SLOTS as SLOTS
+from genre_eval.chat_bench_cases import VIOLENT as VIOLENT
+from genre_eval.chat_bench_cases import Case as Case
+from genre_eval.chat_bench_cases import CaseTurn as CaseTurn
+from genre_eval.chat_bench_cases import Expect as Expect
+from genre_eval.chat_bench_cases import load_cases as load_cases
+from genre_eval.chat_bench_cases import write_cases as write_cases
+from genre_eval.chat_bench_metrics import PRF as PRF
+from genre_eval.chat_bench_metrics import percentile as percentile
+from genre_eval.chat_bench_metrics import pick_ok as pick_ok
+from genre_eval.chat_bench_metrics import resolve as resolve
+from genre_eval.chat_bench_metrics import slot_prf as slot_prf
+from genre_eval.chat_bench_metrics import slot_values as slot_values
 
 # --- generator -------------------------------------------------------------------------------
 # The generator's own words for each genre: (adjective, plural noun).
@@ -474,6 +406,13 @@ def _followup(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
         k = rng.choice([1, 2, 3])
         word = {1: "first", 2: "second", 3: "third"}[k]
         return [first, _t(f"more like the {word} one", genres_include=[g], positions=[f"more:{k}"])]
+    return _followup_late(rng, cat, g, first, form)
+
+
+def _followup_late(
+    rng: random.Random, cat: _Catalog, g: str, first: CaseTurn, form: int
+) -> list[CaseTurn] | None:
+    """Forms 4-7 of :func:`_followup`: less violent, a decade, a genre dropped, "funnier"."""
     if form == 4:
         excl = [v for v in VIOLENT if v in cat.genres and v != g]
         return [
@@ -507,111 +446,3 @@ def _followup(rng: random.Random, cat: _Catalog) -> list[CaseTurn] | None:
             genres_include=["Comedy"],
         ),
     ]
-
-
-# --- metrics ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PRF:
-    tp: int
-    fp: int
-    fn: int
-
-    @property
-    def precision(self) -> float:
-        """TP / (TP + FP); 1.0 when nothing was claimed (nothing claimed wrongly)."""
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        """TP / (TP + FN); 1.0 when there was nothing to find."""
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
-
-    @property
-    def f1(self) -> float:
-        """2PR / (P + R)."""
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-
-def slot_values(wishes: Mapping[str, Any], slot: str) -> set[str]:
-    """One slot as a set: lists as their items, a year bound as a one-element set."""
-    v = wishes.get(slot)
-    if v is None or v == []:
-        return set()
-    if isinstance(v, list | tuple | set):
-        return {str(x) for x in v}
-    return {str(v)}
-
-
-def slot_prf(
-    golds: Sequence[Mapping[str, Any]], preds: Sequence[Mapping[str, Any]]
-) -> dict[str, PRF]:
-    """Micro-averaged counts per slot over turns: a wrong year bound is one FP and one FN."""
-    out = {}
-    for slot in SLOTS:
-        tp = fp = fn = 0
-        for g, p in zip(golds, preds, strict=True):
-            gs, ps = slot_values(g, slot), slot_values(p, slot)
-            tp += len(gs & ps)
-            fp += len(ps - gs)
-            fn += len(gs - ps)
-        out[slot] = PRF(tp, fp, fn)
-    return out
-
-
-def resolve(expect: Expect, last_years: Sequence[int | None]) -> dict[str, Any]:
-    """The turn's wishes with "older/newer than last" fixed from the last picks' years."""
-    w = expect.model_dump()
-    years = [y for y in last_years if y is not None]
-    for key in ("year_min", "year_max"):
-        v = w[key]
-        if v == "older_than_last":
-            w[key] = min(years) - 1 if years else None
-        elif v == "newer_than_last":
-            w[key] = max(years) + 1 if years else None
-    return w
-
-
-def pick_ok(
-    genres: Sequence[str],
-    year: int | None,
-    item_id: str,
-    wishes: Mapping[str, Any],
-    reference_genres: Sequence[str] = (),
-) -> bool:
-    """Whether one pick satisfies every hard wish of its turn.
-
-    Hard wishes: every wanted genre present, no unwanted genre, the year within the bounds,
-    not a named title, and (when titles were named) at least one genre of a named title that
-    the turn does not exclude.
-    """
-    gs = set(genres)
-    if not set(wishes.get("genres_include") or []) <= gs:
-        return False
-    if set(wishes.get("genres_exclude") or []) & gs:
-        return False
-    lo, hi = wishes.get("year_min"), wishes.get("year_max")
-    if lo is not None and (year is None or year < lo):
-        return False
-    if hi is not None and (year is None or year > hi):
-        return False
-    refs = wishes.get("references") or []
-    if item_id in refs:
-        return False
-    wanted_any = set(reference_genres) - set(wishes.get("genres_exclude") or [])
-    return not (refs and wanted_any and not wanted_any & gs)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear interpolation; 0.0 for no values."""
-    if not values:
-        return 0.0
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

@@ -4,14 +4,14 @@ An explanation is what ``Runner._lines`` records for a ranked item with a ration
 (:func:`explanation_entry`): the sentence, its cites, the evidence it was given and the item's
 title and genres. Each rate below takes one user's explanations (one result line) and
 returns a share in [0, 1], or None when it is undefined for that user (no rationale, no
-bigram). The counterfactual helpers (:func:`removals`, :func:`rank_drop`) say what the runner
-removes from a history and how far an item fell. The summary averages the per-user values
-over users, with bootstrap CIs (``genre_eval.summary``).
+bigram). The counterfactual helpers (:func:`removals`, :func:`rank_drop`, from
+``genre_eval.counterfactual``) say what the runner removes from a history and how far an
+item fell. The summary averages the per-user values over users, with bootstrap CIs
+(``genre_eval.summary``).
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +29,8 @@ from genre_agent.ranking.grounding import (
 )
 from genre_agent.ranking.rationales import shares_text
 from genre_agent.types import RankedItem
+from genre_eval.counterfactual import rank_drop as rank_drop
+from genre_eval.counterfactual import removals as removals
 
 Explanation = Mapping[str, Any]
 
@@ -190,35 +192,6 @@ def duplicate_share(rationales: Sequence[str]) -> float | None:
     ignored)."""
     counts = Counter(_norm(r) for r in rationales)
     return _share(counts[_norm(r)] > 1 for r in rationales)
-
-
-def rank_drop(before: Sequence[str], after: Sequence[str], item_id: str) -> int:
-    """rank_after(i) - rank_before(i) (1-based; positive: the item fell). An item missing from
-    ``after`` (cut at k) ranks len(after) + 1."""
-    if item_id not in before:
-        raise ValueError(f"item {item_id!r} is not in the first ranking")
-    new = after.index(item_id) + 1 if item_id in after else len(after) + 1
-    return new - (list(before).index(item_id) + 1)
-
-
-def removals(
-    explained: Sequence[tuple[str, Sequence[str]]], history_ids: Sequence[str], seed: str
-) -> list[tuple[str, list[str], list[str]]]:
-    """For each (item, cites): (item, the cited history items, as many random history items).
-
-    Cites outside the visible history are ignored; an item with no cite left, or whose
-    removal would empty the history, is skipped. The random items are drawn uniformly from
-    the whole visible history with a generator seeded by ``seed`` (the user id)."""
-    visible = list(dict.fromkeys(history_ids))
-    known = set(visible)
-    rng = random.Random(seed)
-    out = []
-    for item_id, cites in explained:
-        cited = [c for c in dict.fromkeys(cites) if c in known]
-        if not cited or len(cited) >= len(visible):
-            continue
-        out.append((item_id, cited, rng.sample(visible, len(cited))))
-    return out
 
 
 # -- rationales worth reading (issue 19 items 3 and 4) ---------------------------------------

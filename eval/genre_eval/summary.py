@@ -219,6 +219,90 @@ def summarize_segments(
     return seg
 
 
+def _system_entry(
+    recs: list[dict[str, Any]],
+    users: list[str],
+    metric_names: list[str],
+    exp: dict[str, Any],
+    kmax: int,
+    features: dict[str, set[str]] | None,
+    popularity: dict[str, float] | None,
+    catalog_size: int | None,
+) -> dict[str, Any]:
+    """One system's entry of ``summary.json``: its metrics with CIs, list-level aggregates,
+    then its rates and cost (:func:`_cost`) and its explanations."""
+    n_boot = exp["bootstrap"]
+    entry: dict[str, Any] = {
+        "kind": recs[0]["kind"],
+        "users": len({r["user_id"] for r in recs}),
+        "complete": {r["user_id"] for r in recs} == set(users),
+        "seeds": sorted({r["seed"] for r in recs}),
+        "metrics": {},
+    }
+    for m in metric_names:
+        ci = bootstrap_ci(list(_per_user(recs, m).values()), n_boot)
+        entry["metrics"][m] = {"mean": ci.mean, "low": ci.low, "high": ci.high}
+    seeds = entry["seeds"]
+    if len(seeds) > 1:
+        entry["per_seed"] = {
+            s: mean([r["metrics"][exp["primary"]] for r in recs if r["seed"] == s]) for s in seeds
+        }
+    lists = [r["ranked"] for r in recs]
+    entry[f"coverage@{kmax}"] = coverage(lists, catalog_size or 0, kmax)
+    if popularity is not None:
+        entry[f"avg_popularity@{kmax}"] = average_popularity(lists, popularity, kmax)
+    if features is not None:
+        entry[f"ild@{kmax}"] = mean([intra_list_diversity(lst, features, kmax) for lst in lists])
+    entry.update(_cost(recs, n_boot))
+    entry["dataset_sha256"] = recs[0].get("dataset_sha256")
+    explained = explanation_summary(recs, n_boot)
+    if explained is not None:
+        entry["explanations"] = explained
+    return entry
+
+
+def _cost(recs: list[dict[str, Any]], n_boot: int) -> dict[str, Any]:
+    """A system's candidate recall, failure and rejection rates, speed, tokens and (LLM
+    variants) provenance."""
+    out: dict[str, Any] = {}
+    n = len(recs)
+    if "candidate_recall" in recs[0]:  # two-stage: the system's own candidates
+        ci = bootstrap_ci([float(r["candidate_recall"]) for r in recs], n_boot)
+        out["candidate_recall"] = {"mean": ci.mean, "low": ci.low, "high": ci.high}
+    out["failure_rate"] = sum(bool(r.get("failed")) for r in recs) / n
+    rejected: dict[str, int] = defaultdict(int)
+    for r in recs:
+        for reason, c in (r.get("rejected") or {}).items():
+            rejected[reason] += c
+    out["rejected_per_request"] = {k: v / n for k, v in sorted(rejected.items())}
+    # Speed only from requests the engine answered: a batch served from the cache (a
+    # replay) is not a measurement. ``cache_hit_rate`` says how much was replayed.
+    live = [r for r in recs if r.get("cache_hit_rate", 0.0) == 0.0]
+    wall = sum(r["wall_s"] for r in live)
+    # Speed is the LLM variants' cost: a baseline answers in microseconds, and a users/min
+    # in the millions measures nothing the report compares.
+    timed = wall > 0 and recs[0]["kind"] == "llm"
+    out["users_per_min"] = 60.0 * len(live) / wall if timed else None
+    out["latency_s_mean"] = mean([r["latency_s"] for r in live]) if live else None
+    out["cache_hit_rate"] = mean([r.get("cache_hit_rate", 0.0) for r in recs])
+    out["prompt_tokens_per_request"] = mean([r.get("prompt_tokens", 0) for r in recs])
+    out["completion_tokens_per_request"] = mean([r.get("completion_tokens", 0) for r in recs])
+    if recs[0]["kind"] == "llm":
+        out.update(
+            {
+                k: recs[0].get(k)
+                for k in (
+                    "template_sha256",
+                    "model_id",
+                    "model_revision",
+                    "config_sha256",
+                    "variant",
+                )
+            }
+        )
+    return out
+
+
 def summarize(
     out_dir: str | Path,
     features: dict[str, set[str]] | None = None,
@@ -242,70 +326,9 @@ def summarize(
     kmax = max(ks)
     systems: dict[str, Any] = {}
     for name, recs in by_sys.items():
-        entry: dict[str, Any] = {
-            "kind": recs[0]["kind"],
-            "users": len({r["user_id"] for r in recs}),
-            "complete": {r["user_id"] for r in recs} == set(users),
-            "seeds": sorted({r["seed"] for r in recs}),
-            "metrics": {},
-        }
-        for m in metric_names:
-            ci = bootstrap_ci(list(_per_user(recs, m).values()), n_boot)
-            entry["metrics"][m] = {"mean": ci.mean, "low": ci.low, "high": ci.high}
-        seeds = entry["seeds"]
-        if len(seeds) > 1:
-            entry["per_seed"] = {
-                s: mean([r["metrics"][exp["primary"]] for r in recs if r["seed"] == s])
-                for s in seeds
-            }
-        lists = [r["ranked"] for r in recs]
-        entry[f"coverage@{kmax}"] = coverage(lists, catalog_size or 0, kmax)
-        if popularity is not None:
-            entry[f"avg_popularity@{kmax}"] = average_popularity(lists, popularity, kmax)
-        if features is not None:
-            entry[f"ild@{kmax}"] = mean(
-                [intra_list_diversity(lst, features, kmax) for lst in lists]
-            )
-        n = len(recs)
-        if "candidate_recall" in recs[0]:  # two-stage: the system's own candidates
-            ci = bootstrap_ci([float(r["candidate_recall"]) for r in recs], n_boot)
-            entry["candidate_recall"] = {"mean": ci.mean, "low": ci.low, "high": ci.high}
-        entry["failure_rate"] = sum(bool(r.get("failed")) for r in recs) / n
-        rejected: dict[str, int] = defaultdict(int)
-        for r in recs:
-            for reason, c in (r.get("rejected") or {}).items():
-                rejected[reason] += c
-        entry["rejected_per_request"] = {k: v / n for k, v in sorted(rejected.items())}
-        # Speed only from requests the engine answered: a batch served from the cache (a
-        # replay) is not a measurement. ``cache_hit_rate`` says how much was replayed.
-        live = [r for r in recs if r.get("cache_hit_rate", 0.0) == 0.0]
-        wall = sum(r["wall_s"] for r in live)
-        # Speed is the LLM variants' cost: a baseline answers in microseconds, and a users/min
-        # in the millions measures nothing the report compares.
-        timed = wall > 0 and recs[0]["kind"] == "llm"
-        entry["users_per_min"] = 60.0 * len(live) / wall if timed else None
-        entry["latency_s_mean"] = mean([r["latency_s"] for r in live]) if live else None
-        entry["cache_hit_rate"] = mean([r.get("cache_hit_rate", 0.0) for r in recs])
-        entry["prompt_tokens_per_request"] = mean([r.get("prompt_tokens", 0) for r in recs])
-        entry["completion_tokens_per_request"] = mean([r.get("completion_tokens", 0) for r in recs])
-        if recs[0]["kind"] == "llm":
-            entry.update(
-                {
-                    k: recs[0].get(k)
-                    for k in (
-                        "template_sha256",
-                        "model_id",
-                        "model_revision",
-                        "config_sha256",
-                        "variant",
-                    )
-                }
-            )
-        entry["dataset_sha256"] = recs[0].get("dataset_sha256")
-        explained = explanation_summary(recs, n_boot)
-        if explained is not None:
-            entry["explanations"] = explained
-        systems[name] = entry
+        systems[name] = _system_entry(
+            recs, users, metric_names, exp, kmax, features, popularity, catalog_size
+        )
     variants = [n for n, e in systems.items() if e["kind"] == "llm"]
     comparisons = []
     for a in variants:

@@ -61,6 +61,23 @@ def _by_telling(shared: Sequence[str]) -> list[str]:
     return sorted((a for a in shared if not a[:1].isdigit()), key=lambda a: -telling([a]))
 
 
+def _similarities(
+    candidates: Sequence[Candidate],
+    liked: Sequence[Item],
+    vectors: Mapping[str, Sequence[float]] | None,
+) -> dict[str, dict[str, float]]:
+    """Cosine similarity of every candidate to every liked item, one matrix product."""
+    with_vec = [h for h in liked if vectors and h.id in vectors]
+    cand_ids = [c.item.id for c in candidates if vectors and c.item.id in vectors]
+    sims: dict[str, dict[str, float]] = {}
+    if vectors and with_vec and cand_ids:
+        hist_m = _unit_rows([vectors[h.id] for h in with_vec])
+        cand_m = _unit_rows([vectors[i] for i in cand_ids])
+        for cid, row in zip(cand_ids, cand_m @ hist_m.T, strict=True):
+            sims[cid] = {h.id: float(v) for h, v in zip(with_vec, row, strict=True)}
+    return sims
+
+
 def build_evidence(
     candidates: Sequence[Candidate],
     liked: Sequence[Item],
@@ -73,15 +90,7 @@ def build_evidence(
     liked = list({h.id: h for h in liked}.values())  # one entry per id
     hist_attrs = {h.id: attributes(h) for h in liked}
     titles = {h.id: safe_title(h.title) for h in liked}
-    # Cosine similarity of every candidate to every liked item, one matrix product.
-    with_vec = [h for h in liked if vectors and h.id in vectors]
-    cand_ids = [c.item.id for c in candidates if vectors and c.item.id in vectors]
-    sims: dict[str, dict[str, float]] = {}
-    if vectors and with_vec and cand_ids:
-        hist_m = _unit_rows([vectors[h.id] for h in with_vec])
-        cand_m = _unit_rows([vectors[i] for i in cand_ids])
-        for cid, row in zip(cand_ids, cand_m @ hist_m.T, strict=True):
-            sims[cid] = {h.id: float(v) for h, v in zip(with_vec, row, strict=True)}
+    sims = _similarities(candidates, liked, vectors)
     pairs = cf_pairs or {}
     out = []
     for cand in candidates:

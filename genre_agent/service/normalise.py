@@ -10,144 +10,37 @@ word that is not in the lexicon is left over, never mapped to the nearest genre.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from genre_agent.catalog.items import Item
 from genre_agent.service import lexicon as lx
+from genre_agent.service.picks import read_positions
+from genre_agent.service.vocabulary import (
+    TitleEntry,
+    Tok,
+    Vocabulary,
+    fold,
+    title_keys,
+    tokenize,
+)
 from genre_agent.service.years import read_years
+
+# The vocabulary's names stay importable from here (their home before the split).
+__all__ = [
+    "Normaliser",
+    "Reading",
+    "TitleEntry",
+    "Tok",
+    "Vocabulary",
+    "fold",
+    "title_keys",
+    "tokenize",
+]
 
 
 def _phrases(words: Iterable[str]) -> list[tuple[str, ...]]:
     return sorted({tuple(w.split()) for w in words}, key=len, reverse=True)
-
-
-def _fold_case_kept(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-")
-    return text.replace("&", " and ")
-
-
-def fold(text: str) -> str:
-    """Lower case, accents stripped, curly quotes straightened, "&" read as "and"."""
-    return _fold_case_kept(text).lower()
-
-
-@dataclass(frozen=True)
-class Tok:
-    text: str
-    start: int
-    end: int
-    dash: bool  # a dash right before it ("1995-2005", "non-horror")
-    upper: bool  # written with a capital letter (a title, usually)
-
-
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[,.;:!?/+]")
-
-
-def tokenize(text: str) -> list[Tok]:
-    kept = _fold_case_kept(text)
-    folded = kept.lower()
-    toks = []
-    for m in _TOKEN_RE.finditer(folded):
-        before = folded[max(0, m.start() - 1) : m.start()]
-        toks.append(
-            Tok(
-                m.group().replace("'", ""),
-                m.start(),
-                m.end(),
-                before == "-",
-                m.start() < len(kept) and kept[m.start()].isupper(),
-            )
-        )
-    return toks
-
-
-_ARTICLES = ("the", "a", "an", "les", "la", "le", "il", "el", "die", "das", "der", "l")
-
-
-def title_keys(title: str) -> list[tuple[str, ...]]:
-    """Lookup keys of a catalog title: "Matrix, The (1999)" -> ("the","matrix"), ("matrix",).
-
-    Parenthesised parts (year, a.k.a. titles, original titles) become keys of their own; a
-    title with a subtitle ("Star Wars: Episode IV - A New Hope") is also found by its part
-    before the colon.
-    """
-    t = fold(title).replace("&", " and ")
-    parts = re.findall(r"\(([^()]*)\)", t)
-    main = re.sub(r"\([^()]*\)", " ", t).strip()
-    names = [main] + [re.sub(r"^a\.k\.a\.\s*", "", p).strip() for p in parts]
-    keys: list[tuple[str, ...]] = []  # the main title's own key first, then the aliases
-    for name in names:
-        if not name or re.fullmatch(r"\d{4}", name):
-            continue
-        m = re.match(r"^(.*), (" + "|".join(_ARTICLES) + r")$", name)
-        if m:
-            name = f"{m.group(2)} {m.group(1)}"
-        for variant in (name, name.split(":")[0]):
-            words = tuple(
-                w.replace("'", "") for w in re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", variant)
-            )
-            if not words:
-                continue
-            keys.append(words)
-            if len(words) > 1 and words[0] in _ARTICLES:
-                keys.append(words[1:])
-    return list(dict.fromkeys(keys))
-
-
-def _id_order(item_id: str) -> tuple[int, int | str]:
-    return (0, int(item_id)) if item_id.isdigit() else (1, item_id)
-
-
-@dataclass(frozen=True)
-class TitleEntry:
-    id: str
-    title: str
-    year: int | None
-    genres: tuple[str, ...]
-    popularity: int
-
-
-@dataclass
-class Vocabulary:
-    """The catalog's words: genres, titles (by lookup key) and the newest year."""
-
-    genres: tuple[str, ...]
-    titles: dict[tuple[str, ...], list[TitleEntry]] = field(default_factory=dict)
-    max_year: int = 2020
-    max_title_len: int = 1
-
-    @classmethod
-    def from_items(
-        cls,
-        items: Iterable[Item],
-        genres: Sequence[str],
-        popularity: Mapping[str, int] | None = None,
-    ) -> Vocabulary:
-        pop = popularity or {}
-        vocab = cls(tuple(genres))
-        years = []
-        tiered: dict[tuple[str, ...], list[tuple[int, TitleEntry]]] = {}
-        for it in items:
-            year = it.metadata.get("year")
-            year = year if isinstance(year, int) else None
-            if year is not None:
-                years.append(year)
-            gs = tuple(g for g in str(it.metadata.get("genres", "")).split("|") if g)
-            entry = TitleEntry(it.id, it.title, year, gs, int(pop.get(it.id, 0)))
-            for tier, key in enumerate(title_keys(it.title)):
-                tiered.setdefault(key, []).append((min(tier, 1), entry))
-        for key, entries in tiered.items():
-            # A title's own name beats an alias ("heat" is Heat (1995) before The Heat);
-            # then the more often rated, then the lower id.
-            entries.sort(key=lambda te: (te[0], -te[1].popularity, _id_order(te[1].id)))
-            vocab.titles[key] = [e for _, e in entries]
-        vocab.max_year = max(years) if years else 2020
-        vocab.max_title_len = max((len(k) for k in vocab.titles), default=1)
-        return vocab
 
 
 @dataclass(frozen=True)
@@ -332,8 +225,15 @@ class Normaliser:
                         continue
                 break
             i = j if found_any else i + 1
-        # Without a cue, a title counts only when written as one: two or more capitalised
-        # words ("Groundhog Day vibes"), or one followed by "-style"/"vibes"/"type".
+        self._titles_uncued(toks, words, used, refs)
+        return refs
+
+    def _titles_uncued(
+        self, toks: list[Tok], words: list[str], used: list[bool], refs: list[str]
+    ) -> None:
+        """Without a cue, a title counts only when written as one: two or more capitalised
+        words ("Groundhog Day vibes"), or one followed by "-style"/"vibes"/"type"."""
+        n = len(words)
         i = 0
         while i < n:
             if used[i] or not toks[i].upper:
@@ -353,7 +253,6 @@ class Normaliser:
                 i += span
                 continue
             i += 1
-        return refs
 
     def _title_at(self, toks: list[Tok], words: list[str], j: int) -> tuple[TitleEntry, int] | None:
         n = len(words)
@@ -394,79 +293,37 @@ class Normaliser:
     def _positions(
         self, words: list[str], used: list[bool], n_last: int
     ) -> tuple[list[int], list[int]]:
-        more: list[int] = []
-        excl: list[int] = []
-        if not n_last:
-            return more, excl
-        n = len(words)
-        bounds = {",", ".", ";", "!", "?", "but", "though", "instead"}
-        msg_neg = any(w in lx.PICK_NEG for w in words) or any(
-            self._at(words, i, ("that", "one")) and i and words[i - 1] in ("not", "no")
-            for i in range(n)
-        )
-        msg_pos = any(w in lx.PICK_POS for w in words)
-        hits: list[tuple[int, int]] = []
-        for i, w in enumerate(words):
-            if used[i]:
-                continue
-            pos = None
-            if w in lx.ORD and (
-                i + 1 >= n or words[i + 1] in lx.PICK_NOUNS or words[i + 1] in bounds
-            ):
-                pos = lx.ORD[w]
-            elif w == "last" and (
-                i + 1 >= n or words[i + 1] in lx.PICK_NOUNS or words[i + 1] in bounds
-            ):
-                pos = n_last
-            elif w in ("number", "no", "#") and i + 1 < n and words[i + 1].isdigit():
-                pos = int(words[i + 1])
-            if pos is not None and 1 <= pos <= n_last:
-                hits.append((i, pos))
-        for i, pos in hits:
-            a = i
-            while a > 0 and words[a - 1] not in bounds:
-                a -= 1
-            b = i
-            while b < n - 1 and words[b + 1] not in bounds:
-                b += 1
-            clause = words[a : b + 1]
-            neg = any(w in lx.PICK_NEG for w in clause)
-            pos_cue = any(w in lx.PICK_POS for w in clause)
-            if neg and not (pos_cue and "more" in clause and "not" not in clause):
-                excl.append(pos)
-            elif pos_cue:
-                more.append(pos)
-            elif msg_neg:
-                excl.append(pos)
-            elif msg_pos:
-                more.append(pos)
-            else:
-                continue  # which way is unclear: leave it over for the LLM
-            used[i] = True
-            if i + 1 < n and words[i + 1] in lx.PICK_NOUNS:
-                used[i + 1] = True
-            if words[i] in ("number", "no", "#"):
-                used[i + 1] = True
-            # "not the first one": the negation belongs to the position
-            b = i - 1
-            while b >= 0 and words[b] in ("the", "that", "this"):
-                b -= 1
-            if b >= 0 and words[b] in ("not", "no") and pos in excl:
-                used[b] = True
-        if hits:
-            # The cue words of a pick reference are accounted for, but "no"/"not" stay free
-            # for a genre negation in the same message ("drop the second, and no romance").
-            for i, w in enumerate(words):
-                if w in (lx.PICK_NEG | lx.PICK_POS) - {"no", "not", "without", "except"}:
-                    used[i] = True
-                elif w == "that" and i + 1 < n and words[i + 1] == "one":
-                    used[i] = used[i + 1] = True
-                    if i and words[i - 1] in ("not", "no"):
-                        used[i - 1] = True
-        return more, excl
+        return read_positions(words, used, n_last)
 
     # -- genres and negation ------------------------------------------------------------------
     def _genres(self, words: list[str], used: list[bool]) -> tuple[list[str], list[str], set[int]]:
+        mentions = self._mentions(words, used)
+        inc: list[str] = []
+        exc: list[str] = []
+        neg_at: dict[int, bool] = {}
+        positive: set[int] = set()
+        for start, length, genres, kind in mentions:
+            negated, neg_start = self._negation_before(words, used, start, mentions, neg_at)
+            if kind == "anti":
+                negated = not negated
+            for x in range(start, start + length):
+                used[x] = True
+                neg_at[x] = negated
+            if negated:
+                if neg_start is not None:
+                    for x in range(neg_start, start):
+                        used[x] = True
+                exc.extend(genres)
+            else:
+                chosen = genres if kind != "violent" else genres[:1]
+                inc.extend(chosen)
+                positive.update(range(start, start + length))
+        return inc, exc, positive
+
+    def _mentions(
+        self, words: list[str], used: list[bool]
+    ) -> list[tuple[int, int, tuple[str, ...], str]]:
+        """Genre mentions as (start, length, genres, kind), kind "genre", "anti" or "violent"."""
         n = len(words)
         mentions: list[tuple[int, int, tuple[str, ...], str]] = []  # start, len, genres, kind
         i = 0
@@ -502,51 +359,43 @@ class Normaliser:
                 mentions.append((i, 1, self.violent, "violent"))
                 k = 1
             i += k or 1
-        inc: list[str] = []
-        exc: list[str] = []
-        neg_at: dict[int, bool] = {}
-        positive: set[int] = set()
-        for start, length, genres, kind in mentions:
-            negated = False
-            neg_start = None
-            j = start - 1
-            while j >= 0:
-                w = words[j]
-                hit = next(
-                    (
-                        len(p)
-                        for p in self.neg
-                        if j - len(p) + 1 >= 0 and tuple(words[j - len(p) + 1 : j + 1]) == p
-                    ),
-                    0,
-                )
-                if hit and not used[j]:
-                    negated = True
-                    neg_start = j - hit + 1
-                    break
-                if j in neg_at:
-                    negated = neg_at[j]
-                    break
-                if w in lx.BRIDGE or w in lx.CHAIN:
-                    if w in lx.CHAIN and not any(s <= j - 1 < s + ln for s, ln, _, _ in mentions):
-                        # "and" chains negation only from one genre mention to the next
-                        if not (j - 1 >= 0 and words[j - 1] in lx.BRIDGE):
-                            break
-                    j -= 1
-                    continue
+        return mentions
+
+    def _negation_before(
+        self,
+        words: list[str],
+        used: list[bool],
+        start: int,
+        mentions: list[tuple[int, int, tuple[str, ...], str]],
+        neg_at: dict[int, bool],
+    ) -> tuple[bool, int | None]:
+        """Whether the mention at ``start`` is negated, and where its negation starts."""
+        negated = False
+        neg_start = None
+        j = start - 1
+        while j >= 0:
+            w = words[j]
+            hit = next(
+                (
+                    len(p)
+                    for p in self.neg
+                    if j - len(p) + 1 >= 0 and tuple(words[j - len(p) + 1 : j + 1]) == p
+                ),
+                0,
+            )
+            if hit and not used[j]:
+                negated = True
+                neg_start = j - hit + 1
                 break
-            if kind == "anti":
-                negated = not negated
-            for x in range(start, start + length):
-                used[x] = True
-                neg_at[x] = negated
-            if negated:
-                if neg_start is not None:
-                    for x in range(neg_start, start):
-                        used[x] = True
-                exc.extend(genres)
-            else:
-                chosen = genres if kind != "violent" else genres[:1]
-                inc.extend(chosen)
-                positive.update(range(start, start + length))
-        return inc, exc, positive
+            if j in neg_at:
+                negated = neg_at[j]
+                break
+            if w in lx.BRIDGE or w in lx.CHAIN:
+                if w in lx.CHAIN and not any(s <= j - 1 < s + ln for s, ln, _, _ in mentions):
+                    # "and" chains negation only from one genre mention to the next
+                    if not (j - 1 >= 0 and words[j - 1] in lx.BRIDGE):
+                        break
+                j -= 1
+                continue
+            break
+        return negated, neg_start

@@ -58,6 +58,69 @@ def decade_at(words: list[str], i: int) -> tuple[int, int, int] | None:
     return None
 
 
+# Cues before a year expression, longest first: (phrase, kind).
+_BEFORE_CUES = (
+    ("not older than", "min_in"),
+    ("no older than", "min_in"),
+    ("no earlier than", "min_in"),
+    ("not earlier than", "min_in"),
+    ("not before", "min_in"),
+    ("nothing before", "min_in"),
+    ("nothing older than", "min_in"),
+    ("nothing earlier than", "min_in"),
+    ("not newer than", "max_in"),
+    ("no newer than", "max_in"),
+    ("no later than", "max_in"),
+    ("not later than", "max_in"),
+    ("not after", "max_in"),
+    ("nothing after", "max_in"),
+    ("nothing newer than", "max_in"),
+    ("nothing later than", "max_in"),
+    ("older than", "max_ex"),
+    ("earlier than", "max_ex"),
+    ("prior to", "max_ex"),
+    ("newer than", "min_ex"),
+    ("later than", "min_ex"),
+    ("younger than", "min_ex"),
+    ("more recent than", "min_ex"),
+    ("starting from", "min_in"),
+    ("starting in", "min_in"),
+    ("up to", "max_in"),
+    ("up until", "max_in"),
+    ("before", "max_ex"),
+    ("pre", "max_ex"),
+    ("until", "max_in"),
+    ("till", "max_in"),
+    ("through", "max_in"),
+    ("after", "min_ex"),
+    ("post", "min_ex"),
+    ("since", "min_in"),
+    ("starting", "min_in"),
+)
+
+# Cues after a year expression: (phrase, kind).
+_AFTER_CUES = (
+    ("or later", "min_in"),
+    ("and later", "min_in"),
+    ("or newer", "min_in"),
+    ("and newer", "min_in"),
+    ("onwards", "min_in"),
+    ("onward", "min_in"),
+    ("and up", "min_in"),
+    ("or after", "min_in"),
+    ("and after", "min_in"),
+    ("on", "min_in"),
+    ("or earlier", "max_in"),
+    ("and earlier", "max_in"),
+    ("or older", "max_in"),
+    ("and older", "max_in"),
+    ("or before", "max_in"),
+    ("and before", "max_in"),
+    ("+", "min_in"),
+    ("and beyond", "min_in"),
+)
+
+
 def read_years(
     words: list[str],
     dash: Sequence[bool],
@@ -68,19 +131,7 @@ def read_years(
     """Year bounds in ``words`` (marking what they use); relative words ("older", "recent")
     are read against ``last_years`` and the catalog's newest year."""
     n = len(words)
-    mins: list[int] = []
-    maxs: list[int] = []
-    bare: list[tuple[int, int]] = []
-
-    def back(i: int, phrase: str) -> int:
-        p = tuple(phrase.split())
-        s = i - len(p)
-        return s if s >= 0 and tuple(words[s:i]) == p and not any(used[s:i]) else -1
-
-    def mark(a: int, b: int) -> None:
-        for x in range(a, b):
-            used[x] = True
-
+    r = _YearReader(words, dash, used, max_year)
     i = 0
     while i < n:
         if used[i]:
@@ -95,27 +146,74 @@ def read_years(
         first = i
         if first and words[first - 1] == "the" and not used[first - 1]:
             first -= 1
-        # ranges: between X and Y, from X to Y, X-Y, X to Y
+        stop = r.range_at(first, end, lo)
+        if stop is not None:
+            i = stop
+            continue
+        first = r.made_prefix(first, i)
+        placed = r.place(first, end, lo, hi)
+        if placed is None:
+            i = end
+            continue
+        kind, end = placed
+        r.record(kind, lo, hi)
+        i = end
+    _relative_years(words, used, last_years, r.mins, r.maxs, max_year)
+    if r.bare:
+        r.mins.append(min(lo for lo, _ in r.bare))
+        r.maxs.append(max(hi for _, hi in r.bare))
+    return (max(r.mins) if r.mins else None), (min(r.maxs) if r.maxs else None)
+
+
+class _YearReader:
+    """The steps of :func:`read_years` over one message, collecting its bounds."""
+
+    def __init__(
+        self, words: list[str], dash: Sequence[bool], used: list[bool], max_year: int
+    ) -> None:
+        self.words = words
+        self.dash = dash
+        self.used = used
+        self.max_year = max_year
+        self.mins: list[int] = []
+        self.maxs: list[int] = []
+        self.bare: list[tuple[int, int]] = []
+
+    def back(self, i: int, phrase: str) -> int:
+        p = tuple(phrase.split())
+        s = i - len(p)
+        return s if s >= 0 and tuple(self.words[s:i]) == p and not any(self.used[s:i]) else -1
+
+    def mark(self, a: int, b: int) -> None:
+        for x in range(a, b):
+            self.used[x] = True
+
+    def range_at(self, first: int, end: int, lo: int) -> int | None:
+        """Ranges: between X and Y, from X to Y, X-Y, X to Y; the index after one, or None."""
+        words, n = self.words, len(self.words)
         nxt = None
+        gap = 0
         if end + 1 <= n - 1 and words[end] in ("and", "to", "through", "till", "until"):
             nxt = decade_at(words, end + 1 + (words[end + 1] == "the"))
             gap = 1 + (words[end + 1] == "the")
-        elif end < n and dash[end]:
+        elif end < n and self.dash[end]:
             nxt = decade_at(words, end)
             gap = 0
-        if nxt is not None:
-            lo2, hi2, span2 = nxt
-            stop = end + gap + span2
-            s = back(first, "between")
-            s = s if s >= 0 else back(first, "from")
-            mark(s if s >= 0 else first, stop)
-            mins.append(lo)
-            maxs.append(hi2)
-            i = stop
-            continue
-        # bounds before the expression, longest first; "nothing made after 1999" reads
-        # as "nothing after 1999"
-        cue = None
+        if nxt is None:
+            return None
+        _lo2, hi2, span2 = nxt
+        stop = end + gap + span2
+        s = self.back(first, "between")
+        s = s if s >= 0 else self.back(first, "from")
+        self.mark(s if s >= 0 else first, stop)
+        self.mins.append(lo)
+        self.maxs.append(hi2)
+        return stop
+
+    def made_prefix(self, first: int, i: int) -> int:
+        """ "nothing made after 1999" reads as "nothing after 1999": marks the "made" words
+        and returns the new start."""
+        words, used = self.words, self.used
         if first and words[first - 1] in lx.MADE and not used[first - 1]:
             first -= 1
             if first and words[first - 1] in lx.MADE and not used[first - 1]:
@@ -124,75 +222,30 @@ def read_years(
             while made_at < i and words[made_at] in lx.MADE:
                 used[made_at] = True
                 made_at += 1
-        for phrase, kind in (
-            ("not older than", "min_in"),
-            ("no older than", "min_in"),
-            ("no earlier than", "min_in"),
-            ("not earlier than", "min_in"),
-            ("not before", "min_in"),
-            ("nothing before", "min_in"),
-            ("nothing older than", "min_in"),
-            ("nothing earlier than", "min_in"),
-            ("not newer than", "max_in"),
-            ("no newer than", "max_in"),
-            ("no later than", "max_in"),
-            ("not later than", "max_in"),
-            ("not after", "max_in"),
-            ("nothing after", "max_in"),
-            ("nothing newer than", "max_in"),
-            ("nothing later than", "max_in"),
-            ("older than", "max_ex"),
-            ("earlier than", "max_ex"),
-            ("prior to", "max_ex"),
-            ("newer than", "min_ex"),
-            ("later than", "min_ex"),
-            ("younger than", "min_ex"),
-            ("more recent than", "min_ex"),
-            ("starting from", "min_in"),
-            ("starting in", "min_in"),
-            ("up to", "max_in"),
-            ("up until", "max_in"),
-            ("before", "max_ex"),
-            ("pre", "max_ex"),
-            ("until", "max_in"),
-            ("till", "max_in"),
-            ("through", "max_in"),
-            ("after", "min_ex"),
-            ("post", "min_ex"),
-            ("since", "min_in"),
-            ("starting", "min_in"),
-        ):
-            s = back(first, phrase)
+        return first
+
+    def cue_before(self, first: int) -> tuple[int, str] | None:
+        for phrase, kind in _BEFORE_CUES:
+            s = self.back(first, phrase)
             if s >= 0:
-                cue = (s, kind)
-                break
-        after = None
-        for phrase, kind in (
-            ("or later", "min_in"),
-            ("and later", "min_in"),
-            ("or newer", "min_in"),
-            ("and newer", "min_in"),
-            ("onwards", "min_in"),
-            ("onward", "min_in"),
-            ("and up", "min_in"),
-            ("or after", "min_in"),
-            ("and after", "min_in"),
-            ("on", "min_in"),
-            ("or earlier", "max_in"),
-            ("and earlier", "max_in"),
-            ("or older", "max_in"),
-            ("and older", "max_in"),
-            ("or before", "max_in"),
-            ("and before", "max_in"),
-            ("+", "min_in"),
-            ("and beyond", "min_in"),
-        ):
+                return s, kind
+        return None
+
+    def cue_after(self, first: int, end: int) -> tuple[int, str] | None:
+        for phrase, kind in _AFTER_CUES:
             p = tuple(phrase.split())
-            if tuple(words[end : end + len(p)]) == p:
-                if phrase == "on" and back(first, "from") < 0:
+            if tuple(self.words[end : end + len(p)]) == p:
+                if phrase == "on" and self.back(first, "from") < 0:
                     continue
-                after = (end + len(p), kind)
-                break
+                return end + len(p), kind
+        return None
+
+    def place(self, first: int, end: int, lo: int, hi: int) -> tuple[str, int] | None:
+        """(kind, end) of the expression at ``first``..``end``, marking its words; None for
+        a negated decade in the middle of the catalog's years (left over)."""
+        words, used = self.words, self.used
+        cue = self.cue_before(first)
+        after = self.cue_after(first, end)
         if cue is not None:
             s, kind = cue
             # "nothing (made) after 1999" is "up to 1999"
@@ -201,46 +254,42 @@ def read_years(
                 t -= 1
             if t >= 0 and words[t] in lx.YEAR_NEG and not used[t]:
                 kind, s = lx.FLIP[kind], t
-            mark(s, end)
+            self.mark(s, end)
         elif after is not None:
             stop, kind = after
-            s = back(first, "from")
-            mark(s if s >= 0 else first, stop)
+            s = self.back(first, "from")
+            self.mark(s if s >= 0 else first, stop)
             end = stop
         else:
             kind = "bare"
-            s = back(first, "from")
-            s = s if s >= 0 else back(first, "in")
+            s = self.back(first, "from")
+            s = s if s >= 0 else self.back(first, "in")
             start = s if s >= 0 else first
             neg = start - 1
             if neg >= 0 and words[neg] in lx.YEAR_NEG and not used[neg]:
                 # "isn't from the 2010s": only an open end of the catalog's years can
                 # be cut off with one bound; a gap in the middle is left over
-                if hi >= max_year:
-                    kind, lo = "max_ex", lo
+                if hi >= self.max_year:
+                    kind = "max_ex"
                 elif lo <= 1910:
                     kind = "min_ex"
                 else:
-                    i = end
-                    continue
+                    return None
                 start = neg
-            mark(start, end)
+            self.mark(start, end)
+        return kind, end
+
+    def record(self, kind: str, lo: int, hi: int) -> None:
         if kind == "min_in":
-            mins.append(lo)
+            self.mins.append(lo)
         elif kind == "min_ex":
-            mins.append(hi + 1)
+            self.mins.append(hi + 1)
         elif kind == "max_in":
-            maxs.append(hi)
+            self.maxs.append(hi)
         elif kind == "max_ex":
-            maxs.append(lo - 1)
+            self.maxs.append(lo - 1)
         else:
-            bare.append((lo, hi))
-        i = end
-    _relative_years(words, used, last_years, mins, maxs, max_year)
-    if bare:
-        mins.append(min(lo for lo, _ in bare))
-        maxs.append(max(hi for _, hi in bare))
-    return (max(mins) if mins else None), (min(maxs) if maxs else None)
+            self.bare.append((lo, hi))
 
 
 def _relative_years(

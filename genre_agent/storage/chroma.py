@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from genre_agent.catalog.items import Item, validate_rows
 from genre_agent.config import StoreConfig
@@ -146,22 +146,33 @@ class ChromaStore:
                 if progress:
                     progress(min(start + batch_size, len(items)), len(items))
         except Exception as exc:
-            where = f"items {batch[0].id}..{batch[-1].id}" if batch else "the first batch"
-            cause = shorten(" ".join(f"{type(exc).__name__}: {exc}".split()), 200)
-            undone = f"the {len(added_ids)} added and {updated} replaced rows it wrote"
-            try:
-                # The failed batch's new ids too, in case Chroma kept part of it.
-                self._roll_back(added_ids + new_ids, previous)
-            except Exception as again:
-                raise StoreError(
-                    f"upsert failed at {where} ({cause}), and rolling back {undone} failed too "
-                    f"({shorten(str(again), 200)}); rerun the same index command to finish it"
-                ) from exc
-            raise StoreError(
-                f"upsert failed at {where} ({cause}); rolled back {undone}, the collection is "
-                "as before"
-            ) from exc
+            self._roll_back_and_raise(exc, batch, added_ids, new_ids, updated, previous)
         return IndexReport(len(added_ids), updated, unchanged)
+
+    def _roll_back_and_raise(
+        self,
+        exc: Exception,
+        batch: list[Item],
+        added_ids: list[str],
+        new_ids: list[str],
+        updated: int,
+        previous: dict[str, Any],
+    ) -> NoReturn:
+        """Undo a failed upsert's writes, then raise the StoreError that says so."""
+        where = f"items {batch[0].id}..{batch[-1].id}" if batch else "the first batch"
+        cause = shorten(" ".join(f"{type(exc).__name__}: {exc}".split()), 200)
+        undone = f"the {len(added_ids)} added and {updated} replaced rows it wrote"
+        try:
+            # The failed batch's new ids too, in case Chroma kept part of it.
+            self._roll_back(added_ids + new_ids, previous)
+        except Exception as again:
+            raise StoreError(
+                f"upsert failed at {where} ({cause}), and rolling back {undone} failed too "
+                f"({shorten(str(again), 200)}); rerun the same index command to finish it"
+            ) from exc
+        raise StoreError(
+            f"upsert failed at {where} ({cause}); rolled back {undone}, the collection is as before"
+        ) from exc
 
     def _keep_previous(self, ids: list[str], previous: dict[str, Any]) -> None:
         """Append the stored records of ``ids`` to ``previous`` (for a roll-back)."""
