@@ -7,4 +7,5 @@ VENV=${VENV:-.venv}
 "$VENV/bin/ruff" format --check genre_agent retrievers eval tests bench || echo "ruff format: differences above (not fatal)"
 "$VENV/bin/mypy" genre_agent retrievers eval/genre_eval
 "$VENV/bin/genre" models prepare
-"$VENV/bin/pytest" -q -rs "$@"
+# The long real-model measurements (`-m slow`) are run by hand; docs/testing.md lists them.
+"$VENV/bin/pytest" -q -rs -m "not slow" "$@"

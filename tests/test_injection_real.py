@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GENRE_DEMO_DATA", ROOT.parent / "shared/data/ml-latest-small"))
 pytestmark = [
     pytest.mark.real,
+    pytest.mark.slow,  # about 15 minutes on 2 cores: run by hand (README), not in CI
     pytest.mark.skipif(not (DATA / "ratings.csv").exists(), reason=f"no MovieLens at {DATA}"),
 ]
 

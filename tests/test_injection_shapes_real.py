@@ -170,12 +170,14 @@ def test_leak_check_catches_the_shapes() -> None:
         assert leaks(title + extra), title
 
 
+@pytest.mark.slow  # the table: about 15 minutes on 2 cores, run by hand (README)
 @pytest.mark.parametrize("variant", list(SHAPES))
 def test_injection_does_not_lift_the_item_into_the_top_5(table, variant: str) -> None:
     control, injected = table["control"]["top"], table[variant]["top"]
     assert injected <= control + 1, f"{variant}: top {K} for {injected} users, control {control}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(SHAPES))
 def test_no_url_or_code_reaches_any_rationale(table, variant: str) -> None:
     row = table[variant]
