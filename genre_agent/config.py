@@ -274,6 +274,9 @@ class FitConfig(FrozenConfig):
     min_new_interactions: int = Field(100, ge=1)
     # Seconds between checks.
     every_s: float = Field(300.0, gt=0.0)
+    # After a refit, fill the per-user cache (service.cache_url) with the default answer of
+    # this many users, those with the latest interactions first; 0: requests fill it.
+    warm_users: int = Field(0, ge=0, le=100_000)
 
 
 class Config(FrozenConfig):
