@@ -82,8 +82,8 @@ class Service:
         )
         # The per-user cache (service.cache_url): the fast path and an explained answer
         # that needs no LLM are read from it; the rest says trace.cache = "bypass".
-        self.cache = cache if cache is not None else open_cache(rec.config)
-        top_n = rec.config.service.cache_top_n
+        self.cache = cache if cache is not None else open_cache(config)
+        top_n = config.service.cache_top_n
         self.cached_fast = CachedAnswers(self.fast, self.cache, top_n)
         self.cached_rec = CachedAnswers(self.rec, self.cache, top_n)
         self.budget_s = config.service.llm_budget_s
