@@ -124,3 +124,34 @@ def test_entries_expire_and_clear_empties_the_cache(redis_url: str) -> None:
     cache.client.set("not:ours", "x")
     cache.clear()
     assert sorted(cache.client.scan_iter(match="*")) == [b"not:ours"]
+
+
+def test_the_feedback_consumer_drops_the_entries_of_the_users_it_stores(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """`genre consume` (Consumer.from_config) keeps service.cache_url's cache fresh."""
+    from genre_agent.config import load_config
+    from genre_agent.queue import Consumer, connect
+    from genre_agent.storage.interactions import InteractionStore
+
+    cfg = load_config(
+        {
+            "service": {"cache_url": redis_url},
+            "queue": {"redis_url": redis_url, "block_ms": 100},
+        },
+        use_env=False,
+    )
+    client = connect(cfg.queue)
+    store = InteractionStore(tmp_path / "i.sqlite")
+    consumer = Consumer.from_config(cfg, client, store)
+    assert isinstance(consumer.cache, RedisCache)
+    for user in ("a", "b", "c"):
+        consumer.cache.put(user, "key", "answer")
+    for n, user in enumerate(("a", "b", "a")):
+        event = {"event_id": f"e{n}", "user_id": user, "item_id": "m1", "type": "view"}
+        client.xadd(cfg.queue.stream, event)
+    stats = consumer.run(lambda: False, until_idle=True)
+    assert stats.stored == 3
+    assert consumer.cache.get("a", "key") is None and consumer.cache.get("b", "key") is None
+    assert consumer.cache.get("c", "key") == "answer"
+    store.close()
