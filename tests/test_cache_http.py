@@ -87,3 +87,23 @@ def test_writing_items_clears_the_cache(pair) -> None:
     assert cache.users() == ["c0"]
     assert c.delete("/v1/items/m40").status_code == 200
     assert cache.users() == []
+
+
+def test_a_cache_that_does_not_answer_is_a_503_naming_it_without_the_password(
+    tmp_path: Path,
+) -> None:
+    from servers import free_port
+
+    from genre_agent.storage.cache import CacheError, RedisCache
+
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    plain = make_service(tmp_path)
+    down = RedisCache.from_url(url, ttl_s=60)
+    with pytest.raises(CacheError, match="failed"):
+        down.get("u", "k")
+    with TestClient(create_app(service=Service(plain.config, plain.rec, cache=down))) as c:
+        res = c.get("/v1/recommend/c0", params={"k": 3})
+        assert res.status_code == 503, res.text
+        assert "127.0.0.1" in res.text and "hunter2" not in res.text
+        event = {"event_id": "z1", "user_id": "c0", "item_id": "m1", "type": "view"}
+        assert c.post("/v1/feedback", json={"events": [event]}).status_code == 503

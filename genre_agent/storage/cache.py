@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from genre_agent.config import Config
+from genre_agent.errors import StoreError
 
 if TYPE_CHECKING:
     import redis
@@ -99,15 +102,34 @@ class MemoryCache:
             return sorted(self._users)
 
 
+class CacheError(StoreError):
+    """The cache's Redis could not be reached or used (the HTTP service answers 503)."""
+
+
+def shown(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
 class RedisCache:
-    """Entries in Redis (redis-py), shared by every worker and replica."""
+    """Entries in Redis (redis-py), shared by every worker and replica. A Redis error is a
+    CacheError naming the URL: a request fails rather than skip the cache silently (an
+    entry a failed delete left behind would be served)."""
 
     enabled = True
 
-    def __init__(self, client: redis.Redis, ttl_s: int, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, client: redis.Redis, ttl_s: int, prefix: str = PREFIX, url: str = "redis"
+    ) -> None:
         self.client = client
         self.ttl_s = ttl_s
         self.prefix = prefix
+        self.url = shown(url)
 
     @classmethod
     def from_url(cls, url: str, ttl_s: int, prefix: str = PREFIX) -> RedisCache:
@@ -115,28 +137,41 @@ class RedisCache:
 
         # Short timeouts: a cache that does not answer must not hold a request for long.
         client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        return cls(client, ttl_s, prefix)
+        return cls(client, ttl_s, prefix, url)
+
+    @contextmanager
+    def _calls(self, what: str) -> Iterator[None]:
+        import redis
+
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise CacheError(f"recommendation cache at {self.url}: {what} failed: {exc}") from exc
 
     def _name(self, user_id: str) -> str:
         return self.prefix + user_id
 
     def get(self, user_id: str, key: str) -> str | None:
-        raw = self.client.hget(self._name(user_id), key)
+        with self._calls("read"):
+            raw = self.client.hget(self._name(user_id), key)
         return None if raw is None else bytes(raw).decode("utf-8")  # type: ignore[arg-type]
 
     def put(self, user_id: str, key: str, value: str) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._name(user_id), key, value.encode("utf-8"))
-        pipe.expire(self._name(user_id), self.ttl_s)
-        pipe.execute()
+        with self._calls("write"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self._name(user_id), key, value.encode("utf-8"))
+            pipe.expire(self._name(user_id), self.ttl_s)
+            pipe.execute()
 
     def invalidate_user(self, user_id: str) -> None:
-        self.client.delete(self._name(user_id))
+        with self._calls("delete"):
+            self.client.delete(self._name(user_id))
 
     def clear(self) -> None:
-        names = list(self.client.scan_iter(match=self.prefix + "*", count=500))
-        for start in range(0, len(names), 500):
-            self.client.delete(*names[start : start + 500])
+        with self._calls("clear"):
+            names = list(self.client.scan_iter(match=self.prefix + "*", count=500))
+            for start in range(0, len(names), 500):
+                self.client.delete(*names[start : start + 500])
 
 
 def open_cache(cfg: Config) -> RecommendationCache:
