@@ -182,3 +182,26 @@ def test_entries_expire(rec: Recommender) -> None:
     assert cached.recommend(user_id="u0", k=3).trace.cache == "hit"
     now[0] = 20.0
     assert cached.recommend(user_id="u0", k=3).trace.cache == "miss"
+
+
+def test_an_answer_from_a_model_being_reloaded_is_not_stored(rec: Recommender) -> None:
+    """Another process publishes a new item-kNN. While this process still serves the old
+    one (another request is loading the new), answers are not stored under the new
+    versions' key: they would outlive the refit."""
+    cache = MemoryCache()
+    cached = CachedAnswers(rec, cache, top_n=20)
+    cached.recommend(user_id="u5", k=5)
+    assert cache.puts == 1
+    ids = sorted(rec.sources.catalog())
+    rec.interactions.add([Interaction(f"o{m}", ids[m], 9.0, 5.0) for m in range(10)])
+    fit_source(rec.config, "itemknn", rec.sources.catalog(), rec.interactions)  # elsewhere
+    rec.sources._loading.add("itemknn")  # another request is loading the new version
+    old_model = cached.recommend(user_id="u5", k=5)
+    assert old_model.trace.cache == "miss" and cache.puts == 1  # computed, not stored
+    rec.sources._loading.discard("itemknn")
+    assert cached.recommend(user_id="u5", k=5).trace.cache == "miss"  # loads it: not stored
+    assert cache.puts == 1
+    assert cached.recommend(user_id="u5", k=5).trace.cache == "miss" and cache.puts == 2
+    hit = cached.recommend(user_id="u5", k=5)
+    assert hit.trace.cache == "hit"
+    same(hit, rec.recommend(user_id="u5", k=5))

@@ -53,18 +53,33 @@ class CachedAnswers:
         self.cache = cache
         self.top_n = top_n
 
-    def models_key(self) -> str:
-        """The versions of every fitted model an answer reads (one readlink each)."""
+    def published(self) -> dict[str, str | None]:
+        """The published version of every fitted model an answer reads (one readlink each)."""
         cfg = self.rec.config
         tokens = {kind: model_token(cfg, kind) for kind in kinds_to_fit(cfg)}
         if needs(cfg).learned_model:
             tokens["ranker"] = token(ranker_folder(cfg))
-        return _digest(tokens)
+        return tokens
 
-    def key(self, filters: dict[str, Any] | None, exclude: Sequence[str]) -> str:
+    def reloading(self, published: dict[str, str | None]) -> bool:
+        """Whether a loaded model is older than its published version. A request may then
+        be answered by the older model (while another request loads the new one), so its
+        answer must not be stored under the new versions' key."""
+        loaded: dict[str, str | None] = self.rec.sources.versions()
+        if "ranker" in published and self.rec.learned.version() is not None:
+            loaded["ranker"] = self.rec.learned.version()
+        return any(kind in loaded and loaded[kind] != tok for kind, tok in published.items())
+
+    def key(
+        self,
+        filters: dict[str, Any] | None,
+        exclude: Sequence[str],
+        published: dict[str, str | None] | None = None,
+    ) -> str:
         request = {"filters": filters or None, "exclude": sorted(set(exclude))}
         fingerprint = self.rec.config.fingerprint()[:16]
-        return f"{self.models_key()}:{fingerprint}:{_digest(request)}"
+        models = _digest(self.published() if published is None else published)
+        return f"{models}:{fingerprint}:{_digest(request)}"
 
     def cacheable(
         self, user_id: str | None, history: Any, query: str | None, profile: str | None
@@ -97,7 +112,8 @@ class CachedAnswers:
         assert user_id is not None
         want = check_k(k, self.rec.config.ranking.k)
         t0 = time.perf_counter()
-        key = self.key(filters, exclude)
+        published = self.published()
+        key = self.key(filters, exclude, published)
         raw = self.cache.get(user_id, key)
         note = None
         if raw is not None:
@@ -105,7 +121,7 @@ class CachedAnswers:
             if len(kept.items) >= want:
                 return _hit(kept, want, time.perf_counter() - t0)
             note = f"cache: the cached list has {len(kept.items)} items, fewer than k = {want}"
-        out = self.fill(user_id, key, want, filters, exclude)
+        out = self.fill(user_id, key, want, filters, exclude, store=not self.reloading(published))
         if note is not None:
             out.trace.notes.append(note)
         return out
@@ -117,12 +133,15 @@ class CachedAnswers:
         want: int,
         filters: dict[str, Any] | None,
         exclude: Sequence[str],
+        store: bool = True,
     ) -> Recommendation:
-        """Compute the user's top ``max(k, top_n)``, store it, answer its first ``want``."""
+        """Compute the user's top ``max(k, top_n)``, store it (unless ``store`` is false: a
+        model is being reloaded), answer its first ``want``."""
         n = max(want, self.top_n)
         full = self.rec.recommend(user_id=user_id, k=n, filters=filters, exclude=exclude)
         stored = _without_shortfall(full, n)
-        self.cache.put(user_id, key, stored.model_dump_json())
+        if store:
+            self.cache.put(user_id, key, stored.model_dump_json())
         if len(stored.items) >= want:
             return _marked(_first(stored, want), "miss")
         # Fewer than k exist: the answer's own shortfall note names this k.
@@ -132,8 +151,10 @@ class CachedAnswers:
     def warm(self, user_ids: Sequence[str]) -> int:
         """Compute and store the default answer (no filters) of each user; how many."""
         for user_id in user_ids:
-            key = self.key(None, ())
-            self.fill(user_id, key, self.rec.config.ranking.k, None, ())
+            published = self.published()
+            store = not self.reloading(published)
+            key = self.key(None, (), published)
+            self.fill(user_id, key, self.rec.config.ranking.k, None, (), store=store)
         return len(user_ids)
 
     def invalidate(self, user_ids: Sequence[str]) -> None:
