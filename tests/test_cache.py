@@ -205,3 +205,26 @@ def test_an_answer_from_a_model_being_reloaded_is_not_stored(rec: Recommender) -
     hit = cached.recommend(user_id="u5", k=5)
     assert hit.trace.cache == "hit"
     same(hit, rec.recommend(user_id="u5", k=5))
+
+
+def test_a_cold_user_is_not_stored(rec: Recommender) -> None:
+    """Made-up user ids get the popularity answer, and add nothing to the cache."""
+    cache = MemoryCache()
+    cached = CachedAnswers(rec, cache, top_n=20)
+    for n in range(3):
+        got = cached.recommend(user_id=f"nobody-{n}", k=4)
+        assert got.trace.cache == "bypass" and got.trace.strategy == "popular"
+        same(got, rec.recommend(user_id=f"nobody-{n}", k=4))
+    assert cache.puts == 0 and cache.users() == []
+
+
+def test_an_entry_naming_an_item_that_left_the_catalog_is_a_miss(rec: Recommender) -> None:
+    """Entries keep item ids; the items come from the catalog when read."""
+    cached = CachedAnswers(rec, MemoryCache(), top_n=20)
+    first = cached.recommend(user_id="u6", k=5)
+    assert cached.recommend(user_id="u6", k=5).trace.cache == "hit"
+    gone = first.items[1].item.id
+    rec.delete_items([gone])  # another door: the cache is not told
+    after = cached.recommend(user_id="u6", k=5)
+    assert after.trace.cache == "miss" and gone not in [it.item.id for it in after.items]
+    same(after, rec.recommend(user_id="u6", k=5))

@@ -95,15 +95,21 @@ def _get(base: str, user: str) -> tuple[str, str, list[Any]]:
 
 def test_a_miss_on_one_worker_is_a_hit_on_the_other(stack: tuple[str, Path]) -> None:
     base, _ = stack
-    pids: set[str] = set()
-    for user in ("c0", "c1", "c2", "c3"):
+    crossed = 0
+    # Which worker accepts a connection is up to the kernel: ask until the other answers.
+    for n in range(20):
+        user = f"c{n}"
         state, pid, first = _get(base, user)
         assert state == "miss"
-        for _ in range(6):
-            state, pid2, again = _get(base, user)
+        for _ in range(10):
+            state, other, again = _get(base, user)
             assert state == "hit" and again == first
-            pids |= {pid, pid2}
-    assert len(pids) == 2, f"only worker(s) {pids} answered"
+            if other != pid:
+                crossed += 1
+                break
+        if crossed >= 3:
+            break
+    assert crossed >= 1, "the other worker never answered"
 
 
 def test_feedback_then_a_refit_by_genre_worker(stack: tuple[str, Path]) -> None:

@@ -1,10 +1,11 @@
 """Cached answers: a stored user's recommendation kept per user, models and request.
 
 Only the fast path is cached: a stored user (``user_id``, no given history, no query, no
-profile) on a config that calls no LLM. Anything else is answered as usual, with
-``trace.cache = "bypass"``. The first such request computes the user's top
-``service.cache_top_n`` and stores it (``"miss"``); a later one with ``k`` at most the
-items kept takes the first ``k`` (``"hit"``). The key (genre_agent.storage.cache) names:
+profile) on a config that calls no LLM, whose answer is personal (not a cold start).
+Anything else is answered as usual, with ``trace.cache = "bypass"``. The first such
+request computes the user's top ``service.cache_top_n`` and stores it (``"miss"``); a later
+one with ``k`` at most the items kept takes the first ``k`` (``"hit"``). The key
+(genre_agent.storage.cache) names:
 
 - the versions of the fitted models serving reads (a refit makes old entries unreachable),
 - the config's fingerprint (another config never reads this one's entries),
@@ -22,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from genre_agent.catalog.items import Item
 from genre_agent.ranking import needs, needs_llm
 from genre_agent.ranking.learned import ranker_folder
 from genre_agent.service.fit import kinds_to_fit, model_token
@@ -116,10 +118,10 @@ class CachedAnswers:
         key = self.key(filters, exclude, published)
         raw = self.cache.get(user_id, key)
         note = None
-        if raw is not None:
-            kept = Recommendation.model_validate_json(raw)
-            if len(kept.items) >= want:
-                return _hit(kept, want, time.perf_counter() - t0)
+        kept = None if raw is None else unpack(raw, self.rec.sources.lookup)
+        if kept is not None and len(kept.items) >= want:
+            return _hit(kept, want, time.perf_counter() - t0)
+        if kept is not None:
             note = f"cache: the cached list has {len(kept.items)} items, fewer than k = {want}"
         out = self.fill(user_id, key, want, filters, exclude, store=not self.reloading(published))
         if note is not None:
@@ -139,9 +141,14 @@ class CachedAnswers:
         model is being reloaded), answer its first ``want``."""
         n = max(want, self.top_n)
         full = self.rec.recommend(user_id=user_id, k=n, filters=filters, exclude=exclude)
+        if full.trace.strategy != "personal":
+            # A cold answer (no usable history: popularity) is cheap, and storing one per
+            # made-up user id would let anyone fill the cache.
+            again = self.rec.recommend(user_id=user_id, k=want, filters=filters, exclude=exclude)
+            return _marked(again, "bypass")
         stored = _without_shortfall(full, n)
         if store:
-            self.cache.put(user_id, key, stored.model_dump_json())
+            self.cache.put(user_id, key, pack(stored))
         if len(stored.items) >= want:
             return _marked(_first(stored, want), "miss")
         # Fewer than k exist: the answer's own shortfall note names this k.
@@ -161,6 +168,29 @@ class CachedAnswers:
         """Delete the entries of these users (their feedback changed their history)."""
         for user_id in dict.fromkeys(user_ids):
             self.cache.invalidate_user(user_id)
+
+
+def pack(rec: Recommendation) -> str:
+    """``rec`` as JSON with each item (ranked and candidate) by its id; the catalog holds
+    the rest (scores, ranks and evidence stay)."""
+    data = rec.model_dump(mode="json")
+    for entry in [*data["items"], *data["trace"]["candidates"]]:
+        entry["item"] = entry["item"]["id"]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def unpack(
+    raw: str, lookup: Callable[[Sequence[str]], Mapping[str, Item]]
+) -> Recommendation | None:
+    """A packed answer with its items from the catalog; None when one left the catalog."""
+    data = json.loads(raw)
+    entries = [*data["items"], *data["trace"]["candidates"]]
+    found = lookup(list(dict.fromkeys(e["item"] for e in entries)))
+    if any(e["item"] not in found for e in entries):
+        return None
+    for entry in entries:
+        entry["item"] = found[entry["item"]]
+    return Recommendation.model_validate(data)
 
 
 def _first(rec: Recommendation, k: int) -> Recommendation:
