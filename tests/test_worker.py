@@ -130,3 +130,38 @@ def test_genre_worker_once_then_sigterm(tmp_path: Path, catalog_path: Path) -> N
     assert "no refit" in rest or "stopped (signal)" in rest
     assert "stopped (signal)" in out
     assert (tmp_path / "models" / "itemknn" / "provenance.json").exists()
+
+
+def test_with_the_learned_ranker_a_missing_ranker_is_fitted_and_refreshes_the_cache(
+    tmp_path: Path, catalog_path: Path
+) -> None:
+    from test_learned_ranker import make
+
+    from genre_agent.ranking.learned import ranker_folder
+    from genre_agent.storage.models import token
+
+    rec = make(tmp_path, catalog_path)  # sources fitted, no ranker yet
+    cycle = run_cycle(rec)
+    assert (
+        cycle.refit
+        and cycle.fitted_on is None
+        and cycle.line(100).endswith(
+            f"refit {', '.join(r.kind for r in cycle.reports)}, ranker in {cycle.seconds:.1f}s"
+        )
+    )
+    assert token(ranker_folder(rec.config)) is not None
+    assert not run_cycle(rec).refit
+    cache = MemoryCache()
+    cached = CachedAnswers(rec, cache, top_n=10)
+    user = rec.interactions.all()[0].user_id
+    first = cached.recommend(user_id=user, k=5)
+    hit = cached.recommend(user_id=user, k=5)
+    assert (first.trace.cache, hit.trace.cache) == ("miss", "hit")
+    assert [i.item.id for i in hit.items] == [
+        i.item.id for i in rec.recommend(user_id=user, k=5).items
+    ]
+    from genre_agent.service.learn import fit_ranker
+
+    fit_ranker(rec)  # a new ranker version: the entry is unreachable
+    assert cached.recommend(user_id=user, k=5).trace.cache == "miss"
+    rec.close()

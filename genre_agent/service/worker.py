@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from genre_agent.ranking import needs
+from genre_agent.ranking.learned import ranker_folder
 from genre_agent.service.fit import FitReport, kinds_to_fit, provenance
 from genre_agent.service.recommender import Recommender
+from genre_agent.storage.models import resolve
 
 Log = Callable[[str], None]
 
@@ -35,6 +37,7 @@ class Cycle:
     reports: list[FitReport] = field(default_factory=list)
     warmed: int = 0
     seconds: float = 0.0
+    ranker: bool = False
 
     def line(self, min_new: int) -> str:
         base = "no model" if self.fitted_on is None else f"fitted on {self.fitted_on}"
@@ -44,13 +47,16 @@ class Cycle:
         if not self.refit:
             new = self.stored - (self.fitted_on or 0)
             return f"{head}: {new:+d}, below fit.min_new_interactions = {min_new}; no refit"
-        kinds = ", ".join(r.kind for r in self.reports)
+        kinds = ", ".join([r.kind for r in self.reports] + (["ranker"] if self.ranker else []))
         warm = f", cache warmed for {self.warmed} users" if self.warmed else ""
         return f"{head}: refit {kinds} in {self.seconds:.1f}s{warm}"
 
 
 def fitted_on(rec: Recommender) -> int | None:
-    """The interaction count of the oldest fitted model (None: one has none)."""
+    """The interaction count of the oldest fitted model (None: one has none, or the mode
+    needs the learned ranker and it has none)."""
+    if needs(rec.config).learned_model and resolve(ranker_folder(rec.config)) is None:
+        return None
     counts = []
     for kind in kinds_to_fit(rec.config):
         prov = provenance(rec.config, kind)
@@ -81,15 +87,15 @@ def run_cycle(rec: Recommender, warm: Callable[[list[str]], int] | None = None) 
     if not due(stored, base, cfg.min_new_interactions):
         return Cycle(stored, base, refit=False)
     t0 = time.perf_counter()
-    reports = rec.fit()
-    if needs(rec.config).learned_model:
+    reports, ranker = rec.fit(), needs(rec.config).learned_model
+    if ranker:
         from genre_agent.service.learn import fit_ranker
 
         fit_ranker(rec)
     warmed = 0
     if warm is not None and cfg.warm_users:
         warmed = warm(latest_users(rec, cfg.warm_users))
-    return Cycle(stored, base, True, reports, warmed, time.perf_counter() - t0)
+    return Cycle(stored, base, True, reports, warmed, time.perf_counter() - t0, ranker)
 
 
 def run_worker(
