@@ -228,3 +228,23 @@ def test_an_entry_naming_an_item_that_left_the_catalog_is_a_miss(rec: Recommende
     after = cached.recommend(user_id="u6", k=5)
     assert after.trace.cache == "miss" and gone not in [it.item.id for it in after.items]
     same(after, rec.recommend(user_id="u6", k=5))
+
+
+def test_the_key_names_the_config_that_shapes_the_answer_only(rec: Recommender) -> None:
+    """`genre worker --every 60` on another port warms what `genre serve` reads; another
+    ranking config reads none of it."""
+    from genre_agent.config import load_config
+
+    def twin(**overrides: Any) -> CachedAnswers:
+        cfg = load_config(rec.config, overrides=overrides, use_env=False)
+        other = Recommender(cfg, rec.store, rec.interactions, sources=rec.sources)
+        return CachedAnswers(other, MemoryCache(), top_n=20)
+
+    key = CachedAnswers(rec, MemoryCache(), top_n=20).key(None, ())
+    assert twin(**{"fit.every_s": 60.0, "service.port": 9001}).key(None, ()) == key
+    assert twin(**{"retrieval.n_candidates": 30}).key(None, ()) != key
+    assert twin(**{"cold.min_history": 3}).key(None, ()) != key
+    assert CachedAnswers(rec, MemoryCache(), 20).key({"year": 1}, ()) != key
+    assert CachedAnswers(rec, MemoryCache(), 20).key(None, ("m1", "m2")) == CachedAnswers(
+        rec, MemoryCache(), 20
+    ).key(None, ("m2", "m1", "m1"))

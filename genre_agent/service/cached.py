@@ -8,7 +8,7 @@ one with ``k`` at most the items kept takes the first ``k`` (``"hit"``). The key
 (genre_agent.storage.cache) names:
 
 - the versions of the fitted models serving reads (a refit makes old entries unreachable),
-- the config's fingerprint (another config never reads this one's entries),
+- the fingerprint of the config sections that shape an answer (``RANKING_SECTIONS``),
 - the request's filters and exclusions. They are part of the key rather than applied to
   one cached list: a fused list (RRF over each source's ranks within the filtered
   catalog) filtered afterwards is not the list the filtered request gets.
@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from genre_agent.catalog.items import Item
+from genre_agent.config import Config
 from genre_agent.ranking import needs, needs_llm
 from genre_agent.ranking.learned import ranker_folder
 from genre_agent.service.fit import kinds_to_fit, model_token
@@ -35,6 +36,16 @@ from genre_agent.service.requests import HistoryEntry, check_k
 from genre_agent.storage.cache import RecommendationCache
 from genre_agent.storage.models import token
 from genre_agent.types import Recommendation, StageTiming
+
+# The config sections an answer depends on. The others (service, queue, fit, chat, tune,
+# enrich) do not change a ranking, so `genre worker` (another --every, another port) warms
+# the entries `genre serve` reads.
+RANKING_SECTIONS = ("llm", "store", "embedder", "retrieval", "ranking", "profile", "cold")
+
+
+def ranking_fingerprint(cfg: Config) -> str:
+    """A digest of the config sections that shape an answer."""
+    return _digest(cfg.model_dump(mode="json", include=set(RANKING_SECTIONS)))
 
 
 def _digest(data: Any) -> str:
@@ -79,7 +90,7 @@ class CachedAnswers:
         published: dict[str, str | None] | None = None,
     ) -> str:
         request = {"filters": filters or None, "exclude": sorted(set(exclude))}
-        fingerprint = self.rec.config.fingerprint()[:16]
+        fingerprint = ranking_fingerprint(self.rec.config)
         models = _digest(self.published() if published is None else published)
         return f"{models}:{fingerprint}:{_digest(request)}"
 
