@@ -45,7 +45,7 @@ def write_config(folder: Path, port: int, redis_url: str) -> Path:
         "sources = { embedding = 1.0, popularity = 0.5, itemknn = 1.0 }\n"
         "[ranking]\nk = 3\nrationale_top_r = 0\n"
         f'[service]\nport = {port}\nqueue_metrics = false\ncache_url = "{redis_url}"\n'
-        "[fit]\nmin_new_interactions = 5\n"
+        "[fit]\nmin_new_interactions = 5\nwarm_users = 2\n"
     )
     return path
 
@@ -136,6 +136,11 @@ def test_feedback_then_a_refit_by_genre_worker(stack: tuple[str, Path]) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "refit itemknn" in done.stderr, done.stderr
+    assert "cache warmed for 2 users" in done.stderr, done.stderr
+    # The 2 users with the latest interactions were warmed by `genre worker`: their first
+    # request is a hit, on the new models.
+    first = [_get(base, u)[0] for u in ("c7", "n0", "n1", "n2", "n3")]
+    assert first.count("hit") == 2, first
     # A new model version: c8's entry is unreachable, on every worker.
     states = [_get(base, "c8")[0] for _ in range(6)]
     assert "hit" in states and states[0] == "miss", states
