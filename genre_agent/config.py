@@ -237,6 +237,15 @@ class ServiceConfig(FrozenConfig):
     # /metrics reads the feedback queue's lag and pending count from Redis (XINFO GROUPS on
     # queue.stream) at each scrape, with a short timeout; false: no Redis call.
     queue_metrics: bool = True
+    # The per-user recommendation cache (genre_agent.service.cached, docs/deploy.md): None
+    # keeps it off; "redis://host:port/db" keeps each user's top answers in Redis, shared
+    # by every worker and replica. A user's feedback deletes their entries; a refit makes
+    # the old ones unreachable (the key names the models' versions).
+    cache_url: str | None = Field(None, pattern=r"^rediss?://")
+    # How long an entry lives (it also bounds how stale popularity can be in an answer).
+    cache_ttl_s: int = Field(3600, ge=1, le=7 * 86400)
+    # How many items an entry keeps: a request asking for k <= this is served from it.
+    cache_top_n: int = Field(50, ge=1, le=100)
 
 
 class QueueConfig(FrozenConfig):
@@ -257,6 +266,19 @@ class QueueConfig(FrozenConfig):
     status_every_s: float = Field(10.0, gt=0.0)
 
 
+class FitConfig(FrozenConfig):
+    """`genre worker`: the fitting worker (genre_agent.service.worker)."""
+
+    # Refit once the store holds at least this many interactions more than the oldest
+    # fitted model was fitted on (or fewer: deleted users count too).
+    min_new_interactions: int = Field(100, ge=1)
+    # Seconds between checks.
+    every_s: float = Field(300.0, gt=0.0)
+    # After a refit, fill the per-user cache (service.cache_url) with the default answer of
+    # this many users, those with the latest interactions first; 0: requests fill it.
+    warm_users: int = Field(0, ge=0, le=100_000)
+
+
 class Config(FrozenConfig):
     """The whole configuration tree."""
 
@@ -272,6 +294,7 @@ class Config(FrozenConfig):
     tune: TuneConfig = TuneConfig()
     service: ServiceConfig = ServiceConfig()
     queue: QueueConfig = QueueConfig()
+    fit: FitConfig = FitConfig()
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of this config (recorded with results)."""

@@ -119,6 +119,9 @@ class Trace(BaseModel):
     features: list[str] = Field(default_factory=list)
     # Rationales that were asked for but are missing (LLM budget spent, engine down).
     missing_rationales: list[str] = Field(default_factory=list)
+    # The per-user cache (service.cache_url): "hit" (served from it), "miss" (computed and
+    # stored), "bypass" (not cacheable: a query, a given history, the LLM); None: cache off.
+    cache: Literal["hit", "miss", "bypass"] | None = None
 
     def seconds(self, stage: str) -> float:
         return sum(t.seconds for t in self.timings if t.stage == stage)

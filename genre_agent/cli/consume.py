@@ -47,7 +47,7 @@ def consume(
     q = cfg.queue
     client = connect(q)
     store = open_interactions(cfg)
-    consumer = Consumer(client, q, store)
+    consumer = Consumer.from_config(cfg, client, store)
     stop = {"requested": False}
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -531,11 +531,10 @@ COMMAND_GROUP = "genre_agent.commands"
 def _mount_commands() -> None:
     from importlib.metadata import entry_points
 
-    from genre_agent.cli import chat, consume, store
+    from genre_agent.cli import chat, consume, store, worker
 
-    chat.register(app)
-    consume.register(app)
-    store.register(app)
+    for group in (chat, consume, store, worker):
+        group.register(app)
     for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         ep.load()(app)
 

@@ -42,6 +42,7 @@ _TRACE: dict[str, str] = {
     "strategy": "personal (ranked for this history/query/profile) or popular (cold start).",
     "features": "ranking.mode = learned: the features that ranked this list.",
     "missing_rationales": "Item ids whose rationale was asked for but is missing.",
+    "cache": "The per-user cache (service.cache_url): hit, miss or bypass; null: cache off.",
 }
 
 FIELDS: dict[str, dict[str, str]] = {

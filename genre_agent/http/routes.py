@@ -308,6 +308,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         except CatalogError as exc:  # the words of this door: a request, not a file
             raise CatalogError(exc.problems, source="request") from None
         report = service.rec.index(items)
+        service.cache.clear()  # cached answers may name replaced items, or miss new ones
         return {
             "added": report.added,
             "updated": report.updated,
@@ -320,6 +321,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         """Remove an item from the index (its interactions stay)."""
         if not service.rec.delete_items([item_id]):
             raise HTTPException(404, f"item {item_id!r} is not in the index")
+        service.cache.clear()
         return {"deleted": item_id}
 
     # -- feedback and users -------------------------------------------------------------
@@ -328,7 +330,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         """Store feedback events (committed before the answer); repeats by event id are
         listed as duplicates. Histories and popularity see them at once. An event may name
         the request_id of the recommendation that showed its item."""
-        result = record_feedback(service.rec.interactions, body.events)
+        result = record_feedback(service.rec.interactions, body.events, service.cache)
         return {"stored": result.stored, "duplicates": result.duplicates}
 
     @router.delete("/users/{user_id}", response_model=ForgetOut, responses=errors(422, 503))
@@ -337,6 +339,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         forgotten-item list and chat sessions; the rows are gone from disk (zeroed, the WAL
         checkpointed). Answers with the counts deleted."""
         report = forget_user(service.rec.config, service.rec.interactions, user_id)
+        service.cache.invalidate_user(user_id)
         return {**dataclasses.asdict(report), "total": report.total()}
 
     # -- chat ---------------------------------------------------------------------------

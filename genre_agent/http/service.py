@@ -21,9 +21,11 @@ from genre_agent.errors import GenreError
 from genre_agent.http.budget import budgeted_call, budgeted_stream
 from genre_agent.llm.base import LLM
 from genre_agent.ranking import needs, needs_llm
+from genre_agent.service.cached import CachedAnswers
 from genre_agent.service.chat import ChatSession, SessionStore
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import HistoryEntry
+from genre_agent.storage.cache import RecommendationCache, open_cache
 from genre_agent.types import Recommendation, StreamEvent
 
 
@@ -57,15 +59,33 @@ def wanted_rationales(cfg: Config, k: int | None) -> int:
     return min(cfg.ranking.rationale_top_r, n)
 
 
+def bypassed(ev: StreamEvent) -> StreamEvent:
+    """``ev`` with ``trace.cache = "bypass"`` on its recommendation (an LLM answer)."""
+    if ev.recommendation is None:
+        return ev
+    trace = ev.recommendation.trace.model_copy(update={"cache": "bypass"})
+    return ev.model_copy(
+        update={"recommendation": ev.recommendation.model_copy(update={"trace": trace})}
+    )
+
+
 class Service:
     """The process-wide state of the HTTP service (see module doc)."""
 
-    def __init__(self, config: Config, rec: Recommender) -> None:
+    def __init__(
+        self, config: Config, rec: Recommender, cache: RecommendationCache | None = None
+    ) -> None:
         self.config = config
         self.rec = rec
         self.fast = Recommender(
             fast_config(rec.config), rec.store, rec.interactions, sources=rec.sources
         )
+        # The per-user cache (service.cache_url): the fast path and an explained answer
+        # that needs no LLM are read from it; the rest says trace.cache = "bypass".
+        self.cache = cache if cache is not None else open_cache(config)
+        top_n = config.service.cache_top_n
+        self.cached_fast = CachedAnswers(self.fast, self.cache, top_n)
+        self.cached_rec = CachedAnswers(self.rec, self.cache, top_n)
         self.budget_s = config.service.llm_budget_s
         self._sessions: SessionStore | None = None
         # Only for sessions that exist (checked first), and dropped with them: an unknown
@@ -145,16 +165,18 @@ class Service:
             user_id=user_id, history=history, query=query, k=k, filters=filters, exclude=exclude
         )
         if not explain or not needs_llm(self.rec.config):
-            rec = self.fast.recommend(**args) if not explain else self.rec.recommend(**args)
+            cached = self.cached_rec if explain else self.cached_fast
+            rec = cached.recommend(**args)
             yield StreamEvent(kind="ranked", recommendation=rec)
             yield StreamEvent(kind="done", recommendation=rec)
             return
-        yield from budgeted_stream(
+        events = budgeted_stream(
             lambda: self.rec.recommend_stream(**args),
             lambda: self.fast.recommend(**args),
             self.budget_s,
             wanted_rationales(self.rec.config, k),
         )
+        yield from (bypassed(ev) for ev in events) if self.cache.enabled else events
 
     def recommend(self, explain: bool, **args: Any) -> Recommendation:
         done: Recommendation | None = None

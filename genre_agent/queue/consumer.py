@@ -24,11 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from genre_agent.config import QueueConfig
+from genre_agent.config import Config, QueueConfig
 from genre_agent.errors import GenreError, shorten
 from genre_agent.service.feedback import FeedbackError, FeedbackEvent, parse_event, record_feedback
 from genre_agent.storage.backends import store_errors
 from genre_agent.storage.base import InteractionBackend
+from genre_agent.storage.cache import RecommendationCache, open_cache
 
 Fields = Mapping[bytes | str, bytes | str]
 Entry = tuple[str, Fields | None]
@@ -184,17 +185,30 @@ class Consumer:
     """Reads, validates, stores, acknowledges. ``run`` until ``should_stop()``."""
 
     def __init__(
-        self, client: redis.Redis, cfg: QueueConfig, interactions: InteractionBackend
+        self,
+        client: redis.Redis,
+        cfg: QueueConfig,
+        interactions: InteractionBackend,
+        cache: RecommendationCache | None = None,
     ) -> None:
         self.client = client
         self.cfg = cfg
         self.interactions = interactions
+        # Stored events delete their users' cached answers (service.cache_url).
+        self.cache = cache
         self.stats = ConsumeStats()
         # "0": re-read this consumer's pending entries first; then ">" (new entries).
         self._cursor = "0"
         # The last read of new entries came back empty after block_ms.
         self.idle = False
         self._next_claim = 0.0
+
+    @classmethod
+    def from_config(
+        cls, config: Config, client: redis.Redis, interactions: InteractionBackend
+    ) -> Consumer:
+        """A consumer of ``config.queue`` that keeps ``service.cache_url``'s cache fresh."""
+        return cls(client, config.queue, interactions, open_cache(config))
 
     def ensure_group(self) -> None:
         """XGROUP CREATE ... MKSTREAM, unless the group exists (it then keeps its position)."""
@@ -273,7 +287,7 @@ class Consumer:
                 events.append(parse_message(fields))
             except MalformedEvent as exc:
                 dead.append((eid, fields, exc.reason))
-        result = record_feedback(self.interactions, events)
+        result = record_feedback(self.interactions, events, self.cache)
         pipe = self.client.pipeline(transaction=True)
         for eid, fields, reason in dead:
             pipe.xadd(

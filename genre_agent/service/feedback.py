@@ -33,6 +33,7 @@ from genre_agent.errors import GenreError, shorten
 from genre_agent.storage.backends import exists as stores_exist
 from genre_agent.storage.backends import open_profiles
 from genre_agent.storage.base import InteractionBackend
+from genre_agent.storage.cache import RecommendationCache
 from genre_agent.storage.interactions import FeedbackRow, Timestamp
 
 EventType = Literal["view", "click", "like", "dislike", "rating", "purchase"]
@@ -134,10 +135,13 @@ class FeedbackResult:
 
 
 def record_feedback(
-    interactions: InteractionBackend, events: Sequence[FeedbackEvent]
+    interactions: InteractionBackend,
+    events: Sequence[FeedbackEvent],
+    cache: RecommendationCache | None = None,
 ) -> FeedbackResult:
     """Store ``events`` in one transaction, committed before this returns (so a caller may
-    acknowledge them); an event id seen before is counted as a duplicate, not stored."""
+    acknowledge them); an event id seen before is counted as a duplicate, not stored. Then
+    each user's cached answers are deleted (``cache``): their history changed."""
     now = time.time()
     rows = [
         FeedbackRow(
@@ -153,6 +157,9 @@ def record_feedback(
         for e in events
     ]
     duplicates = interactions.add_events(rows) if rows else []
+    if cache is not None:
+        for user_id in dict.fromkeys(e.user_id for e in events):
+            cache.invalidate_user(user_id)
     return FeedbackResult(stored=len(rows) - len(duplicates), duplicates=duplicates)
 
 

@@ -44,6 +44,10 @@ class LearnedState:
             self._model, self._token = model, tok
         return self._model
 
+    def version(self) -> str | None:
+        """The published version the loaded model came from (None: none loaded, or given)."""
+        return self._token if isinstance(self._token, str) else None
+
     def reload(self) -> None:
         """Load the model again on the next request (after a refit)."""
         self._model, self._token = None, None

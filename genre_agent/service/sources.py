@@ -182,6 +182,10 @@ class Sources:
             }
         return out
 
+    def versions(self) -> dict[str, str | None]:
+        """The published version (token) each loaded fitted model came from."""
+        return dict(self._tokens)
+
     def cf_model(self) -> ItemKNNRetriever | None:
         """The item-kNN model for evidence, if one is fitted (never an error)."""
         got = self.fitted.get("itemknn")
