@@ -343,7 +343,15 @@ class TransformersEngine:
                 kwargs.update(do_sample=True, temperature=req.temperature)
             else:
                 kwargs.update(do_sample=False)
-            text = self.model(prompt, Regex(req.regex) if req.regex else None, **kwargs)
+            # llguidance builds the constraint lazily. outlines_core's eager index over the
+            # whole vocabulary grew past 16 GB on the evidence schema's bounded repeats
+            # around an attribute alternative (the OOM that killed CI in test_real_default).
+            text = self.model(
+                prompt,
+                Regex(req.regex) if req.regex else None,
+                backend="llguidance" if req.regex else None,
+                **kwargs,
+            )
             n_prompt = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
             n_out = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             out.append(
