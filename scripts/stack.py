@@ -224,14 +224,22 @@ def up(state: State, args: argparse.Namespace) -> int:
     replicas = " ".join(f"http://127.0.0.1:{ports[f'serve-{n}']}" for n in (1, 2))
     urls = {"url": base, "replicas": replicas, "config": str(cfg)}
     print(f"stack: up in {d}", flush=True)
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (like Ctrl-C) while starting: stop what was started, as on a failure.
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         start_servers(state, ports, args)
         load_data(state, cfg, args)
         start_genre(state, ports, cfg, args.timeout)
-    except (PartFailed, OSError) as exc:
-        print(f"stack: {exc}; stopping what was started", file=sys.stderr)
+    except (PartFailed, OSError, KeyboardInterrupt) as exc:
+        print(f"stack: {str(exc) or 'interrupted'}; stopping what was started", file=sys.stderr)
         down(state)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     data = state.load()
     data["urls"] = urls
     state.save(data)

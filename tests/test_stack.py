@@ -7,6 +7,7 @@ real default model in a vLLM server."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -157,11 +158,43 @@ def test_full_stack_with_vllm_explains_through_nginx(tmp_path: Path) -> None:
 
 def test_a_part_that_does_not_come_up_is_named_and_everything_stops(tmp_path: Path) -> None:
     folder = tmp_path / "stack"
-    up = _stack(folder, "up", "--no-llm", "--timeout", "0.01")
-    assert up.returncode == 1
-    assert "postgres did not answer in 0s; see " in up.stderr, up.stderr
-    assert str(folder / "logs" / "postgres.log") in up.stderr
-    assert "nothing left running" in up.stdout, up.stdout
-    assert not _leftovers(folder)
-    if (folder / "postgres").is_symlink():
-        shutil.rmtree((folder / "postgres").resolve(), ignore_errors=True)
+    try:
+        up = _stack(folder, "up", "--no-llm", "--timeout", "0.01")
+        assert up.returncode == 1
+        # The first part slower than 10 ms (postgres, redis or chroma) is named, with its log.
+        found = re.search(r"stack: (\S+) did not answer in 0s; see (\S+);", up.stderr)
+        assert found, up.stderr
+        assert found.group(2) == str(folder / "logs" / f"{found.group(1)}.log")
+        assert "nothing left running" in up.stdout, up.stdout
+        assert not _leftovers(folder)
+    finally:
+        if (folder / "postgres").is_symlink():
+            shutil.rmtree((folder / "postgres").resolve(), ignore_errors=True)
+
+
+def test_up_stopped_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
+    folder = tmp_path / "stack"
+    env = {**os.environ, "PYTHON": sys.executable, "STACK_DIR": str(folder)}
+    proc = subprocess.Popen(
+        ["bash", str(STACK), "up", "--no-llm", "--set", "embedder.kind=fake"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (folder / "state.json").exists() or len(_state(folder)["parts"]) < 2:
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.terminate()  # bash execs python: the signal reaches stack.py
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out + err
+        assert "interrupted; stopping what was started" in err, err
+        assert "nothing left running" in out and not _leftovers(folder)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _stack(folder, "down")
+        if (folder / "postgres").is_symlink():
+            shutil.rmtree((folder / "postgres").resolve(), ignore_errors=True)
