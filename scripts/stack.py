@@ -123,7 +123,7 @@ def start_postgres(state: State, port: int, timeout: float) -> None:
     # The server refuses to run as root: as root, it runs as the Debian package's user.
     user = "postgres" if os.geteuid() == 0 else None
     if user is not None and not pg.exists() and not reachable_by_others(state.dir):
-        # That user cannot reach a folder such as /root/... or pytest's tmp_path: its data
+        # That user cannot reach a folder under root's home or pytest's tmp_path: its data
         # goes to a folder of its own under /tmp, linked from the state folder.
         pg.symlink_to(tempfile.mkdtemp(prefix="genre-stack-pg-"))
     pg.mkdir(parents=True, exist_ok=True)
