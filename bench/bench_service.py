@@ -16,6 +16,10 @@ store: each must be there exactly once.
 Prints one table: requests/s and p50/p95/p99 latency per endpoint and client count, the
 throughput ratio of N clients over 1 client in the same run, errors, and the event counts.
 Every server is stopped by its PID at the end.
+
+With ``--target URL`` it starts nothing and drives an already running stack
+(scripts/stack.sh): 1 replica against 2, 1/2/8/32 clients, cache hit against miss
+(bench/bench_target.py).
 """
 
 from __future__ import annotations
@@ -517,7 +521,13 @@ def main() -> None:
         default=[],
         help="extra config override for genre serve / consume (key=value)",
     )
+    from bench import bench_target
+
+    bench_target.add_arguments(ap)
     args = ap.parse_args()
+    if args.target:
+        bench_target.run(args)
+        return
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed (scripts/install-servers.sh installs it)")
 

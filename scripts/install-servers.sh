@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The servers some tests start on 127.0.0.1 (and `genre consume` / `genre serve` may use):
-# redis-server and PostgreSQL 15, from the Debian packages. Skips what is already installed;
+# redis-server, PostgreSQL 15 and nginx (scripts/stack.sh's load balancer), from the Debian
+# packages. Skips what is already installed;
 # needs root (or sudo) otherwise.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ "${#need[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -14,7 +16,10 @@ if [ "${#need[@]}" -gt 0 ]; then
     # The packages' own services are not needed: tests start their own servers on free ports.
     $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
     $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 echo "redis-server: $(redis-server --version | cut -d' ' -f3)"
 pg="$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1)"
 echo "postgres: $("$pg" --version | cut -d" " -f3)"
+nginx="$(command -v nginx || echo /usr/sbin/nginx)"
+echo "nginx: $("$nginx" -v 2>&1 | cut -d/ -f2)"

@@ -56,11 +56,11 @@ def consume(
         stop["requested"] = True
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    target = shown_url(cfg.store.database_url or "") or cfg.store.interactions_path
     # Plain print: rich would wrap the long line.
     print(
         f"consuming {q.stream} (group {q.group}, consumer {q.consumer}) at "
-        f"{shown_url(q.redis_url)} into {cfg.store.interactions_path}; "
-        f"dead letters -> {q.dead_letter}",
+        f"{shown_url(q.redis_url)} into {target}; dead letters -> {q.dead_letter}",
         file=sys.stderr,
         flush=True,
     )
