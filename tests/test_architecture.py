@@ -146,8 +146,6 @@ KNOWN_OVERSIZE = {
     "genre_agent/ranking/rationales.py::_request": 81,
     "genre_agent/ranking/rationales.py::add_rationales": 125,
     "genre_agent/ranking/scoring.py::ScoringRanker.rank_many": 108,
-    "genre_agent/service/chat.py": 741,
-    "genre_agent/service/chat.py::ChatSession._send": 97,
     "retrievers/sequential_train.py::_train": 95,
 }
 
