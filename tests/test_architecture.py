@@ -140,7 +140,6 @@ KNOWN_OVERSIZE = {
     "genre_agent/cli/consume.py::consume": 63,
     "genre_agent/ranking/learned.py::FeatureBuilder.matrix": 104,
     "genre_agent/ranking/listwise.py::ListwiseRanker.rank_many": 82,
-    "genre_agent/ranking/scoring.py::ScoringRanker.rank_many": 108,
     "retrievers/sequential_train.py::_train": 95,
 }
 
