@@ -135,7 +135,6 @@ KNOWN_OVERSIZE = {
     "eval/genre_eval/chat_bench_run.py::run_case": 66,
     "eval/genre_eval/recbole.py::read_recbole_seq": 65,
     "eval/genre_eval/tuning.py::Tuner.train": 110,
-    "genre_agent/ranking/listwise.py::ListwiseRanker.rank_many": 82,
     "retrievers/sequential_train.py::_train": 95,
 }
 
