@@ -133,7 +133,6 @@ MAX_FUNCTION_LINES = 60
 KNOWN_OVERSIZE = {
     "eval/genre_eval/chat_bench_run.py::run_bench": 66,
     "eval/genre_eval/chat_bench_run.py::run_case": 66,
-    "eval/genre_eval/recbole.py::read_recbole_seq": 65,
     "eval/genre_eval/tuning.py::Tuner.train": 110,
     "retrievers/sequential_train.py::_train": 95,
 }
