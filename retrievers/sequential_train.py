@@ -191,22 +191,19 @@ def train(
     return SequentialRetriever(items, ids, model, asdict(report))
 
 
-def _train(
+def _resume(
     cfg: SequentialConfig,
-    ids: list[str],
-    seqs: list[list[int]],
+    path: Path | None,
     key: str,
-    checkpoint: Path | None,
     announce: Announce | None,
-    on_epoch: OnEpoch | None,
-) -> tuple[TrainingReport, SASRec]:
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = SASRec(len(ids), cfg.max_len, cfg.hidden, cfg.layers, cfg.heads, cfg.dropout)
-    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
+    model: SASRec,
+    optim: torch.optim.Optimizer,
+    gen: torch.Generator,
+) -> tuple[int, float, list[float], int | None]:
+    """(epoch, train seconds, losses, resumed-from epoch) of the checkpoint at ``path``, whose
+    model, optimiser and RNG states are loaded; a fresh start when there is none."""
     epoch, spent, losses = 0, 0.0, []
     resumed: int | None = None
-    path = checkpoint / CHECKPOINT if checkpoint else None
     ckpt = _load_checkpoint(path, key, announce) if path else None
     if ckpt is not None and ckpt["epoch"] > cfg.epochs:
         if announce:
@@ -227,6 +224,56 @@ def _train(
                 f"sequential: resuming from {path} at epoch {epoch}/{cfg.epochs} "
                 f"({_duration(spent)} trained so far)"
             )
+    return epoch, spent, losses, resumed
+
+
+def _run_epoch(
+    model: SASRec,
+    optim: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    cfg: SequentialConfig,
+    gen: torch.Generator,
+) -> float:
+    """One pass over the windows in a seeded order; returns the mean batch loss."""
+    n = len(inputs)
+    model.train()
+    order = torch.randperm(n, generator=gen)
+    total, batches = 0.0, 0
+    for start in range(0, n, cfg.batch_size):
+        batch = order[start : start + cfg.batch_size]
+        loss = _loss(model, inputs[batch], targets[batch], cfg, gen)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        total += float(loss.detach())
+        batches += 1
+    return total / batches
+
+
+def _epoch_line(cfg: SequentialConfig, epoch: int, loss: float, spent: float, per: float) -> str:
+    eta = min(per * (cfg.epochs - epoch), max(cfg.time_budget_s - spent, 0.0))
+    return (
+        f"sequential: epoch {epoch}/{cfg.epochs} loss {loss:.4f} "
+        f"elapsed {_duration(spent)} ETA {_duration(eta)}"
+    )
+
+
+def _train(
+    cfg: SequentialConfig,
+    ids: list[str],
+    seqs: list[list[int]],
+    key: str,
+    checkpoint: Path | None,
+    announce: Announce | None,
+    on_epoch: OnEpoch | None,
+) -> tuple[TrainingReport, SASRec]:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = SASRec(len(ids), cfg.max_len, cfg.hidden, cfg.layers, cfg.heads, cfg.dropout)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
+    path = checkpoint / CHECKPOINT if checkpoint else None
+    epoch, spent, losses, resumed = _resume(cfg, path, key, announce, model, optim, gen)
 
     def save() -> None:
         if path is None:
@@ -257,31 +304,16 @@ def _train(
             stopped_by = "time_budget"
             break
         t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        total, batches = 0.0, 0
-        for start in range(0, n, cfg.batch_size):
-            batch = order[start : start + cfg.batch_size]
-            loss = _loss(model, inputs[batch], targets[batch], cfg, gen)
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            total += float(loss.detach())
-            batches += 1
+        mean_loss = _run_epoch(model, optim, inputs, targets, cfg, gen)
         took = time.perf_counter() - t0
         epoch, run_epochs = epoch + 1, run_epochs + 1
         spent, run_seconds = spent + took, run_seconds + took
-        losses.append(round(total / batches, 5))
+        losses.append(round(mean_loss, 5))
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             save()
             saved = epoch
         if announce:
-            per = run_seconds / run_epochs
-            eta = min(per * (cfg.epochs - epoch), max(cfg.time_budget_s - spent, 0.0))
-            announce(
-                f"sequential: epoch {epoch}/{cfg.epochs} loss {losses[-1]:.4f} "
-                f"elapsed {_duration(spent)} ETA {_duration(eta)}"
-            )
+            announce(_epoch_line(cfg, epoch, losses[-1], spent, run_seconds / run_epochs))
         if on_epoch:
             on_epoch(epoch, cfg.epochs, losses[-1])
     if saved != epoch:

@@ -19,6 +19,7 @@ from test_cli import _sets as _cli_sets
 from typer.testing import CliRunner
 
 import genre_agent.cli.chat as cli_chat
+import genre_agent.cli.display as cli_display
 import genre_agent.cli.main as cli
 from genre_agent.cli.main import app
 
@@ -65,7 +66,7 @@ def _genre(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_catalog_text_is_printed_as_text_not_markup(tmp_path: Path, capsys, monkeypatch):
     _index(tmp_path)
-    monkeypatch.setattr(cli, "out", Console(width=400))  # no wrapping inside the title
+    monkeypatch.setattr(cli_display, "out", Console(width=400))  # no wrapping inside the title
     code, out, err = _genre(capsys, "recommend", "--history", "h1", "-k", "2", *_sets(tmp_path))
     assert code == 0, err
     assert "[/x]" in out and "[link=http://evil.example]click[/link]" in out
@@ -76,7 +77,7 @@ def test_catalog_text_is_printed_as_text_not_markup(tmp_path: Path, capsys, monk
 def test_no_styles_or_links_from_catalog_text_on_a_terminal(tmp_path: Path, monkeypatch):
     _index(tmp_path)
     # A real terminal: rich would turn [link=...] into an OSC 8 hyperlink and pass ESC through.
-    monkeypatch.setattr(cli, "out", Console(force_terminal=True, width=400))
+    monkeypatch.setattr(cli_display, "out", Console(force_terminal=True, width=400))
     res = runner.invoke(app, ["recommend", "--history", "h1", "-k", "2", *_sets(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "\x1b]8;" not in res.stdout and "evil.example\x1b" not in res.stdout

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from genre_agent.catalog.items import Item
 from genre_agent.config import load_config
 from genre_agent.errors import GenreError
-from genre_agent.service.chat import ChatSession, IntentError, SessionStore
+from genre_agent.service.chat import ChatSession, IntentError, SessionState, SessionStore, Turn
 from genre_eval.chat_bench import (
     RELATIVE,
     SLOTS,
@@ -101,6 +101,44 @@ def _year(item: Item) -> int | None:
     return y if isinstance(y, int) else None
 
 
+def _prediction(st: SessionState, turn: Turn) -> dict[str, Any]:
+    """What the session holds after a turn, in the gold's terms."""
+    intent = turn.intent
+    positions = []
+    if intent is not None:
+        positions = [f"exclude:{p}" for p in intent.exclude_picks]
+        positions += [f"more:{p}" for p in intent.more_like]
+    return {
+        "genres_include": list(st.genres_include),
+        "genres_exclude": list(st.genres_exclude),
+        "year_min": st.year_min,
+        "year_max": st.year_max,
+        "references": list(st.references),
+        "positions": positions,
+    }
+
+
+def _scored_picks(
+    turn: Turn, catalog: Mapping[str, Item], gold: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each pick's year and genres, and whether it meets the gold wishes."""
+    ref_genres = [g for r in gold["references"] if r in catalog for g in _genres(catalog[r])]
+    picks = []
+    for p in turn.picks:
+        item = catalog.get(p.id)
+        genres = _genres(item) if item else []
+        year = _year(item) if item else None
+        picks.append(
+            {
+                "id": p.id,
+                "year": year,
+                "genres": genres,
+                "ok": pick_ok(genres, year, p.id, gold, ref_genres),
+            }
+        )
+    return picks
+
+
 def run_case(session: ChatSession, case: Case, catalog: Mapping[str, Item]) -> list[dict[str, Any]]:
     """One conversation: every turn's gold, prediction, picks and timing."""
     rows = []
@@ -119,34 +157,8 @@ def run_case(session: ChatSession, case: Case, catalog: Mapping[str, Item]) -> l
         except IntentError as exc:
             turn = session.state.turns[-1]
             error = str(exc)
-        st = session.state
-        intent = turn.intent
-        positions = []
-        if intent is not None:
-            positions = [f"exclude:{p}" for p in intent.exclude_picks]
-            positions += [f"more:{p}" for p in intent.more_like]
-        pred = {
-            "genres_include": list(st.genres_include),
-            "genres_exclude": list(st.genres_exclude),
-            "year_min": st.year_min,
-            "year_max": st.year_max,
-            "references": list(st.references),
-            "positions": positions,
-        }
-        ref_genres = [g for r in gold["references"] if r in catalog for g in _genres(catalog[r])]
-        picks = []
-        for p in turn.picks:
-            item = catalog.get(p.id)
-            genres = _genres(item) if item else []
-            year = _year(item) if item else None
-            picks.append(
-                {
-                    "id": p.id,
-                    "year": year,
-                    "genres": genres,
-                    "ok": pick_ok(genres, year, p.id, gold, ref_genres),
-                }
-            )
+        pred = _prediction(session.state, turn)
+        picks = _scored_picks(turn, catalog, gold)
         rows.append(
             {
                 "case": case.id,
@@ -181,6 +193,21 @@ def bench_cases(
     return cases
 
 
+def _selected(cases: list[Case], parts: Sequence[str], limit: int | None) -> list[Case]:
+    """The cases of ``parts`` (all when empty), the first ``limit`` of each part."""
+    if parts:
+        cases = [c for c in cases if c.part in parts]
+    if limit is not None:
+        per: Counter[str] = Counter()
+        kept = []
+        for c in cases:
+            if per[c.part] < limit:
+                kept.append(c)
+                per[c.part] += 1
+        cases = kept
+    return cases
+
+
 def run_bench(
     spec: ChatBenchSpec,
     out: Path,
@@ -201,16 +228,7 @@ def run_bench(
     cases = bench_cases(spec, list(ds.items.values()), popularity, ds.items)
     out.mkdir(parents=True, exist_ok=True)
     write_cases(cases, out / "cases.jsonl")
-    if parts:
-        cases = [c for c in cases if c.part in parts]
-    if limit is not None:
-        per: Counter[str] = Counter()
-        kept = []
-        for c in cases:
-            if per[c.part] < limit:
-                kept.append(c)
-                per[c.part] += 1
-        cases = kept
+    cases = _selected(cases, parts, limit)
     world: EvalWorld | None = None
     for variant in spec.variants:
         if only and variant.name not in only:

@@ -1,8 +1,8 @@
 """Faithfulness and quality of rationales: pure per-user functions over recorded explanations.
 
-An explanation is what ``Runner._lines`` records for a ranked item with a rationale
-(:func:`explanation_entry`): the sentence, its cites, the evidence it was given and the item's
-title and genres. Each rate below takes one user's explanations (one result line) and
+An explanation is what ``genre_eval.lines.result_lines`` records for a ranked item with a
+rationale (:func:`explanation_entry`): the sentence, its cites, the evidence it was given and
+the item's title and genres. Each rate below takes one user's explanations (one result line) and
 returns a share in [0, 1], or None when it is undefined for that user (no rationale, no
 bigram). The counterfactual helpers (:func:`removals`, :func:`rank_drop`, from
 ``genre_eval.counterfactual``) say what the runner removes from a history and how far an

@@ -217,6 +217,19 @@ def _seq_files(path: Path) -> tuple[str, list[Path]]:
     return stem, [need_file(base / f"{stem}.{split}.inter") for split in SEQ_SPLITS]
 
 
+def _seq_columns(file: Path, header: list[str]) -> tuple[dict[str, int], str]:
+    """The column index of every name, and the user column (user_id or session_id)."""
+    col = {n: i for i, n in enumerate(_names(header))}
+    user = next((u for u in ("user_id", "session_id") if u in col), "")
+    if not user or "item_id_list" not in col or "item_id" not in col:
+        reason = (
+            "a sequential file needs user_id (or session_id), item_id_list and item_id; "
+            f"columns: {', '.join(header)}"
+        )
+        raise CatalogError([RowProblem(str(file), 1, "<header>", reason)])
+    return col, user
+
+
 def read_recbole_seq(path: Path, genre_field: str | None = None) -> Loaded:
     """RecBole's sequential benchmark files: NAME.train/valid/test.inter, one row per
     (user, ``item_id_list`` history, next ``item_id``), plus optional NAME.item.
@@ -233,14 +246,7 @@ def read_recbole_seq(path: Path, genre_field: str | None = None) -> Loaded:
     rows_in: dict[str, dict[str, int]] = {}
     for split, file in zip(SEQ_SPLITS, files, strict=True):
         header, rows = _recbole_table(file)
-        col = {n: i for i, n in enumerate(_names(header))}
-        user = next((u for u in ("user_id", "session_id") if u in col), "")
-        if not user or "item_id_list" not in col or "item_id" not in col:
-            reason = (
-                "a sequential file needs user_id (or session_id), item_id_list and item_id; "
-                f"columns: {', '.join(header)}"
-            )
-            raise CatalogError([RowProblem(str(file), 1, "<header>", reason)])
+        col, user = _seq_columns(file, header)
         problems = []
         for line, row in rows:
             uid, hist, target = (

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,27 +47,25 @@ from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import RecRequest
 from genre_agent.types import Recommendation
 from genre_eval.augment import VariantInputs, check_switches
-from genre_eval.baselines import baseline_overrides
 from genre_eval.cache import CachingLLM
-from genre_eval.datasets import Dataset, load_dataset
 from genre_eval.experiment import Experiment, VariantSpec
-from genre_eval.explain_metrics import (
-    explanation_entry,
-    mean_or_none,
-    rank_drop,
-    removals,
-)
-from genre_eval.explain_metrics import user_metrics as explain_user_metrics
-from genre_eval.metrics import user_metrics
-from genre_eval.protocols import (
-    Eligibility,
-    EvalCase,
-    build_cases,
-    eligibility,
-    history_rows,
-    split_dataset,
-)
-from genre_eval.world import EvalWorld
+from genre_eval.lines import add_counterfactuals, identity, result_lines
+from genre_eval.prepared import Prepared, baseline_config, prepare, protocol_overrides
+from genre_eval.protocols import EvalCase, history_rows
+
+# The preparation's names stay importable from here (their home before the split).
+__all__ = [
+    "RESULTS",
+    "LLMFactory",
+    "Prepared",
+    "Progress",
+    "Runner",
+    "baseline_config",
+    "default_llm_factory",
+    "prepare",
+    "protocol_overrides",
+    "read_results",
+]
 
 LLMFactory = Callable[[LLMConfig], LLM]
 Progress = Callable[[str, int, int], None]
@@ -78,103 +76,6 @@ def default_llm_factory(cfg: LLMConfig) -> LLM:
     from genre_agent.llm.registry import get_engine
 
     return get_engine(cfg)
-
-
-@dataclass
-class Prepared:
-    ds: Dataset
-    world: EvalWorld
-    cases: list[EvalCase]
-    retriever_recall: float | None
-    # How protocol.min_history and protocol.users chose the users (None: not counted).
-    eligibility: Eligibility | None = None
-
-
-def protocol_overrides(exp: Experiment) -> dict[str, Any]:
-    """What the protocol fixes in every system's config: two-stage systems retrieve as many
-    candidates as the protocol names."""
-    if exp.protocol.kind == "two-stage":
-        return {"retrieval.n_candidates": exp.protocol.n_candidates}
-    return {}
-
-
-def baseline_config(
-    exp: Experiment, name: str, overrides: Mapping[str, Any] | None = None
-) -> Config:
-    """A baseline is the base config ranking by retrieval with one source (or the fusion)."""
-    merged = {
-        **baseline_overrides(name, exp.fusion_weights, exp.protocol.seed),
-        **protocol_overrides(exp),
-        **(overrides or {}),
-    }
-    return exp.base_config(merged)
-
-
-def prepare(
-    exp: Experiment, split: str | None = None, overrides: dict[str, Any] | None = None
-) -> Prepared:
-    """Load the data, serve it as a world (index, training interactions), build the cases."""
-    ds = split_dataset(load_dataset(exp.dataset), exp.protocol)
-    counted = eligibility(ds, exp.protocol)  # before indexing: no eligible user is an error
-    base = exp.base_config(overrides)
-    world = EvalWorld(ds, base.embedder)
-    proto = exp.protocol
-    retrieve = None
-    if proto.kind == "retriever":
-        # Hard negatives come from the named source, served as a retrieval-only config.
-        n = {"retrieval.n_candidates": proto.n_candidates}
-        hard = world.recommender(baseline_config(exp, proto.retriever, {**(overrides or {}), **n}))
-
-        def retrieve(history: Sequence[str], exclude: set[str], k: int) -> list[str]:
-            req = RecRequest(history=list(history), exclude=sorted(exclude), k=min(k, 100))
-            return [it.item.id for it in hard.recommend_many([req])[0].items]
-
-    cases = build_cases(
-        ds,
-        proto,
-        split or exp.split,  # type: ignore[arg-type]
-        popularity=world.popularity,
-        retrieve=retrieve,
-    )
-    return Prepared(ds, world, cases, None, counted)
-
-
-def _record(
-    system: str,
-    kind: str,
-    seed: int,
-    case: EvalCase,
-    ranked: list[str],
-    ks: Sequence[int],
-    candidates: Sequence[str] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    cands = case.candidates if candidates is None else tuple(candidates)
-    out = {
-        "system": system,
-        "kind": kind,
-        "seed": seed,
-        "user_id": case.user_id,
-        "split": case.split,
-        "target": case.target,
-        # Length of the history the systems saw (after protocol.max_history): segments.
-        "history_len": len(case.history),
-        "ranked": ranked,
-        "metrics": user_metrics(ranked, {case.target}, cands, ks),
-        **extra,
-    }
-    if candidates is not None:  # two-stage: the system's own candidates
-        out["candidate_recall"] = float(case.target in set(cands))
-        out["n_candidates"] = len(cands)
-    return out
-
-
-def _identity(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """What every result line of a variant records about its config, model and data."""
-    return {
-        k: meta[k]
-        for k in ("config_sha256", "model_id", "model_revision", "dataset_sha256", "variant")
-    }
 
 
 def _batches(seq: Sequence[EvalCase], size: int) -> Iterator[list[EvalCase]]:
@@ -205,14 +106,6 @@ def _isolated(call: Callable[[list[Any]], list[Recommendation]], jobs: list[Any]
         except GenreError as exc:
             out.append(exc)
     return out
-
-
-def _rejections(entries: Sequence[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for e in entries:
-        reason = str(e.get("reason", "invalid"))
-        counts[reason] = counts.get(reason, 0) + 1
-    return counts
 
 
 class Runner:
@@ -344,142 +237,6 @@ class Runner:
         ]
         return _isolated(rec.rank_many, jobs)
 
-    def _lines(
-        self,
-        name: str,
-        kind: str,
-        seed: int,
-        batch: Sequence[EvalCase],
-        outs: Sequence[Any],
-        wall: float,
-        common: Mapping[str, Any],
-        extra: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> list[dict[str, Any]]:
-        two_stage = self.exp.protocol.kind == "two-stage"
-        lines = []
-        for case, out in zip(batch, outs, strict=True):
-            more = {**common, **(extra or {}).get(case.user_id, {})}
-            ranked: list[str] = []
-            cand_ids: list[str] = []
-            if isinstance(out, Exception):
-                fields: dict[str, Any] = {
-                    "failed": True,
-                    "error": str(out)[:500],
-                    "latency_s": wall,
-                    "prompt_tokens": 0,
-                    "completion_tokens": 0,
-                    "rejected": {},
-                    "template_sha256": "",
-                }
-            else:
-                trace = out.trace
-                cand_ids = [c.item.id for c in trace.candidates]
-                top = [r.item.id for r in out.items]
-                # Unranked candidates follow in presented order (label-blind): AUC is defined.
-                ranked = top + [i for i in cand_ids if i not in set(top)]
-                more.update(self._explanations(case, out))
-                fields = {
-                    "failed": False,
-                    "latency_s": sum(t.seconds for t in trace.timings),
-                    "prompt_tokens": trace.prompt_tokens,
-                    "completion_tokens": trace.completion_tokens,
-                    "rejected": _rejections(trace.rejected_entries),
-                    "llm_calls": trace.llm_calls,
-                    "template_sha256": trace.template_sha256,
-                }
-            lines.append(
-                _record(
-                    name,
-                    kind,
-                    seed,
-                    case,
-                    ranked,
-                    self.exp.ks,
-                    candidates=cand_ids if two_stage else None,
-                    wall_s=wall,
-                    **fields,
-                    **more,
-                )
-            )
-        return lines
-
-    def _explanations(self, case: EvalCase, out: Recommendation) -> dict[str, Any]:
-        """The rationales of ``out`` with their cites and evidence, and their per-user
-        metrics (``eval/genre_eval/explain_metrics.py``); nothing when no item has a rationale."""
-        entries = [explanation_entry(it) for it in out.items if it.rationale is not None]
-        if not entries:
-            return {}
-        reasons = _rejections(out.trace.rejected_entries)
-        truncated = reasons.get("truncated rationale", 0)
-        titles = [self.prepared.ds.items[h].title for h in case.history]
-        return {
-            "explanations": entries,
-            "rationale_attempts_truncated": truncated,
-            "explain_metrics": explain_user_metrics(
-                entries,
-                list(case.history),
-                titles,
-                truncated,
-                truncated + reasons.get("malformed rationale", 0),
-            ),
-        }
-
-    def _counterfactual(
-        self,
-        rec: Recommender | None,
-        case: EvalCase,
-        out: Recommendation,
-        profile: str,
-        plain_history: bool,
-    ) -> dict[str, Any]:
-        """Mean rank drop of the explained items when the history items their rationale cites
-        are removed, and when as many random history items are (seeded by user id): the
-        same candidates re-ranked by ``rec``, the variant's config without rationales, and
-        compared with its order on the whole history. None when ``rec`` is None (an LLM
-        ranking mode) or no explained item cites the visible history; a re-ranking that
-        fails gives None and ``cf_error``."""
-        none: dict[str, Any] = {"cf_drop_cited": None, "cf_drop_random": None}
-        explained = [(it.item.id, it.cites) for it in out.items if it.rationale is not None]
-        plan = removals(explained, case.history, f"{self.exp.protocol.seed}:{case.user_id}")
-        if rec is None or not plan:
-            return none
-        ds = self.prepared.ds
-        rows = history_rows(ds, case)
-        cands = [c.item for c in out.trace.candidates]
-
-        def request(drop: Sequence[str]) -> tuple[list[Item], RecRequest]:
-            gone = set(drop)
-            shown: list[Any] = (
-                [ds.items[h] for h in case.history if h not in gone]
-                if plain_history
-                else [r for r in rows if r.item_id not in gone]
-            )
-            return cands, RecRequest(
-                user_id=case.user_id,
-                history=shown,
-                k=min(len(cands), 100),
-                profile=profile,
-                profile_scope="config",
-            )
-
-        jobs = [request(())]
-        for _, cited, rand in plan:
-            jobs += [request(cited), request(rand)]
-        try:
-            outs = rec.rank_many(jobs)
-        except GenreError as exc:
-            return {**none, "cf_error": str(exc)[:500]}
-        orders = [[it.item.id for it in o.items] for o in outs]
-        base = orders[0]
-        # An item past the first 100 of the full-history order has no rank to drop from.
-        kept = [(n, item) for n, (item, _, _) in enumerate(plan) if item in base]
-        by_cited = [float(rank_drop(base, orders[1 + 2 * n], item)) for n, item in kept]
-        by_random = [float(rank_drop(base, orders[2 + 2 * n], item)) for n, item in kept]
-        return {
-            "cf_drop_cited": mean_or_none(by_cited),
-            "cf_drop_random": mean_or_none(by_random),
-        }
-
     def run_baselines(self) -> None:
         ds = self.prepared.ds
         for name in self.exp.baselines:
@@ -496,7 +253,20 @@ class Runner:
                 t0 = time.perf_counter()
                 outs = self._serve(rec, batch)
                 wall = (time.perf_counter() - t0) / len(batch)
-                self._append(self._lines(name, "baseline", 0, batch, outs, wall, common))
+                self._append(
+                    result_lines(
+                        self.prepared.ds,
+                        self.exp.ks,
+                        self.exp.protocol.kind == "two-stage",
+                        name,
+                        "baseline",
+                        0,
+                        batch,
+                        outs,
+                        wall,
+                        common,
+                    )
+                )
                 self._tick(name, total - len(self._todo(name, 0)), total)
 
     def run_variant(self, variant: VariantSpec) -> None:
@@ -533,68 +303,15 @@ class Runner:
             # The bm25 variant indexes the enriched texts; LLM variants see enriched
             # candidates as items passed with the request.
             catalog = {**ds.items, **inputs.enriched} if bm25 else None
-            # Counterfactual re-ranking (experiment.explanations): the same config without
-            # rationales, so no LLM runs. A ranker that needs the LLM or a fitted model of
-            # its own is skipped.
-            cf_rec = None
-            ranker_needs = needs(cfg)
-            if self.exp.explanations and not (ranker_needs.llm or ranker_needs.learned_model):
-                ranking = cfg.ranking.model_copy(update={"rationale_top_r": 0})
-                cf_rec = self.prepared.world.recommender(
-                    cfg.model_copy(update={"ranking": ranking}), catalog=catalog
-                )
+            cf_rec = self._cf_recommender(cfg, catalog)
             for seed in seeds:
                 scfg = cfg.model_copy(
                     update={"llm": cfg.llm.model_copy(update={"seed": cfg.llm.seed + seed})}
                 )
                 rec = self.prepared.world.recommender(scfg, llm, catalog=catalog)
                 for batch in _batches(self._todo(variant.name, seed), self.exp.batch_size):
-                    hits, misses = (llm.hits, llm.misses) if llm else (0, 0)
-                    t0 = time.perf_counter()
-                    profiles = inputs.profiles_for(batch)
-                    # A user whose profile cannot be built is a failed request (scored 0), like
-                    # an answer that stays invalid: never quietly ranked without its profile.
-                    ok = [c for c in batch if not isinstance(profiles.get(c.user_id), ProfileError)]
-                    texts = {c.user_id: _profile_text(profiles.get(c.user_id)) for c in ok}
-                    cands = (
-                        {c.user_id: [inputs.item(i) for i in c.candidates] for c in ok}
-                        if inputs.enricher is not None and not bm25
-                        else None
-                    )
-                    served = (
-                        self._serve(rec, ok, candidates=cands, profiles=texts, plain_history=bm25)
-                        if ok
-                        else []
-                    )
-                    by_user = dict(zip([c.user_id for c in ok], served, strict=True))
-                    outs = [by_user.get(c.user_id, profiles.get(c.user_id)) for c in batch]
-                    wall = (time.perf_counter() - t0) / len(batch)
-                    extra = {
-                        c.user_id: inputs.record_fields(c, profiles.get(c.user_id)) for c in batch
-                    }
-                    if self.exp.explanations:
-                        for c in ok:
-                            out = by_user[c.user_id]
-                            if isinstance(out, Recommendation) and any(
-                                it.rationale is not None for it in out.items
-                            ):
-                                extra[c.user_id].update(
-                                    self._counterfactual(
-                                        cf_rec, c, out, texts.get(c.user_id, ""), bm25
-                                    )
-                                )
-                    lines = self._lines(
-                        variant.name, "llm", seed, batch, outs, wall, _identity(meta), extra
-                    )
-                    # Share of this batch's engine calls answered from the cache: a replayed
-                    # batch's wall time says nothing about speed (summary.users_per_min).
-                    calls = (llm.hits - hits) + (llm.misses - misses) if llm else 0
-                    rate = (llm.hits - hits) / calls if llm and calls else 0.0
-                    self._append(
-                        [
-                            {**r, "cache_hit_rate": rate, **({"ranker": "bm25"} if bm25 else {})}
-                            for r in lines
-                        ]
+                    self._variant_batch(
+                        variant.name, seed, batch, rec, llm, inputs, cf_rec, bm25, meta
                     )
                     left = sum(len(self._todo(variant.name, s)) for s in seeds)
                     self._tick(variant.name, total - left, total)
@@ -603,6 +320,80 @@ class Runner:
             inputs.close()
             if llm is not None:
                 llm.close()
+
+    def _cf_recommender(
+        self, cfg: Config, catalog: Mapping[str, Item] | None
+    ) -> Recommender | None:
+        """Counterfactual re-ranking (experiment.explanations): the same config without
+        rationales, so no LLM runs. A ranker that needs the LLM or a fitted model of its own
+        is skipped (None)."""
+        cf_rec = None
+        ranker_needs = needs(cfg)
+        if self.exp.explanations and not (ranker_needs.llm or ranker_needs.learned_model):
+            ranking = cfg.ranking.model_copy(update={"rationale_top_r": 0})
+            cf_rec = self.prepared.world.recommender(
+                cfg.model_copy(update={"ranking": ranking}), catalog=catalog
+            )
+        return cf_rec
+
+    def _variant_batch(
+        self,
+        name: str,
+        seed: int,
+        batch: list[EvalCase],
+        rec: Recommender,
+        llm: CachingLLM | None,
+        inputs: VariantInputs,
+        cf_rec: Recommender | None,
+        bm25: bool,
+        meta: dict[str, Any],
+    ) -> None:
+        """Serve one batch of a variant and append its result lines."""
+        hits, misses = (llm.hits, llm.misses) if llm else (0, 0)
+        t0 = time.perf_counter()
+        profiles = inputs.profiles_for(batch)
+        # A user whose profile cannot be built is a failed request (scored 0), like
+        # an answer that stays invalid: never quietly ranked without its profile.
+        ok = [c for c in batch if not isinstance(profiles.get(c.user_id), ProfileError)]
+        texts = {c.user_id: _profile_text(profiles.get(c.user_id)) for c in ok}
+        cands = (
+            {c.user_id: [inputs.item(i) for i in c.candidates] for c in ok}
+            if inputs.enricher is not None and not bm25
+            else None
+        )
+        served = (
+            self._serve(rec, ok, candidates=cands, profiles=texts, plain_history=bm25) if ok else []
+        )
+        by_user = dict(zip([c.user_id for c in ok], served, strict=True))
+        outs = [by_user.get(c.user_id, profiles.get(c.user_id)) for c in batch]
+        wall = (time.perf_counter() - t0) / len(batch)
+        extra = {c.user_id: inputs.record_fields(c, profiles.get(c.user_id)) for c in batch}
+        if self.exp.explanations:
+            add_counterfactuals(
+                self.prepared.ds, self.exp.protocol.seed, cf_rec, ok, by_user, texts, bm25, extra
+            )
+        two_stage = self.exp.protocol.kind == "two-stage"
+        common = identity(meta)
+        lines = result_lines(
+            self.prepared.ds,
+            self.exp.ks,
+            two_stage,
+            name,
+            "llm",
+            seed,
+            batch,
+            outs,
+            wall,
+            common,
+            extra,
+        )
+        # Share of this batch's engine calls answered from the cache: a replayed
+        # batch's wall time says nothing about speed (summary.users_per_min).
+        calls = (llm.hits - hits) + (llm.misses - misses) if llm else 0
+        rate = (llm.hits - hits) / calls if llm and calls else 0.0
+        self._append(
+            [{**r, "cache_hit_rate": rate, **({"ranker": "bm25"} if bm25 else {})} for r in lines]
+        )
 
     def write_manifest(self) -> None:
         """Write manifest.json. Variants recorded by an earlier invocation into the same run

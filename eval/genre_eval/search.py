@@ -136,6 +136,28 @@ def parse_space(specs: list[str]) -> SearchSpace:
         raise ConfigError(f"--space: {exc}") from None
 
 
+def _searched_space(
+    exp: Experiment,
+    base: VariantSpec,
+    space: SearchSpace | None,
+    overrides: dict[str, Any] | None,
+) -> SearchSpace:
+    """The space to search: without a scoring mode, fusion_weight stays 1 (an explicit
+    other range is an error)."""
+    space = space or SearchSpace()
+    modes = set(space.modes) or {exp.variant_config(base, overrides).ranking.mode}
+    if "scoring" not in modes:
+        if space.fusion_weight == SearchSpace().fusion_weight:
+            space = space.model_copy(update={"fusion_weight": (1.0, 1.0)})
+        elif space.fusion_weight != (1.0, 1.0):
+            raise ConfigError(
+                f"--space fusion_weight={space.fusion_weight[0]},{space.fusion_weight[1]}: "
+                f"variant {base.name!r} ranks listwise, which has no scores to fuse; "
+                "search fusion_weight on a scoring variant"
+            )
+    return space
+
+
 def search(
     exp: Experiment,
     out_dir: str | Path,
@@ -154,17 +176,7 @@ def search(
     at an eval run's cache replays that run's answers (e.g. the test split) instead of
     recomputing them."""
     out = Path(out_dir)
-    space = space or SearchSpace()
-    modes = set(space.modes) or {exp.variant_config(base, overrides).ranking.mode}
-    if "scoring" not in modes:
-        if space.fusion_weight == SearchSpace().fusion_weight:
-            space = space.model_copy(update={"fusion_weight": (1.0, 1.0)})
-        elif space.fusion_weight != (1.0, 1.0):
-            raise ConfigError(
-                f"--space fusion_weight={space.fusion_weight[0]},{space.fusion_weight[1]}: "
-                f"variant {base.name!r} ranks listwise, which has no scores to fuse; "
-                "search fusion_weight on a scoring variant"
-            )
+    space = _searched_space(exp, base, space, overrides)
     cache = Path(cache_path) if cache_path else out / "llm_cache.sqlite"
     quiet = exp.model_copy(update={"baselines": [], "variants": []})
     history: list[dict[str, Any]] = []
@@ -198,9 +210,8 @@ def search(
     else:
         for n in range(trials):
             params = _suggest(space, None, rng)
-            history.append(
-                {"trial": n, "params": params, "valid": evaluate(params, f"trial{n:03d}", "valid")}
-            )
+            value = evaluate(params, f"trial{n:03d}", "valid")
+            history.append({"trial": n, "params": params, "valid": value})
     best = max(history, key=lambda h: (h["valid"], -h["trial"]))
     test_value = evaluate(best["params"], "final", "test")
     variant = base.model_copy(update={**best["params"], "name": "best"})

@@ -76,23 +76,12 @@ def chat(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per turn.")] = False,
 ) -> None:
     """Chat REPL: one message per stdin line; /quit ends; the session id is printed first."""
-    from genre_agent.service.chat import ChatSession, IntentError, SessionStore
-    from genre_agent.service.profiles import Profiles
+    from genre_agent.service.chat import IntentError, SessionStore
 
     cfg = _config(config, set_)
     rec = _recommender(cfg)
     store = SessionStore.from_config(cfg)
-    profile_text = None
-    if user and (cfg.profile.use_in_retrieval or cfg.profile.use_in_rerank):
-        stored = Profiles.from_config(cfg).get(user)
-        profile_text = stored.profile.as_text() if stored else None
-    if session:
-        sess = ChatSession.resume(rec, store, session, profile=profile_text)
-        print(f"session: {sess.id} (resumed, {len(sess.turns)} turns)")
-    else:
-        sess = ChatSession.start(rec, store, user_id=user, profile=profile_text)
-        print(f"session: {sess.id}")
-    sys.stdout.flush()
+    sess = _open_session(cfg, rec, store, session, user)
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
@@ -131,6 +120,26 @@ def chat(
     print(f"bye; resume with --session {sess.id}")
     store.close()
     rec.close()
+
+
+def _open_session(cfg: Config, rec: Any, store: Any, session: str | None, user: str | None) -> Any:
+    """Resume ``session`` or start one (with the user's stored profile when the config uses
+    profiles); prints the session id first."""
+    from genre_agent.service.chat import ChatSession
+    from genre_agent.service.profiles import Profiles
+
+    profile_text = None
+    if user and (cfg.profile.use_in_retrieval or cfg.profile.use_in_rerank):
+        stored = Profiles.from_config(cfg).get(user)
+        profile_text = stored.profile.as_text() if stored else None
+    if session:
+        sess = ChatSession.resume(rec, store, session, profile=profile_text)
+        print(f"session: {sess.id} (resumed, {len(sess.turns)} turns)")
+    else:
+        sess = ChatSession.start(rec, store, user_id=user, profile=profile_text)
+        print(f"session: {sess.id}")
+    sys.stdout.flush()
+    return sess
 
 
 @profile_app.command("show")

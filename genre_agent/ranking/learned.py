@@ -213,99 +213,105 @@ class FeatureBuilder:
             cols.append(np.array([s if math.isfinite(s) else np.nan for s in scores]))
             cols.append(np.array([(ranks[i] - 1) / max(n - 1, 1) for i in ids], dtype=float))
         st = self.stats
-        counts = np.array([math.log1p(st.counts.get(i, 0)) for i in ids])
-        last = np.array(
-            [(st.newest_ts - st.last_ts[i]) / _YEAR_S if i in st.last_ts else np.nan for i in ids]
-        )
-        median = np.array(
-            [
-                (st.newest_ts - st.median_ts[i]) / _YEAR_S if i in st.median_ts else np.nan
-                for i in ids
-            ]
-        )
-        year_gap = []
-        for c in req.candidates:
-            y = c.metadata.get("year")
-            ok = isinstance(y, int) and not isinstance(y, bool) and st.newest_year is not None
-            year_gap.append(float(st.newest_year - y) if ok else np.nan)  # type: ignore[operator]
-        ut = req.user_ts
-        first_after, median_after, last_after, near = [], [], [], []
-        for i in ids:
-            t = st.times.get(i)
-            if ut is None or t is None or not len(t):
-                first_after.append(np.nan)
-                median_after.append(np.nan)
-                last_after.append(np.nan)
-                near.append(np.nan if ut is None else 0.0)
-                continue
-            first_after.append((float(t[0]) - ut) / _YEAR_S)
-            median_after.append((st.median_ts[i] - ut) / _YEAR_S)
-            last_after.append((float(t[-1]) - ut) / _YEAR_S)
-            lo, hi = np.searchsorted(t, [ut - NEAR_S, ut + NEAR_S])
-            near.append(math.log1p(int(hi - lo)))
+        cols += _stats_columns(st, req.candidates, ids)
+        cols += _user_time_columns(st, req.user_ts, ids)
         liked = list(req.liked)
-        hist_years = [
-            y
-            for h in liked
-            if isinstance(y := h.metadata.get("year"), int) and not isinstance(y, bool)
-        ]
-        mean_year = sum(hist_years) / len(hist_years) if hist_years else None
-        year_vs = []
-        for c in req.candidates:
-            y = c.metadata.get("year")
-            ok = isinstance(y, int) and not isinstance(y, bool) and mean_year is not None
-            year_vs.append(float(y) - mean_year if ok else np.nan)  # type: ignore[arg-type,operator]
-        hist_genres = [_genres(h) for h in liked]
-        union = set().union(*hist_genres) if hist_genres else set()
-        hist_tags = set().union(*(_tags(h) for h in liked)) if liked else set()
-        jac, aff, tags = [], [], []
-        for c in req.candidates:
-            g = _genres(c)
-            jac.append(len(g & union) / len(g | union) if g | union else 0.0)
-            if g and hist_genres:
-                aff.append(
-                    sum(sum(1 for hg in hist_genres if x in hg) for x in g)
-                    / (len(g) * len(hist_genres))
-                )
-            else:
-                aff.append(0.0)
-            tags.append(float(len(_tags(c) & hist_tags)))
+        cols += _history_columns(liked, req.candidates)
         vecs = self.embeddings([h.id for h in liked] + ids) if liked else {}
-        hist_vecs = [_unit(vecs[h.id]) for h in liked if h.id in vecs]
-        mean_cos, max_cos = [], []
-        hmat = np.stack(hist_vecs) if hist_vecs else None
-        for i in ids:
-            if hmat is None or i not in vecs:
-                mean_cos.append(np.nan)
-                max_cos.append(np.nan)
-                continue
-            sims = hmat @ _unit(vecs[i])
-            mean_cos.append(float(sims.mean()))
-            max_cos.append(float(sims.max()))
-        cols += [
-            counts,
-            last,
-            median,
-            np.array(year_gap, dtype=float),
-            np.array(first_after),
-            np.array(median_after),
-            np.array(last_after),
-            np.array(near),
-            np.array(year_vs),
-            np.array(jac),
-            np.array(aff),
-            np.array(tags),
-            np.array(mean_cos),
-            np.array(max_cos),
-            np.full(n, float(req.n_liked)),
-            np.full(n, float(len(req.query.history))),
-        ]
+        cols += _embedding_columns(vecs, liked, ids)
+        cols += [np.full(n, float(req.n_liked)), np.full(n, float(len(req.query.history)))]
         if LLM_FEATURE in self.names:
             on = llm_scores is not None and self.llm_on(req.n_liked)
             cols.append(np.array(list(llm_scores), dtype=float) if on else np.full(n, np.nan))  # type: ignore[arg-type]
         out = np.column_stack(cols) if cols else np.zeros((n, 0))
         assert out.shape == (n, len(self.names))
         return out
+
+
+def _stats_columns(st: ItemStats, candidates: Sequence[Item], ids: list[str]) -> list[np.ndarray]:
+    """Popularity and age: log count, years since the last and the median interaction, and
+    years between the item's release and the newest one's."""
+    counts = np.array([math.log1p(st.counts.get(i, 0)) for i in ids])
+    last = np.array(
+        [(st.newest_ts - st.last_ts[i]) / _YEAR_S if i in st.last_ts else np.nan for i in ids]
+    )
+    median = np.array(
+        [(st.newest_ts - st.median_ts[i]) / _YEAR_S if i in st.median_ts else np.nan for i in ids]
+    )
+    year_gap = []
+    for c in candidates:
+        y = c.metadata.get("year")
+        ok = isinstance(y, int) and not isinstance(y, bool) and st.newest_year is not None
+        year_gap.append(float(st.newest_year - y) if ok else np.nan)  # type: ignore[operator]
+    return [counts, last, median, np.array(year_gap, dtype=float)]
+
+
+def _user_time_columns(st: ItemStats, ut: float | None, ids: list[str]) -> list[np.ndarray]:
+    """Each item's interactions against the user's latest one: years from it to the item's
+    first, median and last interaction, and log count of those near it."""
+    first_after, median_after, last_after, near = [], [], [], []
+    for i in ids:
+        t = st.times.get(i)
+        if ut is None or t is None or not len(t):
+            first_after.append(np.nan)
+            median_after.append(np.nan)
+            last_after.append(np.nan)
+            near.append(np.nan if ut is None else 0.0)
+            continue
+        first_after.append((float(t[0]) - ut) / _YEAR_S)
+        median_after.append((st.median_ts[i] - ut) / _YEAR_S)
+        last_after.append((float(t[-1]) - ut) / _YEAR_S)
+        lo, hi = np.searchsorted(t, [ut - NEAR_S, ut + NEAR_S])
+        near.append(math.log1p(int(hi - lo)))
+    return [np.array(first_after), np.array(median_after), np.array(last_after), np.array(near)]
+
+
+def _history_columns(liked: list[Item], candidates: Sequence[Item]) -> list[np.ndarray]:
+    """Content against the liked history: year offset from its mean, genre Jaccard and
+    affinity, shared tags."""
+    hist_years = [
+        y for h in liked if isinstance(y := h.metadata.get("year"), int) and not isinstance(y, bool)
+    ]
+    mean_year = sum(hist_years) / len(hist_years) if hist_years else None
+    year_vs = []
+    for c in candidates:
+        y = c.metadata.get("year")
+        ok = isinstance(y, int) and not isinstance(y, bool) and mean_year is not None
+        year_vs.append(float(y) - mean_year if ok else np.nan)  # type: ignore[arg-type,operator]
+    hist_genres = [_genres(h) for h in liked]
+    union = set().union(*hist_genres) if hist_genres else set()
+    hist_tags = set().union(*(_tags(h) for h in liked)) if liked else set()
+    jac, aff, tags = [], [], []
+    for c in candidates:
+        g = _genres(c)
+        jac.append(len(g & union) / len(g | union) if g | union else 0.0)
+        if g and hist_genres:
+            aff.append(
+                sum(sum(1 for hg in hist_genres if x in hg) for x in g)
+                / (len(g) * len(hist_genres))
+            )
+        else:
+            aff.append(0.0)
+        tags.append(float(len(_tags(c) & hist_tags)))
+    return [np.array(year_vs), np.array(jac), np.array(aff), np.array(tags)]
+
+
+def _embedding_columns(
+    vecs: Mapping[str, Sequence[float]], liked: list[Item], ids: list[str]
+) -> list[np.ndarray]:
+    """Mean and max cosine of each candidate to the liked history's embeddings."""
+    hist_vecs = [_unit(vecs[h.id]) for h in liked if h.id in vecs]
+    mean_cos, max_cos = [], []
+    hmat = np.stack(hist_vecs) if hist_vecs else None
+    for i in ids:
+        if hmat is None or i not in vecs:
+            mean_cos.append(np.nan)
+            max_cos.append(np.nan)
+            continue
+        sims = hmat @ _unit(vecs[i])
+        mean_cos.append(float(sims.mean()))
+        max_cos.append(float(sims.max()))
+    return [np.array(mean_cos), np.array(max_cos)]
 
 
 def llm_scores(

@@ -311,49 +311,10 @@ class ListwiseRanker:
             states.append(_State(req, self._render(req, k), ids, k, fmt=self.fmt))
         render_s = time.perf_counter() - t_render
         rank_s = self._rank_rounds(states, temperature, seed)
-        results = []
-        for s, r_s in zip(states, rank_s, strict=True):
-            ids_in = [i for i, _ in s.chosen]
-            if len(set(ids_in)) != len(ids_in):
-                raise RankingValidationError(f"assembled answer has duplicate ids: {ids_in}")
-            by_id = {c.item.id: c for c in s.req.candidates}
-            ranked = []
-            for rank, (item_id, why) in enumerate(s.chosen, start=1):
-                item = by_id[item_id].item
-                # Inline answers may name the request, the profile, any history item and
-                # the item itself.
-                ev = " ".join(
-                    [s.req.query or "", s.req.profile or "", item.title, item.text]
-                    + [f"{h.title} {h.metadata.get('genres', '')}" for h in s.req.history]
-                    + [str(item.metadata.get("genres", ""))]
-                )
-                ranked.append(
-                    RankedItem(
-                        rank=rank,
-                        item=item,
-                        score=None,
-                        rationale=why or None,
-                        unsupported_terms=unsupported_terms(why, ev) if why else [],
-                    )
-                )
-            timings = [StageTiming(stage="render", seconds=render_s / max(len(states), 1))]
-            timings.append(StageTiming(stage="llm_rank", seconds=r_s))
-            trace = Trace(
-                candidates=s.req.candidates,
-                template=s.prompt.template,
-                template_sha256=s.prompt.template_sha256,
-                prompt_sha256=s.prompt.sha256,
-                model_id=self.llm.model_id,
-                model_revision=self.llm.revision,
-                prompt_tokens=s.prompt_tokens,
-                completion_tokens=s.completion_tokens,
-                llm_calls=s.calls,
-                repair_rounds=max(s.rounds, 0),
-                rejected_entries=s.rejected,
-                raw_outputs=s.raw,
-                timings=timings,
-            )
-            results.append((ranked, trace))
+        results = [
+            self._result(st, r_s, render_s / max(len(states), 1))
+            for st, r_s in zip(states, rank_s, strict=True)
+        ]
         if self.fmt is IDS:  # two_phase: the ranked ids are explained in a second pass
             add_rationales(
                 self.llm,
@@ -364,18 +325,69 @@ class ListwiseRanker:
                 temperature=temperature,
                 seed=seed,
             )
-        for s, (ranked, _) in zip(states, results, strict=True):
-            # Final check against the pydantic schema, so a bug here cannot pass silently.
-            # A rationale withheld as unsafe (ranking.rationales; its rejected entry says why)
-            # stays None for the caller; the schema check is about the ids.
-            answer = {
-                "items": [
-                    {"item_id": r.item.id, "rationale": r.rationale or "(withheld)"} for r in ranked
-                ]
-            }
-            try:
-                if s.ids:  # no candidates (e.g. filters matched nothing): an empty ranking
-                    output_model(s.ids, s.k, 10_000).model_validate(answer)
-            except ValidationError as exc:
-                raise RankingValidationError(f"assembled answer failed schema: {exc}") from exc
+        _check_schema(states, results)
         return results
+
+    def _result(self, s: _State, r_s: float, render_s: float) -> tuple[list[RankedItem], Trace]:
+        """One request's ranking (its assembled answer) and trace; ``render_s``: its share of
+        the render time, ``r_s``: of the rank rounds."""
+        ids_in = [i for i, _ in s.chosen]
+        if len(set(ids_in)) != len(ids_in):
+            raise RankingValidationError(f"assembled answer has duplicate ids: {ids_in}")
+        by_id = {c.item.id: c for c in s.req.candidates}
+        ranked = []
+        for rank, (item_id, why) in enumerate(s.chosen, start=1):
+            item = by_id[item_id].item
+            # Inline answers may name the request, the profile, any history item and
+            # the item itself.
+            ev = " ".join(
+                [s.req.query or "", s.req.profile or "", item.title, item.text]
+                + [f"{h.title} {h.metadata.get('genres', '')}" for h in s.req.history]
+                + [str(item.metadata.get("genres", ""))]
+            )
+            ranked.append(
+                RankedItem(
+                    rank=rank,
+                    item=item,
+                    score=None,
+                    rationale=why or None,
+                    unsupported_terms=unsupported_terms(why, ev) if why else [],
+                )
+            )
+        timings = [StageTiming(stage="render", seconds=render_s)]
+        timings.append(StageTiming(stage="llm_rank", seconds=r_s))
+        trace = Trace(
+            candidates=s.req.candidates,
+            template=s.prompt.template,
+            template_sha256=s.prompt.template_sha256,
+            prompt_sha256=s.prompt.sha256,
+            model_id=self.llm.model_id,
+            model_revision=self.llm.revision,
+            prompt_tokens=s.prompt_tokens,
+            completion_tokens=s.completion_tokens,
+            llm_calls=s.calls,
+            repair_rounds=max(s.rounds, 0),
+            rejected_entries=s.rejected,
+            raw_outputs=s.raw,
+            timings=timings,
+        )
+        return ranked, trace
+
+
+def _check_schema(
+    states: Sequence[_State], results: Sequence[tuple[list[RankedItem], Trace]]
+) -> None:
+    for s, (ranked, _) in zip(states, results, strict=True):
+        # Final check against the pydantic schema, so a bug here cannot pass silently.
+        # A rationale withheld as unsafe (ranking.rationales; its rejected entry says why)
+        # stays None for the caller; the schema check is about the ids.
+        answer = {
+            "items": [
+                {"item_id": r.item.id, "rationale": r.rationale or "(withheld)"} for r in ranked
+            ]
+        }
+        try:
+            if s.ids:  # no candidates (e.g. filters matched nothing): an empty ranking
+                output_model(s.ids, s.k, 10_000).model_validate(answer)
+        except ValidationError as exc:
+            raise RankingValidationError(f"assembled answer failed schema: {exc}") from exc

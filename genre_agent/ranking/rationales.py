@@ -17,24 +17,15 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from typing import Any, Literal, Union
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    RootModel,
-    TypeAdapter,
-    ValidationError,
-    create_model,
-)
+from pydantic import BaseModel, ValidationError
 
 from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
-from genre_agent.llm.base import LLM, GenRequest, Message
-from genre_agent.prompting import render, template_sha256
+from genre_agent.llm.base import LLM, Generation, GenRequest, Message
+from genre_agent.prompting import RenderedPrompt, render, template_sha256
 from genre_agent.ranking import rationale_facts
 from genre_agent.ranking.base import RankRequest, history_view
 from genre_agent.ranking.grounding import (
@@ -46,98 +37,25 @@ from genre_agent.ranking.grounding import (
     title_forms,
     unsupported_claims,
 )
+from genre_agent.ranking.rationale_schema import (
+    OPENERS,
+    answer_model,
+    rationale_regex,
+    schema_regex,
+)
 from genre_agent.types import Evidence, RankedItem, StageTiming, Trace
 
-
-def rationale_regex(max_chars: int) -> str:
-    """The "free" format: one plain string of 8..max_chars characters (no citations)."""
-    return r'\{"rationale": "[^"\\\n\r\t]{8,' + str(max_chars) + r'}"\}'
-
-
-# The free part of a sentence: printable ASCII without a double quote or a backslash, so the
-# decoder can neither close the JSON string early nor emit stray bytes.
-_PLAIN = r"[ !#-\[\]-~]"
-OPENERS = ("Like", "As with")
-
-
-def _sentence_pattern(title: str | None, shared: Sequence[str], max_chars: int) -> str:
-    """One sentence ending with a period. With a supporting title, it opens with "Like
-    <title>," (or "As with <title>,"), so it names the evidence it cites; when that item
-    shares attributes with the recommendation, the sentence must also name one of them
-    (a genre, tag or decade), so every rationale states at least one true, shared fact."""
-    if title is None:
-        return rf"^[A-Z]{_PLAIN}{{20,{max_chars}}}\.$"
-    openers = "|".join(OPENERS)
-    head = rf"^({openers}) {_literal(title)}, "
-    values = sorted({v for a in shared for v in _attribute_words(a)}, key=len, reverse=True)
-    if not values:
-        return rf"{head}{_PLAIN}{{10,{max_chars}}}\.$"
-    half = max_chars // 2
-    alt = "|".join(_literal(v) for v in values)
-    return rf"{head}{_PLAIN}{{0,{half}}}({alt}){_PLAIN}{{0,{half}}}\.$"
-
-
-def _attribute_words(attribute: str) -> list[str]:
-    """How a sentence may name an attribute: "genre Sci-Fi" -> "Sci-Fi", "sci-fi";
-    "tag space" -> "space"; "1990s" -> "1990s"."""
-    value = attribute.split(" ", 1)[1] if attribute.startswith(("genre ", "tag ")) else attribute
-    if not all(" " <= ch <= "~" and ch not in '"\\' for ch in value):
-        return []
-    return list(dict.fromkeys([value, value.lower()]))
-
-
-def _literal(text: str) -> str:
-    r"""``text`` as a regex literal (spaces stay spaces: some grammar engines reject ``\ ``)."""
-    return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", text)
-
-
-def _citable(title: str) -> bool:
-    """A title that can sit inside the JSON string as written (no quote, backslash or control)."""
-    return all(ch >= " " and ch not in '"\\' for ch in title)
-
-
-def answer_model(support: Sequence[tuple[str, str, tuple[str, ...]]], max_chars: int) -> Any:
-    """The "evidence" answer schema for supports ``[(id, title, shared attributes), ...]``.
-
-    One alternative per support: the sentence opens with that support's title and ``cites``
-    is exactly its id, so the cited id and the named title always agree. Without support,
-    the sentence is free (but complete) and ``cites`` is empty. Every answer is
-    ``{"rationale": "...", "cites": [...]}`` with ``extra="forbid"``.
-    """
-    variants: list[type[BaseModel]] = []
-    citable = [t for t in dict.fromkeys(support) if _citable(t[1])]
-    # A support that shares nothing nameable with the item leaves the sentence free; offer
-    # it only when no support shares anything.
-    with_facts = [t for t in citable if any(_attribute_words(a) for a in t[2])]
-    for n, (item_id, title, shared) in enumerate(with_facts or citable):
-        variants.append(
-            create_model(
-                f"Explanation{n}",
-                __config__=ConfigDict(extra="forbid"),
-                rationale=(str, Field(pattern=_sentence_pattern(title, shared, max_chars))),
-                cites=(list[Literal[(item_id,)]], Field(min_length=1, max_length=1)),  # type: ignore[valid-type]
-            )
-        )
-    if not variants:
-        variants.append(
-            create_model(
-                "ExplanationFree",
-                __config__=ConfigDict(extra="forbid"),
-                rationale=(str, Field(pattern=_sentence_pattern(None, (), max_chars))),
-                cites=(list[str], Field(max_length=0)),
-            )
-        )
-    if len(variants) == 1:
-        return variants[0]
-    return RootModel[Union[tuple(variants)]]  # type: ignore[valid-type,misc]  # noqa: UP007
-
-
-@lru_cache(maxsize=4096)
-def _schema_regex(support: tuple[tuple[str, str, tuple[str, ...]], ...], max_chars: int) -> str:
-    from outlines_core.json_schema import build_regex_from_schema
-
-    schema = TypeAdapter(answer_model(support, max_chars)).json_schema()
-    return str(build_regex_from_schema(json.dumps(schema), whitespace_pattern=r" ?"))
+# The answer schemas' names stay importable from here (their home before the split).
+__all__ = [
+    "OPENERS",
+    "add_rationales",
+    "answer_model",
+    "parse_answer",
+    "rationale_regex",
+    "sentence_problems",
+    "shares_text",
+]
+_schema_regex = schema_regex
 
 
 def shares_text(shared: Sequence[str]) -> str:
@@ -184,51 +102,9 @@ def _request(
         cfg = cfg.model_copy(
             update={"rationale_format": "facts", "rationale_template": "explain_facts"}
         )
-    if cfg.rationale_format == "facts":
-        ctx = rationale_facts.prompt_context(item, evidence, req.query, req.profile)
-        prompt = render(cfg.rationale_template, **ctx)
-    else:
-        prompt = render(
-            cfg.rationale_template,
-            query=req.query,
-            profile=req.profile,
-            history=history_view(req.history),
-            item={
-                "id": item.id,
-                "title": display_title(item.title),
-                "text": item.text,
-                "genres": str(item.metadata.get("genres", "")).replace("|", ", "),
-            },
-            evidence={
-                **evidence.model_dump(),
-                "history": [
-                    {**h.model_dump(), "shares": shares_text(h.shared)} for h in evidence.history
-                ],
-            },
-            max_item_chars=cfg.max_item_chars,
-        )
+    prompt, facts = _prompt(cfg, req, item, evidence)
     messages = (Message("system", prompt.system), Message("user", prompt.user))
-    model: type[BaseModel] | None
-    facts: list[str] = []
-    if cfg.rationale_format == "free":
-        regex, model = rationale_regex(cfg.max_rationale_chars), None
-        max_tokens = cfg.max_rationale_chars // 2 + 24
-    elif cfg.rationale_format == "facts":
-        ids, facts = tuple(evidence.ids()), ctx["facts"]
-        regex = rationale_facts.schema_regex(ids, tuple(facts), cfg.max_rationale_chars)
-        model = rationale_facts.answer_model(ids, facts, cfg.max_rationale_chars)
-        # The sentence (~3 characters a token) plus the cites, the facts and the JSON.
-        max_tokens = cfg.max_rationale_chars // 3 + 24 + 8 * len(ids) + 24
-    else:
-        support = tuple((h.id, h.title, tuple(h.shared)) for h in evidence.history)
-        regex, model = (
-            _schema_regex(support, cfg.max_rationale_chars),
-            answer_model(support, cfg.max_rationale_chars),
-        )
-        # A token is at least ~3 characters here; room for the opener, the title, the JSON
-        # and the cited id.
-        longest = max((len(t) for _, t, _ in support), default=0)
-        max_tokens = (cfg.max_rationale_chars + longest) // 3 + 40
+    regex, model, max_tokens = _constraint(cfg, evidence, facts)
     hint = {
         "task": "explain",
         "format": cfg.rationale_format,
@@ -250,6 +126,62 @@ def _request(
         ),
         model,
     )
+
+
+def _prompt(
+    cfg: RankingConfig, req: RankRequest, item: Item, evidence: Evidence
+) -> tuple[RenderedPrompt, list[str]]:
+    """The rationale prompt of ``item``, and the facts it offers (the "facts" format only)."""
+    if cfg.rationale_format == "facts":
+        ctx = rationale_facts.prompt_context(item, evidence, req.query, req.profile)
+        return render(cfg.rationale_template, **ctx), ctx["facts"]
+    prompt = render(
+        cfg.rationale_template,
+        query=req.query,
+        profile=req.profile,
+        history=history_view(req.history),
+        item={
+            "id": item.id,
+            "title": display_title(item.title),
+            "text": item.text,
+            "genres": str(item.metadata.get("genres", "")).replace("|", ", "),
+        },
+        evidence={
+            **evidence.model_dump(),
+            "history": [
+                {**h.model_dump(), "shares": shares_text(h.shared)} for h in evidence.history
+            ],
+        },
+        max_item_chars=cfg.max_item_chars,
+    )
+    return prompt, []
+
+
+def _constraint(
+    cfg: RankingConfig, evidence: Evidence, facts: list[str]
+) -> tuple[str, type[BaseModel] | None, int]:
+    """(regex, answer model, max_tokens) of the answer in ``cfg``'s rationale format."""
+    model: type[BaseModel] | None
+    if cfg.rationale_format == "free":
+        regex, model = rationale_regex(cfg.max_rationale_chars), None
+        max_tokens = cfg.max_rationale_chars // 2 + 24
+    elif cfg.rationale_format == "facts":
+        ids = tuple(evidence.ids())
+        regex = rationale_facts.schema_regex(ids, tuple(facts), cfg.max_rationale_chars)
+        model = rationale_facts.answer_model(ids, facts, cfg.max_rationale_chars)
+        # The sentence (~3 characters a token) plus the cites, the facts and the JSON.
+        max_tokens = cfg.max_rationale_chars // 3 + 24 + 8 * len(ids) + 24
+    else:
+        support = tuple((h.id, h.title, tuple(h.shared)) for h in evidence.history)
+        regex, model = (
+            schema_regex(support, cfg.max_rationale_chars),
+            answer_model(support, cfg.max_rationale_chars),
+        )
+        # A token is at least ~3 characters here; room for the opener, the title, the JSON
+        # and the cited id.
+        longest = max((len(t) for _, t, _ in support), default=0)
+        max_tokens = (cfg.max_rationale_chars + longest) // 3 + 40
+    return regex, model, max_tokens
 
 
 def parse_answer(text: str, model: type[BaseModel] | None) -> tuple[str, list[str]]:
@@ -338,13 +270,7 @@ def add_rationales(
     round a sentence with a grammar fault is kept (the harness counts it); one that would
     show markup, a link, a code or a price is not shown: the item keeps no rationale, and
     its last rejected entry says why."""
-    jobs: list[_Job] = []
-    for n, (req, (ranked, _)) in enumerate(zip(requests, results, strict=True)):
-        evidence = {c.item.id: c.evidence for c in req.candidates}
-        for pos, entry in enumerate(ranked[:top_r]):
-            ev = entry.evidence or evidence.get(entry.item.id)
-            gen, model = _request(cfg, req, entry.item, ev, temperature, seed)
-            jobs.append(_Job(n, pos, gen, ev, model, gen.hint["format"] == "facts"))
+    jobs = _jobs(cfg, requests, results, top_r, temperature, seed)
     spent = [0.0] * len(results)
     for (_, trace), n in zip(results, range(len(results)), strict=True):
         if not trace.template and any(j.result == n for j in jobs):
@@ -359,18 +285,7 @@ def add_rationales(
         # A request the engine aborts (vLLM's "Failed to advance FSM" ends it with
         # finish_reason "error" and no text), or cuts at max_tokens, is retried with another
         # seed; every failure is recorded.
-        reqs = [
-            j.request
-            if attempt == 0
-            else replace(
-                j.request,
-                seed=j.request.seed + 1000 * attempt,
-                temperature=max(j.request.temperature, 0.7)
-                if id(j) in resample
-                else j.request.temperature,
-            )
-            for j in todo
-        ]
+        reqs = [_attempt_request(j, attempt, resample) for j in todo]
         last = attempt == cfg.max_repair_rounds
         t0 = time.perf_counter()
         outs = llm.generate(reqs)
@@ -383,66 +298,106 @@ def add_rationales(
             trace.completion_tokens += out.completion_tokens
             trace.raw_outputs.append(out.text)
             spent[job.result] += elapsed / len(todo)
-            entry = ranked[job.pos]
-            try:
-                if job.facts:
-                    assert job.model is not None
-                    why, cites, _ = rationale_facts.parse(out.text, job.model)
-                else:
-                    why, cites = parse_answer(out.text, job.model)
-            except ValueError as exc:
-                reason = (
-                    "truncated rationale"
-                    if out.finish_reason == "length"
-                    else "malformed rationale"
-                )
-                trace.rejected_entries.append(
-                    {
-                        "reason": reason,
-                        "item_id": entry.item.id,
-                        "finish_reason": out.finish_reason,
-                        "detail": str(exc)[:200],
-                        "entry": out.text[:200],
-                    }
-                )
-                if last:
-                    raise RankingValidationError(
-                        f"rationale for item {entry.item.id!r} is not valid after "
-                        f"{attempt + 1} attempts: {exc}; last answer {out.text[:200]!r} "
-                        f"(finish_reason={out.finish_reason}, tokens={out.completion_tokens})"
-                    ) from None
+            if _take(job, out, requests[job.result], ranked, trace, attempt, last, resample):
                 failed.append(job)
-                continue
-            req = requests[job.result]
-            claims, faults = sentence_problems(
-                why, cites, entry.item, job.evidence, req, whole_history=job.model is None
-            )
-            unsafe = _unsafe(claims, faults)
-            if faults or unsafe:
-                trace.rejected_entries.append(
-                    {
-                        "reason": "unsafe rationale" if unsafe else "faulty rationale",
-                        "item_id": entry.item.id,
-                        "finish_reason": out.finish_reason,
-                        "detail": "; ".join([*unsafe, *faults])[:200],
-                        "entry": out.text[:200],
-                    }
-                )
-                if not last:
-                    resample.add(id(job))
-                    failed.append(job)
-                    continue
-                if unsafe:  # never shown; the rejected entry above says why
-                    continue
-            ranked[job.pos] = entry.model_copy(
-                update={
-                    "rationale": why,
-                    "cites": cites,
-                    "unsupported_terms": claims,
-                    "evidence": job.evidence,
-                }
-            )
         todo = failed
     for (_, trace), seconds in zip(results, spent, strict=True):
         if seconds:
             trace.timings.append(StageTiming(stage="llm_rationales", seconds=seconds))
+
+
+def _jobs(
+    cfg: RankingConfig,
+    requests: Sequence[RankRequest],
+    results: list[tuple[list[RankedItem], Trace]],
+    top_r: int,
+    temperature: float,
+    seed: int,
+) -> list[_Job]:
+    """One job per item to explain: the top ``top_r`` of every result, in order."""
+    jobs: list[_Job] = []
+    for n, (req, (ranked, _)) in enumerate(zip(requests, results, strict=True)):
+        evidence = {c.item.id: c.evidence for c in req.candidates}
+        for pos, entry in enumerate(ranked[:top_r]):
+            ev = entry.evidence or evidence.get(entry.item.id)
+            gen, model = _request(cfg, req, entry.item, ev, temperature, seed)
+            jobs.append(_Job(n, pos, gen, ev, model, gen.hint["format"] == "facts"))
+    return jobs
+
+
+def _attempt_request(job: _Job, attempt: int, resample: set[int]) -> GenRequest:
+    """``job``'s request on this attempt: another seed on a retry, sampled (temperature at
+    least 0.7) when its last sentence was rejected for its wording."""
+    if attempt == 0:
+        return job.request
+    return replace(
+        job.request,
+        seed=job.request.seed + 1000 * attempt,
+        temperature=max(job.request.temperature, 0.7)
+        if id(job) in resample
+        else job.request.temperature,
+    )
+
+
+def _take(
+    job: _Job,
+    out: Generation,
+    req: RankRequest,
+    ranked: list[RankedItem],
+    trace: Trace,
+    attempt: int,
+    last: bool,
+    resample: set[int],
+) -> bool:
+    """Check one answer and, if it stands, put its rationale on the ranked entry; every
+    rejection is recorded in ``trace``. True when the job must be asked again."""
+    entry = ranked[job.pos]
+    try:
+        if job.facts:
+            assert job.model is not None
+            why, cites, _ = rationale_facts.parse(out.text, job.model)
+        else:
+            why, cites = parse_answer(out.text, job.model)
+    except ValueError as exc:
+        reason = "truncated rationale" if out.finish_reason == "length" else "malformed rationale"
+        _reject(trace, reason, entry, out, str(exc))
+        if last:
+            raise RankingValidationError(
+                f"rationale for item {entry.item.id!r} is not valid after "
+                f"{attempt + 1} attempts: {exc}; last answer {out.text[:200]!r} "
+                f"(finish_reason={out.finish_reason}, tokens={out.completion_tokens})"
+            ) from None
+        return True
+    claims, faults = sentence_problems(
+        why, cites, entry.item, job.evidence, req, whole_history=job.model is None
+    )
+    unsafe = _unsafe(claims, faults)
+    if faults or unsafe:
+        reason = "unsafe rationale" if unsafe else "faulty rationale"
+        _reject(trace, reason, entry, out, "; ".join([*unsafe, *faults]))
+        if not last:
+            resample.add(id(job))
+            return True
+        if unsafe:  # never shown; the rejected entry above says why
+            return False
+    ranked[job.pos] = entry.model_copy(
+        update={
+            "rationale": why,
+            "cites": cites,
+            "unsupported_terms": claims,
+            "evidence": job.evidence,
+        }
+    )
+    return False
+
+
+def _reject(trace: Trace, reason: str, entry: RankedItem, out: Generation, detail: str) -> None:
+    trace.rejected_entries.append(
+        {
+            "reason": reason,
+            "item_id": entry.item.id,
+            "finish_reason": out.finish_reason,
+            "detail": detail[:200],
+            "entry": out.text[:200],
+        }
+    )

@@ -32,7 +32,7 @@ from typing import ClassVar
 
 from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
-from genre_agent.llm.base import LLM, LabelScorer, Message, ScoreRequest
+from genre_agent.llm.base import LLM, LabelScorer, LabelScores, Message, ScoreRequest
 from genre_agent.prompting import RenderedPrompt, render
 from genre_agent.ranking.base import Needs, RankerContext, RankRequest, history_view
 from genre_agent.ranking.calibration import calibrate, placeholder_candidates
@@ -270,87 +270,10 @@ class ScoringRanker:
         t0 = time.perf_counter()
         scored = scorer.score_labels(score_reqs) if score_reqs else []
         score_s = time.perf_counter() - t0
-        if len(scored) != len(score_reqs):
-            raise RankingValidationError(
-                f"engine returned {len(scored)} score sets for {len(score_reqs)} requests"
-            )
-        for sreq, res in zip(score_reqs, scored, strict=True):
-            if set(res.logprobs) != set(sreq.labels):
-                raise RankingValidationError(
-                    f"engine scored labels {sorted(res.logprobs)}, expected {list(sreq.labels)}"
-                )
-            if not all(math.isfinite(v) for v in res.logprobs.values()):
-                raise RankingValidationError(f"non-finite label logprobs: {res.logprobs}")
-        results: list[tuple[list[RankedItem], Trace]] = []
-        for job in jobs:
-            n = len(job.ids)
-            b = len(job.orders)
-            per_order = [[0.0] * n for _ in range(b)]
-            raw_outputs, prompt_tokens = [], 0
-            for (o, positions), ri, ci in zip(job.passes, job.req_idx, job.cal_idx, strict=True):
-                labs, res = score_reqs[ri].labels, scored[ri]
-                logprobs = res.logprobs
-                raw: dict[str, object] = {"order": o, "logprobs": res.logprobs}
-                if ci is not None:
-                    logprobs = calibrate(res.logprobs, scored[ci].logprobs)
-                    raw["content_free"] = scored[ci].logprobs
-                centre = math.log(len(labs))
-                for lab, i in zip(labs, positions, strict=True):
-                    per_order[o][i] = logprobs[lab] + centre
-                prompt_tokens += res.prompt_tokens
-                raw_outputs.append(json.dumps(raw))
-            cal_reqs = {ci for ci in job.cal_idx if ci is not None}
-            prompt_tokens += sum(scored[ci].prompt_tokens for ci in cal_reqs)
-            combined = aggregate(per_order, self.cfg.aggregate) if n else []
-            variances: list[float | None] = (
-                list(rank_variance(per_order)) if b > 1 and n else [None] * n
-            )
-            stab = stability(per_order, combined) if b > 1 and n else None
-            retrieval = [c.score for c in job.req.candidates]
-            fused = fuse(combined, retrieval, self.cfg.fusion_weight) if n else []
-            fallback = None
-            if (
-                self.cfg.unstable_fallback
-                and stab is not None
-                and stab < self.cfg.stability_threshold
-            ):
-                fallback = (
-                    f"unstable: stability {stab:.3f} < {self.cfg.stability_threshold} over "
-                    f"{b} permutations; returned the retrieval order"
-                )
-                final = minmax(retrieval)
-            else:
-                final = fused
-            order = sorted(range(n), key=lambda i: (-final[i], i))[: min(job.req.k, n)]
-            ranked = [
-                RankedItem(
-                    rank=r + 1,
-                    item=job.req.candidates[i].item,
-                    score=final[i],
-                    llm_score=combined[i],
-                    rank_variance=variances[i],
-                )
-                for r, i in enumerate(order)
-            ]
-            first = job.prompts[0] if job.prompts else None
-            trace = Trace(
-                candidates=job.req.candidates,
-                template=self.cfg.scoring_template,
-                template_sha256=first.template_sha256 if first else "",
-                prompt_sha256=first.sha256 if first else "",
-                model_id=self.llm.model_id,
-                model_revision=self.llm.revision,
-                prompt_tokens=prompt_tokens,
-                llm_calls=len(job.passes) + len(cal_reqs),
-                raw_outputs=raw_outputs,
-                stability=stab,
-                fallback=fallback,
-                timings=[
-                    StageTiming(stage="render", seconds=render_s / max(len(jobs), 1)),
-                    StageTiming(stage="llm", seconds=score_s / max(len(jobs), 1)),
-                ],
-            )
-            results.append((ranked, trace))
+        _check_scores(score_reqs, scored)
+        results = [
+            self._result(job, score_reqs, scored, render_s, score_s, len(jobs)) for job in jobs
+        ]
         if self.cfg.rationale_top_r > 0:
             add_rationales(
                 self.llm,
@@ -362,3 +285,104 @@ class ScoringRanker:
                 seed,
             )
         return results
+
+    def _result(
+        self,
+        job: _Job,
+        score_reqs: Sequence[ScoreRequest],
+        scored: Sequence[LabelScores],
+        render_s: float,
+        score_s: float,
+        n_jobs: int,
+    ) -> tuple[list[RankedItem], Trace]:
+        """One request's ranking and trace from its scored passes."""
+        n = len(job.ids)
+        b = len(job.orders)
+        per_order, raw_outputs, prompt_tokens, n_cal = _pass_scores(job, score_reqs, scored)
+        combined = aggregate(per_order, self.cfg.aggregate) if n else []
+        variances: list[float | None] = (
+            list(rank_variance(per_order)) if b > 1 and n else [None] * n
+        )
+        stab = stability(per_order, combined) if b > 1 and n else None
+        retrieval = [c.score for c in job.req.candidates]
+        fused = fuse(combined, retrieval, self.cfg.fusion_weight) if n else []
+        fallback = None
+        if self.cfg.unstable_fallback and stab is not None and stab < self.cfg.stability_threshold:
+            fallback = (
+                f"unstable: stability {stab:.3f} < {self.cfg.stability_threshold} over "
+                f"{b} permutations; returned the retrieval order"
+            )
+            final = minmax(retrieval)
+        else:
+            final = fused
+        order = sorted(range(n), key=lambda i: (-final[i], i))[: min(job.req.k, n)]
+        ranked = [
+            RankedItem(
+                rank=r + 1,
+                item=job.req.candidates[i].item,
+                score=final[i],
+                llm_score=combined[i],
+                rank_variance=variances[i],
+            )
+            for r, i in enumerate(order)
+        ]
+        first = job.prompts[0] if job.prompts else None
+        trace = Trace(
+            candidates=job.req.candidates,
+            template=self.cfg.scoring_template,
+            template_sha256=first.template_sha256 if first else "",
+            prompt_sha256=first.sha256 if first else "",
+            model_id=self.llm.model_id,
+            model_revision=self.llm.revision,
+            prompt_tokens=prompt_tokens,
+            llm_calls=len(job.passes) + n_cal,
+            raw_outputs=raw_outputs,
+            stability=stab,
+            fallback=fallback,
+            timings=[
+                StageTiming(stage="render", seconds=render_s / max(n_jobs, 1)),
+                StageTiming(stage="llm", seconds=score_s / max(n_jobs, 1)),
+            ],
+        )
+        return ranked, trace
+
+
+def _check_scores(score_reqs: Sequence[ScoreRequest], scored: Sequence[LabelScores]) -> None:
+    """One finite logprob per asked label, for every request."""
+    if len(scored) != len(score_reqs):
+        raise RankingValidationError(
+            f"engine returned {len(scored)} score sets for {len(score_reqs)} requests"
+        )
+    for sreq, res in zip(score_reqs, scored, strict=True):
+        if set(res.logprobs) != set(sreq.labels):
+            raise RankingValidationError(
+                f"engine scored labels {sorted(res.logprobs)}, expected {list(sreq.labels)}"
+            )
+        if not all(math.isfinite(v) for v in res.logprobs.values()):
+            raise RankingValidationError(f"non-finite label logprobs: {res.logprobs}")
+
+
+def _pass_scores(
+    job: _Job, score_reqs: Sequence[ScoreRequest], scored: Sequence[LabelScores]
+) -> tuple[list[list[float]], list[str], int, int]:
+    """(per-order scores of the job's items, raw outputs, prompt tokens, content-free passes):
+    each pass's (calibrated) label logprobs, centred on the uniform guess."""
+    n = len(job.ids)
+    b = len(job.orders)
+    per_order = [[0.0] * n for _ in range(b)]
+    raw_outputs, prompt_tokens = [], 0
+    for (o, positions), ri, ci in zip(job.passes, job.req_idx, job.cal_idx, strict=True):
+        labs, res = score_reqs[ri].labels, scored[ri]
+        logprobs = res.logprobs
+        raw: dict[str, object] = {"order": o, "logprobs": res.logprobs}
+        if ci is not None:
+            logprobs = calibrate(res.logprobs, scored[ci].logprobs)
+            raw["content_free"] = scored[ci].logprobs
+        centre = math.log(len(labs))
+        for lab, i in zip(labs, positions, strict=True):
+            per_order[o][i] = logprobs[lab] + centre
+        prompt_tokens += res.prompt_tokens
+        raw_outputs.append(json.dumps(raw))
+    cal_reqs = {ci for ci in job.cal_idx if ci is not None}
+    prompt_tokens += sum(scored[ci].prompt_tokens for ci in cal_reqs)
+    return per_order, raw_outputs, prompt_tokens, len(cal_reqs)
