@@ -105,7 +105,7 @@ def _check_store(cfg: Config) -> None:
         )
 
 
-def _print_start(cfg: Config, url: str, target: str) -> None:
+def _print_start(cfg: Config, url: str, target: object) -> None:
     q = cfg.queue
     # Plain print: rich would wrap the long line.
     print(
