@@ -72,6 +72,10 @@ def test_years(norm: Normaliser, text: str, lo: int | None, hi: int | None) -> N
         ("less violent", (), ("Action", "Horror", "War")),
         ("animated but not for little kids", ("Animation",), ("Children",)),
         ("no, I meant comedies", ("Comedy",), ()),
+        # a new wish after the comma: the negation stops there (tests/test_chat_real.py)
+        ("no horror please, something with comedy", ("Comedy",), ("Horror",)),
+        ("no horror, no comedy", (), ("Horror", "Comedy")),
+        ("no horror, comedy or drama", (), ("Horror", "Comedy", "Drama")),
     ],
 )
 def test_genres_and_negation(

@@ -254,6 +254,8 @@ BRIDGE = set(
     up over""".split()
 )
 CHAIN = {"or", "and", "nor", ",", "/"}
+# Words that open a new wish after a comma: negation does not carry over them.
+OPENERS = {"something", "want", "wanna", "need", "with", "i", "im", "give", "show", "maybe"}
 
 STOP = set(
     """a an the and or but nor of to in on at for with from by as is are was were be been am

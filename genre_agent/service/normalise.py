@@ -390,6 +390,9 @@ class Normaliser:
             if j in neg_at:
                 negated = neg_at[j]
                 break
+            if w == "," and any(x in lx.OPENERS for x in words[j + 1 : start]):
+                # "no horror please, something with comedy": a new wish after the comma
+                break
             if w in lx.BRIDGE or w in lx.CHAIN:
                 if w in lx.CHAIN and not any(s <= j - 1 < s + ln for s, ln, _, _ in mentions):
                     # "and" chains negation only from one genre mention to the next
