@@ -210,15 +210,20 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _interrupt_within_2s(proc: subprocess.Popen, accepted: threading.Event, sig: int) -> int:
+# Far below the 300 s request timeout the call would otherwise wait for, and loose enough
+# for a loaded CI machine (2 s failed there while a real model loaded beside it).
+PROMPT_S = 20.0
+
+
+def _interrupt_promptly(proc: subprocess.Popen, accepted: threading.Event, sig: int) -> int:
     try:
         assert accepted.wait(120), "the call never reached the server"
         time.sleep(1.0)
         proc.send_signal(sig)
         try:
-            rc = proc.wait(timeout=2.0)
+            rc = proc.wait(timeout=PROMPT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 2 s after signal {sig}")
+            pytest.fail(f"still running {PROMPT_S} s after signal {sig}")
         return rc if rc is not None else -1
     finally:
         if proc.poll() is None:
@@ -227,7 +232,7 @@ def _interrupt_within_2s(proc: subprocess.Popen, accepted: threading.Event, sig:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_stops_a_waiting_call_within_2s(sig: int) -> None:
+def test_signal_stops_a_waiting_call_promptly(sig: int) -> None:
     with silent_server() as (url, accepted):
         proc = subprocess.Popen(
             [sys.executable, "-c", SCRIPT, url],
@@ -235,12 +240,12 @@ def test_signal_stops_a_waiting_call_within_2s(sig: int) -> None:
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        rc = _interrupt_within_2s(proc, accepted, sig)
+        rc = _interrupt_promptly(proc, accepted, sig)
     assert rc == (143 if sig == signal.SIGTERM else -signal.SIGINT), rc
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_cli_signal_stops_a_waiting_recommend_within_2s(
+def test_cli_signal_stops_a_waiting_recommend_promptly(
     sig: int, tmp_path: Path, catalog_path: Path
 ) -> None:
     cmd = _index(tmp_path, catalog_path)
@@ -251,5 +256,5 @@ def test_cli_signal_stops_a_waiting_recommend_within_2s(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        rc = _interrupt_within_2s(proc, accepted, sig)
+        rc = _interrupt_promptly(proc, accepted, sig)
     assert rc == (143 if sig == signal.SIGTERM else 130), rc
