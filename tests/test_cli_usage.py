@@ -170,6 +170,20 @@ _LIBRARY_LINE = re.compile(
 )
 
 
+# Logging variables a real model loaded in this pytest process sets (engines.py sets
+# VLLM_LOGGING_LEVEL=WARNING for in-process vLLM): a user's shell has none of them, and the
+# CLI leaves a variable it finds alone.
+_LOG_VARS = (
+    "VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY", "TRANSFORMERS_NO_ADVISORY_WARNINGS",
+    "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE", "TORCH_CPP_LOG_LEVEL", "PYTHONWARNINGS",
+    "GENRE_QUIET_LIBRARIES",
+)  # fmt: skip
+
+
+def _user_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _LOG_VARS}
+
+
 @pytest.mark.real
 @pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
 def test_real_model_recommend_is_quiet_and_in_rank_order(tmp_path: Path, verbose: bool) -> None:
@@ -192,7 +206,7 @@ def test_real_model_recommend_is_quiet_and_in_rank_order(tmp_path: Path, verbose
         capture_output=True,
         text=True,
         timeout=1200,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**_user_env(), "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     noisy = [ln for ln in proc.stderr.splitlines() if _LIBRARY_LINE.search(ln)]
