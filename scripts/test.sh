@@ -8,4 +8,4 @@ VENV=${VENV:-.venv}
 "$VENV/bin/mypy" genre_agent retrievers eval/genre_eval
 "$VENV/bin/genre" models prepare
 # The long real-model measurements (`-m slow`) are run by hand; docs/testing.md lists them.
-"$VENV/bin/pytest" -q -rs -m "not slow" "$@"
+"$VENV/bin/pytest" -q -rs --durations=25 -m "not slow" "$@"

@@ -92,6 +92,18 @@ def label_loss(logits: Any, label_ids: Sequence[int], target: int) -> Any:
     return torch.nn.functional.cross_entropy(picked, torch.tensor([target]))
 
 
+@dataclass
+class _Run:
+    """The trained model with its optimiser and schedule, for one ``Tuner.train`` call."""
+
+    model: Any
+    params: list[Any]
+    opt: Any
+    sched: Any
+    steps_per_epoch: int
+    total_steps: int
+
+
 class Tuner:
     """Builds examples, trains a LoRA adapter with checkpoints, merges and records provenance."""
 
@@ -164,9 +176,36 @@ class Tuner:
         encoded = [encode(ex, ds, tok, self.t, ranking, tiers) for ex in examples]
         lengths = [len(e.input_ids) for e in encoded]
         self.announce(f"prompt tokens: mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}")
+        run = self._optimiser(model, len(encoded))
+        log_path = self.out / "train_log.jsonl"
+        step = self._resume(run) if resume else 0
+        if step == 0 and log_path.exists():
+            log_path.unlink()
+        self._loop(run, encoded, step, log_path)
+        train_s = time.perf_counter() - t_start
+        model.eval()
+        adapter_dir = self.out / "adapter"
+        model.save_pretrained(adapter_dir)
+        tok.save_pretrained(adapter_dir)
+        prov = self._provenance(base, ds, examples, lengths, train_s, log_path)
+        prov["planned_steps"] = run.total_steps
+        # Examples actually trained on (a max_minutes stop ends before the planned steps).
+        prov["examples_trained"] = min(
+            prov["steps"] * self.t.grad_accum, len(encoded) * self.t.epochs
+        )
+        (adapter_dir / "genre_adapter.json").write_text(json.dumps(prov, indent=2))
+        (self.out / "genre_adapter.json").write_text(json.dumps(prov, indent=2))
+        if self.t.merge:
+            self.merge(model, tok, prov)
+        return prov
+
+    def _optimiser(self, model: Any, n_examples: int) -> _Run:
+        """AdamW over the adapter's parameters, with linear warm-up then linear decay to 0."""
+        import torch
+
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=0.0)
-        steps_per_epoch = math.ceil(len(encoded) / self.t.grad_accum)
+        steps_per_epoch = math.ceil(n_examples / self.t.grad_accum)
         total_steps = steps_per_epoch * self.t.epochs
         warm = self.t.warmup_steps
 
@@ -177,23 +216,30 @@ class Tuner:
             return max(0.0, 1.0 - (step - warm) / rest)  # linear decay to 0
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        step = 0
-        ckpt = self.out / "checkpoint"
-        log_path = self.out / "train_log.jsonl"
-        if resume and (ckpt / "state.pt").exists():
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
+        return _Run(model, params, opt, sched, steps_per_epoch, total_steps)
 
-            state = torch.load(ckpt / "state.pt", weights_only=False)
-            set_peft_model_state_dict(model, load_file(str(ckpt / "adapter.safetensors")))
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            step = int(state["step"])
-            torch.set_rng_state(state["torch_rng"])
-            self.announce(f"resumed at step {step}/{total_steps}")
-        elif log_path.exists():
-            log_path.unlink()
-        model.train()
+    def _resume(self, run: _Run) -> int:
+        """Load ``checkpoint/`` into the run when there is one; returns the step reached."""
+        import torch
+
+        ckpt = self.out / "checkpoint"
+        if not (ckpt / "state.pt").exists():
+            return 0
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        set_peft_model_state_dict(run.model, load_file(str(ckpt / "adapter.safetensors")))
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        self.announce(f"resumed at step {step}/{run.total_steps}")
+        return step
+
+    def _loop(self, run: _Run, encoded: Sequence[Encoded], step: int, log_path: Path) -> None:
+        """Optimiser steps from ``step`` to the end (or ``tune.max_minutes``), logged and saved."""
+        run.model.train()
         order_rng = random.Random(self.t.seed)
         epoch_orders = []
         for _ in range(self.t.epochs):
@@ -202,64 +248,57 @@ class Tuner:
             epoch_orders.append(order)
         t_loop = time.perf_counter()
         start_step = step
-        while step < total_steps:
-            epoch, within = divmod(step, steps_per_epoch)
+        while step < run.total_steps:
+            epoch, within = divmod(step, run.steps_per_epoch)
             batch = epoch_orders[epoch][
                 within * self.t.grad_accum : (within + 1) * self.t.grad_accum
             ]
-            opt.zero_grad()
-            losses, hits = [], 0
-            for idx in batch:
-                enc = encoded[idx]
-                ids = torch.tensor([enc.input_ids])
-                logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1]
-                loss = label_loss(logits, enc.label_ids, enc.target)
-                (loss / len(batch)).backward()
-                losses.append(float(loss.detach()))
-                picked = logits[enc.label_ids].detach()
-                hits += int(int(torch.argmax(picked)) == enc.target)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
+            loss, acc = self._step(run, [encoded[i] for i in batch])
             step += 1
             rec: dict[str, float] = {
                 "step": step,
                 "epoch": epoch,
-                "loss": sum(losses) / len(losses),
-                "acc": hits / len(batch),
-                "lr": float(sched.get_last_lr()[0]),
+                "loss": loss,
+                "acc": acc,
+                "lr": float(run.sched.get_last_lr()[0]),
                 "seconds": time.perf_counter() - t_loop,
             }
             with log_path.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             if self.progress:
                 per = (time.perf_counter() - t_loop) / (step - start_step)
-                self.progress("tune", step, total_steps, {"loss": rec["loss"], "s_per_step": per})
+                self.progress(
+                    "tune", step, run.total_steps, {"loss": rec["loss"], "s_per_step": per}
+                )
             over = (
                 self.t.max_minutes is not None
                 and time.perf_counter() - t_loop > 60 * self.t.max_minutes
             )
-            if (self.t.save_every and step % self.t.save_every == 0) or step == total_steps or over:
-                self._checkpoint(model, opt, sched, step, ckpt)
+            last = step == run.total_steps
+            if (self.t.save_every and step % self.t.save_every == 0) or last or over:
+                self._checkpoint(run.model, run.opt, run.sched, step, self.out / "checkpoint")
             if over:
-                self.announce(f"tune.max_minutes reached at step {step}/{total_steps}")
+                self.announce(f"tune.max_minutes reached at step {step}/{run.total_steps}")
                 break
-        train_s = time.perf_counter() - t_start
-        model.eval()
-        adapter_dir = self.out / "adapter"
-        model.save_pretrained(adapter_dir)
-        tok.save_pretrained(adapter_dir)
-        prov = self._provenance(base, ds, examples, lengths, train_s, log_path)
-        prov["planned_steps"] = total_steps
-        # Examples actually trained on (a max_minutes stop ends before the planned steps).
-        prov["examples_trained"] = min(
-            prov["steps"] * self.t.grad_accum, len(encoded) * self.t.epochs
-        )
-        (adapter_dir / "genre_adapter.json").write_text(json.dumps(prov, indent=2))
-        (self.out / "genre_adapter.json").write_text(json.dumps(prov, indent=2))
-        if self.t.merge:
-            self.merge(model, tok, prov)
-        return prov
+
+    def _step(self, run: _Run, batch: Sequence[Encoded]) -> tuple[float, float]:
+        """One optimiser step over a batch; returns its mean loss and label accuracy."""
+        import torch
+
+        run.opt.zero_grad()
+        losses, hits = [], 0
+        for enc in batch:
+            ids = torch.tensor([enc.input_ids])
+            logits = run.model(input_ids=ids, logits_to_keep=1).logits[0, -1]
+            loss = label_loss(logits, enc.label_ids, enc.target)
+            (loss / len(batch)).backward()
+            losses.append(float(loss.detach()))
+            picked = logits[enc.label_ids].detach()
+            hits += int(int(torch.argmax(picked)) == enc.target)
+        torch.nn.utils.clip_grad_norm_(run.params, 1.0)
+        run.opt.step()
+        run.sched.step()
+        return sum(losses) / len(losses), hits / len(batch)
 
     def _checkpoint(self, model: Any, opt: Any, sched: Any, step: int, ckpt: Path) -> None:
         import torch
