@@ -189,7 +189,7 @@ function evidenceBlock(item) {
   const cites = new Set(item.cites || []);
   const liked = (ev.history || []).map((s) => el("li", { "data-id": s.id, class: cites.has(s.id) ? "cited" : null },
     el("span", { class: "title", text: s.title }),
-    ` (${fmt(s.similarity, 2)} by ${(s.by || []).join(", ")})`));
+    el("span", { class: "muted", text: ` ${fmt(s.similarity, 2)} \u00b7 ${(s.by || []).join(", ")}` })));
   if (liked.length) box.append(el("div", { class: "label", text: "Like what you liked" }), el("ul", { class: "liked" }, liked));
   const shared = chipList("Shared", ev.shared);
   if (shared) box.append(shared);
@@ -215,9 +215,10 @@ function pickCard(ranked, ctx) {
   const title = el("h3", { class: "title", text: item.title });
   const buttons = el("div", { class: "actions" });
   if (ctx.feedback) {
-    for (const [type, glyph, word] of [["like", "\u{1F44D}", "Like"], ["dislike", "\u{1F44E}", "Dislike"]]) {
+    for (const [type, glyph, word] of [["like", "\u25B2", "Like"], ["dislike", "\u25BC", "Dislike"]]) {
       buttons.append(el("button", { type: "button", class: `fb ${type}`, "aria-pressed": "false",
-        "aria-label": `${word}: ${item.title}`, onclick: (e) => sendFeedback(e.currentTarget, ctx, item, type) }, glyph));
+        "aria-label": `${word}: ${item.title}`, onclick: (e) => sendFeedback(e.currentTarget, ctx, item, type) },
+      el("span", { "aria-hidden": "true", text: glyph }), ` ${word}`));
     }
   }
   buttons.append(el("button", { type: "button", class: "similar", "aria-label": `Similar to ${item.title}`,
