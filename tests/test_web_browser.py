@@ -177,7 +177,9 @@ def _recommend(drv: Any, user: str = "", query: str = "") -> None:
         if value:
             box.send_keys(value)
     drv.find_element(By.ID, "rec-submit").click()
-    _wait(drv, lambda d: _js(d, "return document.getElementById('rec-list').dataset.state") == "done")
+    _wait(
+        drv, lambda d: _js(d, "return document.getElementById('rec-list').dataset.state") == "done"
+    )
 
 
 # -- tests -----------------------------------------------------------------------------------
@@ -206,7 +208,10 @@ def test_the_list_arrives_before_the_rationales_with_its_evidence(driver: Any, b
     driver.find_element(By.ID, "rec-submit").click()
     _wait(driver, lambda d: len(_pick_ids(d)) == K)
     driver.save_screenshot(str(SHOTS / "recommend-streaming.png"))
-    _wait(driver, lambda d: _js(d, "return document.getElementById('rec-list').dataset.state") == "done")
+    _wait(
+        driver,
+        lambda d: _js(d, "return document.getElementById('rec-list').dataset.state") == "done",
+    )
     snaps = _js(driver, "return window.__snapshots")
     listed = [s for s in snaps if s["picks"] == K]
     assert listed, snaps
@@ -258,9 +263,7 @@ def test_a_dislike_removes_the_item_from_the_next_answer(driver: Any, base: str)
     assert _console_errors(driver) == []
 
 
-def test_a_chat_turn_shows_picks_and_wishes_and_the_session_resumes(
-    driver: Any, base: str
-) -> None:
+def test_a_chat_turn_shows_picks_and_wishes_and_the_session_resumes(driver: Any, base: str) -> None:
     from selenium.webdriver.common.by import By
 
     _open(driver, base + "/")
@@ -294,7 +297,12 @@ def test_a_chat_turn_shows_picks_and_wishes_and_the_session_resumes(
     driver.find_element(By.ID, "tab-chat").click()
     _wait(
         driver,
-        lambda d: sid in _js(d, "return [...document.getElementById('chat-sessions').options].map(o => o.value)"),
+        lambda d: (
+            sid
+            in _js(
+                d, "return [...document.getElementById('chat-sessions').options].map(o => o.value)"
+            )
+        ),
     )
     _js(driver, "document.getElementById('chat-sessions').value = arguments[0]", sid)
     driver.find_element(By.CSS_SELECTOR, "#chat-resume button[type=submit]").click()
@@ -334,6 +342,7 @@ def test_status_shows_health_models_and_metric_charts(driver: Any, base: str) ->
     from selenium.webdriver.common.by import By
 
     _open(driver, base + "/")
+    _recommend(driver, user="c0")  # at least one request on /v1/recommend to chart
     driver.find_element(By.ID, "tab-status").click()
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#metrics svg"))
     health = driver.find_element(By.ID, "health").text
@@ -352,10 +361,28 @@ REPORT = {
     "experiment": "prompt-ab",
     "kind": "ab",
     "variants": [
-        {"name": "control", "users": 120, "exposures": 600, "rate": 0.21, "rate_ci": [0.17, 0.25],
-         "mrr": 0.31, "mrr_ci": [0.27, 0.35], "llm_tokens": 1000, "llm_seconds": 12.5},
-        {"name": "treatment", "users": 118, "exposures": 590, "rate": 0.27, "rate_ci": [0.22, 0.32],
-         "mrr": 0.36, "mrr_ci": [0.31, 0.41], "llm_tokens": 1200, "llm_seconds": 14.0},
+        {
+            "name": "control",
+            "users": 120,
+            "exposures": 600,
+            "rate": 0.21,
+            "rate_ci": [0.17, 0.25],
+            "mrr": 0.31,
+            "mrr_ci": [0.27, 0.35],
+            "llm_tokens": 1000,
+            "llm_seconds": 12.5,
+        },
+        {
+            "name": "treatment",
+            "users": 118,
+            "exposures": 590,
+            "rate": 0.27,
+            "rate_ci": [0.22, 0.32],
+            "mrr": 0.36,
+            "mrr_ci": [0.31, 0.41],
+            "llm_tokens": 1200,
+            "llm_seconds": 14.0,
+        },
     ],
     "test": {"method": "two-sample bootstrap", "p_value": 0.031},
     "warnings": ["<b>few users</b> in treatment"],
@@ -419,7 +446,10 @@ def test_keyboard_only_recommendation_and_labelled_controls(driver: Any, base: s
     # Focus starts in the user box; typing and Enter submit the form.
     _wait(driver, lambda d: _js(d, "return document.activeElement.id") == "rec-user")
     driver.switch_to.active_element.send_keys("c3", Keys.ENTER)
-    _wait(driver, lambda d: _js(d, "return document.getElementById('rec-list').dataset.state") == "done")
+    _wait(
+        driver,
+        lambda d: _js(d, "return document.getElementById('rec-list').dataset.state") == "done",
+    )
     # Tab reaches the picks' buttons, which are real buttons with names.
     for _ in range(12):
         driver.switch_to.active_element.send_keys(Keys.TAB)
@@ -453,7 +483,10 @@ def test_readable_at_phone_width(driver: Any, base: str) -> None:
         _recommend(driver, user="c0")
         width = _js(driver, "return [document.documentElement.scrollWidth, window.innerWidth]")
         assert width[0] <= width[1], width  # nothing wider than the screen
-        body = _js(driver, "return getComputedStyle(document.querySelector('.pick-body')).gridTemplateColumns")
+        body = _js(
+            driver,
+            "return getComputedStyle(document.querySelector('.pick-body')).gridTemplateColumns",
+        )
         assert len(body.split()) == 1, body  # rationale above its evidence, not beside it
         driver.save_screenshot(str(SHOTS / "phone.png"))
     finally:

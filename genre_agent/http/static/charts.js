@@ -4,6 +4,12 @@
 
 // -- charts --------------------------------------------------------------------------------
 
+// A long label kept to its end (route templates differ at the end), the whole in a tooltip.
+function shorten(text, n) {
+  const t = String(text);
+  return t.length > n ? `\u2026${t.slice(t.length - n + 1)}` : t;
+}
+
 // Horizontal bars: rows [{label, value, note}] scaled to the largest value.
 function barChart(title, rows, unit) {
   const figure = el("figure", { class: "chart" }, el("figcaption", { text: title }));
@@ -20,7 +26,9 @@ function barChart(title, rows, unit) {
   rows.forEach((r, n) => {
     const y = n * rowH + 2;
     const w = Math.max(1, ((width - labelW - 70) * r.value) / max);
-    chart.append(svg("text", { x: labelW - 6, y: y + 13, "text-anchor": "end", class: "axis" }, r.label));
+    const label = svg("g", {});
+    label.append(svg("title", {}, r.label), svg("text", { x: labelW - 6, y: y + 13, "text-anchor": "end", class: "axis" }, shorten(r.label, 24)));
+    chart.append(label);
     chart.append(svg("rect", { x: labelW, y: y + 3, width: w, height: rowH - 6, class: "bar" }));
     chart.append(svg("text", { x: labelW + w + 4, y: y + 13, class: "value" }, `${fmt(r.value, r.digits === undefined ? 0 : r.digits)}${unit || ""}`));
   });
@@ -151,7 +159,11 @@ function modelsTable(models) {
     return;
   }
   const cols = [...new Set(names.flatMap((n) => Object.keys(models[n] || {})))];
-  const cell = (v) => el("td", { text: v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : v });
+  const cell = (v) => {
+    const text = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    // A digest shown by its first 12 characters (like the CLI), the whole in a tooltip.
+    return /^[0-9a-f]{40,}$/.test(text) ? el("td", { title: text, text: `${text.slice(0, 12)}\u2026` }) : el("td", { text });
+  };
   table.replaceChildren(el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "model" }), cols.map((c) => el("th", { scope: "col", text: c })))),
     el("tbody", {}, names.map((n) => el("tr", {}, el("th", { scope: "row", text: n }), cols.map((c) => cell((models[n] || {})[c]))))));
 }
