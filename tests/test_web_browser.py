@@ -384,21 +384,48 @@ REPORT = {
             "llm_seconds": 14.0,
         },
     ],
-    "test": {"method": "two-sample bootstrap", "p_value": 0.031},
+    # The shape of genre_agent.experiments.report (issue 23's other half).
+    "test": {
+        "name": "welch_t",
+        "statistic": 2.17,
+        "p_value": 0.031,
+        "alpha": 0.05,
+        "favours": "treatment",
+        "metric": "rate",
+        "control": "control",
+        "difference": 0.06,
+        "difference_ci": [0.01, 0.11],
+        "comparisons": [{"variant": "treatment", "run": True, "p_value": 0.031}],
+    },
     "warnings": ["<b>few users</b> in treatment"],
+}
+INTERLEAVED = {
+    **REPORT,
+    "experiment": "il",
+    "kind": "interleave",
+    "test": {
+        "name": "sign_test_users",
+        "statistic": 0.5,
+        "p_value": 1.0,
+        "alpha": 0.05,
+        "favours": None,
+        "users_preferring": {"control": 4, "treatment": 4},
+        "users_tied": 2,
+    },
+    "warnings": [],
 }
 
 # Replaces fetch() for /v1/experiments* before the page's scripts run: the endpoint is built
 # elsewhere (issue 23); the page's rendering of its documented answer is what is tested.
 FAKE_EXPERIMENTS = """
 const realFetch = window.fetch.bind(window);
+const answers = {'/v1/experiments': ["prompt-ab", "il"],
+  '/v1/experiments/prompt-ab': REPORT, '/v1/experiments/il': INTERLEAVED};
 window.fetch = (url, opts) => {
-  const u = String(url);
-  if (u === '/v1/experiments') return Promise.resolve(new Response(JSON.stringify(["prompt-ab"]),
+  const body = answers[String(url)];
+  if (body === undefined) return realFetch(url, opts);
+  return Promise.resolve(new Response(JSON.stringify(body),
     {status: 200, headers: {'Content-Type': 'application/json'}}));
-  if (u === '/v1/experiments/prompt-ab') return Promise.resolve(new Response(JSON.stringify(REPORT),
-    {status: 200, headers: {'Content-Type': 'application/json'}}));
-  return realFetch(url, opts);
 };
 """
 
@@ -407,6 +434,7 @@ def test_experiments_tab_draws_the_report_or_says_none_is_configured(
     driver: Any, base: str
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     _open(driver, base + "/")
     driver.find_element(By.ID, "tab-experiments").click()
@@ -414,7 +442,9 @@ def test_experiments_tab_draws_the_report_or_says_none_is_configured(
     # This server configures no experiment: a 404 or an empty list both say so.
     assert driver.find_element(By.ID, "exp-status").text.startswith("No experiments configured")
     _console_errors(driver)  # a 404 from /v1/experiments is logged by the browser
-    script = FAKE_EXPERIMENTS.replace("REPORT", json.dumps(REPORT))
+    script = FAKE_EXPERIMENTS.replace("INTERLEAVED", json.dumps(INTERLEAVED)).replace(
+        "REPORT", json.dumps(REPORT)
+    )
     added = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
     try:
         _open(driver, base + "/")
@@ -431,8 +461,22 @@ def test_experiments_tab_draws_the_report_or_says_none_is_configured(
         assert "treatment" in table and "0.270 [0.220, 0.320]" in table, table
         warning = driver.find_element(By.CSS_SELECTOR, "#exp-warnings li")
         assert warning.text == "<b>few users</b> in treatment"
-        assert "0.0310" in driver.find_element(By.ID, "exp-test").text
+        test = driver.find_element(By.ID, "exp-test").text
+        assert "favours treatment (p = 0.0310 < 0.05)" in test, test
+        assert "0.0100, 0.1100" in test, test  # the difference's CI
+        captions = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#exp-chart figcaption")]
+        assert captions[0].startswith("Positives per impression"), captions
         driver.save_screenshot(str(SHOTS / "experiments.png"))
+        # The interleaving report: credited clicks, the users' preferences, no verdict.
+        Select(driver.find_element(By.ID, "exp-name")).select_by_value("il")
+        driver.find_element(By.CSS_SELECTOR, "#exp-form button").click()
+        _wait(driver, lambda d: d.find_element(By.ID, "exp-title").text == "il (interleave)")
+        caption = driver.find_element(By.CSS_SELECTOR, "#exp-chart figcaption").text
+        assert caption.startswith("Credited clicks per impression"), caption
+        test = driver.find_element(By.ID, "exp-test").text
+        assert "no difference found (p = 1.0000" in test, test
+        assert "control 4, treatment 4" in test, test
+        assert driver.find_elements(By.CSS_SELECTOR, "#exp-warnings li") == []
     finally:
         driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", added)
     assert _console_errors(driver) == []

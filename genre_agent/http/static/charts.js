@@ -227,6 +227,31 @@ async function loadExperiments() {
   showExperiment($("exp-name").value);
 }
 
+// A test's value in words: numbers to 4 places, {a: 3, b: 2} as "a 3, b 2".
+function testValue(v) {
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : fmt(v, 4);
+  if (Array.isArray(v)) return v.map((x) => (typeof x === "object" && x !== null ? JSON.stringify(x) : testValue(x))).join(", ");
+  if (v && typeof v === "object") return Object.entries(v).map(([k, x]) => `${k} ${testValue(x)}`).join(", ");
+  return v === null || v === undefined ? "none" : String(v);
+}
+
+function showTest(test) {
+  const dl = $("exp-test");
+  dl.replaceChildren();
+  if (!test || typeof test !== "object") return;
+  const p = Number(test.p_value);
+  const alpha = Number.isFinite(Number(test.alpha)) ? Number(test.alpha) : 0.05;
+  if (Number.isFinite(p)) {
+    fact(dl, "verdict", test.favours ? `favours ${test.favours} (p = ${fmt(p, 4)} < ${alpha})`
+      : `no difference found (p = ${fmt(p, 4)}, alpha ${alpha})`);
+  }
+  for (const [k, v] of Object.entries(test)) {
+    if (k === "comparisons" && Array.isArray(v)) {
+      v.forEach((c, n) => fact(dl, `comparison ${n + 1}`, testValue(c && typeof c === "object" ? c : { value: c })));
+    } else fact(dl, k.replace(/_/g, " "), testValue(v));
+  }
+}
+
 async function showExperiment(name) {
   if (!name) return;
   setStatus("exp-status", "Loading\u2026");
@@ -243,7 +268,7 @@ async function showExperiment(name) {
   const ci = (v, key) => (Array.isArray(v[`${key}_ci`]) ? v[`${key}_ci`].map(Number) : [NaN, NaN]);
   const rows = (key) => variants.map((v) => ({ label: String(v.name), value: Number(v[key]), lo: ci(v, key)[0], hi: ci(v, key)[1] }));
   $("exp-title").textContent = `${report.experiment || name} (${report.kind || "?"})`;
-  const rateName = report.kind === "interleave" ? "Win rate (clicks credited)" : "Like / click rate";
+  const rateName = report.kind === "interleave" ? "Credited clicks per impression" : "Positives per impression";
   $("exp-chart").replaceChildren(ciChart(`${rateName}, 95% CI`, rows("rate")), ciChart("MRR of the first positive, 95% CI", rows("mrr")));
   const cols = ["users", "exposures", "rate", "mrr", "llm_tokens", "llm_seconds"];
   const cell = (v, c) => {
@@ -254,10 +279,6 @@ async function showExperiment(name) {
   $("exp-table").replaceChildren(el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "variant" }), cols.map((c) => el("th", { scope: "col", text: c.replace("_", " ") })))),
     el("tbody", {}, variants.map((v) => el("tr", {}, el("th", { scope: "row", text: String(v.name) }), cols.map((c) => el("td", { text: cell(v, c) }))))));
   $("exp-warnings").replaceChildren(...(Array.isArray(report.warnings) ? report.warnings : []).map((w) => el("li", { text: String(w) })));
-  const dl = $("exp-test");
-  dl.replaceChildren();
-  for (const [k, v] of Object.entries(report.test && typeof report.test === "object" ? report.test : {})) {
-    fact(dl, k, typeof v === "number" ? fmt(v, 4) : typeof v === "object" ? JSON.stringify(v) : String(v));
-  }
+  showTest(report.test);
   setStatus("exp-status", variants.length ? `${variants.length} variants.` : "The report has no variants yet.");
 }
