@@ -94,3 +94,16 @@ def test_the_page_loads_nothing_from_another_origin() -> None:
     for name, text in _scripts().items():
         for url in re.findall(r"fetch\(\s*[\"'`]([^\"'`]+)", text):
             assert url.startswith("/"), (name, url)
+
+
+def test_fake_delay_reaches_the_fake_engine() -> None:
+    """llm.fake_delay_s (what the browser tests use to pull a stream's events apart) is
+    handed to the engine, and is part of its identity (a cached engine without it is not
+    reused)."""
+    from genre_agent.config import load_config
+    from genre_agent.llm import get_engine
+
+    slow = get_engine(load_config({"llm": {"engine": "fake", "fake_delay_s": 0.5}}).llm)
+    fast = get_engine(load_config({"llm": {"engine": "fake"}}).llm)
+    assert getattr(slow, "delay_s", None) == 0.5
+    assert getattr(fast, "delay_s", None) == 0.0

@@ -514,9 +514,13 @@ def test_keyboard_only_recommendation_and_labelled_controls(driver: Any, base: s
              .filter(b => !(b.textContent.trim() || b.getAttribute('aria-label'))).length""",
     )
     assert nameless == 0
-    # The tabs are buttons too: Enter on one switches the view.
+    # The tabs are buttons too: Enter on one switches the view, the arrow keys move along.
     driver.find_element(By.ID, "tab-chat").send_keys(Keys.ENTER)
     assert driver.find_element(By.ID, "view-chat").is_displayed()
+    driver.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
+    assert driver.switch_to.active_element.get_attribute("id") == "tab-status"
+    assert driver.find_element(By.ID, "view-status").is_displayed()
+    assert not driver.find_element(By.ID, "view-chat").is_displayed()
     assert _console_errors(driver) == []
 
 

@@ -490,10 +490,20 @@ function start() {
 }
 
 async function boot() {
-  for (const tab of document.querySelectorAll("[role=tab]")) {
+  const tabs = Array.from(document.querySelectorAll("[role=tab]"));
+  for (const tab of tabs) {
     tab.addEventListener("click", () => {
       if (state.keyRequired && !sessionStorage.getItem(KEY_STORE)) return;
       selectTab(tab.id.replace("tab-", ""));
+    });
+    // The arrow keys move between tabs (the ARIA tabs pattern); Tab leaves the tab list.
+    tab.addEventListener("keydown", (e) => {
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+      if (!step) return;
+      e.preventDefault();
+      const next = tabs[(tabs.indexOf(tab) + step + tabs.length) % tabs.length];
+      next.focus();
+      next.click();
     });
   }
   $("key-form").addEventListener("submit", useKey);
