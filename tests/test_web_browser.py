@@ -525,6 +525,8 @@ def test_keyboard_only_recommendation_and_labelled_controls(driver: Any, base: s
 
 
 def test_readable_at_phone_width(driver: Any, base: str) -> None:
+    from selenium.webdriver.common.by import By
+
     driver.set_window_size(390, 844)
     try:
         _open(driver, base + "/")
@@ -537,6 +539,11 @@ def test_readable_at_phone_width(driver: Any, base: str) -> None:
         )
         assert len(body.split()) == 1, body  # rationale above its evidence, not beside it
         driver.save_screenshot(str(SHOTS / "phone.png"))
+        for tab, ready in (("chat", "#chat-sessions"), ("status", "#metrics svg")):
+            driver.find_element(By.ID, f"tab-{tab}").click()
+            _wait(driver, lambda d, css=ready: d.find_elements(By.CSS_SELECTOR, css))
+            width = _js(driver, "return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], (tab, width)
     finally:
         driver.set_window_size(1200, 800)
     assert _console_errors(driver) == []
