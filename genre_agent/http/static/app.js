@@ -5,7 +5,7 @@
 
 const KEY_STORE = "genre.apiKey";
 const state = { keyHeader: "X-API-Key", keyRequired: false, session: null, users: new Set(),
-  metricsHistory: [], statusTimer: null, lastPicks: new Map() };
+  metricsHistory: [], statusTimer: null };
 
 // -- small DOM helpers ---------------------------------------------------------------------
 
