@@ -66,6 +66,9 @@ class LLMConfig(FrozenConfig):
     engine_timeout_s: float = Field(300.0, gt=0)
     # engine="fake" only: scripted answers (see genre_agent.llm.fake).
     fake_script: Literal["first", "reverse", "duplicate", "offlist", "malformed"] = "first"
+    # engine="fake" only: seconds each generate call waits before answering, so a test can
+    # watch a stream's list arrive before its rationales (tests/test_web_browser.py).
+    fake_delay_s: float = Field(0.0, ge=0.0, le=60.0)
 
 
 class StoreConfig(FrozenConfig):

@@ -78,6 +78,9 @@ def test_server_wheel_is_lean_and_ships_prompts(tmp_path: Path):
     names, zf = _wheel(ROOT, tmp_path)
     assert "genre_agent/prompts/rerank_listwise.system.j2" in names
     assert "retrievers/embedding.py" in names
+    # The web page (genre_agent/http/web.py) is served from files inside the package.
+    for page_file in ("index.html", "app.js", "charts.js", "style.css", "icon.svg"):
+        assert f"genre_agent/http/static/{page_file}" in names, page_file
     tops = {n.split("/")[0] for n in names if ".dist-info" not in n.split("/")[0]}
     assert tops == {"genre_agent", "retrievers"}, tops
     assert not (_requires(zf) & HARNESS_ONLY), _requires(zf) & HARNESS_ONLY

@@ -7,7 +7,8 @@ serve is 503. An LLM failure during a recommendation is never an error status: t
 is flagged (http/budget.py). Every response has an X-Request-ID header.
 
 /docs is Swagger UI from the swagger-ui-bundle package, served at /docs/static: it works
-offline, and openapi.json describes every field (http/openapi.py).
+offline, and openapi.json describes every field (http/openapi.py). ``/`` is the web page
+(http/web.py), which loads without the key and asks for it when the API needs one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from genre_agent.http.reads import build_reads
 from genre_agent.http.routes import build_router
 from genre_agent.http.schemas import ErrorOut, LiveOut, ReadyOut
 from genre_agent.http.service import Service
+from genre_agent.http.web import mount_page
 from genre_agent.llm.base import LLM
 
 DOCS_STATIC = "/docs/static"
@@ -188,6 +190,7 @@ def create_app(
         and the feedback queue's lag."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    mount_page(app, api_key_set=cfg.service.api_key is not None)
     app.include_router(build_router(svc, metrics), dependencies=[auth])
     app.include_router(build_reads(svc), dependencies=[auth])
     app.openapi = lambda: describe_schema(app)  # type: ignore[method-assign]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 
 from genre_agent.llm.base import Generation, GenRequest, LabelScores, ScoreRequest
@@ -104,16 +105,21 @@ class FakeLLM:
     (except with ``malformed``).
 
     ``score_script`` answers ``score_labels`` (see _fake_label_scores), or is a callable
-    returning {label: logprob}.
+    returning {label: logprob}. ``delay_s``: each ``generate`` call waits this long first,
+    as a real engine would (so a stream's events come apart).
     """
 
     # Scripts are pure and list.append is atomic: callers may share one FakeLLM.
     thread_safe = True
 
     def __init__(
-        self, script: str | Script = "first", score_script: str | ScoreScript = "first"
+        self,
+        script: str | Script = "first",
+        score_script: str | ScoreScript = "first",
+        delay_s: float = 0.0,
     ) -> None:
         self.script = script
+        self.delay_s = delay_s
         self.score_script = score_script
         self.model_id = f"fake:{script if isinstance(script, str) else 'custom'}"
         self.revision = "0"
@@ -151,6 +157,8 @@ class FakeLLM:
         return str(req.hint.get("reply", "{}"))
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         out = []
         for req in requests:
             self.requests.append(req)

@@ -34,7 +34,7 @@ def _transformers(cfg: LLMConfig, target: str) -> LLM:
 
 
 def _fake(cfg: LLMConfig, target: str) -> LLM:
-    return FakeLLM(script=cfg.fake_script)
+    return FakeLLM(script=cfg.fake_script, delay_s=cfg.fake_delay_s)
 
 
 # One entry per `llm.engine` kind; heavy engines import their library only when built.
@@ -64,6 +64,7 @@ def get_engine(cfg: LLMConfig, announce: Callable[[str], None] | None = None) ->
         cfg.model,
         str(cfg.base_url),
         cfg.fake_script,
+        cfg.fake_delay_s,
         cfg.dtype,
         cfg.enable_prefix_caching,
     )
