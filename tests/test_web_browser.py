@@ -159,7 +159,8 @@ def _console_errors(drv: Any, allowed: tuple[str, ...] = ()) -> list[str]:
 
 def _open(drv: Any, url: str) -> None:
     drv.get(url)
-    _wait(drv, lambda d: _js(d, "return document.readyState") == "complete")
+    # boot() reads /page.json before it shows a view or the key form.
+    _wait(drv, lambda d: _js(d, "return document.body.dataset.booted") == "1")
 
 
 def _pick_ids(drv: Any, list_id: str = "rec-list") -> list[str]:

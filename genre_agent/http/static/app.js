@@ -524,10 +524,12 @@ async function boot() {
   }
   if (state.keyRequired && !sessionStorage.getItem(KEY_STORE)) {
     showKeyPanel("");
-    return;
+  } else {
+    $("forget-key").hidden = !state.keyRequired;
+    start();
   }
-  $("forget-key").hidden = !state.keyRequired;
-  start();
+  // Booted: a view or the key form is showing (browser tests wait for this).
+  document.body.dataset.booted = "1";
 }
 
 document.addEventListener("DOMContentLoaded", boot);
