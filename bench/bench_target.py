@@ -9,7 +9,10 @@ In one run, closed-loop clients (each sends its next request when the last one a
    emptied before each phase, so each starts with misses and the same user mix;
 2. cache hit against miss: per client, a user's cache entry is deleted (outside the timed
    part), then the same request is sent twice; each answer is counted by its
-   ``trace.cache``.
+   ``trace.cache``;
+3. the peak resident memory (VmHWM, the kernel's high-water mark) of each ``genre serve``
+   replica the stack started, and of its child processes: a replica is an API worker with
+   the ``openai`` engine, so it holds no model (issue 22's target: at most 1.5 GB).
 
 The replica URLs, the Redis of the cache and the stored users come from the stack's state
 folder (``--stack-dir``: ``$STACK_DIR`` or ``.genre/stack``), or from ``--replica`` and
@@ -190,6 +193,56 @@ def run(args: argparse.Namespace) -> None:
                          f"{pct(ms, 0.95):.1f}"))  # fmt: skip
     print("\ncache (recommend without rationales through nginx; entry deleted, then 2 requests)")
     print_table(rows, ("clients", "trace.cache", "requests", "p50 ms", "p95 ms"))
+    memory = memory_rows(args.stack_dir)
+    if memory:
+        print("\npeak memory of the API replicas (VmHWM), against the 1.5 GB target")
+        print_table(memory, ("part", "pid", "processes", "peak RSS MB", "vs 1.5 GB"))
+
+
+TARGET_MB = 1536.0
+
+
+def _status_kb(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes of a process group (the stack starts each part in its own)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:  # field 5 of /proc/PID/stat: the process group
+                pids.append(int(proc.name))
+    return pids
+
+
+def memory_rows(stack_dir: Path) -> list[tuple[str, ...]]:
+    """Per ``genre serve`` replica of the stack: its processes' largest peak RSS."""
+    state_file = stack_dir / "state.json"
+    if not state_file.exists():
+        return []
+    rows = []
+    for part in json.loads(state_file.read_text()).get("parts", []):
+        if not str(part.get("name", "")).startswith("serve"):
+            continue
+        pids = _group(int(part["pid"])) or [int(part["pid"])]
+        peaks = [kb for kb in (_status_kb(p, "VmHWM") for p in pids) if kb is not None]
+        if not peaks:
+            continue
+        mb = max(peaks) / 1024
+        rows.append((part["name"], str(part["pid"]), str(len(pids)), f"{mb:.0f}",
+                     f"{mb / TARGET_MB:.2f}"))  # fmt: skip
+    return rows
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
