@@ -65,11 +65,15 @@ class ExperimentReport(BaseModel):
 
 
 def _per_user(values: dict[str, list[float]]) -> list[float]:
-    return [float(np.mean(v)) for _, v in sorted(values.items())]
+    return [sum(v) / len(v) for _, v in sorted(values.items())]
 
 
 def _variant(
-    name: str, rates: dict[str, list[float]], rrs: dict[str, list[float]], cost: tuple[int, float]
+    name: str,
+    rates: dict[str, list[float]],
+    rrs: dict[str, list[float]],
+    cost: tuple[int, float],
+    n_boot: int,
 ) -> VariantReport:
     r, m = _per_user(rates), _per_user(rrs)
     return VariantReport(
@@ -77,15 +81,17 @@ def _variant(
         users=len(rates),
         exposures=sum(len(v) for v in rates.values()),
         rate=float(np.mean(r)) if r else 0.0,
-        rate_ci=bootstrap_mean_ci(r),
+        rate_ci=bootstrap_mean_ci(r, n_boot),
         mrr=float(np.mean(m)) if m else 0.0,
-        mrr_ci=bootstrap_mean_ci(m, seed=1),
+        mrr_ci=bootstrap_mean_ci(m, n_boot, seed=1),
         llm_tokens=cost[0],
         llm_seconds=round(cost[1], 6),
     )
 
 
-def _ab(exp: ExperimentConfig, joined: Sequence[Joined]) -> tuple[list[VariantReport], TestResult]:
+def _ab(
+    exp: ExperimentConfig, joined: Sequence[Joined], n_boot: int
+) -> tuple[list[VariantReport], TestResult]:
     rates: dict[str, dict[str, list[float]]] = {v.name: defaultdict(list) for v in exp.variants}
     rrs: dict[str, dict[str, list[float]]] = {v.name: defaultdict(list) for v in exp.variants}
     cost: dict[str, list[float]] = {v.name: [0, 0.0] for v in exp.variants}
@@ -99,14 +105,18 @@ def _ab(exp: ExperimentConfig, joined: Sequence[Joined]) -> tuple[list[VariantRe
         cost[e.variant][0] += e.llm_tokens
         cost[e.variant][1] += e.llm_seconds
     reports = [
-        _variant(v.name, rates[v.name], rrs[v.name], (int(cost[v.name][0]), cost[v.name][1]))
+        _variant(
+            v.name, rates[v.name], rrs[v.name], (int(cost[v.name][0]), cost[v.name][1]), n_boot
+        )
         for v in exp.variants
     ]
     per_user = {n: _per_user(r) for n, r in rates.items()}
-    return reports, _welch_tests(exp, per_user)
+    return reports, _welch_tests(exp, per_user, n_boot)
 
 
-def _welch_tests(exp: ExperimentConfig, per_user: dict[str, list[float]]) -> TestResult:
+def _welch_tests(
+    exp: ExperimentConfig, per_user: dict[str, list[float]], n_boot: int
+) -> TestResult:
     control = exp.variants[0].name
     found: list[dict[str, Any]] = []
     for v in exp.variants[1:]:
@@ -124,7 +134,7 @@ def _welch_tests(exp: ExperimentConfig, per_user: dict[str, list[float]]) -> Tes
                 "statistic": t,
                 "p_value": p,
                 "difference": diff,
-                "difference_ci": list(bootstrap_diff_ci(a, b, seed=2)),
+                "difference_ci": list(bootstrap_diff_ci(a, b, n_boot, seed=2)),
                 "favours": better,
             }
         )
@@ -152,7 +162,7 @@ def _welch_tests(exp: ExperimentConfig, per_user: dict[str, list[float]]) -> Tes
 
 
 def _interleave(
-    exp: ExperimentConfig, joined: Sequence[Joined]
+    exp: ExperimentConfig, joined: Sequence[Joined], n_boot: int
 ) -> tuple[list[VariantReport], TestResult]:
     a, b = exp.variants[0].name, exp.variants[1].name
     rates: dict[str, dict[str, list[float]]] = {a: defaultdict(list), b: defaultdict(list)}
@@ -175,7 +185,7 @@ def _interleave(
             rrs[name][e.user_id].append(1.0 / rank if rank else 0.0)
         tokens, seconds = tokens + e.llm_tokens, seconds + e.llm_seconds
     # One impression's cost is both variants' (one list): shown on each, not split.
-    reports = [_variant(n, rates[n], rrs[n], (tokens, seconds)) for n in (a, b)]
+    reports = [_variant(n, rates[n], rrs[n], (tokens, seconds), n_boot) for n in (a, b)]
     wins = sum(1 for m in margin.values() if m > 0)
     losses = sum(1 for m in margin.values() if m < 0)
     p = sign_test(wins, losses)
@@ -193,9 +203,13 @@ def _interleave(
     return reports, test
 
 
-def build_report(exp: ExperimentConfig, joined: Sequence[Joined]) -> ExperimentReport:
-    """The report of ``exp`` over joined exposures (module doc for every number)."""
-    variants, test = (_interleave if exp.kind == "interleave" else _ab)(exp, joined)
+def build_report(
+    exp: ExperimentConfig, joined: Sequence[Joined], n_boot: int = 2000
+) -> ExperimentReport:
+    """The report of ``exp`` over joined exposures (module doc for every number);
+    ``n_boot`` bootstrap resamples per CI (the simulation's replays read only the tests
+    and use fewer)."""
+    variants, test = (_interleave if exp.kind == "interleave" else _ab)(exp, joined, n_boot)
     warnings = [
         f"variant {v.name!r} has {v.users} users, fewer than min_users = {exp.min_users}: "
         "too few to say anything"
