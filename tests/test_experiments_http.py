@@ -138,3 +138,31 @@ def test_no_experiment_leaves_the_trace_fields_empty(tmp_path: Path):
         trace = c.get("/v1/recommend/c0").json()["trace"]
         assert trace["experiment"] is None and trace["variant"] is None
         assert c.get("/v1/experiments").json() == {"experiments": []}
+
+
+def test_the_cli_prints_the_same_report_as_the_endpoint(tmp_path: Path):
+    import json
+
+    import tomli_w
+    from typer.testing import CliRunner
+
+    from genre_agent.cli.main import app
+
+    with client(tmp_path, ab()) as c:
+        for n, user in enumerate(USERS):
+            got = c.get(f"/v1/recommend/{user}").json()
+            if n % 2:
+                click(c, user, got["items"][0]["item"]["id"], n)
+        served = c.get("/v1/experiments/exp1").json()
+        cfg = c.app.state.service.config  # type: ignore[attr-defined]
+    path = tmp_path / "genre.toml"
+    path.write_text(tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True)))
+    runner = CliRunner()
+    res = runner.invoke(app, ["experiments", "report", "exp1", "--json", "-c", str(path)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == served
+    res = runner.invoke(app, ["experiments", "report", "exp1", "-c", str(path)])
+    assert res.exit_code == 0 and "welch_t" in res.output and "control" in res.output
+    res = runner.invoke(app, ["experiments", "report", "nope", "-c", str(path)])
+    # A GenreError: `genre` (cli.main.run) prints its one line and exits 1.
+    assert res.exit_code != 0 and "no experiment 'nope'" in str(res.exception)
