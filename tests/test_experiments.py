@@ -249,3 +249,19 @@ def test_the_interleaving_report_credits_teams():
     c, p = rep.variants
     assert p.rate == pytest.approx(10 / 12) and c.rate == pytest.approx(1 / 12)
     assert p.mrr == pytest.approx(10 / 12 / 2)  # the pop item clicked is at rank 2
+
+
+def test_the_documented_example_config_loads():
+    """docs/experiments.md's TOML block is a valid config whose second variant ranks by
+    popularity alone."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "experiments.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert block is not None
+    cfg = load_config(tomllib.loads(block.group(1)), use_env=False)
+    (exp,) = cfg.service.experiments
+    pop = variant_config(cfg, exp.name, "popularity")
+    assert {k for k, w in pop.retrieval.sources.items() if w > 0} == {"popularity"}

@@ -8,9 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ExperimentKind = Literal["ab", "interleave"]
-# Sections an overlay may change: what a request's answer depends on. The rest (service,
-# store, queue, fit, tune, embedder, enrich, llm) is process-wide: one engine, one store.
-OVERLAY_SECTIONS: tuple[str, ...] = ("retrieval", "ranking", "profile", "cold", "chat")
+# Sections an overlay may change: what a recommendation depends on. The rest (service,
+# store, queue, fit, tune, embedder, enrich, llm) is process-wide: one engine, one store;
+# chat sessions are not in experiments.
+OVERLAY_SECTIONS: tuple[str, ...] = ("retrieval", "ranking", "profile", "cold")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
