@@ -265,3 +265,34 @@ def test_the_documented_example_config_loads():
     (exp,) = cfg.service.experiments
     pop = variant_config(cfg, exp.name, "popularity")
     assert {k for k, w in pop.retrieval.sources.items() if w > 0} == {"popularity"}
+
+
+def test_per_user_means_keep_the_aa_rate_where_a_per_impression_test_does_not():
+    """The known-bad case for the report's unit: users differ in how much they click and
+    each has ten impressions, so impressions of one user are correlated. Over A/A splits of
+    the same traffic, Welch's t on per-impression values (as if independent) finds far
+    more than alpha 'differences'; the report's per-user test stays near alpha."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(5)
+    users = [f"u{n}" for n in range(200)]
+    propensity = dict(zip(users, rng.beta(0.5, 2.0, len(users)), strict=True))
+    clicks = {u: rng.random(10) < propensity[u] for u in users}
+    runs, per_user_fp, per_impression_fp = 60, 0, 0
+    for r in range(runs):
+        exp = ExperimentConfig.model_validate(exp_cfg(name=f"aa-{r}", min_users=1))
+        joined, values = [], {"control": [], "pop": []}
+        for u in users:
+            v = assign(exp, u).name
+            for n, hit in enumerate(clicks[u]):
+                e = Exposure(exp.name, v, u, f"{u}-{n}", float(n), ("x", "y"))
+                joined += join([e], [Signal(u, "x", n + 0.5, True)] if hit else [], 10.0)
+                values[v].append(float(hit))
+        per_user_fp += build_report(exp, joined, n_boot=50).test.p_value < 0.05
+        naive = sps.ttest_ind(values["control"], values["pop"], equal_var=False)
+        per_impression_fp += naive.pvalue < 0.05
+    print(
+        f"A/A false positives of {runs}: per user {per_user_fp}, per impression {per_impression_fp}"
+    )
+    assert per_user_fp <= 8, per_user_fp  # alpha is 3 of 60
+    assert per_impression_fp >= 12, per_impression_fp
