@@ -166,3 +166,28 @@ def test_the_cli_prints_the_same_report_as_the_endpoint(tmp_path: Path):
     res = runner.invoke(app, ["experiments", "report", "nope", "-c", str(path)])
     # A GenreError: `genre` (cli.main.run) prints its one line and exits 1.
     assert res.exit_code != 0 and "no experiment 'nope'" in str(res.exception)
+
+
+def test_a_streamed_explained_answer_is_served_by_the_variant_and_logged_once(tmp_path: Path):
+    from test_http import R, _events
+
+    exp = ExperimentConfig.model_validate(ab())
+    with client(tmp_path, ab()) as c:
+        with c.stream(
+            "GET", "/v1/recommend/c0", params={"k": 4}, headers={"accept": "text/event-stream"}
+        ) as resp:
+            events = _events(resp.read().decode())
+        assert [k for k, _ in events] == ["ranked"] + ["rationale"] * R + ["done"]
+        for kind, data in (events[0], events[-1]):
+            assert data["trace"]["experiment"] == "exp1", kind
+            assert data["trace"]["variant"] == assign(exp, "c0").name, kind
+        report = c.get("/v1/experiments/exp1").json()
+    mine = {v["name"]: v for v in report["variants"]}[assign(exp, "c0").name]
+    assert mine["exposures"] == 1
+    # The fake engine reports tokens for its rationale calls, and the stream times them:
+    # the exposure carries both.
+    assert mine["llm_tokens"] > 0 and mine["llm_seconds"] > 0
+    assert (
+        mine["llm_tokens"]
+        == events[-1][1]["trace"]["prompt_tokens"] + events[-1][1]["trace"]["completion_tokens"]
+    )
