@@ -24,6 +24,7 @@ from genre_agent.config_sections import RetrievalConfig as RetrievalConfig
 from genre_agent.config_sections import SequentialConfig as SequentialConfig
 from genre_agent.config_sections import SourceKind as SourceKind
 from genre_agent.errors import ConfigError
+from genre_agent.experiments.config import ExperimentConfig, deep_merge, unique_names
 
 EngineKind = Literal["vllm", "openai", "transformers", "fake"]
 StoreKind = Literal["embedded", "http", "memory"]
@@ -249,6 +250,15 @@ class ServiceConfig(FrozenConfig):
     cache_ttl_s: int = Field(3600, ge=1, le=7 * 86400)
     # How many items an entry keeps: a request asking for k <= this is served from it.
     cache_top_n: int = Field(50, ge=1, le=100)
+    # Online experiments (genre_agent.experiments, docs/experiments.md): each names its
+    # variants (a config overlay and a traffic share); a user's variant is a stable hash
+    # of the experiment name and user id. A user in two experiments is served by the first.
+    experiments: tuple[ExperimentConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _experiment_names(self) -> ServiceConfig:
+        unique_names(self.experiments)
+        return self
 
 
 class QueueConfig(FrozenConfig):
@@ -299,10 +309,37 @@ class Config(FrozenConfig):
     queue: QueueConfig = QueueConfig()
     fit: FitConfig = FitConfig()
 
+    @model_validator(mode="after")
+    def _overlays_valid(self) -> Config:
+        """Every variant's overlay, merged onto this config, is a valid config."""
+        for exp in self.service.experiments:
+            for variant in exp.variants:
+                variant_config(self, exp.name, variant.name)
+        return self
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of this config (recorded with results)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+def variant_config(cfg: Config, experiment: str, variant: str) -> Config:
+    """``cfg`` with the variant's overlay deep-merged onto it (and no experiments: a
+    variant's config serves its own requests). A bad overlay raises ValueError naming the
+    experiment, the variant, the field and the value."""
+    exp = next(e for e in cfg.service.experiments if e.name == experiment)
+    data = cfg.model_dump()
+    data["service"]["experiments"] = ()
+    merged = deep_merge(data, exp.variant(variant).overlay)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"service.experiments[{experiment!r}].variants[{variant!r}].overlay"
+        if err["type"] == "extra_forbidden":
+            raise ValueError(f"{where}: {loc}: unknown key") from None
+        raise ValueError(f"{where}: {loc}: {err['msg']} (got {err.get('input')!r})") from None
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -368,6 +405,8 @@ def _format_validation(source: str, exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"  {loc}: unknown key")
+        elif not loc:  # a whole-tree check (experiment overlays): its message says where
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)

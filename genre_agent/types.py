@@ -122,6 +122,12 @@ class Trace(BaseModel):
     # The per-user cache (service.cache_url): "hit" (served from it), "miss" (computed and
     # stored), "bypass" (not cacheable: a query, a given history, the LLM); None: cache off.
     cache: Literal["hit", "miss", "bypass"] | None = None
+    # Online experiments (genre_agent.experiments, docs/experiments.md): the experiment and
+    # the variant that served this answer (None: no experiment applies). Interleaved, the
+    # variant is "interleaved" and ``teams`` names, per item, the variant that picked it.
+    experiment: str | None = None
+    variant: str | None = None
+    teams: list[str] = Field(default_factory=list)
 
     def seconds(self, stage: str) -> float:
         return sum(t.seconds for t in self.timings if t.stage == stage)

@@ -13,6 +13,7 @@ import pytest
 from servers import postgres_bin, postgres_server
 
 from genre_agent.config import Config
+from genre_agent.experiments.exposures import Exposure
 from genre_agent.service.chat import SessionState, SessionStore
 from genre_agent.service.feedback import FeedbackEvent, forget_user, record_feedback
 from genre_agent.storage import backends
@@ -255,7 +256,12 @@ def test_forget_user_deletes_everything_and_a_redelivery_stays_deleted(cfg: Conf
     profiles.forget("u1", "a")
     sessions = SessionStore.from_config(cfg)
     sessions.save(SessionState(id="s1", user_id="u1", created=1.0))
+    shown = backends.open_exposures(cfg, inter)
+    for user in ("u1", "u2"):
+        shown.add_exposure(Exposure("x", "a", user, f"r-{user}", 1.0, ("a",)))
     report = forget_user(cfg, inter, "u1")
+    assert report.exposures == 1
+    assert [e.user_id for e in shown.exposures("x")] == ["u2"]
     assert (
         report.interactions,
         report.events,
@@ -379,3 +385,29 @@ def test_an_unreachable_database_is_a_store_error_without_the_password(tmp_path:
 def test_a_database_url_must_name_postgres() -> None:
     with pytest.raises(Exception, match="database_url"):
         Config.model_validate({"store": {"database_url": "mysql://x@y/z"}})
+
+
+def test_exposures_round_trip_and_feedback_is_read_for_the_join(cfg: Config) -> None:
+    inter = backends.open_interactions(cfg)
+    shown = backends.open_exposures(cfg, inter)
+    a = Exposure("x", "control", "u1", "r1", 10.0, ("i1", "i2"), None, 12, 0.5)
+    b = Exposure("x", "", "u2", "r2", 11.0, ("i3", "i1"), ("control", "pop"))
+    shown.add_exposure(a)
+    shown.add_exposure(b)
+    shown.add_exposure(Exposure("other", "v", "u1", "r3", 12.0, ("i9",)))
+    assert shown.exposures("x") == [a, b]
+    record_feedback(
+        inter,
+        [
+            ev("e1", user="u1", item="i2", type_="click", timestamp=15, request_id="r1"),
+            ev("e2", user="u2", item="i3", type_="dislike", timestamp=16),
+            ev("e3", user="u1", item="i1", type_="view", timestamp=5),  # before: not read
+            ev("e4", user="u3", item="i1", type_="view", timestamp=20),  # not asked for
+        ],
+    )
+    got = sorted(shown.feedback_since(["u1", "u2"], 10.0))
+    assert got == [
+        ("u1", "i2", 15.0, "click", None, "r1"),
+        ("u2", "i3", 16.0, "dislike", 0.0, None),
+    ]
+    inter.close()

@@ -264,6 +264,42 @@ def chat_cmd(
     typer.echo(f"wrote {md}")
 
 
+@app.command("online")
+def online_cmd(
+    experiment: Annotated[Path, typer.Argument(help="experiment TOML/YAML (its data and config)")],
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default runs/online-<name>)")
+    ] = None,
+    users: Annotated[int | None, typer.Option(help="override protocol.users")] = None,
+    n: Annotated[
+        list[int] | None, typer.Option("--n", help="user counts of the power curve")
+    ] = None,
+    resamples: Annotated[int, typer.Option(min=1, help="runs per user count")] = 100,
+    aa_runs: Annotated[int, typer.Option(min=1, help="A/A runs per experiment kind")] = 200,
+    sets: Sets = None,
+) -> None:
+    """Simulated online experiments (default against popularity alone): A/B and
+    interleaving reports, users needed, the A/A false-positive rate (docs/experiments.md)."""
+    from genre_eval.online_run import DEFAULT_NS, markdown, run_online
+
+    exp = _load(experiment, users)
+    out_dir = out or Path("runs") / f"online-{exp.name}"
+    try:
+        result = run_online(
+            exp,
+            out_dir,
+            ns=n or DEFAULT_NS,
+            resamples=resamples,
+            aa_runs=aa_runs,
+            overrides=_overrides(sets),
+            echo=typer.echo,
+        )
+    finally:
+        _release_engines()
+    typer.echo(markdown(result))
+    typer.echo(f"wrote {out_dir / 'summary.json'} and {out_dir / 'table.md'}")
+
+
 def register(main_app: typer.Typer) -> None:
     """Add ``genre eval`` to the main CLI (entry point group "genre_agent.commands")."""
     main_app.add_typer(app, name="eval")

@@ -314,9 +314,9 @@ COMMAND_GROUP = "genre_agent.commands"
 def _mount_commands() -> None:
     from importlib.metadata import entry_points
 
-    from genre_agent.cli import chat, consume, store, worker
+    from genre_agent.cli import chat, consume, experiments, store, worker
 
-    for group in (chat, consume, store, worker):
+    for group in (chat, consume, experiments, store, worker):
         group.register(app)
     for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         ep.load()(app)

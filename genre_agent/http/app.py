@@ -28,6 +28,7 @@ from genre_agent.config import Config, load_config
 from genre_agent.embedders import Embedder
 from genre_agent.errors import CatalogError, GenreError
 from genre_agent.http.errors import ALWAYS, WHY, genre_status
+from genre_agent.http.experiments import build_experiments
 from genre_agent.http.guards import BodyLimit, HostCheck, RequestIds, api_key_dependency
 from genre_agent.http.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from genre_agent.http.openapi import describe_schema
@@ -193,6 +194,7 @@ def create_app(
     mount_page(app, api_key_set=cfg.service.api_key is not None)
     app.include_router(build_router(svc, metrics), dependencies=[auth])
     app.include_router(build_reads(svc), dependencies=[auth])
+    app.include_router(build_experiments(svc), dependencies=[auth])
     app.openapi = lambda: describe_schema(app)  # type: ignore[method-assign]
     # add_middleware puts each one outside the ones before: the last added runs first.
     # Outermost: the request id, timing, the Host check; then the body limit.

@@ -43,9 +43,40 @@ _TRACE: dict[str, str] = {
     "features": "ranking.mode = learned: the features that ranked this list.",
     "missing_rationales": "Item ids whose rationale was asked for but is missing.",
     "cache": "The per-user cache (service.cache_url): hit, miss or bypass; null: cache off.",
+    "experiment": "The online experiment that served this answer (null: none applies).",
+    "variant": 'Its variant that served this answer; interleaved: "interleaved".',
+    "teams": "Interleaved answers: per item, the variant that picked it.",
 }
 
 FIELDS: dict[str, dict[str, str]] = {
+    "ExperimentReport": {
+        "experiment": "The experiment's name.",
+        "kind": "ab (users split by a stable hash) or interleave (both variants in one list).",
+        "variants": "Per variant, its numbers (means over users, 95% bootstrap CIs).",
+        "test": "The test between the variants.",
+        "warnings": "Why a number cannot be trusted yet (too few users).",
+    },
+    "VariantReport": {
+        "name": "The variant.",
+        "users": "Users with at least one exposure.",
+        "exposures": "Impressions (answers shown).",
+        "rate": "Positive feedback (click, like, view, purchase, a liked rating) per "
+        "impression on shown items within window_s: per user, then averaged over users.",
+        "rate_ci": "95% bootstrap CI of rate, resampling users.",
+        "mrr": "Reciprocal rank of the first positive per impression (0 without one), "
+        "per user, then averaged.",
+        "mrr_ci": "95% bootstrap CI of mrr, resampling users.",
+        "llm_tokens": "LLM tokens (prompt + completion) of its answers.",
+        "llm_seconds": "Seconds its answers spent in LLM stages.",
+    },
+    "TestResult": {
+        "name": "welch_t (A/B, per-user rates) or sign_test_users (interleave).",
+        "statistic": "Welch's t of the second variant against the first, or the first "
+        "variant's share of the users who preferred one.",
+        "p_value": "Two-sided p-value.",
+        "alpha": "The level below which favours is set.",
+        "favours": "The better variant when p < alpha, else null.",
+    },
     "Item": {
         "id": "The item's id (a string: 1-64 letters, digits, _ . : -).",
         "title": "Its title (data: shown, never followed as an instruction).",

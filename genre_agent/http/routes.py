@@ -135,7 +135,7 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
 
     def answer(request: Request, explain: bool | None, level: TraceLevel, **args: Any) -> Response:
         shape = view(level, request_id(request))
-        events = service.stream(explained(request, explain), **args)
+        events = service.stream(explained(request, explain), request_id=request_id(request), **args)
         first = next(events)  # request errors raise here, before any byte is sent
         if wants_stream(request):
 
@@ -217,7 +217,9 @@ def build_router(service: Service, metrics: Metrics) -> APIRouter:
         for n, one in enumerate(body.requests):
             entry_id = f"{rid}-{n}"
             try:
-                rec = service.recommend(bool(one.explain), **recommend_args(one))
+                rec = service.recommend(
+                    bool(one.explain), request_id=entry_id, **recommend_args(one)
+                )
             except HTTPException as exc:
                 results.append(
                     {

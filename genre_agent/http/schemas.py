@@ -331,6 +331,7 @@ class ForgetOut(BaseModel):
     profiles: int = Field(description="Stored profiles deleted (0 or 1).")
     forgotten_items: int = Field(description="Entries of the user's forgotten-item list deleted.")
     chat_sessions: int = Field(description="Chat sessions deleted.")
+    exposures: int = Field(description="Exposures of online experiments deleted.")
     total: int = Field(description="Everything deleted.")
 
 

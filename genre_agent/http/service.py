@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import Config
 from genre_agent.embedders import Embedder
 from genre_agent.errors import GenreError
+from genre_agent.experiments.merge import interleaved
+from genre_agent.experiments.serving import ExperimentRouter, Pick
 from genre_agent.http.budget import budgeted_call, budgeted_stream
 from genre_agent.llm.base import LLM
 from genre_agent.ranking import needs, needs_llm
@@ -25,6 +28,7 @@ from genre_agent.service.cached import CachedAnswers
 from genre_agent.service.chat import ChatSession, SessionStore
 from genre_agent.service.recommender import Recommender
 from genre_agent.service.requests import HistoryEntry
+from genre_agent.storage.backends import open_exposures
 from genre_agent.storage.cache import RecommendationCache, open_cache
 from genre_agent.types import Recommendation, StreamEvent
 
@@ -69,6 +73,31 @@ def bypassed(ev: StreamEvent) -> StreamEvent:
     )
 
 
+def tagged(ev: StreamEvent, pick: Pick) -> StreamEvent:
+    """``ev`` with its recommendation's trace naming the experiment and variant."""
+    if ev.recommendation is None:
+        return ev
+    trace = ev.recommendation.trace.model_copy(
+        update={"experiment": pick.experiment.name, "variant": pick.variant}
+    )
+    return ev.model_copy(
+        update={"recommendation": ev.recommendation.model_copy(update={"trace": trace})}
+    )
+
+
+class Arm:
+    """What serves one configuration: its Recommender, the fast twin (no LLM, sharing its
+    stores and sources) and both behind the per-user cache."""
+
+    def __init__(self, rec: Recommender, cache: RecommendationCache, top_n: int) -> None:
+        self.rec = rec
+        self.fast = Recommender(
+            fast_config(rec.config), rec.store, rec.interactions, sources=rec.sources
+        )
+        self.cached_fast = CachedAnswers(self.fast, cache, top_n)
+        self.cached_rec = CachedAnswers(self.rec, cache, top_n)
+
+
 class Service:
     """The process-wide state of the HTTP service (see module doc)."""
 
@@ -77,15 +106,27 @@ class Service:
     ) -> None:
         self.config = config
         self.rec = rec
-        self.fast = Recommender(
-            fast_config(rec.config), rec.store, rec.interactions, sources=rec.sources
-        )
         # The per-user cache (service.cache_url): the fast path and an explained answer
         # that needs no LLM are read from it; the rest says trace.cache = "bypass".
         self.cache = cache if cache is not None else open_cache(config)
         top_n = config.service.cache_top_n
-        self.cached_fast = CachedAnswers(self.fast, self.cache, top_n)
-        self.cached_rec = CachedAnswers(self.rec, self.cache, top_n)
+        self.arm = Arm(rec, self.cache, top_n)
+        self.fast, self.cached_fast, self.cached_rec = (
+            self.arm.fast,
+            self.arm.cached_fast,
+            self.arm.cached_rec,
+        )
+        # Online experiments: a variant's arm shares the stores and the engine; its own
+        # sources follow its config (the cache key names the config, so arms never mix).
+        self.experiments: ExperimentRouter[Arm] = ExperimentRouter(
+            config,
+            lambda cfg: Arm(
+                Recommender(cfg, rec.store, rec.interactions, announce=rec.announce),
+                self.cache,
+                top_n,
+            ),
+            lambda: open_exposures(config, rec.interactions),
+        )
         self.budget_s = config.service.llm_budget_s
         self._sessions: SessionStore | None = None
         # Only for sessions that exist (checked first), and dropped with them: an unknown
@@ -135,6 +176,9 @@ class Service:
             self.rec.sources.fusion()
             if needs_llm(self.rec.config):
                 _ = self.rec.llm
+            for exp in self.config.service.experiments:
+                for v in exp.variants if exp.enabled else ():
+                    self.experiments.arm(exp.name, v.name).rec.sources.fusion()
             self.sessions()
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
@@ -158,25 +202,58 @@ class Service:
         k: int | None = None,
         filters: dict[str, Any] | None = None,
         exclude: Sequence[str] = (),
+        request_id: str | None = None,
     ) -> Iterator[StreamEvent]:
         """Events of one recommendation: "ranked", then rationales, then "done" (flagged
-        when the LLM stage ran out of budget or failed; see http/budget.py)."""
+        when the LLM stage ran out of budget or failed; see http/budget.py). A user in an
+        experiment is served by their variant's arm (interleaved: both, merged), the
+        trace names both, and the answer's exposure is logged under ``request_id``."""
         args: dict[str, Any] = dict(
             user_id=user_id, history=history, query=query, k=k, filters=filters, exclude=exclude
         )
-        if not explain or not needs_llm(self.rec.config):
-            cached = self.cached_rec if explain else self.cached_fast
+        pick = self.experiments.pick(user_id)
+        if pick is None:
+            yield from self._stream(self.arm, explain, args)
+        elif pick.variant is None:
+            yield from self._interleaved(pick, args, request_id)
+        else:
+            arm = self.experiments.arm(pick.experiment.name, pick.variant)
+            for ev in self._stream(arm, explain, args):
+                ev = tagged(ev, pick)
+                if ev.kind == "done" and ev.recommendation is not None:
+                    self.experiments.log(pick, ev.recommendation, request_id)
+                yield ev
+
+    def _stream(self, arm: Arm, explain: bool, args: dict[str, Any]) -> Iterator[StreamEvent]:
+        if not explain or not needs_llm(arm.rec.config):
+            cached = arm.cached_rec if explain else arm.cached_fast
             rec = cached.recommend(**args)
             yield StreamEvent(kind="ranked", recommendation=rec)
             yield StreamEvent(kind="done", recommendation=rec)
             return
         events = budgeted_stream(
-            lambda: self.rec.recommend_stream(**args),
-            lambda: self.fast.recommend(**args),
+            lambda: arm.rec.recommend_stream(**args),
+            lambda: arm.fast.recommend(**args),
             self.budget_s,
-            wanted_rationales(self.rec.config, k),
+            wanted_rationales(arm.rec.config, args.get("k")),
         )
         yield from (bypassed(ev) for ev in events) if self.cache.enabled else events
+
+    def _interleaved(
+        self, pick: Pick, args: dict[str, Any], request_id: str | None
+    ) -> Iterator[StreamEvent]:
+        """Both variants' fast answers, merged by team draft (no rationales)."""
+        exp = pick.experiment
+        answers = {
+            v.name: self.experiments.arm(exp.name, v.name).cached_fast.recommend(**args)
+            for v in exp.variants
+        }
+        k = args.get("k") or self.rec.config.ranking.k
+        rid = request_id or uuid.uuid4().hex
+        rec, teams = interleaved(exp.name, answers, k, rid)
+        self.experiments.log(pick, rec, rid, teams)
+        yield StreamEvent(kind="ranked", recommendation=rec)
+        yield StreamEvent(kind="done", recommendation=rec)
 
     def recommend(self, explain: bool, **args: Any) -> Recommendation:
         done: Recommendation | None = None

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from genre_agent.config import Config
 from genre_agent.errors import GenreError, shorten
 from genre_agent.storage.backends import exists as stores_exist
-from genre_agent.storage.backends import open_profiles
+from genre_agent.storage.backends import open_exposures, open_profiles
 from genre_agent.storage.base import InteractionBackend
 from genre_agent.storage.cache import RecommendationCache
 from genre_agent.storage.interactions import FeedbackRow, Timestamp
@@ -173,6 +173,8 @@ class ForgetReport:
     profiles: int
     forgotten_items: int
     chat_sessions: int
+    # Exposures of online experiments (what the user was shown).
+    exposures: int = 0
 
     def total(self) -> int:
         return (
@@ -181,17 +183,20 @@ class ForgetReport:
             + self.profiles
             + self.forgotten_items
             + self.chat_sessions
+            + self.exposures
         )
 
 
 def forget_user(config: Config, interactions: InteractionBackend, user_id: str) -> ForgetReport:
     """Delete everything stored about ``user_id``: interactions, feedback events (their ids
     are kept, without the user, so a redelivered event is not stored again), the profile,
-    the list of items the user asked to forget, and chat sessions. Stores that do not
+    the list of items the user asked to forget, chat sessions and the exposures of online
+    experiments. Stores that do not
     exist yet are not created. Other users' data is untouched."""
     from genre_agent.service.chat import SessionStore
 
     n_rows, n_events = interactions.delete_user(user_id)
+    exposures = open_exposures(config, interactions).delete_user(user_id)
     profiles = forgotten = sessions = 0
     if stores_exist(config, "profiles"):
         pstore = open_profiles(config)
@@ -206,4 +211,4 @@ def forget_user(config: Config, interactions: InteractionBackend, user_id: str) 
             sessions = sstore.delete_user(user_id)
         finally:
             sstore.close()
-    return ForgetReport(user_id, n_rows, n_events, profiles, forgotten, sessions)
+    return ForgetReport(user_id, n_rows, n_events, profiles, forgotten, sessions, exposures)

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Literal
 
 from genre_agent.config import Config
-from genre_agent.storage.base import InteractionBackend, ProfileBackend, SessionBackend
+from genre_agent.storage.base import (
+    ExposureBackend,
+    InteractionBackend,
+    ProfileBackend,
+    SessionBackend,
+)
 from genre_agent.storage.migrations import Component
 
 BackendKind = Literal["sqlite", "postgres"]
@@ -100,6 +105,21 @@ def open_profiles(config: Config) -> ProfileBackend:
 
 def open_sessions(config: Config) -> SessionBackend:
     return BACKENDS[backend_kind(config)].sessions(config)
+
+
+def open_exposures(config: Config, interactions: InteractionBackend) -> ExposureBackend:
+    """The exposures of online experiments, in ``interactions``' database (SQLite: its
+    connection, so an in-memory store has them too)."""
+    if backend_kind(config) == "postgres":
+        from genre_agent.storage.postgres_exposures import PostgresExposures
+
+        return PostgresExposures(str(config.store.database_url))
+    from genre_agent.storage.exposures import SQLiteExposures
+    from genre_agent.storage.interactions import InteractionStore
+
+    if not isinstance(interactions, InteractionStore):
+        raise TypeError(f"SQLite exposures need an InteractionStore, got {type(interactions)}")
+    return SQLiteExposures(interactions.sqlite)
 
 
 def migrate(config: Config) -> dict[str, list[int]]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from genre_agent.experiments.exposures import Exposure
     from genre_agent.storage.interactions import FeedbackRow, Interaction
     from genre_agent.storage.profiles import ProfileRecord
 
@@ -68,3 +69,15 @@ class SessionBackend(Protocol):
     ) -> list[tuple[str, str | None, float]]: ...
     def list(self) -> list[tuple[str, str | None, float]]: ...
     def close(self) -> None: ...
+
+
+class ExposureBackend(Protocol):
+    """What online experiments showed (genre_agent.experiments.exposures), kept in the
+    interactions database next to the feedback events it is joined with."""
+
+    def add_exposure(self, row: Exposure) -> None: ...
+    def exposures(self, experiment: str) -> list[Exposure]: ...
+    def feedback_since(
+        self, user_ids: Iterable[str], since: float
+    ) -> list[tuple[str, str, float, str, float | None, str | None]]: ...
+    def delete_user(self, user_id: str) -> int: ...

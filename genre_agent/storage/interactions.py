@@ -211,6 +211,11 @@ class InteractionStore:
         self._counts: dict[str, int] | None = None
         self._counts_version: tuple[int, int, int] = (-1, -1, -1)
 
+    @property
+    def sqlite(self) -> SQLiteDB:
+        """The database connection (the exposures table shares it)."""
+        return self._sql
+
     def add(self, rows: Iterable[Interaction]) -> int:
         with self._sql.tx() as db:
             cur = db.executemany(

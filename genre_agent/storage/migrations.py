@@ -70,6 +70,18 @@ SQLITE: dict[Component, tuple[Migration, ...]] = {
             "feedback.request_id: the recommendation response an event answers",
             ("ALTER TABLE feedback ADD COLUMN request_id TEXT",),
         ),
+        Migration(
+            3,
+            "exposures: what online experiments showed, to whom, under which variant",
+            (
+                "CREATE TABLE IF NOT EXISTS exposures (experiment TEXT NOT NULL,"
+                " variant TEXT NOT NULL, user_id TEXT NOT NULL, request_id TEXT NOT NULL,"
+                " ts REAL NOT NULL, items TEXT NOT NULL, teams TEXT,"
+                " llm_tokens INTEGER NOT NULL, llm_seconds REAL NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS exposures_experiment ON exposures (experiment, ts)",
+                "CREATE INDEX IF NOT EXISTS exposures_user ON exposures (user_id)",
+            ),
+        ),
     ),
     "profiles": (
         Migration(
@@ -131,6 +143,19 @@ POSTGRES: dict[Component, tuple[Migration, ...]] = {
                 "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS seq BIGSERIAL",
                 "ALTER TABLE interactions ADD COLUMN IF NOT EXISTS seq BIGSERIAL",
                 "CREATE INDEX IF NOT EXISTS feedback_user_seq ON feedback (user_id, seq)",
+            ),
+        ),
+        Migration(
+            3,
+            "exposures: what online experiments showed, to whom, under which variant",
+            (
+                f"CREATE TABLE IF NOT EXISTS exposures (experiment {_T} NOT NULL,"
+                f" variant {_T} NOT NULL, user_id {_T} NOT NULL, request_id {_T} NOT NULL,"
+                " ts DOUBLE PRECISION NOT NULL, items TEXT NOT NULL, teams TEXT,"
+                " llm_tokens BIGINT NOT NULL, llm_seconds DOUBLE PRECISION NOT NULL,"
+                " seq BIGSERIAL)",
+                "CREATE INDEX IF NOT EXISTS exposures_experiment ON exposures (experiment, ts)",
+                "CREATE INDEX IF NOT EXISTS exposures_user ON exposures (user_id)",
             ),
         ),
     ),

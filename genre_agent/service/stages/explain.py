@@ -4,6 +4,7 @@ carries its rationales (``Needs.explains_inline``: listwise) has none added here
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from genre_agent.config import Config
@@ -11,7 +12,7 @@ from genre_agent.llm.base import LLM
 from genre_agent.llm.faults import iter_in_threads
 from genre_agent.ranking import RankRequest, needs
 from genre_agent.ranking.rationales import add_rationales
-from genre_agent.types import RankedItem, Trace
+from genre_agent.types import RankedItem, StageTiming, Trace
 
 Result = tuple[list[RankedItem], Trace]
 
@@ -51,6 +52,7 @@ def explain_each(
         add_rationales(llm, r, [one_req], res, 1, cfg.llm.temperature, cfg.llm.seed)
         return pos, res[0][0][0], res[0][1]
 
+    t0 = time.perf_counter()
     for _, (pos, item, sub) in iter_in_threads(one, list(range(len(top))), len(top)):
         items[pos] = item
         trace.llm_calls += sub.llm_calls
@@ -60,5 +62,8 @@ def explain_each(
         trace.rejected_entries += sub.rejected_entries
         trace.template, trace.template_sha256 = sub.template, sub.template_sha256
         yield item
+    # The calls run at once: their wall-clock time, not the sum of each call's (what the
+    # batched path records), so an experiment's LLM seconds count a streamed answer too.
+    trace.timings.append(StageTiming(stage="llm_rationales", seconds=time.perf_counter() - t0))
     trace.model_id, trace.model_revision = llm.model_id, llm.revision
     trace.engine = cfg.llm.engine
