@@ -585,3 +585,57 @@ def test_the_page_asks_for_the_key_once_and_sends_it(driver: Any, keyed_base: st
     assert driver.find_element(By.ID, "key-panel").is_displayed()
     assert _js(driver, "return sessionStorage.getItem('genre.apiKey')") is None
     assert _console_errors(driver) == []
+
+
+EXPERIMENT = """
+[[service.experiments]]
+name = "pop-vs-default"
+kind = "ab"
+min_users = 50
+
+[[service.experiments.variants]]
+name = "default"
+share = 0.5
+
+[[service.experiments.variants]]
+name = "popularity"
+share = 0.5
+overlay = { retrieval = { sources = { embedding = 0.0, itemknn = 0.0, bm25 = 0.0, popularity = 1.0 } } }
+"""
+
+
+def test_the_experiments_tab_charts_a_served_experiment(
+    driver: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """End to end: a server with an A/B experiment, answers and likes sent over HTTP, then
+    the tab draws what GET /v1/experiments/NAME reports (no faked endpoint)."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    with _server(tmp_path_factory.mktemp("web-exp"), EXPERIMENT) as url:
+        users = [f"c{u}" for u in range(6)]
+        with httpx.Client(base_url=url, timeout=120) as http:
+            for user in users:
+                got = http.get(f"/v1/recommend/{user}", params={"k": K}).json()
+                assert got["trace"]["experiment"] == "pop-vs-default"
+                first = got["items"][0]["item"]["id"]
+                event = {"event_id": f"like-{user}", "user_id": user, "item_id": first,
+                         "type": "like", "request_id": got["request_id"]}  # fmt: skip
+                assert http.post("/v1/feedback", json={"events": [event]}).status_code == 200
+            report = http.get("/v1/experiments/pop-vs-default").json()
+        served = {v["name"]: v for v in report["variants"]}
+        assert sum(v["users"] for v in served.values()) == len(users)
+        _open(driver, url + "/")
+        driver.find_element(By.ID, "tab-experiments").click()
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#exp-chart svg.ci"))
+        assert driver.find_element(By.ID, "exp-title").text == "pop-vs-default (ab)"
+        for chart in driver.find_elements(By.CSS_SELECTOR, "#exp-chart svg.ci"):
+            assert len(chart.find_elements(By.CSS_SELECTOR, "rect.bar")) == len(served)
+        table = driver.find_element(By.ID, "exp-table").text
+        for name, v in served.items():
+            assert name in table and f"{v['rate']:.3f}" in table, table
+        # 6 users are far below min_users: the page shows the report's warning.
+        warnings = [w.text for w in driver.find_elements(By.CSS_SELECTOR, "#exp-warnings li")]
+        assert warnings == report["warnings"] and warnings, warnings
+        driver.save_screenshot(str(SHOTS / "experiments-served.png"))
+        assert _console_errors(driver) == []
