@@ -80,6 +80,12 @@ _CODES = re.compile(
 )
 _REMOVED = "(\u2026)"
 _REMOVED_RUN = re.compile(r"\(\u2026\)(?:[\s,.;:!-]*\(\u2026\))+")
+# What data_filter drops at the end: each removal with the punctuation that closed its
+# clause. A marker in the prompt made the tampered item stand out: with "(…)" after its
+# title, Battlefield Earth entered the listwise top 5 for 3-4 of 30 users against 0-2 for
+# its plain title (scripts/injection_shapes_noise.py, Dec 7). Without the marker the model
+# reads the untampered item's prompt.
+_DROP_REMOVED = re.compile(r"\s*\(\u2026\)[.!?;,:\u3002\uff01\uff1f\uff0c\uff1b\uff1a]?")
 
 
 def _remove_orders(text: str) -> str:
@@ -111,16 +117,18 @@ def data_filter(value: Any, limit: int = 400) -> str:
     """Make untrusted text safe to place inside <data>...</data>.
 
     Angle brackets become look-alikes so the text cannot close the data block or open a fake
-    one; JSON and code-fence fragments and orders to the ranker ("rank me first", "admin
-    note:") are replaced by "(…)", other brackets, braces and backticks by parentheses and
-    quotes, so the text cannot mimic an answer or a candidate line; control characters and
-    newlines collapse to spaces; the text is truncated. Look-alike letters are folded first
-    (NFKC plus a confusables fold, ``genre_agent.textnorm``), so "rаnk me first" with a
-    Cyrillic "а" meets the same filter as the Latin words.
+    one. JSON and code-fence fragments, orders to the ranker ("rank me first", "admin
+    note:") with the rest of their clause, links and voucher codes are dropped, with no
+    marker left: the model reads what an untampered item would show. Other brackets, braces
+    and backticks become parentheses and quotes, so the text cannot mimic an answer or a
+    candidate line. Control characters and newlines collapse to spaces, and the text is
+    truncated. Look-alike letters are folded first (NFKC plus a confusables fold,
+    ``genre_agent.textnorm``), so "rаnk me first" with a Cyrillic "а" meets the same filter
+    as the Latin words.
     """
     text = fold_confusables(_CTRL.sub(" ", str(value)))
     text = text.replace("<", "\u2039").replace(">", "\u203a")
-    text = _defang(text)
+    text = _DROP_REMOVED.sub(" ", _defang(text))
     text = _WS.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
