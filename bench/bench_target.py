@@ -176,6 +176,11 @@ def run(args: argparse.Namespace) -> None:
     replicas, config = stack_inputs(args)
     users, items, redis_url = users_items(config, args.target)
     api = Api(args.target, users, items)
+    if args.kill_replica:
+        from bench.bench_kill import run_kill
+
+        run_kill(args, api, config)
+        return
     targets = [("1 replica", replicas[0]), (f"nginx, {len(replicas)} replicas", args.target)]
     print(f"target {args.target}; replicas {' '.join(replicas)}; {len(users)} users, "
           f"{len(items)} items; {args.duration:.0f}s per phase")  # fmt: skip
@@ -249,6 +254,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     import os
 
     ap.add_argument("--target", help="URL of a running stack (nginx): drive it, start nothing")
+    ap.add_argument(
+        "--kill-replica",
+        action="store_true",
+        help="only SIGKILL the stack's last replica mid-load (bench/bench_kill.py)",
+    )
     ap.add_argument("--replica", action="append", help="a replica's URL (default: the stack's)")
     ap.add_argument("--config", type=Path, help="the stack's genre.toml (users, cache URL)")
     default_dir = Path(os.environ.get("STACK_DIR", ".genre/stack"))
