@@ -237,7 +237,7 @@ _UNFINISHED = frozenset(
     "whom its their your his her our my is are was were be been being has have had this these "
     "those very more most also such both either each whether if because while".split()
 )
-_END_WORD_RE = re.compile(r"(?P<word>[A-Za-z0-9']+)\W*$")
+_END_WORD_RE = re.compile(r"(?P<word>[A-Za-z0-9']+)[\s.!?]*$")
 
 
 def cut_faults(text: str) -> list[str]:

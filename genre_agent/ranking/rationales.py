@@ -384,8 +384,11 @@ def _take(
         why, cites, entry.item, job.evidence, req, whole_history=job.model is None
     )
     unsafe = _unsafe(claims, faults)
-    # An unsupported claim is asked again too; after the last round it is kept and flagged.
-    wording = [*faults, *(f"unsupported: {c}" for c in claims if c not in unsafe)]
+    wording = list(faults)
+    if job.request.hint.get("format") == "linked":
+        # An unsupported claim is asked again too; after the last round it is kept, flagged
+        # in unsupported_terms. (The other formats keep their measured behaviour.)
+        wording += [f"unsupported: {c}" for c in claims if c not in unsafe]
     if wording or unsafe:
         reason = "unsafe rationale" if unsafe else "faulty rationale"
         _reject(trace, reason, entry, out, "; ".join([*unsafe, *wording]))
