@@ -112,7 +112,7 @@ PHRASES = ["Heat", "Reservoir Dogs", "crime"]
     [
         "Like Heat and Reservoir Dogs, this tense crime story should suit you.",
         "Another crime film for fans of Reservoir Dogs and Heat.",
-        "You rated Heat highly; Reservoir Dogs too, so try this crime thriller.",
+        "You rated Heat highly, Reservoir Dogs too, so try this crime thriller.",
     ],
 )
 def test_a_sentence_with_every_phrase_in_any_order_passes(sentence: str) -> None:
@@ -130,6 +130,9 @@ def test_a_sentence_with_every_phrase_in_any_order_passes(sentence: str) -> None
         "Like Heat and Reservoir Dogs, a crime film",  # no period
         "Like <data>Heat</data> and Reservoir Dogs, a crime film.",  # markup
         "Like Heated Reservoir Dogs, a crime film.",  # a phrase inside another word
+        "You liked 'Heat' and Reservoir Dogs, a crime film.",  # quoting
+        "You liked Heat; Reservoir Dogs; crime.",  # the phrase list copied
+        "Like Heat and Reservoir Dogs, a crime film from 2 decades.",  # a number not a fact
     ],
 )
 def test_a_sentence_missing_a_fact_or_shaped_badly_fails(sentence: str) -> None:
@@ -192,7 +195,7 @@ def test_the_linked_path_writes_sentences_that_carry_the_chosen_facts() -> None:
     llm = FakeLLM()
     add_rationales(llm, cfg, [req], results, top_r=1)
     entry = results[0][0][0]
-    assert entry.rationale == "You may like it: Heat and Reservoir Dogs and crime."
+    assert entry.rationale == "You may like it, after Heat and Reservoir Dogs and crime."
     assert entry.cites == ["h", "d"] and entry.unsupported_terms == []
     sent = llm.requests[0]
     assert sent.hint["facts"] == PHRASES and re.fullmatch(sent.regex or "", json.dumps(

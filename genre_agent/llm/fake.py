@@ -98,7 +98,11 @@ def _facts_text(req: GenRequest) -> str:
 def _linked_text(req: GenRequest) -> str:
     """The "linked" rationale format: the chosen phrases joined by "and"."""
     phrases = list(req.hint.get("facts") or [])
-    why = f"You may like it: {' and '.join(phrases)}." if phrases else "You may like it today."
+    why = (
+        f"You may like it, after {' and '.join(phrases)}."
+        if phrases
+        else "You may like it today, we think."
+    )
     return json.dumps({"cites": list(req.hint.get("cites") or []), "rationale": why})
 
 

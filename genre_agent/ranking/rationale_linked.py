@@ -11,7 +11,7 @@ an enum of exactly the chosen liked items' ids, and the ``rationale`` string has
 ``pattern`` (:func:`sentence_pattern`) that requires every chosen fact phrase verbatim, in
 any order, with the model's own words from a plain alphabet before, between and after them
 (bounded lengths), starting with a capital and ending with one period. The free alphabet
-has no period, so it is one sentence; no ``< > / @ $ # { } [ ] " \\``, so no markup,
+is letters, space, comma and hyphen: one sentence, no number fragment, no markup,
 placeholder, link, price or JSON. The wording stays the model's; the claim check, the cut
 check and the retries of ``ranking.rationales`` still read every sentence.
 """
@@ -32,8 +32,10 @@ from genre_agent.catalog.items import Item
 from genre_agent.ranking.grounding import BROAD_GENRES, display_title, is_weak, safe_title, telling
 from genre_agent.types import Evidence, Support
 
-# The model's words: letters, digits, space and , ; : ' ( ) & - (no period: one sentence).
-FREE = r"[A-Za-z0-9 ,;:'()&-]"
+# The model's words: letters, space, comma and hyphen. No period (one sentence), no digit
+# (a number is a fact: the year phrase), no quote, semicolon or bracket (a 0.5B model
+# uses them to quote titles and to copy the phrase list).
+FREE = r"[A-Za-z ,-]"
 MAX_LINKS = 3
 # How a sentence names a genre (each is a category word of grounding.CATEGORY_WORDS).
 _GENRE_WORD = {"Children": "family", "Sci-Fi": "sci-fi", "Film-Noir": "noir"}
@@ -138,15 +140,15 @@ def _literal(text: str) -> str:
 def sentence_pattern(phrases: Sequence[str], max_chars: int) -> str:
     """One sentence that holds every phrase verbatim, in any order: a capital, up to
     ``max_chars // 3`` free characters before, between and after the phrases, one period.
-    A phrase stands as a whole word (a space before it; a space or , ; : after it), and the
-    free tail ends with a letter or ")" (never a number fragment)."""
+    A phrase stands as a whole word (a space before it; a space or a comma after it), and
+    the free tail ends with a letter (never a number fragment)."""
     room = max(12, max_chars // 3)
     lits = [_literal(p) for p in phrases]
     if not lits:
-        return rf"^[A-Z]{FREE}{{18,{max_chars}}}[A-Za-z)]\.$"
-    gap = rf"[,;:]? (?:{FREE}{{1,{room}}} )?"
+        return rf"^[A-Z]{FREE}{{18,{max_chars}}}[A-Za-z]\.$"
+    gap = rf",? (?:{FREE}{{1,{room}}} )?"
     body = "|".join(gap.join(lits[i] for i in order) for order in permutations(range(len(lits))))
-    tail = rf"(?:[,;:]? {FREE}{{0,{room}}}[A-Za-z)])?"
+    tail = rf"(?:,? {FREE}{{0,{room}}}[A-Za-z])?"
     return rf"^[A-Z]{FREE}{{0,{room}}} (?:{body}){tail}\.$"
 
 
