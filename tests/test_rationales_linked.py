@@ -132,6 +132,9 @@ def test_a_sentence_with_every_phrase_in_any_order_passes(sentence: str) -> None
         "Like Heated Reservoir Dogs, a crime film.",  # a phrase inside another word
         "You liked 'Heat' and Reservoir Dogs, a crime film.",  # quoting
         "You liked Heat; Reservoir Dogs; crime.",  # the phrase list copied
+        "You liked Heat and  Reservoir Dogs, a crime film.",  # a double space
+        "You liked Heat and Reservoir Dogs, a crime film,.",  # ends on a comma
+        "Heat and Reservoir Dogs point to this crime film for you.",  # a phrase opens it
         "Like Heat and Reservoir Dogs, a crime film from 2 decades.",  # a number not a fact
     ],
 )

@@ -11,8 +11,8 @@ an enum of exactly the chosen liked items' ids, and the ``rationale`` string has
 ``pattern`` (:func:`sentence_pattern`) that requires every chosen fact phrase verbatim, in
 any order, with the model's own words from a plain alphabet before, between and after them
 (bounded lengths), starting with a capital and ending with one period. The free alphabet
-is letters, space, comma and hyphen: one sentence, no number fragment, no markup,
-placeholder, link, price or JSON. The wording stays the model's; the claim check, the cut
+is words of letters and hyphens, single spaces and commas: one sentence, no number
+fragment, no markup, placeholder, link, price or JSON. The wording stays the model's; the claim check, the cut
 check and the retries of ``ranking.rationales`` still read every sentence.
 """
 
@@ -32,10 +32,10 @@ from genre_agent.catalog.items import Item
 from genre_agent.ranking.grounding import BROAD_GENRES, display_title, is_weak, safe_title, telling
 from genre_agent.types import Evidence, Support
 
-# The model's words: letters, space, comma and hyphen. No period (one sentence), no digit
-# (a number is a fact: the year phrase), no quote, semicolon or bracket (a 0.5B model
-# uses them to quote titles and to copy the phrase list).
-FREE = r"[A-Za-z ,-]"
+# The model's words: letters and hyphens, single spaces, a comma after a word. No period
+# (one sentence), no digit (a number is a fact: the year phrase), no quote, semicolon or
+# bracket (a 0.5B model used them to quote titles and to copy the phrase list).
+WORD = r"[A-Za-z-]"
 MAX_LINKS = 3
 # How a sentence names a genre (each is a category word of grounding.CATEGORY_WORDS).
 _GENRE_WORD = {"Children": "family", "Sci-Fi": "sci-fi", "Film-Noir": "noir"}
@@ -137,19 +137,26 @@ def _literal(text: str) -> str:
     return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", text)
 
 
+def word_budget(max_chars: int) -> tuple[int, int, int]:
+    """Free words allowed (before the first phrase, between two phrases, after the last):
+    6, 5 and 10 at the default 120 characters."""
+    return max(3, max_chars // 20), max(2, max_chars // 24), max(4, max_chars // 12)
+
+
 def sentence_pattern(phrases: Sequence[str], max_chars: int) -> str:
-    """One sentence that holds every phrase verbatim, in any order: a capital, up to
-    ``max_chars // 3`` free characters before, between and after the phrases, one period.
-    A phrase stands as a whole word (a space before it; a space or a comma after it), and
-    the free tail ends with a letter (never a number fragment)."""
-    room = max(12, max_chars // 3)
+    """One sentence that holds every phrase verbatim, in any order: a capitalised first
+    word, a few free words (:func:`word_budget`) before, between and after the phrases,
+    single spaces, one period. A phrase stands as a whole word (a space before it; a space
+    or a comma after it), and the sentence ends on a word or a phrase (never a comma or a
+    number fragment)."""
+    lead, between, after = word_budget(max_chars)
     lits = [_literal(p) for p in phrases]
     if not lits:
-        return rf"^[A-Z]{FREE}{{18,{max_chars}}}[A-Za-z]\.$"
-    gap = rf",? (?:{FREE}{{1,{room}}} )?"
+        return rf"^[A-Z]{WORD}{{0,20}}(?: {WORD}{{1,20}},?){{2,{after}}} {WORD}{{1,20}}\.$"
+    gap = rf",? (?:{WORD}{{1,20}},? ){{0,{between}}}"
     body = "|".join(gap.join(lits[i] for i in order) for order in permutations(range(len(lits))))
-    tail = rf"(?:,? {FREE}{{0,{room}}}[A-Za-z])?"
-    return rf"^[A-Z]{FREE}{{0,{room}}} (?:{body}){tail}\.$"
+    tail = rf"(?:,?(?: {WORD}{{1,20}},?){{0,{after - 1}}} {WORD}{{1,20}})?"
+    return rf"^[A-Z]{WORD}{{0,20}},?(?: {WORD}{{1,20}},?){{0,{lead - 1}}} (?:{body}){tail}\.$"
 
 
 def answer_model(cites: Sequence[str], phrases: Sequence[str], max_chars: int) -> type[BaseModel]:
@@ -178,9 +185,11 @@ def schema_regex(cites: tuple[str, ...], phrases: tuple[str, ...], max_chars: in
 
 
 def max_tokens(cites: Sequence[str], phrases: Sequence[str], max_chars: int) -> int:
-    """Room for the phrases and the free words (~3 characters a token), the ids and JSON."""
-    free = 3 * max(12, max_chars // 3) + 4 * len(phrases)
-    return (sum(len(p) for p in phrases) + free) // 3 + 8 * len(cites) + 24
+    """Room for the phrases (~3 characters a token), the free words (~2 tokens each), the
+    ids and the JSON."""
+    lead, between, after = word_budget(max_chars)
+    words = lead + between * max(0, len(phrases) - 1) + after
+    return sum(len(p) for p in phrases) // 3 + 2 * words + 8 * len(cites) + 24
 
 
 def prompt_context(
