@@ -12,8 +12,9 @@ an enum of exactly the chosen liked items' ids, and the ``rationale`` string has
 any order, with the model's own words from a plain alphabet before, between and after them
 (bounded lengths), starting with a capital and ending with one period. The free alphabet
 is words of letters and hyphens, single spaces and commas: one sentence, no number
-fragment, no markup, placeholder, link, price or JSON. The wording stays the model's; the claim check, the cut
-check and the retries of ``ranking.rationales`` still read every sentence.
+fragment, no markup, placeholder, link, price or JSON. The wording stays the model's; the
+claim check, the cut check and the retries of ``ranking.rationales`` still read every
+sentence.
 """
 
 from __future__ import annotations
