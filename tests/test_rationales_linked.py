@@ -135,7 +135,7 @@ def test_a_sentence_with_every_phrase_in_any_order_passes(sentence: str) -> None
         "You liked Heat and  Reservoir Dogs, a crime film.",  # a double space
         "You liked Heat and Reservoir Dogs, a crime film,.",  # ends on a comma
         "Heat and Reservoir Dogs point to this crime film for you.",  # a phrase opens it
-        "Like Heat and Reservoir Dogs, a crime film from 2 decades.",  # a number not a fact
+        "Like Heat and Reservoir Dogs, a crime film from the 20.",  # ends in a number
     ],
 )
 def test_a_sentence_missing_a_fact_or_shaped_badly_fails(sentence: str) -> None:

@@ -11,8 +11,8 @@ an enum of exactly the chosen liked items' ids, and the ``rationale`` string has
 ``pattern`` (:func:`sentence_pattern`) that requires every chosen fact phrase verbatim, in
 any order, with the model's own words from a plain alphabet before, between and after them
 (bounded lengths), starting with a capital and ending with one period. The free alphabet
-is words of letters and hyphens, single spaces and commas: one sentence, no number
-fragment, no markup, placeholder, link, price or JSON. The wording stays the model's; the
+is words of letters, digits and hyphens, single spaces and commas: one sentence, no
+number fragment at the end, no markup, placeholder, link, price or JSON. The wording stays the model's; the
 claim check, the cut check and the retries of ``ranking.rationales`` still read every
 sentence.
 """
@@ -33,10 +33,11 @@ from genre_agent.catalog.items import Item
 from genre_agent.ranking.grounding import BROAD_GENRES, display_title, is_weak, safe_title, telling
 from genre_agent.types import Evidence, Support
 
-# The model's words: letters and hyphens, single spaces, a comma after a word. No period
-# (one sentence), no digit (a number is a fact: the year phrase), no quote, semicolon or
-# bracket (a 0.5B model used them to quote titles and to copy the phrase list).
-WORD = r"[A-Za-z-]"
+# One free word: letters, digits and hyphens, "'s" at its end. No period (one sentence), no
+# quote, semicolon or bracket (a 0.5B model used them to quote titles and to copy the
+# phrase list). Words are joined by single spaces, a comma may follow one.
+WORD = r"[A-Za-z0-9-]{1,20}(?:'s)?"
+LAST = r"[A-Za-z-]{1,20}(?:'s)?"  # the last free word: never a number fragment
 MAX_LINKS = 3
 # How a sentence names a genre (each is a category word of grounding.CATEGORY_WORDS).
 _GENRE_WORD = {"Children": "family", "Sci-Fi": "sci-fi", "Film-Noir": "noir"}
@@ -153,11 +154,11 @@ def sentence_pattern(phrases: Sequence[str], max_chars: int) -> str:
     lead, between, after = word_budget(max_chars)
     lits = [_literal(p) for p in phrases]
     if not lits:
-        return rf"^[A-Z]{WORD}{{0,20}}(?: {WORD}{{1,20}},?){{2,{after}}} {WORD}{{1,20}}\.$"
-    gap = rf",? (?:{WORD}{{1,20}},? ){{0,{between}}}"
+        return rf"^[A-Z](?:{WORD})?(?: {WORD},?){{2,{after}}} {LAST}\.$"
+    gap = rf",? (?:{WORD},? ){{0,{between}}}"
     body = "|".join(gap.join(lits[i] for i in order) for order in permutations(range(len(lits))))
-    tail = rf"(?:,?(?: {WORD}{{1,20}},?){{0,{after - 1}}} {WORD}{{1,20}})?"
-    return rf"^[A-Z]{WORD}{{0,20}},?(?: {WORD}{{1,20}},?){{0,{lead - 1}}} (?:{body}){tail}\.$"
+    tail = rf"(?:,?(?: {WORD},?){{0,{after - 1}}} {LAST})?"
+    return rf"^[A-Z](?:{WORD})?,?(?: {WORD},?){{0,{lead - 1}}} (?:{body}){tail}\.$"
 
 
 def answer_model(cites: Sequence[str], phrases: Sequence[str], max_chars: int) -> type[BaseModel]:
