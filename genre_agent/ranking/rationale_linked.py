@@ -12,9 +12,9 @@ an enum of exactly the chosen liked items' ids, and the ``rationale`` string has
 any order, with the model's own words from a plain alphabet before, between and after them
 (bounded lengths), starting with a capital and ending with one period. The free alphabet
 is words of letters, digits and hyphens, single spaces and commas: one sentence, no
-number fragment at the end, no markup, placeholder, link, price or JSON. The wording stays the model's; the
-claim check, the cut check and the retries of ``ranking.rationales`` still read every
-sentence.
+number fragment at the end, no markup, placeholder, link, price or JSON. The wording
+stays the model's; the claim check, the cut check and the retries of
+``ranking.rationales`` still read every sentence.
 """
 
 from __future__ import annotations
