@@ -1,6 +1,7 @@
 """Time to the ranked list and to the full response with 5 rationales: the "evidence"
-rationale format (the sentence "Like <title>, ... ." before issue 19) against the "facts"
-format (the shipped default), on the same ml-latest-small users, one process, one engine.
+rationale format (the sentence "Like <title>, ... ." before issue 19) against the "linked"
+format (facts chosen by the service, issue 19), on the same ml-latest-small users, one
+process, one engine.
 
     flock -o /tmp/genre-llm.lock python -m bench.bench_rationales --users 20
 
@@ -38,7 +39,11 @@ def main() -> None:
             "ranking.rationale_format": "evidence",
             "ranking.rationale_top_r": args.k,
         },
-        "facts (shipped)": {"ranking.rationale_top_r": args.k},
+        "linked": {
+            "ranking.rationale_template": "explain_linked",
+            "ranking.rationale_format": "linked",
+            "ranking.rationale_top_r": args.k,
+        },
     }
     recs = {
         name: Recommender(

@@ -210,9 +210,11 @@ class RankingConfig(FrozenConfig):
     # and picks the facts it uses (both enums of the evidence), then the model writes its
     # own sentence, checked after (genre_agent.ranking.rationale_facts; template
     # explain_facts); not the default: on the 0.5B model its sentences were worse
-    # (docs/explanations.md). "free": one sentence of up to max_rationale_chars, no
-    # citations (template explain_item). The last two are kept for A/B runs.
-    rationale_format: Literal["evidence", "facts", "free"] = "evidence"
+    # (docs/explanations.md). "linked": the service chooses two or three facts and the
+    # sentence's pattern requires each verbatim, the words between them the model's
+    # (genre_agent.ranking.rationale_linked; template explain_linked). "free": one
+    # sentence of up to max_rationale_chars, no citations (template explain_item).
+    rationale_format: Literal["evidence", "facts", "linked", "free"] = "evidence"
     # Candidates per prompt; each gets a one-token label A..Z then a..z. Longer lists are
     # split into windows whose scores are centred (see docs/ranking.md).
     window_size: int = Field(20, ge=2, le=52)

@@ -96,6 +96,17 @@ def _facts_text(req: GenRequest) -> str:
     return json.dumps({"cites": ids[:1], "facts": used, "rationale": why})
 
 
+def _linked_text(req: GenRequest) -> str:
+    """The "linked" rationale format: the chosen phrases joined by "and"."""
+    phrases = list(req.hint.get("facts") or [])
+    why = (
+        f"You may like it, after {' and '.join(phrases)}."
+        if phrases
+        else "You may like it today, we think."
+    )
+    return json.dumps({"cites": list(req.hint.get("cites") or []), "rationale": why})
+
+
 class FakeLLM:
     """Returns scripted text. Built-in scripts answer ranking requests from ``hint``:
 
@@ -139,6 +150,8 @@ class FakeLLM:
             return _enrich_text(req)
         if req.hint.get("task") == "explain" and req.hint.get("format") == "facts":
             return _facts_text(req)
+        if req.hint.get("task") == "explain" and req.hint.get("format") == "linked":
+            return _linked_text(req)
         if req.hint.get("task") == "explain":
             why = f"Fits the user's history ({req.hint['item_id']})."
             if '"cites"' in (req.regex or ""):  # the evidence format

@@ -230,11 +230,38 @@ _AN_OK = ("hour", "honest", "honor", "honour", "heir")
 _A_OK = ("uni", "use", "usu", "uto", "eu", "one", "once", "ur")
 
 
+# A sentence cut at the length cap and closed by the decoder's forced period ends on a word
+# that cannot end a clause, a number fragment ("from the 20.") or a stray quote.
+_UNFINISHED = frozenset(
+    "a an the and or but nor of to for from in into on at by with as than that which who whose "
+    "whom its their your his her our my is are was were be been being has have had this these "
+    "those very more most also such both either each whether if because while".split()
+)
+_END_WORD_RE = re.compile(r"(?P<word>[A-Za-z0-9']+)[\s.!?]*$")
+
+
+def cut_faults(text: str) -> list[str]:
+    """Signs of a sentence cut short: it ends in a number of one to three digits ("the
+    20."), a stray quote ("their''."), or a word no clause ends on ("which is a.")."""
+    m = _END_WORD_RE.search(text.rstrip())
+    if m is None:
+        return []
+    word = m["word"]
+    if "''" in word or word == "'":
+        return [f"cut: ends in a stray quote {word!r}"]
+    if word.isdigit() and len(word) <= 3:
+        return [f"cut: ends in a number fragment {word!r}"]
+    if word.lower() in _UNFINISHED:
+        return [f"cut: unfinished clause ending {word!r}"]
+    return []
+
+
 def grammar_faults(rationale: str, titles: Iterable[str] = ()) -> list[str]:
     """Rule-checked grammar faults: plural agreement ("the genres Adventure", "the genre
     Children and Fantasy"), a doubled word ("the the"), a dangling conjunction or article
-    ("and.", "with the."), "a"/"an" before the wrong sound. Text inside ``titles`` is not
-    checked (a title is a name: "New York, New York")."""
+    ("and.", "with the."), "a"/"an" before the wrong sound, and a sentence cut short
+    (:func:`cut_faults`). Text inside ``titles`` is not checked (a title is a name: "New
+    York, New York")."""
     text = rationale
     for t in sorted({t for t in titles if t}, key=len, reverse=True):
         text = re.sub(re.escape(t), " Title ", text, flags=re.IGNORECASE)
@@ -258,6 +285,7 @@ def grammar_faults(rationale: str, titles: Iterable[str] = ()) -> list[str]:
             faults.append(f"'a' before a vowel: {m.group(0)!r}")
         elif art == "an" and not vowel and not word.startswith(_AN_OK):
             faults.append(f"'an' before a consonant: {m.group(0)!r}")
+    faults += cut_faults(text)
     return faults
 
 

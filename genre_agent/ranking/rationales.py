@@ -26,7 +26,7 @@ from genre_agent.config import RankingConfig
 from genre_agent.errors import RankingValidationError
 from genre_agent.llm.base import LLM, Generation, GenRequest, Message
 from genre_agent.prompting import RenderedPrompt, render, template_sha256
-from genre_agent.ranking import rationale_facts
+from genre_agent.ranking import rationale_facts, rationale_linked
 from genre_agent.ranking.base import RankRequest, history_view
 from genre_agent.ranking.grounding import (
     UNSAFE_KINDS,
@@ -104,7 +104,7 @@ def _request(
         )
     prompt, facts = _prompt(cfg, req, item, evidence)
     messages = (Message("system", prompt.system), Message("user", prompt.user))
-    regex, model, max_tokens = _constraint(cfg, evidence, facts)
+    regex, model, max_tokens = _constraint(cfg, item, evidence, facts)
     hint = {
         "task": "explain",
         "format": cfg.rationale_format,
@@ -114,6 +114,9 @@ def _request(
         "evidence_titles": [h.title for h in evidence.history],
         "evidence_shared": [list(h.shared) for h in evidence.history],
         "facts": facts,
+        "cites": rationale_linked.choose_links(item, evidence)[1]
+        if cfg.rationale_format == "linked"
+        else [],
     }
     return (
         GenRequest(
@@ -135,6 +138,9 @@ def _prompt(
     if cfg.rationale_format == "facts":
         ctx = rationale_facts.prompt_context(item, evidence, req.query, req.profile)
         return render(cfg.rationale_template, **ctx), ctx["facts"]
+    if cfg.rationale_format == "linked":
+        ctx = rationale_linked.prompt_context(item, evidence, req.query, req.profile)
+        return render(cfg.rationale_template, **ctx), ctx["phrases"]
     prompt = render(
         cfg.rationale_template,
         query=req.query,
@@ -158,7 +164,7 @@ def _prompt(
 
 
 def _constraint(
-    cfg: RankingConfig, evidence: Evidence, facts: list[str]
+    cfg: RankingConfig, item: Item, evidence: Evidence, facts: list[str]
 ) -> tuple[str, type[BaseModel] | None, int]:
     """(regex, answer model, max_tokens) of the answer in ``cfg``'s rationale format."""
     model: type[BaseModel] | None
@@ -171,6 +177,12 @@ def _constraint(
         model = rationale_facts.answer_model(ids, facts, cfg.max_rationale_chars)
         # The sentence (~3 characters a token) plus the cites, the facts and the JSON.
         max_tokens = cfg.max_rationale_chars // 3 + 24 + 8 * len(ids) + 24
+    elif cfg.rationale_format == "linked":
+        # The chosen facts are the phrases; the cites are the liked items they name.
+        cites = tuple(rationale_linked.choose_links(item, evidence)[1])
+        regex = rationale_linked.schema_regex(cites, tuple(facts), cfg.max_rationale_chars)
+        model = rationale_linked.answer_model(cites, facts, cfg.max_rationale_chars)
+        max_tokens = rationale_linked.max_tokens(cites, facts, cfg.max_rationale_chars)
     else:
         support = tuple((h.id, h.title, tuple(h.shared)) for h in evidence.history)
         regex, model = (
@@ -372,9 +384,14 @@ def _take(
         why, cites, entry.item, job.evidence, req, whole_history=job.model is None
     )
     unsafe = _unsafe(claims, faults)
-    if faults or unsafe:
+    wording = list(faults)
+    if job.request.hint.get("format") == "linked":
+        # An unsupported claim is asked again too; after the last round it is kept, flagged
+        # in unsupported_terms. (The other formats keep their measured behaviour.)
+        wording += [f"unsupported: {c}" for c in claims if c not in unsafe]
+    if wording or unsafe:
         reason = "unsafe rationale" if unsafe else "faulty rationale"
-        _reject(trace, reason, entry, out, "; ".join([*unsafe, *faults]))
+        _reject(trace, reason, entry, out, "; ".join([*unsafe, *wording]))
         if not last:
             resample.add(id(job))
             return True
