@@ -13,5 +13,8 @@ VENV=${VENV:-.venv}
 run() {  # exit code 5 is "no test selected" (arguments that name only one kind of test)
     "$VENV/bin/pytest" -q -rs "$@" || { rc=$?; [ "$rc" -eq 5 ] || return "$rc"; }
 }
-run --durations=15 -n 2 -m "not real and not server and not slow" "$@"
+# Both parts run even when the first fails, so one run reports every failure.
+fast=0
+run --durations=15 -n 2 -m "not real and not server and not slow" "$@" || fast=$?
 run --durations=25 -m "(real or server) and not slow" "$@"
+exit "$fast"
