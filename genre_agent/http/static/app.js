@@ -146,6 +146,9 @@ async function useKey(event) {
 }
 
 function forgetKey() {
+  // Stop the status tab's refresh: without the key its next /metrics call would be a 401.
+  clearInterval(state.statusTimer);
+  state.statusTimer = null;
   sessionStorage.removeItem(KEY_STORE);
   $("forget-key").hidden = true;
   showKeyPanel("");
