@@ -370,16 +370,6 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML or YAML file into a dict, with errors naming the file."""
     if not path.exists():
@@ -434,11 +424,11 @@ def load_config(
         name = str(source)
         data = read_config_file(Path(source))
     if use_env:
-        data = _merge(data, env_overrides())
+        data = deep_merge(data, env_overrides())
     for dotted, value in (overrides or {}).items():
         tree: dict[str, Any] = {}
         _set_path(tree, dotted, value)
-        data = _merge(data, tree)
+        data = deep_merge(data, tree)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
