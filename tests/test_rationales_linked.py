@@ -12,7 +12,7 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
 from genre_agent.llm import FakeLLM
 from genre_agent.ranking import RankRequest
-from genre_agent.ranking.grounding import cut_faults, grammar_faults
+from genre_agent.ranking.grounding import cut_faults, grammar_faults, voice_faults
 from genre_agent.ranking.rationale_linked import (
     Link,
     answer_model,
@@ -231,3 +231,75 @@ def test_the_grammar_metric_counts_a_cut_sentence() -> None:
     bad = [entry("The Matrix Reloaded is a classic action adventure film from the 20.")]
     good = [entry("An action film from 2003 for you.")]
     assert grammar_fault_rate(bad) == 1.0 and grammar_fault_rate(good) == 0.0
+
+
+# Sentences of the linked v4 run (runs/rat-linked4-10, docs/explanations.md): read badly,
+# and the grammar rule check of that run passed every one of them.
+_V4_BAD = [
+    ("The movie was recommended to theuser, horror, because it meets the user's genre.", 1),
+    ("Sci-fi and it's well-known for its's Black Mirror: White Christmas series.", 1),
+    ("Serenity and Black Mirror, because they's sci-fi.", 1),
+    ("Chinatown is a highly ratedThriller.", 1),
+]
+
+
+@pytest.mark.parametrize(("why", "grammar"), _V4_BAD)
+def test_run_together_words_and_pronoun_s_are_grammar_faults(why: str, grammar: int) -> None:
+
+    assert len([f for f in grammar_faults(why) if "cut" not in f]) >= grammar, why
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        "Since you enjoyed Alien and Predator, this sci-fi film should suit you.",
+        "It's a 1986 horror film, as you asked.",
+        "Many people who liked Amelie also loved this romance.",
+    ],
+)
+def test_plain_sentences_have_no_grammar_or_voice_fault(why: str) -> None:
+
+    assert grammar_faults(why) == [] and voice_faults(why) == []
+
+
+def test_the_prompt_speak_metric_fails_on_the_user_and_recommended() -> None:
+    """The harness's prompt-speak rate sees the v4 run's "was recommended to theuser" and
+    "the user's", and reads no word inside a title ("The Recommendation")."""
+    from genre_eval.explain_metrics import prompt_speak_rate
+
+    def entry(why: str, title: str = "Orphan (2009)") -> dict[str, object]:
+        return {"rationale": why, "title": title, "support": []}
+
+    assert prompt_speak_rate([entry(_V4_BAD[0][0])]) == 1.0
+    assert (
+        prompt_speak_rate([entry("The user enjoyed The Net and Outbreak, both thrillers.")]) == 1.0
+    )
+    assert (
+        prompt_speak_rate([entry("Since you liked Heat, this crime film should suit you.")]) == 0.0
+    )
+    ok = entry("The Recommendation is a drama, as you asked.", "Recommendation, The (2001)")
+    assert prompt_speak_rate([ok]) == 0.0
+
+
+def test_prompt_speak_is_asked_again_sampled() -> None:
+    """A sentence that says "recommended to the user" is rejected for its wording and asked
+    again at temperature 0.7; the second, plain sentence is kept."""
+    cfg = RankingConfig(
+        rationale_format="linked", rationale_template="explain_linked", max_repair_rounds=1
+    )
+    ev = build_evidence([cand(RONIN)], [HEAT, DOGS], None, {})[0]
+    req = RankRequest(history=[HEAT, DOGS], candidates=[cand(RONIN)])
+    results = [([RankedItem(item=RONIN, rank=1, score=1.0, evidence=ev)], Trace(candidates=[]))]
+    assert [link.phrase for link in choose_links(RONIN, ev)[0]] == [
+        "Heat",
+        "Reservoir Dogs",
+        "crime",
+    ]
+    bad = "The user liked Heat and Reservoir Dogs, both crime films."
+    good = "Since you liked Heat and Reservoir Dogs, this crime film should suit you."
+    answers = iter([bad, good])
+    llm = FakeLLM(lambda r: json.dumps({"cites": ["h", "d"], "rationale": next(answers)}))
+    add_rationales(llm, cfg, [req], results, top_r=1)
+    assert len(llm.requests) == 2 and llm.requests[1].temperature >= 0.7
+    assert results[0][0][0].rationale == good
+    assert "prompt speak" in results[0][1].rejected_entries[0]["detail"]

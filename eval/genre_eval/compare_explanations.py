@@ -30,6 +30,7 @@ RESCORED = {
     "grounded_facts": em.grounded_facts,
     "unsupported_claim_rate": em.unsupported_claim_rate,
     "grammar_fault_rate": em.grammar_fault_rate,
+    "prompt_speak_rate": em.prompt_speak_rate,
     "markup_rate": em.markup_rate,
     "self_likening_rate": em.self_likening_rate,
     "unsupported_rate": em.unsupported_rate,

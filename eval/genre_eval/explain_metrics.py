@@ -26,6 +26,7 @@ from genre_agent.ranking.grounding import (
     strip_titles,
     unsupported_claims,
     unsupported_genres,
+    voice_faults,
 )
 from genre_agent.ranking.rationales import shares_text
 from genre_agent.types import RankedItem
@@ -373,6 +374,20 @@ def grammar_fault_rate(entries: Sequence[Explanation]) -> float | None:
     return _share(bool(grammar_faults(str(e["rationale"]), titles(e))) for e in entries)
 
 
+def prompt_speak_rate(entries: Sequence[Explanation]) -> float | None:
+    """prompt speak = |{e : voice_faults(e) ≠ ∅}| / |E|: the sentence talks about "the
+    user" or "recommended" (the prompt's words) instead of to the reader."""
+    return _share(
+        bool(
+            voice_faults(
+                str(e["rationale"]),
+                [str(e.get("title", "")), *(s["title"] for s in e.get("support", []))],
+            )
+        )
+        for e in entries
+    )
+
+
 def markup_rate(entries: Sequence[Explanation]) -> float | None:
     """markup = |{e : e holds <data>, </data>, an <angle-bracket> or ‹placeholder›}| / |E|."""
     return _share(bool(markup_problems(str(e["rationale"]))) for e in entries)
@@ -423,6 +438,7 @@ def user_metrics(
         "grounded_facts": grounded_facts(entries),
         "unsupported_claim_rate": unsupported_claim_rate(entries),
         "grammar_fault_rate": grammar_fault_rate(entries),
+        "prompt_speak_rate": prompt_speak_rate(entries),
         "markup_rate": markup_rate(entries),
         "self_likening_rate": self_likening_rate(entries),
     }
@@ -442,6 +458,7 @@ METRICS = (
     "grounded_facts",
     "unsupported_claim_rate",
     "grammar_fault_rate",
+    "prompt_speak_rate",
     "markup_rate",
     "self_likening_rate",
 )

@@ -82,6 +82,7 @@ EXPLANATION_ROWS = (
     ("grounded_facts", "grounded facts per rationale (mean)"),
     ("unsupported_claim_rate", "unsupported claims (widened check, lower case included)"),
     ("grammar_fault_rate", "grammar faults (rule check)"),
+    ("prompt_speak_rate", 'prompt speak ("the user", "recommended")'),
     ("markup_rate", "markup or placeholders"),
     ("self_likening_rate", "likens the item to itself"),
     ("cf_drop_cited", "counterfactual rank drop: cited removed"),

@@ -238,6 +238,30 @@ _UNFINISHED = frozenset(
     "those very more most also such both either each whether if because while".split()
 )
 _END_WORD_RE = re.compile(r"(?P<word>[A-Za-z0-9']+)[\s.!?]*$")
+# Two words run together ("theuser", "thisfilm"), a lower-case word glued to a capitalised one
+# ("ratedThriller"), and "'s" on a pronoun ("its's", "they's").
+_GLUED_RE = re.compile(
+    r"\b(?:the|this|that|these|those|a|an)(?:user|users|movie|movies|film|films)\b"
+    r"|\b[a-z]{2,}[A-Z][a-z]+\b",
+)
+_PRONOUN_S_RE = re.compile(
+    r"\b(?:its|it's|they|them|their|theirs|you|your|yours|we|our|he|his|she|hers)'s\b",
+    re.IGNORECASE,
+)
+# Words of the prompt, not of a sentence to a reader: "the user", "recommended to".
+_PROMPT_SPEAK_RE = re.compile(
+    r"\b(?:the|this|that|a|each|every)\s+users?\b|\busers?'s?\b|\buser\b"
+    r"|\brecommend(?:s|ed|ing|ation|ations)?\b",
+    re.IGNORECASE,
+)
+
+
+def voice_faults(text: str, titles: Iterable[str] = ()) -> list[str]:
+    """Prompt speak: the sentence talks about "the user" or "recommended" instead of to the
+    reader (the 0.5B model echoes its prompt: "was recommended to the user"). Text inside
+    ``titles`` is not read."""
+    text = strip_titles(text, titles)
+    return [f"prompt speak: {m.group(0)!r}" for m in _PROMPT_SPEAK_RE.finditer(text)]
 
 
 def cut_faults(text: str) -> list[str]:
@@ -259,7 +283,8 @@ def cut_faults(text: str) -> list[str]:
 def grammar_faults(rationale: str, titles: Iterable[str] = ()) -> list[str]:
     """Rule-checked grammar faults: plural agreement ("the genres Adventure", "the genre
     Children and Fantasy"), a doubled word ("the the"), a dangling conjunction or article
-    ("and.", "with the."), "a"/"an" before the wrong sound, and a sentence cut short
+    ("and.", "with the."), "a"/"an" before the wrong sound, words run together ("theuser",
+    "ratedThriller"), "'s" on a pronoun ("its's"), and a sentence cut short
     (:func:`cut_faults`). Text inside ``titles`` is not checked (a title is a name: "New
     York, New York")."""
     text = rationale
@@ -285,6 +310,10 @@ def grammar_faults(rationale: str, titles: Iterable[str] = ()) -> list[str]:
             faults.append(f"'a' before a vowel: {m.group(0)!r}")
         elif art == "an" and not vowel and not word.startswith(_AN_OK):
             faults.append(f"'an' before a consonant: {m.group(0)!r}")
+    for m in _GLUED_RE.finditer(text):
+        faults.append(f"words run together: {m.group(0)!r}")
+    for m in _PRONOUN_S_RE.finditer(text):
+        faults.append(f"'s on a pronoun: {m.group(0)!r}")
     faults += cut_faults(text)
     return faults
 

@@ -36,6 +36,7 @@ from genre_agent.ranking.grounding import (
     markup_problems,
     title_forms,
     unsupported_claims,
+    voice_faults,
 )
 from genre_agent.ranking.rationale_schema import (
     OPENERS,
@@ -389,6 +390,10 @@ def _take(
         # An unsupported claim is asked again too; after the last round it is kept, flagged
         # in unsupported_terms. (The other formats keep their measured behaviour.)
         wording += [f"unsupported: {c}" for c in claims if c not in unsafe]
+        # So is prompt speak ("recommended to the user"); kept after the last round, and
+        # counted by the harness's prompt-speak metric.
+        ev = job.evidence or Evidence()
+        wording += voice_faults(why, [entry.item.title, *(s.title for s in ev.history)])
     if wording or unsafe:
         reason = "unsafe rationale" if unsafe else "faulty rationale"
         _reject(trace, reason, entry, out, "; ".join([*unsafe, *wording]))
