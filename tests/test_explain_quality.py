@@ -229,3 +229,28 @@ def test_user_metrics_report_the_new_metrics() -> None:
     out = em.user_metrics(TODAY, ["h1", "h2"], ["Arlington Road (1999)", "Heat (1995)"], 0, 0)
     assert out["template_rate"] == 1.0 and out["weak_link_rate"] == pytest.approx(2 / 3)
     assert out["grammar_fault_rate"] == 0.0 and out["markup_rate"] == 0.0
+
+
+def test_the_skeleton_shares_see_a_template_the_model_settles_into() -> None:
+    """template_rate knows only the evidence format's strings; a model that writes every
+    sentence from one format string of its own ("You enjoyed X, this G film should suit
+    you.") passes it, and the skeleton shares see it."""
+    films = [("Heat (1995)", "Crime"), ("Alien (1979)", "Horror"), ("Amelie (2001)", "Romance")]
+
+    def entry(why: str, liked: str, genre: str) -> dict[str, object]:
+        support = [{"id": "s", "title": liked, "shared": [f"genre {genre}"], "by": []}]
+        return {"rationale": why, "title": "Item (2000)", "support": support, "cites": ["s"]}
+
+    fixed = [
+        entry(f"You enjoyed {t[:-7]}, this {g.lower()} film should suit you.", t, g)
+        for t, g in films
+    ]
+    assert em.template_rate(fixed) == 0.0  # the old metric cannot see it
+    assert em.skeleton_shares(fixed) == {"top_skeleton_share": 1.0, "repeated_skeleton_share": 1.0}
+    varied = [
+        entry("You enjoyed Heat, so this crime story fits.", *films[0]),
+        entry("Fans of Alien get another horror night here.", *films[1]),
+        entry("A romance for someone who loved Amelie.", *films[2]),
+    ]
+    shares = em.skeleton_shares(varied)
+    assert shares["repeated_skeleton_share"] == 0.0 and shares["top_skeleton_share"] == 1 / 3

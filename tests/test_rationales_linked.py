@@ -303,3 +303,23 @@ def test_prompt_speak_is_asked_again_sampled() -> None:
     assert len(llm.requests) == 2 and llm.requests[1].temperature >= 0.7
     assert results[0][0][0].rationale == good
     assert "prompt speak" in results[0][1].rejected_entries[0]["detail"]
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        # runs/rat-linked5-10, after the prompt spoke to the reader
+        "You enjoyed The Dark Knight Rises, which are both movies youliked, adventure.",
+        "It was released in 1995, which match the two years mentioned intheCITES.",
+        "You enjoyed Jagged Edge and Body Heat, and crime is a genre that's.",
+    ],
+)
+def test_the_linked5_run_faults_are_grammar_faults(why: str) -> None:
+    assert grammar_faults(why, ["Dark Knight Rises, The (2012)"]), why
+
+
+def test_the_model_speaking_as_itself_is_prompt_speak() -> None:
+    assert voice_faults("You enjoyed Forrest Gump, and it's a favorite of mine.")
+    assert voice_faults("I think you will like it.")
+    assert not voice_faults("You enjoyed Forrest Gump and True Lies, both comedies.")
+    assert not voice_faults("Since you liked Rocky I, this drama should suit you.", ["Rocky I"])

@@ -60,6 +60,14 @@ def per_user(lines: dict[tuple[str, int, str], dict[str, Any]], metric: str) -> 
     return [mean(v) for v in acc.values()]
 
 
+def _entries(lines: dict[tuple[str, int, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for r in lines.values() for e in r.get("explanations") or []]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old", type=Path)
@@ -85,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
             ci = bootstrap_ci(values, 2000)
             cells.append(f"{ci.mean:.4f} [{ci.low:.4f}, {ci.high:.4f}] (users {len(values)})")
         print(f"| {metric} | {cells[0]} | {cells[1]} |")
+    # Over the whole run: a template the model settles into (explain_metrics.skeleton).
+    shares = [em.skeleton_shares(_entries(lines)) for lines in (old, new)]
+    for metric in ("top_skeleton_share", "repeated_skeleton_share"):
+        cells = [_fmt(s[metric]) for s in shares]
+        print(f"| {metric} (whole run) | {cells[0]} | {cells[1]} |")
     print(f"\n| user | item | {args.old.name} | {args.new.name} (cites) |")
     print("|---|---|---|---|")
     shown = 0

@@ -235,14 +235,16 @@ _A_OK = ("uni", "use", "usu", "uto", "eu", "one", "once", "ur")
 _UNFINISHED = frozenset(
     "a an the and or but nor of to for from in into on at by with as than that which who whose "
     "whom its their your his her our my is are was were be been being has have had this these "
-    "those very more most also such both either each whether if because while".split()
+    "those very more most also such both either each whether if because while that's it's "
+    "what's".split()
 )
 _END_WORD_RE = re.compile(r"(?P<word>[A-Za-z0-9']+)[\s.!?]*$")
 # Two words run together ("theuser", "thisfilm"), a lower-case word glued to a capitalised one
 # ("ratedThriller"), and "'s" on a pronoun ("its's", "they's").
 _GLUED_RE = re.compile(
     r"\b(?:the|this|that|these|those|a|an)(?:user|users|movie|movies|film|films)\b"
-    r"|\b[a-z]{2,}[A-Z][a-z]+\b",
+    r"|\b(?:you|they|we)(?:liked|loved|enjoyed|watched|like|love|enjoy)\b"
+    r"|\b[a-z]{2,}[A-Z][A-Za-z]+\b",
 )
 _PRONOUN_S_RE = re.compile(
     r"\b(?:its|it's|they|them|their|theirs|you|your|yours|we|our|he|his|she|hers)'s\b",
@@ -255,13 +257,19 @@ _PROMPT_SPEAK_RE = re.compile(
     re.IGNORECASE,
 )
 
+# The model speaking as itself ("a favorite of mine").
+_FIRST_PERSON_RE = re.compile(r"\bI\b(?!')|\b(?:[Mm]y|[Mm]ine|[Mm]yself)\b")
+
 
 def voice_faults(text: str, titles: Iterable[str] = ()) -> list[str]:
     """Prompt speak: the sentence talks about "the user" or "recommended" instead of to the
-    reader (the 0.5B model echoes its prompt: "was recommended to the user"). Text inside
+    reader (the 0.5B model echoes its prompt: "was recommended to the user"), or as itself
+    ("a favorite of mine"). Text inside
     ``titles`` is not read."""
     text = strip_titles(text, titles)
-    return [f"prompt speak: {m.group(0)!r}" for m in _PROMPT_SPEAK_RE.finditer(text)]
+    found = [m.group(0) for m in _PROMPT_SPEAK_RE.finditer(text)]
+    found += [m.group(0) for m in _FIRST_PERSON_RE.finditer(text)]
+    return [f"prompt speak: {w!r}" for w in found]
 
 
 def cut_faults(text: str) -> list[str]:
