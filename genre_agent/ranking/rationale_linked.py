@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -209,4 +210,6 @@ def prompt_context(
         "phrases": [link.phrase for link in links],
         "links": links,
         "cites": cites,
+        # Which of the prompt's example wordings this item sees (stable across runs).
+        "example": zlib.crc32(item.id.encode("utf-8")),
     }
