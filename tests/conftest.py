@@ -98,3 +98,29 @@ def _no_real_engine_unless_marked(
     guarded.data = registry._CACHE  # the same entries: clear_engines still closes them all
     monkeypatch.setattr(registry, "_CACHE", guarded)
     yield
+
+
+def _sigint_state() -> tuple[bool, bool]:
+    """(ignored, blocked) for SIGINT in this process, as the kernel sees it (a library can
+    change either in C, where ``signal.getsignal`` does not look)."""
+    import signal
+
+    bit = 1 << (signal.SIGINT - 1)
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return bool(int(fields["SigIgn"], 16) & bit), bool(int(fields["SigBlk"], 16) & bit)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test must not leave SIGINT ignored or blocked: every later subprocess would
+    inherit it, and Ctrl-C tests (tests/test_openai_faults.py) then fail far from the
+    cause."""
+    if not Path("/proc/self/status").exists():
+        yield
+        return
+    before = _sigint_state()
+    yield
+    after = _sigint_state()
+    assert after == before, (
+        f"{request.node.nodeid} left SIGINT (ignored, blocked) = {after}, was {before}"
+    )

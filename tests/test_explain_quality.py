@@ -12,6 +12,7 @@ import pytest
 
 from genre_agent.ranking import grounding
 from genre_eval import explain_metrics as em
+from genre_eval.explain_style import skeleton_shares
 
 
 def entry(
@@ -246,11 +247,11 @@ def test_the_skeleton_shares_see_a_template_the_model_settles_into() -> None:
         for t, g in films
     ]
     assert em.template_rate(fixed) == 0.0  # the old metric cannot see it
-    assert em.skeleton_shares(fixed) == {"top_skeleton_share": 1.0, "repeated_skeleton_share": 1.0}
+    assert skeleton_shares(fixed) == {"top_skeleton_share": 1.0, "repeated_skeleton_share": 1.0}
     varied = [
         entry("You enjoyed Heat, so this crime story fits.", *films[0]),
         entry("Fans of Alien get another horror night here.", *films[1]),
         entry("A romance for someone who loved Amelie.", *films[2]),
     ]
-    shares = em.skeleton_shares(varied)
+    shares = skeleton_shares(varied)
     assert shares["repeated_skeleton_share"] == 0.0 and shares["top_skeleton_share"] == 1 / 3

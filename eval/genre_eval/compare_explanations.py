@@ -20,6 +20,7 @@ from statistics import mean
 from typing import Any
 
 from genre_eval import explain_metrics as em
+from genre_eval.explain_style import prompt_speak_rate, skeleton_shares
 from genre_eval.runner import read_results
 from genre_eval.stats import bootstrap_ci
 
@@ -30,7 +31,7 @@ RESCORED = {
     "grounded_facts": em.grounded_facts,
     "unsupported_claim_rate": em.unsupported_claim_rate,
     "grammar_fault_rate": em.grammar_fault_rate,
-    "prompt_speak_rate": em.prompt_speak_rate,
+    "prompt_speak_rate": prompt_speak_rate,
     "markup_rate": em.markup_rate,
     "self_likening_rate": em.self_likening_rate,
     "unsupported_rate": em.unsupported_rate,
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"{ci.mean:.4f} [{ci.low:.4f}, {ci.high:.4f}] (users {len(values)})")
         print(f"| {metric} | {cells[0]} | {cells[1]} |")
     # Over the whole run: a template the model settles into (explain_metrics.skeleton).
-    shares = [em.skeleton_shares(_entries(lines)) for lines in (old, new)]
+    shares = [skeleton_shares(_entries(lines)) for lines in (old, new)]
     for metric in ("top_skeleton_share", "repeated_skeleton_share"):
         cells = [_fmt(s[metric]) for s in shares]
         print(f"| {metric} (whole run) | {cells[0]} | {cells[1]} |")

@@ -6,8 +6,7 @@ the item's title and genres. Each rate below takes one user's explanations (one 
 returns a share in [0, 1], or None when it is undefined for that user (no rationale, no
 bigram). The counterfactual helpers (:func:`removals`, :func:`rank_drop`, from
 ``genre_eval.counterfactual``) say what the runner removes from a history and how far an
-item fell. The summary averages the per-user values over users, with bootstrap CIs
-(``genre_eval.summary``).
+item fell. The summary averages them over users, with bootstrap CIs (``genre_eval.summary``).
 """
 
 from __future__ import annotations
@@ -26,12 +25,12 @@ from genre_agent.ranking.grounding import (
     strip_titles,
     unsupported_claims,
     unsupported_genres,
-    voice_faults,
 )
 from genre_agent.ranking.rationales import shares_text
 from genre_agent.types import RankedItem
 from genre_eval.counterfactual import rank_drop as rank_drop
 from genre_eval.counterfactual import removals as removals
+from genre_eval.explain_style import prompt_speak_rate
 
 Explanation = Mapping[str, Any]
 
@@ -363,43 +362,6 @@ def template_rate(entries: Sequence[Explanation]) -> float | None:
     return _share(is_template(e) for e in entries)
 
 
-def skeleton(entry: Explanation) -> str:
-    """The sentence with every fact abstracted to a slot: titles of the item and of its
-    support -> {title}, genre and category words -> {genre}, tags -> {tag}, decades ->
-    {decade}, years -> {year}, request words -> {request}; lower case, single spaces. Two
-    rationales with one skeleton are written by one format string over their evidence."""
-    text = " ".join(str(entry["rationale"]).split())
-    slots: list[tuple[str, str]] = []
-    titles = [str(entry.get("title", "")), *(s["title"] for s in entry.get("support", []))]
-    slots += [(f, "{title}") for t in titles for f in [*_title_forms(t), t] if f]
-    slots += [(w, "{genre}") for w in CATEGORY_WORDS]
-    tags = [*(entry.get("tags") or [])]
-    tags += [a[4:] for s in entry.get("support", []) for a in s["shared"] if a.startswith("tag ")]
-    slots += [(t, "{tag}") for t in tags if t]
-    slots += [(w, "{request}") for w in entry.get("request") or [] if w]
-    for phrase, slot in sorted(slots, key=lambda x: len(x[0]), reverse=True):
-        text = re.sub(rf"(?<![\w{{]){re.escape(phrase)}(?![\w}}])", slot, text, flags=re.I)
-    text = _DECADE_WORD_RE.sub("{decade}", text)
-    text = re.sub(r"(?<!\d)(?:1[89]|20)\d\d(?!\d)", "{year}", text)
-    return text.lower()
-
-
-def skeleton_shares(entries: Sequence[Explanation]) -> dict[str, float | None]:
-    """Over a whole run (not per user): ``top_skeleton_share``, the share of rationales the
-    single most used skeleton writes (what one fixed format string, the model's own, would
-    reproduce), and ``repeated_skeleton_share``, the share whose skeleton another rationale
-    of the run shares. ``template_rate`` sees only the evidence format's strings; these see a
-    template the model settles into."""
-    counts = Counter(skeleton(e) for e in entries)
-    n = sum(counts.values())
-    if not n:
-        return {"top_skeleton_share": None, "repeated_skeleton_share": None}
-    return {
-        "top_skeleton_share": max(counts.values()) / n,
-        "repeated_skeleton_share": sum(c for c in counts.values() if c > 1) / n,
-    }
-
-
 def grammar_fault_rate(entries: Sequence[Explanation]) -> float | None:
     """grammar faults = |{e : grammar_faults(e) ≠ ∅}| / |E| (``ranking.grounding``: plural
     agreement, doubled words, dangling conjunctions, a/an; text inside titles skipped)."""
@@ -409,20 +371,6 @@ def grammar_fault_rate(entries: Sequence[Explanation]) -> float | None:
         return [f for t in raw for f in _title_forms(t) + [t]]
 
     return _share(bool(grammar_faults(str(e["rationale"]), titles(e))) for e in entries)
-
-
-def prompt_speak_rate(entries: Sequence[Explanation]) -> float | None:
-    """prompt speak = |{e : voice_faults(e) ≠ ∅}| / |E|: the sentence talks about "the
-    user" or "recommended" (the prompt's words) instead of to the reader."""
-    return _share(
-        bool(
-            voice_faults(
-                str(e["rationale"]),
-                [str(e.get("title", "")), *(s["title"] for s in e.get("support", []))],
-            )
-        )
-        for e in entries
-    )
 
 
 def markup_rate(entries: Sequence[Explanation]) -> float | None:
