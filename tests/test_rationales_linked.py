@@ -206,7 +206,7 @@ def test_the_linked_path_writes_sentences_that_carry_the_chosen_facts() -> None:
     assert "Use these phrases: <data>Heat; Reservoir Dogs; crime</data>" in sent.messages[1].content
 
 
-def test_an_unsupported_claim_is_asked_again_and_kept_flagged_after_the_last_round() -> None:
+def test_an_unsupported_claim_is_asked_again_then_gives_way_to_the_floor() -> None:
     cfg = RankingConfig(
         rationale_format="linked", rationale_template="explain_linked", max_repair_rounds=1
     )
@@ -217,8 +217,9 @@ def test_an_unsupported_claim_is_asked_again_and_kept_flagged_after_the_last_rou
     llm = FakeLLM(lambda r: json.dumps({"cites": ["h", "d"], "rationale": why}))
     add_rationales(llm, cfg, [req], results, top_r=1)
     assert len(llm.requests) == 2 and llm.requests[1].temperature >= 0.7
-    assert results[0][0][0].rationale == why and results[0][0][0].unsupported_terms
-    assert "unsupported" in results[0][1].rejected_entries[0]["detail"]
+    assert results[0][0][0].rationale.startswith("Like Heat (1995), it shares")
+    assert results[0][0][0].unsupported_terms == []
+    assert all("unsupported" in r["detail"] for r in results[0][1].rejected_entries)
 
 
 def test_the_grammar_metric_counts_a_cut_sentence() -> None:
@@ -323,3 +324,50 @@ def test_the_model_speaking_as_itself_is_prompt_speak() -> None:
     assert voice_faults("I think you will like it.")
     assert not voice_faults("You enjoyed Forrest Gump and True Lies, both comedies.")
     assert not voice_faults("Since you liked Rocky I, this drama should suit you.", ["Rocky I"])
+
+
+# -- the floor: when every sentence fails ---------------------------------------------------
+def _explain_with(answers: list[str], history: list[Item], query: str | None = None):
+    cfg = RankingConfig(
+        rationale_format="linked", rationale_template="explain_linked", max_repair_rounds=1
+    )
+    ev = build_evidence([cand(RONIN)], history, query, {})[0]
+    req = RankRequest(history=history, candidates=[cand(RONIN)], query=query)
+    results = [([RankedItem(item=RONIN, rank=1, score=1.0, evidence=ev)], Trace(candidates=[]))]
+    cites = choose_links(RONIN, ev)[1]
+    it = iter(answers)
+    llm = FakeLLM(lambda r: json.dumps({"cites": cites, "rationale": next(it)}))
+    add_rationales(llm, cfg, [req], results, top_r=1)
+    return results[0][0][0], results[0][1], ev
+
+
+def test_a_sentence_that_fails_every_round_gives_way_to_the_evidence_template() -> None:
+    """Two rounds of a faulty sentence ("theuser"): the item shows the evidence format's
+    true template sentence, the trace says so, and the harness counts it as a template."""
+    from genre_eval.explain_metrics import explanation_entry, is_template
+
+    bad = "Since theuser liked Heat and Reservoir Dogs, this crime film fits."
+    entry, trace, _ = _explain_with([bad, bad], [HEAT, DOGS])
+    assert entry.rationale == (
+        "Like Heat (1995), it shares the genres Action, Crime and Thriller, the tag heist "
+        "and the 1990s."
+    ), entry.rationale
+    assert entry.cites == ["h"] and entry.unsupported_terms == []
+    assert any("template sentence is shown" in n for n in trace.notes), trace.notes
+    assert len(trace.rejected_entries) == 2
+    assert is_template(explanation_entry(entry))
+
+
+def test_the_floor_for_a_request_without_history_names_its_genre_and_year() -> None:
+    bad = "You asked for crime, and theuser got 1998 action."
+    entry, trace, ev = _explain_with([bad, bad], [], query="a crime film")
+    assert ev.request, ev
+    assert entry.rationale == "A 1998 crime film, as asked.", entry.rationale
+    assert entry.cites == []
+
+
+def test_a_good_second_sentence_is_kept_and_no_floor_is_used() -> None:
+    bad = "Since theuser liked Heat and Reservoir Dogs, this crime film fits."
+    good = "Since you liked Heat and Reservoir Dogs, this crime film should suit you."
+    entry, trace, _ = _explain_with([bad, good], [HEAT, DOGS])
+    assert entry.rationale == good and not trace.notes

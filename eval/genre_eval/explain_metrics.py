@@ -3,10 +3,9 @@
 An explanation is what ``genre_eval.lines.result_lines`` records for a ranked item with a
 rationale (:func:`explanation_entry`): the sentence, its cites, the evidence it was given and
 the item's title and genres. Each rate below takes one user's explanations (one result line) and
-returns a share in [0, 1], or None when it is undefined for that user (no rationale, no
-bigram). The counterfactual helpers (:func:`removals`, :func:`rank_drop`, from
-``genre_eval.counterfactual``) say what the runner removes from a history and how far an
-item fell. The summary averages them over users, with bootstrap CIs (``genre_eval.summary``).
+returns a share in [0, 1], or None when undefined (no rationale, no bigram). The helpers
+:func:`removals` and :func:`rank_drop` (``genre_eval.counterfactual``) say what the runner
+removes from a history and how far an item fell. The summary averages them over users, with bootstrap CIs (``genre_eval.summary``).
 """
 
 from __future__ import annotations
@@ -20,8 +19,10 @@ from genre_agent.ranking.grounding import (
     BROAD_GENRES,
     CATEGORY_WORDS,
     attributes,
+    display_title,
     grammar_faults,
     markup_problems,
+    safe_title,
     strip_titles,
     unsupported_claims,
     unsupported_genres,
@@ -314,10 +315,8 @@ def weak_link_rate(entries: Sequence[Explanation]) -> float | None:
 
 
 def _subsets(values: Sequence[str], cap: int = 6) -> list[list[str]]:
-    values = list(values)[:cap]
-    return [
-        [v for i, v in enumerate(values) if mask >> i & 1] for mask in range(1, 1 << len(values))
-    ]
+    vs = list(values)[:cap]
+    return [[v for i, v in enumerate(vs) if mask >> i & 1] for mask in range(1, 1 << len(vs))]
 
 
 def _article(word: str) -> str:
@@ -336,7 +335,7 @@ def template_forms(entry: Explanation) -> set[str]:
     year = _year(entry)
     genres = sorted(_item_genres(entry))
     for s in entry.get("support", []):
-        titles = _title_forms(s["title"]) + [s["title"]]
+        titles = _title_forms(s["title"]) + [s["title"], display_title(safe_title(s["title"]))]
         for title in dict.fromkeys(titles):
             for opener in ("Like", "As with"):
                 for subset in _subsets(s["shared"]):
@@ -353,7 +352,8 @@ def template_forms(entry: Explanation) -> set[str]:
 
 
 def is_template(entry: Explanation) -> bool:
-    """The sentence is, word for word (case and spacing aside), one of template_forms."""
+    """The sentence is, word for word (case and spacing aside), one of template_forms (the
+    titles as MovieLens, the core and the service's floor sentence write them)."""
     return _norm(str(entry["rationale"])) in template_forms(entry)
 
 

@@ -250,6 +250,8 @@ _PRONOUN_S_RE = re.compile(
     r"\b(?:its|it's|they|them|their|theirs|you|your|yours|we|our|he|his|she|hers)'s\b",
     re.IGNORECASE,
 )
+# A phrase of three or more words said twice ("people who liked Title, people who liked Title").
+_REPEATED_RE = re.compile(r"\b((?:[A-Za-z]+ +){2,}[A-Za-z]+)\b.*?\b\1\b", re.IGNORECASE)
 # Words of the prompt, not of a sentence to a reader: "the user", "recommended to".
 _PROMPT_SPEAK_RE = re.compile(
     r"\b(?:the|this|that|a|each|every)\s+users?\b|\busers?'s?\b|\buser\b"
@@ -292,7 +294,8 @@ def grammar_faults(rationale: str, titles: Iterable[str] = ()) -> list[str]:
     """Rule-checked grammar faults: plural agreement ("the genres Adventure", "the genre
     Children and Fantasy"), a doubled word ("the the"), a dangling conjunction or article
     ("and.", "with the."), "a"/"an" before the wrong sound, words run together ("theuser",
-    "ratedThriller"), "'s" on a pronoun ("its's"), and a sentence cut short
+    "ratedThriller"), "'s" on a pronoun ("its's"), a phrase of three or more words said
+    twice, and a sentence cut short
     (:func:`cut_faults`). Text inside ``titles`` is not checked (a title is a name: "New
     York, New York")."""
     text = rationale
@@ -320,6 +323,8 @@ def grammar_faults(rationale: str, titles: Iterable[str] = ()) -> list[str]:
             faults.append(f"'an' before a consonant: {m.group(0)!r}")
     for m in _GLUED_RE.finditer(text):
         faults.append(f"words run together: {m.group(0)!r}")
+    for m in _REPEATED_RE.finditer(text):
+        faults.append(f"repeated phrase: {m.group(1)!r}")
     for m in _PRONOUN_S_RE.finditer(text):
         faults.append(f"'s on a pronoun: {m.group(0)!r}")
     faults += cut_faults(text)

@@ -213,3 +213,54 @@ def prompt_context(
         # Which of the prompt's example wordings this item sees (stable across runs).
         "example": zlib.crc32(item.id.encode("utf-8")),
     }
+
+
+def shares_text(shared: Sequence[str]) -> str:
+    """ "genre Action", "genre Thriller", "tag heist", "1990s" -> "the genres Action and
+    Thriller, the tag heist and the 1990s" (how the prompt words the evidence)."""
+    genres = [a.split(" ", 1)[1] for a in shared if a.startswith("genre ")]
+    tags = [a.split(" ", 1)[1] for a in shared if a.startswith("tag ")]
+    other = [a for a in shared if not a.startswith(("genre ", "tag "))]
+
+    def join(words: list[str]) -> str:
+        return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+    parts = []
+    if genres:
+        parts.append(("the genre " if len(genres) == 1 else "the genres ") + join(genres))
+    if tags:
+        parts.append(("the tag " if len(tags) == 1 else "the tags ") + join(tags))
+    parts += [f"the {o}" for o in other]
+    return join(parts) if parts else ""
+
+
+def floor_sentence(item: Item, evidence: Evidence) -> tuple[str, list[str]]:
+    """The linked format's floor: when every sentence the model wrote failed the checks,
+    the evidence format's template sentence (``"Like <title>, it shares ..."``, or for a
+    request without history ``"A <year> <genre> film, as asked."``), true by construction
+    and counted as template-reducible by the harness. ("", []) when the evidence holds
+    nothing to say."""
+    links, cites = choose_links(item, evidence)
+    support = {h.id: h for h in evidence.history}
+    if cites and cites[0] in support:
+        s = support[cites[0]]
+        title = display_title(safe_title(s.title))
+        if any(link.kind == "co-liked" for link in links) or not s.shared:
+            return f"Popular with people who also liked {title}.", [s.id]
+        return f"Like {title}, it shares {shares_text(s.shared)}.", [s.id]
+    genres = [g for g in str(item.metadata.get("genres", "")).split("|") if g]
+    genres = sorted(
+        (g for g in genres if g not in ("IMAX", "(no genres listed)")),
+        key=lambda g: g in BROAD_GENRES,
+    )
+    year = item.metadata.get("year")
+    if not genres or not isinstance(year, int) or isinstance(year, bool):
+        return "", []
+    genre = genres[0].lower()
+    if evidence.request:
+        return f"{_article(str(year)).capitalize()} {year} {genre} film, as asked.", []
+    return f"{_article(genre).capitalize()} {genre} film from the {year // 10 * 10}s.", []
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou8" else "a"

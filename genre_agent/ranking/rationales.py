@@ -38,6 +38,7 @@ from genre_agent.ranking.grounding import (
     unsupported_claims,
     voice_faults,
 )
+from genre_agent.ranking.rationale_linked import floor_sentence, shares_text
 from genre_agent.ranking.rationale_schema import (
     OPENERS,
     answer_model,
@@ -57,25 +58,6 @@ __all__ = [
     "shares_text",
 ]
 _schema_regex = schema_regex
-
-
-def shares_text(shared: Sequence[str]) -> str:
-    """ "genre Action", "genre Thriller", "tag heist", "1990s" -> "the genres Action and
-    Thriller, the tag heist and the 1990s" (how the prompt words the evidence)."""
-    genres = [a.split(" ", 1)[1] for a in shared if a.startswith("genre ")]
-    tags = [a.split(" ", 1)[1] for a in shared if a.startswith("tag ")]
-    other = [a for a in shared if not a.startswith(("genre ", "tag "))]
-
-    def join(words: list[str]) -> str:
-        return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-    parts = []
-    if genres:
-        parts.append(("the genre " if len(genres) == 1 else "the genres ") + join(genres))
-    if tags:
-        parts.append(("the tag " if len(tags) == 1 else "the tags ") + join(tags))
-    parts += [f"the {o}" for o in other]
-    return join(parts) if parts else ""
 
 
 @dataclass
@@ -362,8 +344,8 @@ def _take(
     last: bool,
     resample: set[int],
 ) -> bool:
-    """Check one answer and, if it stands, put its rationale on the ranked entry; every
-    rejection is recorded in ``trace``. True when the job must be asked again."""
+    """Check one answer and, if it stands, put its rationale on the ranked entry (every
+    rejection recorded in ``trace``); True when the job must be asked again."""
     entry = ranked[job.pos]
     try:
         if job.facts:
@@ -386,12 +368,12 @@ def _take(
     )
     unsafe = _unsafe(claims, faults)
     wording = list(faults)
-    if job.request.hint.get("format") == "linked":
-        # An unsupported claim is asked again too; after the last round it is kept, flagged
-        # in unsupported_terms. (The other formats keep their measured behaviour.)
+    linked = job.request.hint.get("format") == "linked"
+    if linked:
+        # Unsupported claims and prompt speak ("recommended to the user") are asked again
+        # too, and after the last round the floor sentence takes the item (:func:`_floor`).
+        # (The other formats keep their measured behaviour.)
         wording += [f"unsupported: {c}" for c in claims if c not in unsafe]
-        # So is prompt speak ("recommended to the user"); kept after the last round, and
-        # counted by the harness's prompt-speak metric.
         ev = job.evidence or Evidence()
         wording += voice_faults(why, [entry.item.title, *(s.title for s in ev.history)])
     if wording or unsafe:
@@ -400,16 +382,40 @@ def _take(
         if not last:
             resample.add(id(job))
             return True
+        if linked:
+            return _floor(job, entry, ranked, trace, attempt, [*unsafe, *wording])
         if unsafe:  # never shown; the rejected entry above says why
             return False
-    ranked[job.pos] = entry.model_copy(
-        update={
-            "rationale": why,
-            "cites": cites,
-            "unsupported_terms": claims,
-            "evidence": job.evidence,
-        }
+    update = {"rationale": why, "cites": cites, "unsupported_terms": claims}
+    ranked[job.pos] = entry.model_copy(update={**update, "evidence": job.evidence})
+    return False
+
+
+def _floor(
+    job: _Job,
+    entry: RankedItem,
+    ranked: list[RankedItem],
+    trace: Trace,
+    attempt: int,
+    faults: Sequence[str],
+) -> bool:
+    """The linked format after its last round: the floor sentence (:func:`floor_sentence`)
+    in place of the model's, said in ``trace.notes``; no rationale when there is none."""
+    why, cites = floor_sentence(entry.item, job.evidence or Evidence())
+    trace.notes.append(
+        f"rationale for item {entry.item.id}: {attempt + 1} sentences failed the checks "
+        f"(last: {faults[0][:80]}); "
+        + ("the evidence's template sentence is shown" if why else "no rationale is shown")
     )
+    if why:
+        ranked[job.pos] = entry.model_copy(
+            update={
+                "rationale": why,
+                "cites": cites,
+                "unsupported_terms": [],
+                "evidence": job.evidence,
+            }
+        )
     return False
 
 
