@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from test_http import make_service
-from test_openai_faults import _index
+from test_openai_faults import recommend_cmd as recommend_cmd  # noqa: F401  (a fixture)
 from trickle_server import trickle_server
 
 from genre_agent.config import LLMConfig
@@ -143,7 +143,7 @@ class Slow:
 
 
 def test_the_owner_keeps_the_callers_deadline() -> None:
-    owner = own(Slow(3.0), "slow", timeout_s=300.0)
+    owner = own(Slow(1.5), "slow", timeout_s=300.0)
     try:
 
         def run() -> Any:
@@ -163,8 +163,8 @@ def test_the_owner_keeps_the_callers_deadline() -> None:
 # -- the CLI and the HTTP service against the trickling server -------------------------------
 
 
-def test_cli_recommend_ends_by_its_deadline(tmp_path: Path, catalog_path: Path) -> None:
-    cmd = _index(tmp_path, catalog_path)
+def test_cli_recommend_ends_by_its_deadline(recommend_cmd: list[str]) -> None:
+    cmd = recommend_cmd
     with trickle_server(1.0) as srv:
         t0 = time.monotonic()
         proc = subprocess.run(

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import CATALOG
 
 from genre_agent.config import LLMConfig
 from genre_agent.errors import GenreError
@@ -152,6 +153,13 @@ def test_http_500_names_the_status_and_the_server_message() -> None:
     assert seen == ["/v1/chat/completions"]  # no retries by default
 
 
+@pytest.fixture(scope="session")
+def recommend_cmd(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """``genre recommend`` over the fixture catalog, indexed once for every test that
+    only reads it (the index subprocess is the slow part)."""
+    return _index(tmp_path_factory.mktemp("openai-cli"), CATALOG)
+
+
 def _index(tmp: Path, catalog: Path) -> list[str]:
     sets = [
         "--set",
@@ -177,8 +185,8 @@ def _index(tmp: Path, catalog: Path) -> list[str]:
     return [str(exe), "recommend", "--history", "m1", "-k", "2", *sets]
 
 
-def test_cli_prints_one_error_line_for_a_failing_server(tmp_path: Path, catalog_path: Path):
-    cmd = _index(tmp_path, catalog_path)
+def test_cli_prints_one_error_line_for_a_failing_server(recommend_cmd: list[str]):
+    cmd = recommend_cmd
     with status_server(500, {"error": {"message": "boom"}}) as (url, _):
         proc = subprocess.run(
             [*cmd, "--set", "llm.engine=openai", "--set", f"llm.base_url={url}"],
@@ -246,10 +254,8 @@ def test_signal_stops_a_waiting_call_promptly(sig: int) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_cli_signal_stops_a_waiting_recommend_promptly(
-    sig: int, tmp_path: Path, catalog_path: Path
-) -> None:
-    cmd = _index(tmp_path, catalog_path)
+def test_cli_signal_stops_a_waiting_recommend_promptly(sig: int, recommend_cmd: list[str]) -> None:
+    cmd = recommend_cmd
     with silent_server() as (url, accepted):
         proc = subprocess.Popen(
             [*cmd, "--set", "llm.engine=openai", "--set", f"llm.base_url={url}"]
