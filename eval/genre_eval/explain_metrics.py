@@ -3,9 +3,9 @@
 An explanation is what ``genre_eval.lines.result_lines`` records for a ranked item with a
 rationale (:func:`explanation_entry`): the sentence, its cites, the evidence it was given and
 the item's title and genres. Each rate below takes one user's explanations (one result line) and
-returns a share in [0, 1], or None when undefined (no rationale, no bigram). The helpers
-:func:`removals` and :func:`rank_drop` (``genre_eval.counterfactual``) say what the runner
-removes from a history and how far an item fell. The summary averages them over users, with bootstrap CIs (``genre_eval.summary``).
+returns a share in [0, 1], or None when undefined (no rationale, no bigram); the summary
+averages them over users with bootstrap CIs. :func:`removals` and :func:`rank_drop`
+(``genre_eval.counterfactual``): what the runner removes from a history, how far items fell.
 """
 
 from __future__ import annotations

@@ -126,10 +126,12 @@ CATEGORY_WORDS: dict[str, str] = {
     "westerns": "Western", "comedies": "Comedy", "dramas": "Drama", "thrillers": "Thriller",
     "romances": "Romance", "horrors": "Horror",
 }  # fmt: skip
+# A hyphen joins two claims ("a comedy-thriller", "crime-comedy"): each side is read. The
+# longest word is tried first, so "sci-fi" and "film-noir" stay one word.
 _CATEGORY_RE = re.compile(
-    r"(?<![\w-])("
+    r"(?<!\w)("
     + "|".join(re.escape(w) for w in sorted(CATEGORY_WORDS, key=len, reverse=True))
-    + r")(?![\w-])",
+    + r")(?!\w)",
     re.IGNORECASE,
 )
 
