@@ -90,9 +90,26 @@ def user_sequences(
     return seqs
 
 
+# The code that shapes a trained model: the model and this training loop.
+_CODE_FILES = (Path(__file__), Path(__file__).with_name("sequential.py"))
+
+
+def code_version() -> str:
+    """SHA-256 of the model and training code and the torch version. A checkpoint left by
+    other code is not resumed: a shared checkpoint from before a change of the training
+    code once gave the harness's learned row other numbers than a fresh run."""
+    import torch
+
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in _CODE_FILES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(ids: list[str], seqs: list[list[int]], cfg: SequentialConfig) -> str:
-    """SHA-256 of the vocabulary, the training sequences and the model-shaping settings."""
-    digest = hashlib.sha256()
+    """SHA-256 of the vocabulary, the training sequences, the model-shaping settings and
+    the code (:func:`code_version`)."""
+    digest = hashlib.sha256(code_version().encode())
     shaping = {k: v for k, v in cfg.model_dump().items() if k not in PACING}
     digest.update(json.dumps([ids, shaping], sort_keys=True).encode())
     for seq in seqs:
@@ -153,7 +170,9 @@ def _load_checkpoint(path: Path, key: str, announce: Announce | None) -> dict[st
         return None
     if ckpt.get("key") != key:
         if announce:
-            announce(f"sequential: checkpoint {path} is for other data or settings: starting over")
+            announce(
+                f"sequential: checkpoint {path} is for other data, settings or code: starting over"
+            )
         return None
     return ckpt
 

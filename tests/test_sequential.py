@@ -174,7 +174,7 @@ def test_changed_settings_or_data_start_over_but_pacing_does_not(tmp_path: Path)
     # Another learning rate: the checkpoint is not this model's.
     other = train(_cfg(epochs=4, lr=0.02), ITEMS, ROWS, ckpt, said.append)
     assert other.training_report and other.training_report["resumed_from_epoch"] is None
-    assert any("other data or settings: starting over" in s for s in said)
+    assert any("other data, settings or code: starting over" in s for s in said)
     # Other data: likewise.
     said.clear()
     fewer = train(_cfg(epochs=4, lr=0.02), ITEMS, ROWS[:-4], ckpt, said.append)
@@ -283,3 +283,22 @@ def test_beats_popularity_on_a_slice_of_ml_latest_small(tmp_path: Path) -> None:
     seq_mrr, pop_mrr = mrr(model), mrr(pop)
     print(f"MRR sequential {seq_mrr:.4f} popularity {pop_mrr:.4f}; {model.training_report}")
     assert seq_mrr > pop_mrr
+
+
+def test_a_checkpoint_left_by_other_training_code_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key holds the code's digest: a finished checkpoint of the same data and settings
+    but other training code is not reused (it once moved the harness's learned row)."""
+    import retrievers.sequential_train as st
+
+    ckpt = tmp_path / "ckpt"
+    said: list[str] = []
+    train(_cfg(epochs=3), ITEMS, ROWS, ckpt, said.append)
+    again = train(_cfg(epochs=3), ITEMS, ROWS, ckpt, said.append)
+    assert again.training_report and again.training_report["resumed_from_epoch"] == 3
+    monkeypatch.setattr(st, "code_version", lambda: "other code")
+    said.clear()
+    other = train(_cfg(epochs=3), ITEMS, ROWS, ckpt, said.append)
+    assert other.training_report and other.training_report["resumed_from_epoch"] is None
+    assert any("other data, settings or code: starting over" in s for s in said)
