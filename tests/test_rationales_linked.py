@@ -12,7 +12,7 @@ from genre_agent.catalog.items import Item
 from genre_agent.config import RankingConfig
 from genre_agent.llm import FakeLLM
 from genre_agent.ranking import RankRequest
-from genre_agent.ranking.grounding import cut_faults, grammar_faults, voice_faults
+from genre_agent.ranking.grounding import cut_faults, grammar_faults, negation_faults, voice_faults
 from genre_agent.ranking.rationale_linked import (
     Link,
     answer_model,
@@ -313,6 +313,9 @@ def test_prompt_speak_is_asked_again_sampled() -> None:
         "You enjoyed The Dark Knight Rises, which are both movies youliked, adventure.",
         "It was released in 1995, which match the two years mentioned intheCITES.",
         "You enjoyed Jagged Edge and Body Heat, and crime is a genre that's.",
+        # runs/rationales_linked2 (200 users, with the floor)
+        "Michael Clayton won you over, and this drama film is in thesamegenre.",
+        "You enjoyed Outbreak and Die Hard, and this combination suitsyou.",
     ],
 )
 def test_the_linked5_run_faults_are_grammar_faults(why: str) -> None:
@@ -371,3 +374,20 @@ def test_a_good_second_sentence_is_kept_and_no_floor_is_used() -> None:
     good = "Since you liked Heat and Reservoir Dogs, this crime film should suit you."
     entry, trace, _ = _explain_with([bad, good], [HEAT, DOGS])
     assert entry.rationale == good and not trace.notes
+
+
+def test_a_negation_is_a_fault_outside_titles() -> None:
+    """runs/rationales_linked2: "You liked Waterworld and Stargate, but not adventure." (a
+    claim no evidence holds); a title's own "No" is not read."""
+    assert negation_faults("You liked Waterworld and Stargate, but not adventure.")
+    assert negation_faults("This drama was not as popular as the other two.")
+    titles = ["No Country for Old Men (2007)"]
+    assert not negation_faults("You liked No Country for Old Men, a crime film.", titles)
+    assert not negation_faults("Since you liked Heat, this crime film should suit you.")
+
+
+def test_a_negation_is_asked_again_and_then_floored() -> None:
+    bad = "You liked Heat and Reservoir Dogs, but not crime."
+    entry, trace, _ = _explain_with([bad, bad], [HEAT, DOGS])
+    assert entry.rationale.startswith("Like Heat (1995), it shares")
+    assert all("negation" in r["detail"] for r in trace.rejected_entries)

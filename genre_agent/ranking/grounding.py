@@ -246,6 +246,7 @@ _END_WORD_RE = re.compile(r"(?P<word>[A-Za-z0-9']+)[\s.!?]*$")
 _GLUED_RE = re.compile(
     r"\b(?:the|this|that|these|those|a|an)(?:user|users|movie|movies|film|films)\b"
     r"|\b(?:you|they|we)(?:liked|loved|enjoyed|watched|like|love|enjoy)\b"
+    r"|\b(?:the|this|that|a)(?:same|genre|genres|one|other)[a-z]*\b|\b[a-z]{3,}(?:you|your)\b"
     r"|\b[a-z]{2,}[A-Z][A-Za-z]+\b",
 )
 _PRONOUN_S_RE = re.compile(
@@ -263,6 +264,18 @@ _PROMPT_SPEAK_RE = re.compile(
 
 # The model speaking as itself ("a favorite of mine").
 _FIRST_PERSON_RE = re.compile(r"\bI\b(?!')|\b(?:[Mm]y|[Mm]ine|[Mm]yself)\b")
+
+
+# A rationale says why an item fits; a negation in it ("You liked Waterworld, but not
+# adventure", "not as popular as the other two") is a claim no evidence holds.
+_NEGATION_RE = re.compile(
+    r"\b(?:not|never|no|nor|don't|didn't|doesn't|isn't|wasn't|aren't)\b", re.I
+)
+
+
+def negation_faults(text: str, titles: Iterable[str] = ()) -> list[str]:
+    """Negations outside titles ("... but not adventure")."""
+    return [f"negation: {m.group(0)!r}" for m in _NEGATION_RE.finditer(strip_titles(text, titles))]
 
 
 def voice_faults(text: str, titles: Iterable[str] = ()) -> list[str]:

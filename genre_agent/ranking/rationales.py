@@ -34,6 +34,7 @@ from genre_agent.ranking.grounding import (
     display_title,
     grammar_faults,
     markup_problems,
+    negation_faults,
     title_forms,
     unsupported_claims,
     voice_faults,
@@ -370,12 +371,13 @@ def _take(
     wording = list(faults)
     linked = job.request.hint.get("format") == "linked"
     if linked:
-        # Unsupported claims and prompt speak ("recommended to the user") are asked again
+        # Unsupported claims, prompt speak ("recommended to the user") and negations are asked again
         # too, and after the last round the floor sentence takes the item (:func:`_floor`).
         # (The other formats keep their measured behaviour.)
         wording += [f"unsupported: {c}" for c in claims if c not in unsafe]
         ev = job.evidence or Evidence()
-        wording += voice_faults(why, [entry.item.title, *(s.title for s in ev.history)])
+        titles = [entry.item.title, *(s.title for s in ev.history)]
+        wording += voice_faults(why, titles) + negation_faults(why, titles)
     if wording or unsafe:
         reason = "unsafe rationale" if unsafe else "faulty rationale"
         _reject(trace, reason, entry, out, "; ".join([*unsafe, *wording]))
