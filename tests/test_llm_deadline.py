@@ -187,7 +187,7 @@ def test_cli_recommend_ends_by_its_deadline(recommend_cmd: list[str]) -> None:
     assert took < 60, took
 
 
-BUDGET_S = 2.0
+BUDGET_S = 1.0
 
 
 def _trickling_service(tmp_path: Path, url: str, budget_s: float = BUDGET_S) -> Any:
