@@ -391,3 +391,25 @@ def test_a_negation_is_asked_again_and_then_floored() -> None:
     entry, trace, _ = _explain_with([bad, bad], [HEAT, DOGS])
     assert entry.rationale.startswith("Like Heat (1995), it shares")
     assert all("negation" in r["detail"] for r in trace.rejected_entries)
+
+
+def test_an_answer_cut_at_the_token_cap_every_round_is_floored_not_an_error() -> None:
+    """runs/rationales_linked3, user 573: four answers ran "people15455555555555" to the
+    token cap; the request failed. Now the item gets the floor sentence and a note."""
+    cut = '{"cites": ["h", "d"], "rationale": "Heat is a movie that people1545555'
+    cfg = RankingConfig(
+        rationale_format="linked", rationale_template="explain_linked", max_repair_rounds=1
+    )
+    ev = build_evidence([cand(RONIN)], [HEAT, DOGS], None, {})[0]
+    req = RankRequest(history=[HEAT, DOGS], candidates=[cand(RONIN)])
+    results = [([RankedItem(item=RONIN, rank=1, score=1.0, evidence=ev)], Trace(candidates=[]))]
+    add_rationales(FakeLLM(lambda r: cut), cfg, [req], results, top_r=1)
+    assert results[0][0][0].rationale.startswith("Like Heat (1995), it shares")
+    assert any("template sentence is shown" in n for n in results[0][1].notes)
+
+
+def test_a_free_number_is_a_whole_word_of_at_most_four_digits() -> None:
+    rx = re.compile(sentence_pattern(["Heat"], 120))
+    assert rx.fullmatch("You liked Heat in 1995, a crime film.")
+    assert not rx.fullmatch("You liked Heat in 19955, a crime film.")
+    assert not rx.fullmatch("You liked Heat, people1545555 did too.")

@@ -37,7 +37,9 @@ from genre_agent.types import Evidence, Support
 # One free word: letters, digits and hyphens, "'s" at its end. No period (one sentence), no
 # quote, semicolon or bracket (a 0.5B model used them to quote titles and to copy the
 # phrase list). Words are joined by single spaces, a comma may follow one.
-WORD = r"[A-Za-z0-9-]{1,20}(?:'s)?"
+# A number stands alone and has at most four digits (a year): the 0.5B model once ran a
+# digit string to the token cap ("people15455555555555").
+WORD = r"(?:[A-Za-z-]{1,20}(?:'s)?|[0-9]{1,4})"
 LAST = r"[A-Za-z-]{1,20}(?:'s)?"  # the last free word: never a number fragment
 MAX_LINKS = 3
 # How a sentence names a genre (each is a category word of grounding.CATEGORY_WORDS).

@@ -357,6 +357,8 @@ def _take(
     except ValueError as exc:
         reason = "truncated rationale" if out.finish_reason == "length" else "malformed rationale"
         _reject(trace, reason, entry, out, str(exc))
+        if last and job.request.hint.get("format") == "linked":
+            return _floor(job, entry, ranked, trace, attempt, [f"{reason}: {exc}"])
         if last:
             raise RankingValidationError(
                 f"rationale for item {entry.item.id!r} is not valid after "
