@@ -255,3 +255,23 @@ def test_the_skeleton_shares_see_a_template_the_model_settles_into() -> None:
     ]
     shares = skeleton_shares(varied)
     assert shares["repeated_skeleton_share"] == 0.0 and shares["top_skeleton_share"] == 1 / 3
+
+
+def test_names_itself_sees_the_item_named_among_the_liked_ones() -> None:
+    """runs/rationales_linked4: "You enjoyed Dirty Dancing and Tangled" for Dirty Dancing
+    reads as if the user had seen it; no metric saw it (192 of 1000 sentences)."""
+    from genre_eval.explain_style import names_itself_rate
+
+    def entry(why: str, title: str, cites: list[str]) -> dict[str, object]:
+        support = [{"id": "t", "title": "Tangled (2010)", "shared": ["genre Musical"], "by": []}]
+        return {"rationale": why, "title": title, "support": support, "cites": cites}
+
+    bad = entry(
+        "You enjoyed Dirty Dancing and Tangled, both musicals.", "Dirty Dancing (1987)", ["t"]
+    )
+    good = entry(
+        "You enjoyed Tangled, and this musical should suit you.", "Dirty Dancing (1987)", ["t"]
+    )
+    asked = entry("Dirty Dancing is the 1987 musical you asked for.", "Dirty Dancing (1987)", [])
+    assert names_itself_rate([bad]) == 1.0
+    assert names_itself_rate([good]) == 0.0 and names_itself_rate([asked]) == 0.0

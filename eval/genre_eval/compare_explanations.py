@@ -20,7 +20,7 @@ from statistics import mean
 from typing import Any
 
 from genre_eval import explain_metrics as em
-from genre_eval.explain_style import prompt_speak_rate, skeleton_shares
+from genre_eval.explain_style import names_itself_rate, prompt_speak_rate, skeleton_shares
 from genre_eval.runner import read_results
 from genre_eval.stats import bootstrap_ci
 
@@ -32,6 +32,7 @@ RESCORED = {
     "unsupported_claim_rate": em.unsupported_claim_rate,
     "grammar_fault_rate": em.grammar_fault_rate,
     "prompt_speak_rate": prompt_speak_rate,
+    "names_itself_rate": names_itself_rate,
     "markup_rate": em.markup_rate,
     "self_likening_rate": em.self_likening_rate,
     "unsupported_rate": em.unsupported_rate,

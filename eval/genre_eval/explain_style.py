@@ -72,3 +72,23 @@ def prompt_speak_rate(entries: Sequence[Explanation]) -> float | None:
         )
         for e in entries
     )
+
+
+def names_itself(entry: Explanation) -> bool:
+    """A sentence that cites liked items and also names the recommended item itself ("You
+    enjoyed Dirty Dancing and Tangled" for Dirty Dancing): it reads as if the user had seen
+    it. Text inside the cited items' titles is not read; a sentence without cites (a
+    request without history) may name its item."""
+    if not entry.get("cites"):
+        return False
+    from genre_agent.ranking.grounding import strip_titles
+
+    support = [s["title"] for s in entry.get("support", []) if s["id"] in entry["cites"]]
+    own = [f for f in title_forms(str(entry.get("title", ""))) if len(f) >= 3]
+    text = strip_titles(str(entry["rationale"]), [t for t in support if t != entry.get("title")])
+    return any(re.search(rf"(?<!\w){re.escape(f)}(?!\w)", text, re.IGNORECASE) for f in own)
+
+
+def names_itself_rate(entries: Sequence[Explanation]) -> float | None:
+    """names itself = |{e : names_itself(e)}| / |E|."""
+    return _share(names_itself(e) for e in entries)
