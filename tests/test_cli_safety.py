@@ -141,10 +141,18 @@ def test_fewer_results_and_empty_filter_say_why(tmp_path: Path, catalog_path: Pa
 # --- errors: one line naming the cause, --debug for the traceback ---------------------------
 
 
+_BOUND: list[socket.socket] = []
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nobody answers on: bound here and never listened on, for the whole session.
+    (A port that is bound, closed and then dialled can be handed out as the dialling
+    socket's own ephemeral port: the connect then reaches itself and hangs, "no answer
+    within 0.5 s" instead of "cannot connect", as one full fast-suite run showed.)"""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _BOUND.append(s)
+    return int(s.getsockname()[1])
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -203,7 +203,9 @@ def test_cli_prints_one_error_line_for_a_failing_server(recommend_cmd: list[str]
 
 SCRIPT = textwrap.dedent(
     """
-    import signal, sys
+    import faulthandler, signal, sys
+    # A test that times out asks for every thread's stack (SIGUSR1) before it kills.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from genre_agent.config import LLMConfig
     from genre_agent.llm.base import GenRequest, Message
     from genre_agent.llm.engines import OpenAIEngine
@@ -232,7 +234,16 @@ def _interrupt_promptly(proc: subprocess.Popen, accepted: threading.Event, sig: 
         try:
             rc = proc.wait(timeout=PROMPT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {PROMPT_S} s after signal {sig}")
+            proc.send_signal(signal.SIGUSR1)  # the script's faulthandler: every stack
+            time.sleep(1.0)
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            status = Path(f"/proc/{os.getpid()}/status").read_text()
+            masks = [ln for ln in status.splitlines() if ln.startswith(("SigBlk", "SigIgn"))]
+            pytest.fail(
+                f"still running {PROMPT_S} s after signal {sig}; this process {masks}; "
+                f"its stderr: {(err or b'')[-3000:]!r}"
+            )
         return rc if rc is not None else -1
     finally:
         if proc.poll() is None:
