@@ -18,6 +18,7 @@ from typing import Any
 from genre_agent.ranking.grounding import (
     BROAD_GENRES,
     CATEGORY_WORDS,
+    article,
     attributes,
     display_title,
     grammar_faults,
@@ -31,7 +32,7 @@ from genre_agent.ranking.rationales import shares_text
 from genre_agent.types import RankedItem
 from genre_eval.counterfactual import rank_drop as rank_drop
 from genre_eval.counterfactual import removals as removals
-from genre_eval.explain_style import prompt_speak_rate
+from genre_eval.explain_style import DECADE_WORD_RE, prompt_speak_rate, share
 
 Explanation = Mapping[str, Any]
 
@@ -70,11 +71,6 @@ def explanation_entry(item: RankedItem) -> dict[str, Any]:
     }
 
 
-def _share(flags: Iterable[bool]) -> float | None:
-    xs = list(flags)
-    return sum(xs) / len(xs) if xs else None
-
-
 def allowed_text(entry: Explanation) -> str:
     """The item's title and genres, the cited supporting items' titles and shared
     attributes, and the item's shared attributes: what a grounded sentence may mention."""
@@ -100,12 +96,12 @@ def grounding_rate(entries: Sequence[Explanation], history_ids: Iterable[str]) -
     """grounding = |{e : cites(e) ⊆ H and unsupported_genres(e) = ∅}| / |E|, H the user's
     visible history, E the user's rationales."""
     visible = set(history_ids)
-    return _share(is_grounded(e, visible) for e in entries)
+    return share(is_grounded(e, visible) for e in entries)
 
 
 def unsupported_rate(entries: Sequence[Explanation]) -> float | None:
     """unsupported = |{e : unsupported_terms(e) ≠ ∅}| / |E|."""
-    return _share(bool(e.get("unsupported_terms")) for e in entries)
+    return share(bool(e.get("unsupported_terms")) for e in entries)
 
 
 def is_cut(rationale: str) -> bool:
@@ -115,7 +111,7 @@ def is_cut(rationale: str) -> bool:
 
 def truncation_rate(entries: Sequence[Explanation]) -> float | None:
     """truncation = |{e : e does not end with . ! or ?}| / |E|."""
-    return _share(is_cut(str(e["rationale"])) for e in entries)
+    return share(is_cut(str(e["rationale"])) for e in entries)
 
 
 def truncated_attempt_rate(truncated: int, attempts: int) -> float | None:
@@ -167,7 +163,7 @@ def is_specific(rationale: str, history_titles: Iterable[str], shared: Iterable[
 
 def specificity(entries: Sequence[Explanation], history_titles: Sequence[str]) -> float | None:
     """specificity = |{e : e names a title of H or a value of shared(e)}| / |E|."""
-    return _share(
+    return share(
         is_specific(str(e["rationale"]), history_titles, e.get("shared", [])) for e in entries
     )
 
@@ -192,7 +188,7 @@ def duplicate_share(rationales: Sequence[str]) -> float | None:
     """duplicates = |{r : r equals another rationale of the list}| / |R| (case and spacing
     ignored)."""
     counts = Counter(_norm(r) for r in rationales)
-    return _share(counts[_norm(r)] > 1 for r in rationales)
+    return share(counts[_norm(r)] > 1 for r in rationales)
 
 
 # -- rationales worth reading (issue 19 items 3 and 4) ---------------------------------------
@@ -200,7 +196,6 @@ def duplicate_share(rationales: Sequence[str]) -> float | None:
 # older runs lack "by", "request", "year" and "tags", which then count as empty (the year
 # comes from the title).
 _TITLE_YEAR_RE = re.compile(r"\((\d{4})\)\s*$")
-_DECADE_WORD_RE = re.compile(r"\b(?:1[89]|20)\d0s\b")
 _COLIKED_RE = re.compile(
     r"\b(?:people|viewers|fans|users|those|others|audiences?|anyone)\s+who\s+(?:also\s+)?"
     r"(?:liked|loved|enjoyed|watched|rated)\b|\bfans\s+of\b|\balso\s+(?:liked|loved|enjoyed|"
@@ -246,7 +241,7 @@ def unsupported_claim_list(entry: Explanation) -> list[str]:
 def unsupported_claim_rate(entries: Sequence[Explanation]) -> float | None:
     """unsupported claims = |{e : unsupported_claim_list(e) ≠ ∅}| / |E| (the widened check,
     recomputed from the record; ``unsupported_rate`` counts what the service flagged)."""
-    return _share(bool(unsupported_claim_list(e)) for e in entries)
+    return share(bool(unsupported_claim_list(e)) for e in entries)
 
 
 def named_facts(entry: Explanation) -> list[tuple[str, str]]:
@@ -271,12 +266,12 @@ def named_facts(entry: Explanation) -> list[tuple[str, str]]:
     tags = [*(entry.get("tags") or []), *(a[4:] for a in shared if a.startswith("tag "))]
     facts += [("tag", t.lower()) for t in tags if _names(bare, t)]
     year = _year(entry)
-    decades = {a for a in shared if _DECADE_WORD_RE.fullmatch(a)}
+    decades = {a for a in shared if DECADE_WORD_RE.fullmatch(a)}
     if year is not None:
         decades.add(f"{year // 10 * 10}s")
         if re.search(rf"(?<!\d){year}(?!\d)", bare):
             facts.append(("year", str(year)))
-    facts += [("decade", d) for d in _DECADE_WORD_RE.findall(bare) if d in decades]
+    facts += [("decade", d) for d in DECADE_WORD_RE.findall(bare) if d in decades]
     if _COLIKED_RE.search(bare) and any("itemknn" in s.get("by", []) for s in cited):
         facts.append(("co-liked", ",".join(s["id"] for s in cited)))
     facts += [("request", w) for w in entry.get("request") or [] if _names(bare, w)]
@@ -311,16 +306,12 @@ def is_weak_link(entry: Explanation) -> bool | None:
 
 def weak_link_rate(entries: Sequence[Explanation]) -> float | None:
     """weak links = |{e : is_weak_link(e)}| / |{e : is_weak_link(e) is not None}|."""
-    return _share(w for w in (is_weak_link(e) for e in entries) if w is not None)
+    return share(w for w in (is_weak_link(e) for e in entries) if w is not None)
 
 
 def _subsets(values: Sequence[str], cap: int = 6) -> list[list[str]]:
     vs = list(values)[:cap]
     return [[v for i, v in enumerate(vs) if mask >> i & 1] for mask in range(1, 1 << len(vs))]
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou8" else "a"
 
 
 def template_forms(entry: Explanation) -> set[str]:
@@ -341,13 +332,13 @@ def template_forms(entry: Explanation) -> set[str]:
                 for subset in _subsets(s["shared"]):
                     forms.add(f"{opener} {title}, it shares {shares_text(subset)}.")
                 for value in attribute_values(s["shared"]):
-                    forms.add(f"{opener} {title}, it is {_article(value)} {value} film.")
+                    forms.add(f"{opener} {title}, it is {article(value)} {value} film.")
             forms.add(f"Popular with people who also liked {title}.")
             forms.add(f"People who liked {title} also liked it.")
     for g in genres:
         if year is not None:
-            forms.add(f"{_article(str(year))} {year} {g} film, as asked.")
-            forms.add(f"{_article(g)} {g} film from the {year // 10 * 10}s.")
+            forms.add(f"{article(str(year))} {year} {g} film, as asked.")
+            forms.add(f"{article(g)} {g} film from the {year // 10 * 10}s.")
     return {_norm(f) for f in forms}
 
 
@@ -359,7 +350,7 @@ def is_template(entry: Explanation) -> bool:
 
 def template_rate(entries: Sequence[Explanation]) -> float | None:
     """template-reducibility = |{e : is_template(e)}| / |E|."""
-    return _share(is_template(e) for e in entries)
+    return share(is_template(e) for e in entries)
 
 
 def grammar_fault_rate(entries: Sequence[Explanation]) -> float | None:
@@ -370,12 +361,12 @@ def grammar_fault_rate(entries: Sequence[Explanation]) -> float | None:
         raw = [str(e.get("title", "")), *(s["title"] for s in e.get("support", []))]
         return [f for t in raw for f in _title_forms(t) + [t]]
 
-    return _share(bool(grammar_faults(str(e["rationale"]), titles(e))) for e in entries)
+    return share(bool(grammar_faults(str(e["rationale"]), titles(e))) for e in entries)
 
 
 def markup_rate(entries: Sequence[Explanation]) -> float | None:
     """markup = |{e : e holds <data>, </data>, an <angle-bracket> or ‹placeholder›}| / |E|."""
-    return _share(bool(markup_problems(str(e["rationale"]))) for e in entries)
+    return share(bool(markup_problems(str(e["rationale"]))) for e in entries)
 
 
 def likens_to_itself(entry: Explanation) -> bool:
@@ -391,7 +382,7 @@ def likens_to_itself(entry: Explanation) -> bool:
 
 def self_likening_rate(entries: Sequence[Explanation]) -> float | None:
     """self-likening = |{e : likens_to_itself(e)}| / |E|."""
-    return _share(likens_to_itself(e) for e in entries)
+    return share(likens_to_itself(e) for e in entries)
 
 
 def mean_or_none(values: Sequence[float]) -> float | None:

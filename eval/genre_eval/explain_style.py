@@ -12,13 +12,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from genre_agent.ranking.grounding import CATEGORY_WORDS, title_forms, voice_faults
+from genre_agent.ranking.grounding import CATEGORY_WORDS, strip_titles, title_forms, voice_faults
 
 Explanation = Mapping[str, Any]
-_DECADE_WORD_RE = re.compile(r"\b(?:1[89]|20)\d0s\b")
+DECADE_WORD_RE = re.compile(r"\b(?:1[89]|20)\d0s\b")
 
 
-def _share(flags: Iterable[bool]) -> float | None:
+def share(flags: Iterable[bool]) -> float | None:
+    """The share of true flags; None for none."""
     xs = list(flags)
     return sum(xs) / len(xs) if xs else None
 
@@ -39,7 +40,7 @@ def skeleton(entry: Explanation) -> str:
     slots += [(w, "{request}") for w in entry.get("request") or [] if w]
     for phrase, slot in sorted(slots, key=lambda x: len(x[0]), reverse=True):
         text = re.sub(rf"(?<![\w{{]){re.escape(phrase)}(?![\w}}])", slot, text, flags=re.I)
-    text = _DECADE_WORD_RE.sub("{decade}", text)
+    text = DECADE_WORD_RE.sub("{decade}", text)
     text = re.sub(r"(?<!\d)(?:1[89]|20)\d\d(?!\d)", "{year}", text)
     return text.lower()
 
@@ -63,7 +64,7 @@ def skeleton_shares(entries: Sequence[Explanation]) -> dict[str, float | None]:
 def prompt_speak_rate(entries: Sequence[Explanation]) -> float | None:
     """prompt speak = |{e : voice_faults(e) ≠ ∅}| / |E|: the sentence talks about "the
     user" or "recommended" (the prompt's words) instead of to the reader."""
-    return _share(
+    return share(
         bool(
             voice_faults(
                 str(e["rationale"]),
@@ -81,8 +82,6 @@ def names_itself(entry: Explanation) -> bool:
     request without history) may name its item."""
     if not entry.get("cites"):
         return False
-    from genre_agent.ranking.grounding import strip_titles
-
     support = [s["title"] for s in entry.get("support", []) if s["id"] in entry["cites"]]
     own = [f for f in title_forms(str(entry.get("title", ""))) if len(f) >= 3]
     text = strip_titles(str(entry["rationale"]), [t for t in support if t != entry.get("title")])
@@ -91,4 +90,4 @@ def names_itself(entry: Explanation) -> bool:
 
 def names_itself_rate(entries: Sequence[Explanation]) -> float | None:
     """names itself = |{e : names_itself(e)}| / |E|."""
-    return _share(names_itself(e) for e in entries)
+    return share(names_itself(e) for e in entries)

@@ -229,6 +229,13 @@ _DANGLING_RE = re.compile(
 )
 _A_AN_RE = re.compile(r"\b(?P<art>a|an)\s+(?P<word>[A-Za-z0-9][\w-]*)", re.IGNORECASE)
 _AN_OK = ("hour", "honest", "honor", "honour", "heir")
+
+
+def article(word: str) -> str:
+    """ "a" or "an" before ``word`` as a template writes it (a vowel or an 8: "an")."""
+    return "an" if word[:1].lower() in "aeiou8" else "a"
+
+
 _A_OK = ("uni", "use", "usu", "uto", "eu", "one", "once", "ur")
 
 
@@ -281,8 +288,7 @@ def negation_faults(text: str, titles: Iterable[str] = ()) -> list[str]:
 def voice_faults(text: str, titles: Iterable[str] = ()) -> list[str]:
     """Prompt speak: the sentence talks about "the user" or "recommended" instead of to the
     reader (the 0.5B model echoes its prompt: "was recommended to the user"), or as itself
-    ("a favorite of mine"). Text inside
-    ``titles`` is not read."""
+    ("a favorite of mine"). Text inside ``titles`` is not read."""
     text = strip_titles(text, titles)
     found = [m.group(0) for m in _PROMPT_SPEAK_RE.finditer(text)]
     found += [m.group(0) for m in _FIRST_PERSON_RE.finditer(text)]

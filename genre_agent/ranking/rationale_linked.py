@@ -31,7 +31,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from genre_agent.catalog.items import Item
-from genre_agent.ranking.grounding import BROAD_GENRES, display_title, is_weak, safe_title, telling
+from genre_agent.ranking.grounding import (
+    BROAD_GENRES,
+    article,
+    display_title,
+    is_weak,
+    safe_title,
+    telling,
+)
 from genre_agent.types import Evidence, Support
 
 # One free word: letters, digits and hyphens, "'s" at its end. No period (one sentence), no
@@ -90,11 +97,15 @@ def _by_telling(shared: Sequence[str]) -> list[str]:
     return sorted(usable, key=lambda a: (-telling([a]), a))
 
 
+def _own_genres(item: Item) -> list[str]:
+    """The item's genres a sentence can name, specific before broad."""
+    genres = [g for g in str(item.metadata.get("genres", "")).split("|") if g]
+    return sorted((g for g in genres if g not in _SKIP_GENRES), key=lambda g: g in BROAD_GENRES)
+
+
 def _own_links(item: Item) -> list[Link]:
     """The item's own genres (specific first) and year: for requests without history."""
-    genres = [g for g in str(item.metadata.get("genres", "")).split("|") if g]
-    genres = [g for g in genres if g not in _SKIP_GENRES]
-    links = [Link("genre", genre_word(g)) for g in sorted(genres, key=lambda g: g in BROAD_GENRES)]
+    links = [Link("genre", genre_word(g)) for g in _own_genres(item)]
     year = item.metadata.get("year")
     if isinstance(year, int) and not isinstance(year, bool):
         links.insert(min(1, len(links)), Link("year", str(year)))
@@ -250,19 +261,11 @@ def floor_sentence(item: Item, evidence: Evidence) -> tuple[str, list[str]]:
         if any(link.kind == "co-liked" for link in links) or not s.shared:
             return f"Popular with people who also liked {title}.", [s.id]
         return f"Like {title}, it shares {shares_text(s.shared)}.", [s.id]
-    genres = [g for g in str(item.metadata.get("genres", "")).split("|") if g]
-    genres = sorted(
-        (g for g in genres if g not in ("IMAX", "(no genres listed)")),
-        key=lambda g: g in BROAD_GENRES,
-    )
+    genres = _own_genres(item)
     year = item.metadata.get("year")
     if not genres or not isinstance(year, int) or isinstance(year, bool):
         return "", []
     genre = genres[0].lower()
     if evidence.request:
-        return f"{_article(str(year)).capitalize()} {year} {genre} film, as asked.", []
-    return f"{_article(genre).capitalize()} {genre} film from the {year // 10 * 10}s.", []
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou8" else "a"
+        return f"{article(str(year)).capitalize()} {year} {genre} film, as asked.", []
+    return f"{article(genre).capitalize()} {genre} film from the {year // 10 * 10}s.", []
