@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections import UserDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +134,35 @@ def _sigint_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
     assert after == before, (
         f"{request.node.nodeid} left SIGINT (ignored, blocked) = {after}, was {before}"
     )
+
+
+@pytest.fixture(scope="session")
+def recommend_cmd(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """``genre recommend`` over the fixture catalog, indexed once for every test that
+    only reads it (the index subprocess is the slow part)."""
+    return _index_for_cli(tmp_path_factory.mktemp("openai-cli"), CATALOG)
+
+
+def _index_for_cli(tmp: Path, catalog: Path) -> list[str]:
+    sets = [
+        "--set",
+        "embedder.kind=fake",
+        "--set",
+        f"store.path={tmp / 'chroma'}",
+        "--set",
+        f"store.interactions_path={tmp / 'i.sqlite'}",
+        "--set",
+        f"profile.path={tmp / 'p.sqlite'}",
+        # The fixture catalog has no interactions: the content sources.
+        "--set",
+        'retrieval.sources={"embedding": 1.0}',
+    ]
+    exe = Path(sys.executable).parent / "genre"
+    proc = subprocess.run(
+        [str(exe), "index", str(catalog), "--set", "llm.engine=fake", *sets],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [str(exe), "recommend", "--history", "m1", "-k", "2", *sets]

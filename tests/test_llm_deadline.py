@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from test_http import make_service
-from test_openai_faults import recommend_cmd as recommend_cmd  # noqa: F401  (a fixture)
 from trickle_server import trickle_server
 
 from genre_agent.config import LLMConfig

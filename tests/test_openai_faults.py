@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import CATALOG
 
 from genre_agent.config import LLMConfig
 from genre_agent.errors import GenreError
@@ -151,38 +150,6 @@ def test_http_500_names_the_status_and_the_server_message() -> None:
         f"engine 'openai' at {url}: HTTP 500 Internal Server Error: EngineCore died see log"
     )
     assert seen == ["/v1/chat/completions"]  # no retries by default
-
-
-@pytest.fixture(scope="session")
-def recommend_cmd(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """``genre recommend`` over the fixture catalog, indexed once for every test that
-    only reads it (the index subprocess is the slow part)."""
-    return _index(tmp_path_factory.mktemp("openai-cli"), CATALOG)
-
-
-def _index(tmp: Path, catalog: Path) -> list[str]:
-    sets = [
-        "--set",
-        "embedder.kind=fake",
-        "--set",
-        f"store.path={tmp / 'chroma'}",
-        "--set",
-        f"store.interactions_path={tmp / 'i.sqlite'}",
-        "--set",
-        f"profile.path={tmp / 'p.sqlite'}",
-        # The fixture catalog has no interactions: the content sources.
-        "--set",
-        'retrieval.sources={"embedding": 1.0}',
-    ]
-    exe = Path(sys.executable).parent / "genre"
-    proc = subprocess.run(
-        [str(exe), "index", str(catalog), "--set", "llm.engine=fake", *sets],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [str(exe), "recommend", "--history", "m1", "-k", "2", *sets]
 
 
 def test_cli_prints_one_error_line_for_a_failing_server(recommend_cmd: list[str]):
